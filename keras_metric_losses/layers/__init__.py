@@ -1,0 +1,5 @@
+"""Layers that produce what the package's losses take."""
+
+from keras_metric_losses.layers.similarity import PairwiseSimilarity
+
+__all__ = ["PairwiseSimilarity"]

@@ -1,0 +1,54 @@
+"""Static argument checks that raise errors naming the argument and what was received.
+
+Checks only use static shapes, so they run at trace time under `jax.jit`,
+`tf.function(jit_compile=True)` and `torch.compile`; unknown dimensions are not checked.
+"""
+
+from keras import ops
+
+
+def _shape(x):
+    return tuple(x.shape)
+
+
+def class_labels(y_true, name="y_true"):
+    """Flattens integer class labels of shape `[B]` or `[B, 1]` to `[B]`.
+
+    Raises:
+        ValueError: if `y_true` has another rank or shape.
+    """
+    shape = _shape(y_true)
+    if len(shape) == 2 and shape[1] == 1:
+        return ops.reshape(y_true, (-1,))
+    if len(shape) != 1:
+        raise ValueError(
+            f"`{name}` must hold one integer class label per example, of shape [batch] or "
+            f"[batch, 1]. Received: {name}.shape={shape}"
+        )
+    return y_true
+
+
+def square_similarity(y_pred, name="y_pred"):
+    """Checks that `y_pred` is a `[B, B]` similarity matrix."""
+    shape = _shape(y_pred)
+    if len(shape) != 2 or (None not in shape and shape[0] != shape[1]):
+        raise ValueError(
+            f"`{name}` must be a square [batch, batch] similarity matrix (for example "
+            f"`anchors @ positives.T`). Received: {name}.shape={shape}"
+        )
+
+
+def same_batch(y_true, y_pred):
+    """Checks that `y_true` and `y_pred` agree on the batch (first) dimension."""
+    true_batch, pred_batch = _shape(y_true)[0], _shape(y_pred)[0]
+    if None not in (true_batch, pred_batch) and true_batch != pred_batch:
+        raise ValueError(
+            "`y_true` and `y_pred` must have the same batch size. Received: "
+            f"y_true.shape={_shape(y_true)} and y_pred.shape={_shape(y_pred)}"
+        )
+
+
+def rank(x, expected, what, name):
+    """Checks that `x` has rank `expected`; `what` describes the expected layout."""
+    if len(_shape(x)) != expected:
+        raise ValueError(f"`{name}` must be {what}. Received: {name}.shape={_shape(x)}")

@@ -1,0 +1,74 @@
+"""Backend-neutral helpers for the tests: reference data, gradients and compiled calls."""
+
+import json
+import pathlib
+
+import keras
+import numpy as np
+
+DATA = pathlib.Path(__file__).parent / "data"
+
+
+def golden_cases(name):
+    """The cases of `tests/data/<name>.json` (copied from the shared reference values)."""
+    return json.loads((DATA / f"{name}.json").read_text())["cases"]
+
+
+def numpy(x):
+    return np.asarray(keras.ops.convert_to_numpy(x))
+
+
+def value_and_grad(fn, x):
+    """`(fn(x), d fn / d x)` as NumPy arrays, for a scalar-valued `fn` of one float array."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        value, grad = jax.value_and_grad(fn)(jax.numpy.asarray(x))
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        x = tf.convert_to_tensor(x)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            value = fn(x)
+        grad = tape.gradient(value, x)
+    else:
+        import torch
+
+        x = torch.tensor(x, requires_grad=True)
+        value = fn(x)
+        (grad,) = torch.autograd.grad(value, x)
+    return numpy(value), numpy(grad)
+
+
+def compiled(fn):
+    """`fn` compiled by the backend's own compiler: `jax.jit`, XLA `tf.function`, `torch.compile`.
+
+    The returned function takes arrays and passes them to the compiled `fn` as backend tensors.
+    """
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        compiled_fn = jax.jit(fn)
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        compiled_fn = tf.function(fn, jit_compile=True)
+    else:
+        import torch
+
+        compiled_fn = torch.compile(fn, fullgraph=True)
+    return lambda *args: compiled_fn(*(keras.ops.convert_to_tensor(a) for a in args))
+
+
+def finite_difference_grad(fn, x, eps=1e-3):
+    """Central finite differences of a scalar `fn` at `x` (float64 NumPy)."""
+    x = np.asarray(x, dtype=np.float64)
+    grad = np.zeros_like(x)
+    for index in np.ndindex(x.shape):
+        step = np.zeros_like(x)
+        step[index] = eps
+        grad[index] = (float(fn(x + step)) - float(fn(x - step))) / (2 * eps)
+    return grad
