@@ -25,8 +25,9 @@ def lint(session):
 @nox.parametrize("backend", list(BACKEND_PACKAGES))
 def tests(session, backend):
     session.install(*CONSTRAINTS, *BACKEND_PACKAGES[backend])
-    # Not editable: the tests import the package as users get it.
     session.install(*CONSTRAINTS, ".[test]")
+    # Not editable, and rebuilt on every run: the tests import the package as users get it.
+    session.install("--no-deps", "--force-reinstall", ".")
     session.env["KERAS_BACKEND"] = backend
     session.env["KERAS_HOME"] = session.create_tmp()
-    session.run("pytest", *(session.posargs or ["-q"]), env={"CUDA_VISIBLE_DEVICES": ""})
+    session.run("pytest", *session.posargs, env={"CUDA_VISIBLE_DEVICES": ""})

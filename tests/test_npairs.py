@@ -123,7 +123,9 @@ def grad_of(fn, y_true, y_pred):
     return value_and_grad(lambda s: fn(y_true, s), y_pred)[1]
 
 
-@pytest.mark.parametrize("fn, cases", [(kml.npairs_loss, NPAIRS), (kml.npairs_multilabel_loss, MULTILABEL)])
+@pytest.mark.parametrize(
+    "fn, cases", [(kml.npairs_loss, NPAIRS), (kml.npairs_multilabel_loss, MULTILABEL)]
+)
 def test_compiled_matches_golden(fn, cases):
     case = cases[4]
     y_true, y_pred = case_inputs(case)

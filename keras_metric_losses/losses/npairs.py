@@ -185,9 +185,7 @@ class NpairsMultilabelLoss(LabelLoss):
     Reference: Sohn, NeurIPS 2016.
     """
 
-    def __init__(
-        self, name="npairs_multilabel_loss", reduction="sum_over_batch_size", dtype=None
-    ):
+    def __init__(self, name="npairs_multilabel_loss", reduction="sum_over_batch_size", dtype=None):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
 
     def call(self, y_true, y_pred):
