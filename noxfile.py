@@ -2,7 +2,7 @@
 
 import nox
 
-nox.options.sessions = ["lint", "tests"]
+nox.options.sessions = ["lint", "tests", "docs"]
 nox.options.reuse_existing_virtualenvs = True
 
 CONSTRAINTS = ("-c", "constraints.txt")
@@ -25,9 +25,26 @@ def lint(session):
 @nox.parametrize("backend", list(BACKEND_PACKAGES))
 def tests(session, backend):
     session.install(*CONSTRAINTS, *BACKEND_PACKAGES[backend])
-    session.install(*CONSTRAINTS, ".[test]")
+    session.install(*CONSTRAINTS, ".[test,demo]")
     # Not editable, and rebuilt on every run: the tests import the package as users get it.
     session.install("--no-deps", "--force-reinstall", ".")
     session.env["KERAS_BACKEND"] = backend
     session.env["KERAS_HOME"] = session.create_tmp()
     session.run("pytest", *session.posargs, env={"CUDA_VISIBLE_DEVICES": ""})
+
+
+@nox.session
+def docs(session):
+    """Builds the documentation site; warnings are errors."""
+    session.install(*CONSTRAINTS, ".[docs]")
+    site = session.create_tmp() + "/site"
+    session.run("mkdocs", "build", "--strict", "--site-dir", site, env={"NO_MKDOCS_2_WARNING": "1"})
+
+
+@nox.session
+def demo(session):
+    """Runs the demo on the JAX backend (`nox -s demo -- --epochs 5` passes arguments)."""
+    session.install(*CONSTRAINTS, ".[jax,demo]")
+    session.run(
+        "python", "-m", "keras_metric_losses.demo", *session.posargs, env={"KERAS_BACKEND": "jax"}
+    )

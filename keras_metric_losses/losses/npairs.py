@@ -63,8 +63,8 @@ def npairs_loss(y_true, y_pred):
         y_pred: `[B, B]` float similarity logits.
 
     Returns:
-        A scalar, the mean over anchors, in the dtype of `y_pred`. `NpairsLoss(reduction=None)`
-        gives the per-anchor values.
+        A scalar, the mean over anchors, in the dtype of `y_pred`.
+            `NpairsLoss(reduction=None)` gives the per-anchor values.
 
     Raises:
         ValueError: if `y_true` is not `[B]`/`[B, 1]`, `y_pred` is not square, or the batch sizes
