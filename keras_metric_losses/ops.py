@@ -33,7 +33,9 @@ def soft_target_cross_entropy(target_weights, logits):
 
     `loss[i] = -sum_j t[i, j] * log_softmax(logits[i])[j]` with
     `t[i, j] = target_weights[i, j] / sum_k target_weights[i, k]`. A row whose weights are all
-    zero has no target: its loss is 0 and its gradient is 0 (not 0 / 0).
+    zero has no target: its loss is 0 and its gradient is 0 (not 0 / 0). Logits of `-inf` are
+    excluded exactly (a way to mask pairs): they take no probability and, where their target is
+    0, add nothing (not `0 * -inf`).
 
     Args:
         target_weights: `[B, N]` non-negative weights, in the dtype of `logits`.
@@ -43,4 +45,11 @@ def soft_target_cross_entropy(target_weights, logits):
         `[B]` losses in the dtype of `logits`.
     """
     targets = ops.divide_no_nan(target_weights, ops.sum(target_weights, axis=-1, keepdims=True))
-    return -ops.sum(targets * ops.log_softmax(logits, axis=-1), axis=-1)
+    log_probabilities = ops.log_softmax(logits, axis=-1)
+    return -ops.sum(ops.where(targets > 0, targets * log_probabilities, 0), axis=-1)
+
+
+def mean(losses):
+    """Mean over the first axis; 0 for an empty batch (not 0 / 0)."""
+    count = ops.cast(ops.shape(losses)[0], losses.dtype)
+    return ops.divide_no_nan(ops.sum(losses, axis=0), count)

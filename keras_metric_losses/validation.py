@@ -4,11 +4,38 @@ Checks only use static shapes, so they run at trace time under `jax.jit`,
 `tf.function(jit_compile=True)` and `torch.compile`; unknown dimensions are not checked.
 """
 
+import keras
+import numpy as np
 from keras import ops
+
+_NUMERIC_PREFIXES = ("int", "uint", "float", "bfloat", "bool")
 
 
 def _shape(x):
     return tuple(x.shape)
+
+
+def numeric_tensor(x, name):
+    """Converts `x` to a backend tensor, first checking that it holds numbers (or booleans).
+
+    Raises:
+        TypeError: for strings or other non-numeric data, which the backends would otherwise
+            reject deep inside their conversion code (or, in TensorFlow, accept silently).
+    """
+    dtype = getattr(x, "dtype", None)
+    if dtype is None:
+        x = np.asarray(x)
+        dtype = x.dtype
+    try:
+        dtype = keras.backend.standardize_dtype(dtype)
+    except ValueError:
+        dtype = str(dtype)
+    if not dtype.startswith(_NUMERIC_PREFIXES):
+        raise TypeError(
+            f"`{name}` must hold numbers (integer class labels or floats). "
+            f"Received: {name}.dtype={dtype}"
+        )
+    return ops.convert_to_tensor(x)
 
 
 def class_labels(y_true, name="y_true"):

@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from keras_metric_losses import validation
+
 
 class _PerExampleReduction(keras.losses.Loss):
     """Applies Keras' reduction, `sample_weight`, masking and distribution scaling unchanged."""
@@ -31,7 +33,8 @@ class LabelLoss(keras.losses.Loss):
     def __call__(self, y_true, y_pred, sample_weight=None):
         with keras.name_scope(self.name):
             losses = self.call(
-                ops.convert_to_tensor(y_true), ops.convert_to_tensor(y_pred, dtype=self.dtype)
+                validation.numeric_tensor(y_true, "y_true"),
+                ops.convert_to_tensor(y_pred, dtype=self.dtype),
             )
         reduce = _PerExampleReduction(name=self.name, reduction=self.reduction, dtype=self.dtype)
         return reduce(losses, losses, sample_weight=sample_weight)

@@ -5,7 +5,7 @@ from keras import ops
 from keras_metric_losses import validation
 from keras_metric_losses.api import export
 from keras_metric_losses.losses.base import LabelLoss
-from keras_metric_losses.ops import compute_dtype, label_equality, soft_target_cross_entropy
+from keras_metric_losses.ops import compute_dtype, label_equality, mean, soft_target_cross_entropy
 
 
 def _similarity_cross_entropy(target_weights, y_pred):
@@ -17,7 +17,7 @@ def _similarity_cross_entropy(target_weights, y_pred):
 def _npairs_per_anchor(y_true, y_pred):
     """Per-anchor N-pair losses `[B]` in at least float32. See `npairs_loss`."""
     y_pred = ops.convert_to_tensor(y_pred)
-    labels = validation.class_labels(ops.convert_to_tensor(y_true))
+    labels = validation.class_labels(validation.numeric_tensor(y_true, "y_true"))
     validation.square_similarity(y_pred)
     validation.same_batch(labels, y_pred)
     return _similarity_cross_entropy(label_equality(labels), y_pred)
@@ -26,7 +26,7 @@ def _npairs_per_anchor(y_true, y_pred):
 def _npairs_multilabel_per_anchor(y_true, y_pred):
     """Per-anchor multilabel N-pair losses `[B]` in at least float32. See
     `npairs_multilabel_loss`."""
-    y_true, y_pred = ops.convert_to_tensor(y_true), ops.convert_to_tensor(y_pred)
+    y_true, y_pred = validation.numeric_tensor(y_true, "y_true"), ops.convert_to_tensor(y_pred)
     validation.rank(y_true, 2, "a multi-hot [batch, num_classes] label matrix", "y_true")
     validation.square_similarity(y_pred)
     validation.same_batch(y_true, y_pred)
@@ -35,7 +35,7 @@ def _npairs_multilabel_per_anchor(y_true, y_pred):
 
 
 def _mean_in_input_dtype(losses, y_pred):
-    return ops.cast(ops.mean(losses), ops.convert_to_tensor(y_pred).dtype)
+    return ops.cast(mean(losses), ops.convert_to_tensor(y_pred).dtype)
 
 
 @export
