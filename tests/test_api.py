@@ -52,6 +52,12 @@ def test_loss_config_round_trip(loss_cls):
     assert type(restored) is loss_cls and restored.get_config() == config
     with pytest.raises(TypeError, match="unexpected keyword argument 'not_an_argument'"):
         loss_cls.from_config({**config, "not_an_argument": 1})
+    with pytest.raises(TypeError, match=r"`name` must be a string\. Received: name=3"):
+        loss_cls.from_config({**config, "name": 3})
+    with pytest.raises(ValueError, match="reduction"):
+        loss_cls.from_config({**config, "reduction": "median"})
+    with pytest.raises(ValueError, match="not_a_dtype"):
+        loss_cls.from_config({**config, "dtype": "not_a_dtype"})
 
 
 @pytest.mark.parametrize("fn", LOSS_FUNCTIONS, ids=lambda f: f.__name__)

@@ -65,13 +65,14 @@ def test_fit_sample_weight_weights_anchors():
     np.testing.assert_allclose(evaluated, (weights * per_anchor).mean(), rtol=1e-5)
 
 
-def test_fit_under_mixed_precision_stays_finite():
-    keras.config.set_dtype_policy("mixed_float16")
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_fit_under_mixed_precision_stays_finite(policy):
+    keras.config.set_dtype_policy(policy)
     x, labels = pair_data()
     x = [a * 4 for a in x]
     model = pair_model()
     similarity = model.predict(x, verbose=0)
-    assert similarity.dtype == np.float16
+    assert keras.backend.standardize_dtype(similarity.dtype) == policy.split("_")[1]
     # exp() of these float16 logits overflows unless the loss computes in float32:
     assert np.abs(similarity).max() > 20
     model.compile(optimizer="adam", loss=kml.NpairsLoss())

@@ -27,6 +27,8 @@ class LabelLoss(keras.losses.Loss):
     """
 
     def __init__(self, name=None, reduction="sum_over_batch_size", dtype=None):
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"`name` must be a string. Received: name={name!r}")
         self.dtype_policy = keras.dtype_policies.get(dtype or keras.config.floatx())
         super().__init__(name=name, reduction=reduction, dtype=self.dtype_policy)
 
