@@ -44,3 +44,14 @@ def soft_target_cross_entropy(target_weights, logits):
     """
     targets = ops.divide_no_nan(target_weights, ops.sum(target_weights, axis=-1, keepdims=True))
     return -ops.sum(targets * ops.log_softmax(logits, axis=-1), axis=-1)
+
+
+def safe_sqrt(x):
+    """`sqrt(x)` for `x >= 0` whose value and gradient are 0 where `x == 0` (not `inf`/NaN).
+
+    `where(x > 0, sqrt(where(x > 0, x, 1)), 0)`: the inner `where` keeps the unused branch away
+    from `sqrt(0)`, whose derivative is infinite and would turn `0 * inf` into NaN. No epsilon
+    is added, so positive values are exact.
+    """
+    positive = ops.greater(x, 0)
+    return ops.where(positive, ops.sqrt(ops.where(positive, x, ops.ones_like(x))), 0)
