@@ -56,10 +56,8 @@ def _pn_per_anchor(y_true, y_pred, distance_fn, positive_strategy, negative_stra
     dist = distance_fn(embeddings, embeddings)
     positive_mask, negative_mask = mining.label_masks(labels)
     hardest = mining.masked_argmax(dist, positive_mask)
-    if positive_strategy == "hard":
-        positive = hardest
-    else:
-        positive = mining.masked_argmin(dist, positive_mask)
+    easiest = positive_strategy == "easy"
+    positive = mining.masked_argmin(dist, positive_mask) if easiest else hardest
     has_positive = mining.take_rows(positive_mask, positive)
     threshold = mining.take_rows(dist, hardest)
     negative, has_negative = mining.mine_negatives(
@@ -73,10 +71,8 @@ def _pn_per_anchor(y_true, y_pred, distance_fn, positive_strategy, negative_stra
     negative_distance = ops.minimum(mining.take_rows(dist, negative), positive_to_negative)
 
     difference = positive_distance - negative_distance
-    if margin is None:
-        losses = ops.softplus(difference)
-    else:
-        losses = ops.relu(difference + margin)
+    soft = margin is None
+    losses = ops.softplus(difference) if soft else ops.relu(difference + margin)
     return ops.where(ops.logical_and(has_positive, has_negative), losses, 0)
 
 
