@@ -346,8 +346,10 @@ def test_registered_callable_distance_round_trip():
     config = loss.get_config()
     assert config["distance"] == "pn_tests>chebyshev"
     restored = kml.PNLoss.from_config(config)
-    expected = numpy(kml.PNLoss(distance="manhattan", reduction=None)(labels, embeddings))
-    np.testing.assert_allclose(numpy(restored(labels, embeddings.astype("float32"))), expected / 2)
+    # Here every difference is 0 or +-(1, -1): chebyshev = manhattan / 2 (so margin 1 <-> 2).
+    manhattan = kml.PNLoss(distance="manhattan", margin=2.0, reduction=None)
+    expected = numpy(manhattan(labels, embeddings.astype("float32"))) / 2
+    np.testing.assert_allclose(numpy(restored(labels, embeddings.astype("float32"))), expected)
     serialized = json.loads(json.dumps(keras.saving.serialize_keras_object(loss)))
     assert keras.saving.deserialize_keras_object(serialized).get_config() == config
 
