@@ -107,3 +107,12 @@ def test_euclidean_is_exactly_zero_with_zero_gradient_on_duplicates():
 
     _, grad = value_and_grad(pair_01, x)
     np.testing.assert_array_equal(grad, np.zeros_like(x))
+
+
+def test_safe_sqrt_has_zero_gradient_at_zero():
+    from keras_metric_losses.ops import safe_sqrt
+
+    x = np.array([0.0, 4.0, 0.25], "float32")
+    value, grad = value_and_grad(lambda v: keras.ops.sum(safe_sqrt(v)), x)
+    np.testing.assert_allclose(value, 2.5)
+    np.testing.assert_allclose(grad, [0.0, 0.25, 1.0])
