@@ -295,6 +295,7 @@ def test_soft_margin_and_margin_conventions():
     assert kml.PNLoss(soft_margin=True).get_config()["margin"] is None
     assert kml.PNLoss(margin=None).get_config()["soft_margin"] is True
     assert kml.PNLoss(soft_margin=True, margin=None).get_config()["soft_margin"] is True
+    assert kml.PNLoss(margin=np.float32(0.5)).get_config()["margin"] == 0.5
     config = kml.PNLoss(margin=1.0).get_config()
     assert config["margin"] == 1.0 and config["soft_margin"] is False
     assert type(config["margin"]) is float  # the default sentinel is not leaked into configs

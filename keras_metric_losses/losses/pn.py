@@ -2,6 +2,7 @@
 counts the distance from the mined positive to the mined negative."""
 
 import math
+import numbers
 
 from keras import ops
 
@@ -38,7 +39,7 @@ def _soft_margin(soft_margin, margin):
         return True, None
     if (
         isinstance(margin, bool)
-        or not isinstance(margin, (int, float))
+        or not isinstance(margin, numbers.Real)
         or not math.isfinite(margin)
     ):
         raise ValueError(f"`margin` must be a finite number or None. Received: margin={margin!r}")
@@ -55,11 +56,12 @@ def _pn_per_anchor(y_true, y_pred, distance_fn, positive_strategy, negative_stra
 
     dist = distance_fn(embeddings, embeddings)
     positive_mask, negative_mask = mining.label_masks(labels)
-    hardest = mining.masked_argmax(dist, positive_mask)
-    easiest = positive_strategy == "easy"
-    positive = mining.masked_argmin(dist, positive_mask) if easiest else hardest
-    has_positive = mining.take_rows(positive_mask, positive)
-    threshold = mining.take_rows(dist, hardest)
+    positive, has_positive = mining.mine_positives(dist, positive_mask, positive_strategy)
+    threshold = None
+    if negative_strategy == "semi-hard":  # beyond the *farthest* positive, whatever the strategy
+        hard = positive_strategy == "hard"
+        hardest = positive if hard else mining.masked_argmax(dist, positive_mask)
+        threshold = mining.take_rows(dist, hardest)
     negative, has_negative = mining.mine_negatives(
         dist, negative_mask, negative_strategy, threshold=threshold
     )
