@@ -42,6 +42,7 @@ def assert_matches_golden(values, case):
 
 @pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
 def test_matches_tensorflow_similarity(case):
+    # The class and the function share one implementation; both are checked on every case.
     y_true, y_pred = case_inputs(case)
     per_anchor = kml.PNLoss(reduction=None, **case["kwargs"])(y_true, y_pred)
     assert tuple(per_anchor.shape) == (len(y_true),)
