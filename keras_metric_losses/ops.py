@@ -53,3 +53,14 @@ def mean(losses):
     """Mean over the first axis; 0 for an empty batch (not 0 / 0)."""
     count = ops.cast(ops.shape(losses)[0], losses.dtype)
     return ops.divide_no_nan(ops.sum(losses, axis=0), count)
+
+
+def safe_sqrt(x):
+    """`sqrt(x)` for `x >= 0` whose value and gradient are 0 where `x == 0` (not `inf`/NaN).
+
+    `where(x > 0, sqrt(where(x > 0, x, 1)), 0)`: the inner `where` keeps the unused branch away
+    from `sqrt(0)`, whose derivative is infinite and would turn `0 * inf` into NaN. No epsilon
+    is added, so positive values are exact.
+    """
+    positive = ops.greater(x, 0)
+    return ops.where(positive, ops.sqrt(ops.where(positive, x, ops.ones_like(x))), 0)

@@ -98,6 +98,9 @@ def compile_targets():
         "npairs_loss": labels,
         "NpairsMultilabelLoss": np.eye(4, dtype="float32")[labels],
         "npairs_multilabel_loss": np.eye(4, dtype="float32")[labels],
+        # The [8, 8] similarity output doubles as 8-dimensional embeddings for the PN loss.
+        "PNLoss": labels,
+        "pn_loss": labels,
     }
 
 

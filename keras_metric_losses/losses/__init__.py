@@ -6,5 +6,13 @@ from keras_metric_losses.losses.npairs import (
     npairs_loss,
     npairs_multilabel_loss,
 )
+from keras_metric_losses.losses.pn import PNLoss, pn_loss
 
-__all__ = ["NpairsLoss", "NpairsMultilabelLoss", "npairs_loss", "npairs_multilabel_loss"]
+__all__ = [
+    "NpairsLoss",
+    "NpairsMultilabelLoss",
+    "PNLoss",
+    "npairs_loss",
+    "npairs_multilabel_loss",
+    "pn_loss",
+]

@@ -1,0 +1,203 @@
+"""Mining of positives and negatives from a distance matrix, with masks and static shapes.
+
+Everything here works on a `[B, K]` distance matrix (row = anchor, column = key) and `[B, K]`
+boolean masks, and returns one column index per anchor (`[B]` integers) plus, where it
+matters, whether the anchor had a candidate at all. Selections are masked `argmin`/`argmax`
+over `where(mask, distances, +inf / -inf)`: no index lists, no data-dependent shapes, no
+host syncs, so they run under `jax.jit`, XLA and `torch.compile`. Ties go to the first
+column, as in TensorFlow Similarity. The distance of a selected pair is read with `take_rows`
+(a gather), so the gradient flows to that one entry of the matrix only.
+
+An anchor whose mask row is empty gets column 0 and `found = False`; callers decide what such
+an anchor contributes (`PNLoss` gives it loss 0 and zero gradient).
+"""
+
+from keras import ops
+
+from keras_metric_losses.api import export
+from keras_metric_losses.ops import label_equality
+
+POSITIVE_STRATEGIES = ("hard", "easy")
+NEGATIVE_STRATEGIES = ("hard", "semi-hard", "easy")
+
+
+@export
+def label_masks(labels):
+    """Positive and negative masks of a batch of integer class labels.
+
+    `positive[i, j] = labels[i] == labels[j] and i != j` (an anchor is not its own positive);
+    `negative[i, j] = labels[i] != labels[j]` (never on the diagonal).
+
+    Args:
+        labels: `[B]` integer class labels (compared in their own dtype).
+
+    Returns:
+        `(positive, negative)`, two `[B, B]` boolean masks.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from keras_metric_losses import mining
+    >>> positive, negative = mining.label_masks(np.array([0, 0, 1]))
+    """
+    same = label_equality(labels)
+    index = ops.arange(ops.shape(labels)[0])
+    not_self = ops.not_equal(ops.expand_dims(index, 1), ops.expand_dims(index, 0))
+    return ops.logical_and(same, not_self), ops.logical_not(same)
+
+
+@export
+def masked_argmax(values, mask):
+    """Per row, the first column of the largest `values` where `mask` is set (0 if none).
+
+    Args:
+        values: `[B, K]` floats.
+        mask: `[B, K]` booleans.
+
+    Returns:
+        `[B]` int32 column indices.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from keras_metric_losses import mining
+    >>> d = np.array([[0.0, 3.0, 2.0]])
+    >>> index = mining.masked_argmax(d, np.array([[True, False, True]]))  # [2]
+    """
+    filled = ops.where(mask, values, float("-inf"))
+    return _first_index_of(filled, ops.amax(filled, axis=-1, keepdims=True))
+
+
+@export
+def masked_argmin(values, mask):
+    """Per row, the first column of the smallest `values` where `mask` is set (0 if none).
+
+    Args:
+        values: `[B, K]` floats.
+        mask: `[B, K]` booleans.
+
+    Returns:
+        `[B]` int32 column indices.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from keras_metric_losses import mining
+    >>> d = np.array([[0.0, 3.0, 2.0]])
+    >>> index = mining.masked_argmin(d, np.array([[False, True, True]]))  # [2]
+    """
+    filled = ops.where(mask, values, float("inf"))
+    return _first_index_of(filled, ops.amin(filled, axis=-1, keepdims=True))
+
+
+@export
+def take_rows(matrix, index):
+    """`matrix[i, index[i]]` for every row `i` (`[B, K]`, `[B]` -> `[B]`), by a gather.
+
+    Works for boolean masks too (`take_rows(mask, index)` tells whether the selected column
+    was a candidate). The gradient flows to the selected entries only.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from keras_metric_losses import mining
+    >>> row_values = mining.take_rows(np.array([[1.0, 2.0], [3.0, 4.0]]), np.array([1, 0]))
+    """
+    return ops.squeeze(ops.take_along_axis(matrix, ops.expand_dims(index, 1), axis=1), 1)
+
+
+@export
+def mine_positives(distances, positive_mask, strategy="hard"):
+    """The positive of each anchor: `"hard"` = farthest, `"easy"` = closest.
+
+    Args:
+        distances: `[B, K]` distances (row = anchor).
+        positive_mask: `[B, K]` booleans, the positives of each anchor.
+        strategy: `"hard"` or `"easy"`. Defaults to `"hard"`.
+
+    Returns:
+        `(index, found)`: `[B]` int32 column of the mined positive, `[B]` bool `True` where
+        the anchor has a positive (`index` is 0 where it has none).
+
+    Raises:
+        ValueError: for an unknown strategy.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from keras_metric_losses import mining
+    >>> d = np.array([[0.0, 1.0, 3.0], [1.0, 0.0, 2.0], [3.0, 2.0, 0.0]])
+    >>> positive, _ = mining.label_masks(np.array([0, 0, 0]))
+    >>> index, found = mining.mine_positives(d, positive, "hard")  # [2, 2, 0]
+    """
+    check_strategy("positive_mining_strategy", strategy, POSITIVE_STRATEGIES)
+    select = masked_argmax if strategy == "hard" else masked_argmin
+    index = select(distances, positive_mask)
+    return index, take_rows(positive_mask, index)
+
+
+@export
+def mine_negatives(distances, negative_mask, strategy="semi-hard", threshold=None):
+    """The negative of each anchor: `"hard"` = closest, `"easy"` = farthest, or `"semi-hard"`.
+
+    `"semi-hard"` takes the closest negative strictly farther than `threshold[i]` (usually the
+    distance of the anchor's hardest positive); when no negative is that far it falls back to
+    the farthest negative (the one closest to the threshold without exceeding it). This is
+    TensorFlow Similarity's rule since 0.17.
+
+    Args:
+        distances: `[B, K]` distances (row = anchor).
+        negative_mask: `[B, K]` booleans, the negatives of each anchor.
+        strategy: `"hard"`, `"semi-hard"` or `"easy"`. Defaults to `"semi-hard"`.
+        threshold: `[B]` distances, required for `"semi-hard"`.
+
+    Returns:
+        `(index, found)`: `[B]` int32 column of the mined negative, `[B]` bool `True` where
+        the anchor has a negative (`index` is 0 where it has none).
+
+    Raises:
+        ValueError: for an unknown strategy, or `"semi-hard"` without `threshold`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from keras_metric_losses import mining
+    >>> d = np.array([[0.0, 1.0, 3.0], [1.0, 0.0, 2.0], [3.0, 2.0, 0.0]])
+    >>> _, negative = mining.label_masks(np.array([0, 1, 1]))
+    >>> index, found = mining.mine_negatives(d, negative, "hard")  # [1, 0, 0]
+    """
+    check_strategy("negative_mining_strategy", strategy, NEGATIVE_STRATEGIES)
+    if strategy == "hard":
+        closest = masked_argmin(distances, negative_mask)
+        return closest, take_rows(negative_mask, closest)
+    if strategy == "semi-hard" and threshold is None:
+        raise ValueError("`threshold` is required for semi-hard negative mining.")
+    farthest = masked_argmax(distances, negative_mask)
+    if strategy == "easy":
+        return farthest, take_rows(negative_mask, farthest)
+    beyond = ops.logical_and(negative_mask, ops.greater(distances, ops.expand_dims(threshold, 1)))
+    closest_beyond = masked_argmin(distances, beyond)
+    index = ops.where(take_rows(beyond, closest_beyond), closest_beyond, farthest)
+    return index, take_rows(negative_mask, index)
+
+
+def _first_index_of(filled, extreme):
+    """The first column where `filled` equals the row's `extreme` (`[B, 1]`), as int32 `[B]`.
+
+    A max/min reduction followed by a min over column numbers: the same result as
+    `argmax`/`argmin` with ties to the first index on every backend, and 2-3x faster than
+    XLA's CPU arg-reductions. A row that is all fill value (no candidate) gives column 0.
+    (`ops.amax`/`ops.amin` rather than `ops.max`/`ops.min`: the latter break `torch.compile`
+    graphs with Keras' torch backend.)
+    """
+    columns = ops.arange(ops.shape(filled)[-1], dtype="int32")
+    num_columns = ops.shape(filled)[-1]
+    return ops.amin(ops.where(ops.equal(filled, extreme), columns, num_columns), axis=-1)
+
+
+def check_strategy(argument, strategy, allowed):
+    """Raises `ValueError` unless `strategy` is one of `allowed`."""
+    if not isinstance(strategy, str) or strategy not in allowed:
+        raise ValueError(
+            f"`{argument}` must be one of {list(allowed)}. Received: {argument}={strategy!r}"
+        )
