@@ -1,22 +1,33 @@
 """Metric-learning and contrastive losses for Keras 3 on TensorFlow, JAX and PyTorch."""
 
-from keras_metric_losses import layers, losses
+from keras_metric_losses import layers, losses, sampling
 from keras_metric_losses.layers import PairwiseSimilarity
 from keras_metric_losses.losses import (
+    NCELoss,
     NpairsLoss,
     NpairsMultilabelLoss,
+    SampledSoftmaxLoss,
+    nce_loss,
     npairs_loss,
     npairs_multilabel_loss,
+    sampled_softmax_loss,
 )
+from keras_metric_losses.sampling import log_uniform_candidate_sampler
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "NCELoss",
     "NpairsLoss",
     "NpairsMultilabelLoss",
     "PairwiseSimilarity",
+    "SampledSoftmaxLoss",
     "layers",
+    "log_uniform_candidate_sampler",
     "losses",
+    "nce_loss",
     "npairs_loss",
     "npairs_multilabel_loss",
+    "sampled_softmax_loss",
+    "sampling",
 ]
