@@ -77,3 +77,75 @@ def test_fit_under_mixed_precision_stays_finite():
     model.compile(optimizer="adam", loss=kml.NpairsLoss())
     history = model.fit(x, labels, batch_size=32, epochs=2, verbose=0)
     assert np.isfinite(history.history["loss"]).all()
+
+
+# --- NCE: a word2vec-style model trained with sampled logits, scored with full logits ------
+
+VOCAB = 100
+
+
+def word2vec_data(pairs=3000, seed=0):
+    """Center words and their context word: word `w`'s context is `(7 * w + 3) % VOCAB`."""
+    rng = np.random.default_rng(seed)
+    words = rng.integers(0, VOCAB, size=pairs).astype("int32")
+    return words, ((7 * words + 3) % VOCAB).astype("int32")[:, None]
+
+
+def word2vec_model(loss_cls=kml.NCELoss, remove_accidental_hits=False):
+    words, context = keras.Input((), dtype="int32"), keras.Input((1,), dtype="int32")
+    embedded = keras.layers.Embedding(VOCAB, 16, name="embedding")(words)
+    nce = kml.layers.NCE(
+        VOCAB, num_sampled=10, remove_accidental_hits=remove_accidental_hits, seed=0, name="nce"
+    )
+    model = keras.Model([words, context], nce([embedded, context]))
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss=loss_cls())
+    return model
+
+
+def full_logit_accuracy(model, words, context):
+    scores = model.get_layer("nce")(model.get_layer("embedding")(words))
+    assert tuple(scores.shape) == (len(words), VOCAB)
+    return float(np.mean(np.argmax(numpy(scores), axis=-1) == context[:, 0]))
+
+
+LOAD_AND_SCORE = """
+import sys
+import keras
+import numpy as np
+import keras_metric_losses  # the only import needed
+model = keras.saving.load_model(sys.argv[1])
+words = np.arange(100, dtype="int32")
+scores = model.get_layer("nce")(model.get_layer("embedding")(words))
+print(float(np.mean(np.argmax(keras.ops.convert_to_numpy(scores), -1) == (7 * words + 3) % 100)))
+print(type(model.loss).__name__)
+"""
+
+
+@pytest.mark.parametrize(
+    "loss_cls, rah", [(kml.NCELoss, False), (kml.SampledSoftmaxLoss, True)],
+    ids=["nce", "sampled_softmax"],
+)  # fmt: skip
+def test_word2vec_fit_save_and_reload(tmp_path, loss_cls, rah):
+    import subprocess
+    import sys
+
+    keras.utils.set_random_seed(0)
+    words, context = word2vec_data()
+    model = word2vec_model(loss_cls, rah)
+    all_words = np.arange(VOCAB, dtype="int32")
+    all_context = ((7 * all_words + 3) % VOCAB)[:, None]
+    before = full_logit_accuracy(model, all_words, all_context)
+    history = model.fit([words, context], context, batch_size=100, epochs=8, verbose=0)
+    losses = history.history["loss"]
+    assert np.isfinite(losses).all() and losses[-1] < 0.5 * losses[0]
+    accuracy = full_logit_accuracy(model, all_words, all_context)
+    assert accuracy > 0.5 > 10 * before + 0.1  # chance is 0.01
+    path = str(tmp_path / "word2vec.keras")
+    model.save(path)
+    result = subprocess.run(
+        [sys.executable, "-c", LOAD_AND_SCORE, path], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    loaded_accuracy, loss_name = result.stdout.strip().splitlines()[-2:]
+    assert float(loaded_accuracy) == pytest.approx(accuracy)
+    assert loss_name == loss_cls.__name__
