@@ -144,9 +144,7 @@ def log_uniform_candidate_sampler(
         taken = ops.cumsum(probs) - probs  # m_r, mass before position r
         taken = ops.clip(taken, 0.0, 1.0 - 1e-7)
         log_taken = ops.log(ops.maximum(taken, tiny))
-        extra = ops.where(
-            taken > 0.0, ops.floor(ops.log(uniform[range_max:]) / log_taken), 0.0
-        )
+        extra = ops.where(taken > 0.0, ops.floor(ops.log(uniform[range_max:]) / log_taken), 0.0)
         tries = float(num_sampled) + ops.sum(extra)
     sampled_log_prob = log_uniform_log_prob(sampled, range_max)
     true_expected = _expected_count(true_log_prob, num_sampled, tries)

@@ -197,7 +197,7 @@ def test_saved_models_load_with_only_the_package_import(tmp_path):
     loaded = json.loads(result.stdout.strip().splitlines()[-1])
     for path, (loss, prediction, weights) in expected.items():
         assert len(loaded[path]["weights"]) == len(weights)
-        for restored_weight, weight in zip(loaded[path]["weights"], weights):
+        for restored_weight, weight in zip(loaded[path]["weights"], weights, strict=True):
             np.testing.assert_array_equal(restored_weight, weight)
         if loss.__name__ in ("NCELoss", "SampledSoftmaxLoss"):
             # Sampled logits: the fresh sample differs; the true columns' inputs (weights) agree.

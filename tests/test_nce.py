@@ -187,7 +187,9 @@ def test_gradients_are_finite_and_match_finite_differences(fn):
 
     _, grad_w = value_and_grad(total_w, dense)
     assert np.isfinite(grad_w).all()
-    numeric_w = finite_difference_grad(lambda w: numpy(total_w(w.astype("float32"))), dense, eps=1e-2)
+    numeric_w = finite_difference_grad(
+        lambda w: numpy(total_w(w.astype("float32"))), dense, eps=1e-2
+    )
     np.testing.assert_allclose(grad_w, numeric_w, atol=2e-3)
 
 

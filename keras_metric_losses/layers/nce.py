@@ -156,6 +156,6 @@ class NCE(keras.layers.Layer):
 
 
 def _is_pair(shape):
-    return isinstance(shape, (list, tuple)) and len(shape) == 2 and isinstance(
-        shape[0], (list, tuple)
+    return (
+        isinstance(shape, (list, tuple)) and len(shape) == 2 and isinstance(shape[0], (list, tuple))
     )

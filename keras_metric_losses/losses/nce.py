@@ -15,9 +15,9 @@ from keras_metric_losses.ops import compute_dtype
 from keras_metric_losses.sampling import log_uniform_candidate_sampler
 
 _REFERENCE_NCE = (
-    "Gutmann and Hyvärinen, \"Noise-contrastive estimation: A new estimation principle for "
-    "unnormalized statistical models\", AISTATS 2010; Mnih and Teh, \"A fast and simple algorithm "
-    "for training neural probabilistic language models\", ICML 2012."
+    'Gutmann and Hyvärinen, "Noise-contrastive estimation: A new estimation principle for '
+    'unnormalized statistical models", AISTATS 2010; Mnih and Teh, "A fast and simple algorithm '
+    'for training neural probabilistic language models", ICML 2012.'
 )
 
 
@@ -74,7 +74,9 @@ def _gather(shards, ids):
             result = picked
         else:
             owned = ops.logical_and(local >= 0, local < rows)
-            owned = ops.reshape(owned, tuple(owned.shape) + (1,) * (len(picked.shape) - len(ids.shape)))
+            owned = ops.reshape(
+                owned, tuple(owned.shape) + (1,) * (len(picked.shape) - len(ids.shape))
+            )
             result = ops.where(owned, picked, result)
         start += rows
     return result
@@ -106,7 +108,7 @@ def _check_sampled_values(sampled_values, batch, num_true, num_sampled):
     for name, (value, shape) in expected.items():
         got = tuple(value.shape)
         if len(got) != len(shape) or any(
-            g is not None and s is not None and g != s for g, s in zip(got, shape)
+            g is not None and s is not None and g != s for g, s in zip(got, shape, strict=True)
         ):
             raise ValueError(
                 f"`sampled_values` must hold `{name}` of shape {shape} (batch, num_true, "
@@ -388,8 +390,8 @@ sampled_softmax_loss.__doc__ += (
     _ARGS.format(rah="True")
     + _RETURNS
     + _EXAMPLE.format(fn="sampled_softmax_loss", value="[1.5188559, 1.601496]")
-    + "\n    Reference: Jean et al., \"On Using Very Large Target Vocabulary for Neural Machine "
-    "Translation\", ACL 2015.\n"
+    + '\n    Reference: Jean et al., "On Using Very Large Target Vocabulary for Neural Machine '
+    'Translation", ACL 2015.\n'
 )
 
 
