@@ -56,6 +56,92 @@ def _expected_count(log_prob, num_sampled, num_tries):
     return ops.where(num_tries == float(num_sampled), num_sampled * prob, inclusion)
 
 
+# Sampling without replacement by an exponential race: class k "arrives" at time E_k / p_k
+# (E_k ~ Exp(1)); the first `S` arrivals in order are the Plackett-Luce sample, the same law as
+# TensorFlow's "draw until S distinct" loop (its first-appearance order).
+_TINY = 1e-20
+_HEAD = 256  # classes raced explicitly before the tail is drawn
+_FAILURE_BOUND = 1e-12  # bound on the probability that the head + tail race is not exact
+
+
+def _binomial_upper_tail(n, p, r):
+    """`P(Binomial(n, p) >= r)`, computed in log space."""
+    if r <= 0 or p >= 1.0:
+        return 1.0
+    if r > n:
+        return 0.0
+    if p <= 0.0:
+        return 0.0
+    log_terms = [
+        math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1)
+        + i * math.log(p) + (n - i) * math.log1p(-p)
+        for i in range(r, n + 1)
+    ]  # fmt: skip
+    top = max(log_terms)
+    return math.exp(top) * sum(math.exp(t - top) for t in log_terms)
+
+
+def _race_plan(num_sampled, range_max):
+    """`(head, tail_draws)` for the O(head + tail_draws**2) race, or `None` to race every class.
+
+    The `head` most likely classes race explicitly; the tail `[head, range_max)` is replaced by
+    its first `tail_draws` arrivals, i.i.d. draws by inversion at Gamma-distributed times. The
+    result is exact unless fewer than `num_sampled` of those draws are distinct. Each draw
+    repeats an earlier one with probability at most `rho = tail_draws * max_k q_k` (`q` the
+    tail's normalised probabilities), so the repeats are dominated by `Binomial(tail_draws,
+    rho)`; `tail_draws` is the smallest count for which that bound is below 1e-12.
+    """
+    head = max(_HEAD, 4 * num_sampled)
+    if head + 4 * num_sampled >= range_max:
+        return None
+    log_range = math.log1p(range_max)
+    tail_mass = 1.0 - math.log1p(head) / log_range
+    max_tail_prob = math.log1p(1.0 / (head + 1)) / log_range / tail_mass
+    step = max(1, num_sampled // 16)
+    for draws in range(num_sampled, 4 * num_sampled + 1, step):
+        rho = draws * max_tail_prob
+        if _binomial_upper_tail(draws, rho, draws - num_sampled + 1) < _FAILURE_BOUND:
+            return head, draws
+    return None
+
+
+def _unique_log_uniform(num_sampled, range_max, seed, plan):
+    """`(sampled [S] int32, tries)`: the ordered unique sample and TensorFlow's draw count."""
+    log_range = math.log1p(range_max)
+    head, draws = (range_max, 0) if plan is None else plan
+    # One draw for every part, so that an int seed does not correlate them.
+    uniform = keras.random.uniform(
+        (head + 2 * draws + num_sampled,), minval=_TINY, maxval=1.0, dtype="float32", seed=seed
+    )
+    head_classes = ops.arange(head, dtype="int32")
+    # Arrival time E / p, as a key to maximise: log(U) / p = -E / p.
+    keys = ops.log(uniform[:head]) * ops.exp(-log_uniform_log_prob(head_classes, range_max))
+    classes = head_classes
+    if draws:
+        log_head = math.log1p(head)
+        tail_mass = 1.0 - log_head / log_range
+        inverse = uniform[head : head + draws]
+        tail = ops.floor(ops.exp(log_head + inverse * (log_range - log_head))) - 1.0
+        tail = ops.clip(ops.cast(tail, "int32"), head, range_max - 1)
+        # Arrival times of the tail process (rate tail_mass): cumulative sums of Exp(1).
+        gaps = -ops.log(uniform[head + draws : head + 2 * draws])
+        times = ops.cumsum(gaps) / tail_mass
+        same = ops.equal(ops.expand_dims(tail, 1), ops.expand_dims(tail, 0))
+        earlier = ops.tril(ops.ones((draws, draws), dtype="bool"), k=-1)
+        repeat = ops.any(ops.logical_and(same, earlier), axis=1)
+        keys = ops.concatenate([keys, ops.where(repeat, -3e38, -times)])
+        classes = ops.concatenate([head_classes, tail])
+    _, order = ops.top_k(keys, num_sampled, sorted=True)
+    sampled = ops.take(classes, order) if draws else ops.cast(order, "int32")
+    # Draws needed for the (r+1)-th new class once r classes of total mass m_r are taken:
+    # Geometric(1 - m_r) = 1 + floor(log U / log m_r) (exactly 1 for r = 0).
+    probs = ops.exp(log_uniform_log_prob(sampled, range_max))
+    taken = ops.clip(ops.cumsum(probs) - probs, 0.0, 1.0 - 1e-7)  # m_r, mass before r
+    log_taken = ops.log(ops.maximum(taken, _TINY))
+    extra = ops.where(taken > 0.0, ops.floor(ops.log(uniform[head + 2 * draws :]) / log_taken), 0.0)
+    return sampled, float(num_sampled) + ops.sum(extra)
+
+
 @export
 def log_uniform_candidate_sampler(
     true_classes, num_true, num_sampled, unique, range_max, seed=None
@@ -75,14 +161,22 @@ def log_uniform_candidate_sampler(
       Cost O(`num_sampled`), independent of `range_max`.
     - `unique=True`: `num_sampled` distinct classes with the law of TensorFlow's sampler, which
       draws until it has `num_sampled` distinct values and keeps them in order of first
-      appearance. Here that ordered set is the top-`num_sampled` of `log P(k) + Gumbel_k`
-      (Plackett-Luce order, the same law), and the number of draws TensorFlow would have needed
-      is `T = sum_r Geometric(1 - m_r)`, where `m_r` is the mass of the first `r` classes
-      taken. Expected counts follow TensorFlow: `num_sampled * P(k)` if `T == num_sampled`,
-      else `1 - (1 - P(k)) ** T` (an estimate of the inclusion probability that treats `T` as
-      fixed). Cost per call: O(`range_max`) time and memory (one uniform number per class and a
-      top-k), the price of a fixed-shape, loop-free exact draw; O(`batch * num_true`) for the
-      true classes' expected counts.
+      appearance. Here that ordered set comes from an exponential race (the Gumbel-top-k trick,
+      Plackett-Luce order, the same law): class `k` arrives at time `E_k / P(k)`,
+      `E_k ~ Exp(1)`, and the first `num_sampled` arrivals are taken. The number of draws
+      TensorFlow would have needed is drawn given that order, `T = sum_r Geometric(1 - m_r)`
+      (`m_r` the mass of the first `r` classes taken). Expected counts follow TensorFlow:
+      `num_sampled * P(k)` if `T == num_sampled`, else `1 - (1 - P(k)) ** T` (an estimate of
+      the inclusion probability that treats `T` as fixed).
+
+    Cost per call, with `S = num_sampled`, `C = range_max`: O(`S`) for `unique=False`. For
+    `unique=True`, the `H = max(256, 4 S)` most likely classes race explicitly and the tail
+    `[H, C)` is replaced by its first `K` arrivals (i.i.d. draws by inversion at Gamma times;
+    `K` is between `S` and `4 S`, `K = 92` for `S = 64`, `C = 100,000`), so time and memory are
+    O(`H + K^2`), **independent of `C`**. This is exact unless fewer than `S` of the `K` tail
+    draws are distinct, an event whose probability is bounded below 1e-12 when `K` is chosen
+    (in that event a tail class may appear twice). When `C <= H + 4 S`, or no `K <= 4 S`
+    meets the bound, every class races: O(`C`). Plus O(`B * num_true`) for the true classes.
 
     Neither variant excludes the true classes from the sample (as in TensorFlow). The random
     streams differ from TensorFlow's, so the draws are equal in law, not value by value.
@@ -129,23 +223,9 @@ def log_uniform_candidate_sampler(
         sampled = ops.clip(sampled, 0, range_max - 1)
         tries = float(num_sampled)
     else:
-        # One draw for both parts, so that an int seed does not correlate them.
-        tiny = 1e-20
-        uniform = keras.random.uniform(
-            (range_max + num_sampled,), minval=tiny, maxval=1.0, dtype="float32", seed=seed
+        sampled, tries = _unique_log_uniform(
+            num_sampled, range_max, seed, _race_plan(num_sampled, range_max)
         )
-        gumbel = -ops.log(-ops.log(uniform[:range_max]))
-        keys = log_uniform_log_prob(ops.arange(range_max, dtype="int32"), range_max) + gumbel
-        _, sampled = ops.top_k(keys, num_sampled, sorted=True)
-        sampled = ops.cast(sampled, "int32")
-        # Draws needed for the (r+1)-th new class once r classes of total mass m_r are taken:
-        # Geometric(1 - m_r) = 1 + floor(log U / log m_r) (exactly 1 for r = 0).
-        probs = ops.exp(log_uniform_log_prob(sampled, range_max))
-        taken = ops.cumsum(probs) - probs  # m_r, mass before position r
-        taken = ops.clip(taken, 0.0, 1.0 - 1e-7)
-        log_taken = ops.log(ops.maximum(taken, tiny))
-        extra = ops.where(taken > 0.0, ops.floor(ops.log(uniform[range_max:]) / log_taken), 0.0)
-        tries = float(num_sampled) + ops.sum(extra)
     sampled_log_prob = log_uniform_log_prob(sampled, range_max)
     true_expected = _expected_count(true_log_prob, num_sampled, tries)
     sampled_expected = _expected_count(sampled_log_prob, num_sampled, tries)

@@ -9,6 +9,7 @@ from support import compiled, finite_difference_grad, golden_cases, numpy, value
 
 import keras_metric_losses as kml
 from keras_metric_losses.losses.nce import sampled_logits
+from keras_metric_losses.sampling import _race_plan, _unique_log_uniform
 
 NCE = golden_cases("nce")
 SOFTMAX = golden_cases("sampled_softmax")
@@ -304,6 +305,37 @@ def test_unique_inclusion_frequencies_match_tensorflow(case):
     p = (frequency * trials + golden * golden_trials) / (trials + golden_trials)
     error = np.sqrt(p * (1 - p) * (1 / trials + 1 / golden_trials))
     assert (np.abs(frequency - golden) <= 5 * error + 1.0 / trials).all()
+
+
+def test_head_and_tail_race_matches_the_full_race():
+    # range_max 20,000: 256 head classes race, the tail comes from K i.i.d. draws.
+    range_max, num_sampled, trials = 20000, 16, 1500
+    plan = _race_plan(num_sampled, range_max)
+    assert plan is not None and plan[0] == 256 and num_sampled < plan[1] <= 4 * num_sampled
+    labels = np.zeros((1, 1), "int32")
+
+    def fast(generator):
+        return kml.log_uniform_candidate_sampler(
+            labels, 1, num_sampled, True, range_max, seed=generator
+        )[0]
+
+    def full(generator):
+        return _unique_log_uniform(num_sampled, range_max, generator, None)[0]
+
+    fast_draws, full_draws = repeated_draws(fast, trials, 1), repeated_draws(full, trials, 2)
+    assert all(len(set(row)) == num_sampled for row in fast_draws)
+    edges = np.unique(np.geomspace(300, range_max - 1, 12).astype(int))
+    edges = np.concatenate([np.arange(300), edges])  # single classes, then log-spaced bins
+
+    def binned(draws):
+        counts = np.bincount(draws.ravel(), minlength=range_max)
+        return np.add.reduceat(counts, edges) / trials
+
+    a, b = binned(fast_draws), binned(full_draws)
+    p = np.clip((a + b) / 2, 0, None)
+    error = np.sqrt(np.maximum(p * (1 - p), p) * 2 / trials)  # bins may exceed 1 per draw
+    assert (np.abs(a - b) <= 5 * error + 1.0 / trials).all()
+    np.testing.assert_allclose(a.sum(), num_sampled)
 
 
 def test_unique_expected_counts_follow_tensorflow():
