@@ -24,9 +24,11 @@ class NCE(keras.layers.Layer):
     - `layer(embeddings)` (evaluation, inference): the full logits `embeddings @ kernel.T + bias`
       `[B, num_classes]`.
 
-    Logits are computed in float32 for half-precision inputs and returned in float32. Sampling
-    costs O(`num_classes`) per step (see `log_uniform_candidate_sampler`); the logits only gather
-    the `B * num_true + num_sampled` rows they need.
+    Logits are computed in float32 for half-precision inputs and returned in float32. Per step the
+    sampler costs O(`max(256, 4 S) + K^2`) with `K <= 4 S` tail draws, independent of
+    `num_classes` once `num_classes > max(256, 4 S) + 4 S` (see `log_uniform_candidate_sampler`);
+    the logits only gather the `B * num_true + num_sampled` rows they need and never build
+    `[B, num_classes]`. The gradient of `kernel` is nonzero only on those rows.
 
     Args:
         num_classes: Number of classes `C`.
