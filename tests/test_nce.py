@@ -308,8 +308,8 @@ def test_unique_inclusion_frequencies_match_tensorflow(case):
 
 
 def test_head_and_tail_race_matches_the_full_race():
-    # range_max 20,000: 256 head classes race, the tail comes from K i.i.d. draws.
-    range_max, num_sampled, trials = 20000, 16, 1500
+    # range_max 5,000: 256 head classes race, the tail comes from K i.i.d. draws.
+    range_max, num_sampled, trials = 5000, 16, 1500
     plan = _race_plan(num_sampled, range_max)
     assert plan is not None and plan[0] == 256 and num_sampled < plan[1] <= 4 * num_sampled
     labels = np.zeros((1, 1), "int32")
@@ -421,7 +421,7 @@ def golden_layer(case, **kwargs):
     return layer, (dense, biases, labels, inputs, sampled_values)
 
 
-@pytest.mark.parametrize("index", [3, 5])
+@pytest.mark.parametrize("index", [3])
 def test_loss_classes_equal_the_functions_for_the_same_candidates(index):
     for loss_cls, cases, rah in (
         (kml.NCELoss, NCE, False),

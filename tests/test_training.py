@@ -155,3 +155,21 @@ def test_word2vec_fit_save_and_reload(tmp_path):
         loaded_accuracy, loaded_loss = line.split()
         assert float(loaded_accuracy) == pytest.approx(accuracy)
         assert loaded_loss == loss_name
+
+
+def test_nce_layer_fit_under_mixed_precision_stays_finite():
+    keras.config.set_dtype_policy("mixed_float16")
+    rng = np.random.default_rng(0)
+    x = (rng.normal(size=(256, 8)) * 30).astype("float32")
+    labels = rng.integers(0, 50, size=(256, 2)).astype("int32")
+    features, context = keras.Input((8,)), keras.Input((2,), dtype="int32")
+    embedded = keras.layers.Dense(16)(features)
+    nce = kml.layers.NCE(50, 20, num_true=2, remove_accidental_hits=True, seed=0)
+    model = keras.Model([features, context], nce([embedded, context]))
+    logits = numpy(model([x, labels]))
+    assert logits.dtype == np.float32 and np.isfinite(logits).all()
+    # TensorFlow's NCE with removed hits returns NaN in float16; here the logits are float32.
+    model.compile(optimizer="adam", loss=kml.NCELoss())
+    history = model.fit([x, labels], labels, batch_size=64, epochs=2, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    assert np.isfinite(numpy(nce.kernel)).all()
