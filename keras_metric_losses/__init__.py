@@ -1,28 +1,39 @@
 """Metric-learning and contrastive losses for Keras 3 on TensorFlow, JAX and PyTorch."""
 
-from keras_metric_losses import distances, layers, losses, mining
+from keras_metric_losses import distances, layers, losses, mining, sampling
 from keras_metric_losses.layers import PairwiseSimilarity
 from keras_metric_losses.losses import (
+    NCELoss,
     NpairsLoss,
     NpairsMultilabelLoss,
     PNLoss,
+    SampledSoftmaxLoss,
+    nce_loss,
     npairs_loss,
     npairs_multilabel_loss,
     pn_loss,
+    sampled_softmax_loss,
 )
+from keras_metric_losses.sampling import log_uniform_candidate_sampler
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "NCELoss",
     "NpairsLoss",
     "NpairsMultilabelLoss",
     "PNLoss",
     "PairwiseSimilarity",
+    "SampledSoftmaxLoss",
     "distances",
     "layers",
+    "log_uniform_candidate_sampler",
     "losses",
     "mining",
+    "nce_loss",
     "npairs_loss",
     "npairs_multilabel_loss",
     "pn_loss",
+    "sampled_softmax_loss",
+    "sampling",
 ]

@@ -78,3 +78,99 @@ def test_fit_under_mixed_precision_stays_finite(policy):
     model.compile(optimizer="adam", loss=kml.NpairsLoss())
     history = model.fit(x, labels, batch_size=32, epochs=2, verbose=0)
     assert np.isfinite(history.history["loss"]).all()
+
+
+# --- NCE: a word2vec-style model trained with sampled logits, scored with full logits ------
+
+VOCAB = 100
+
+
+def word2vec_data(pairs=3000, seed=0):
+    """Center words and their context word: word `w`'s context is `(7 * w + 3) % VOCAB`."""
+    rng = np.random.default_rng(seed)
+    words = rng.integers(0, VOCAB, size=pairs).astype("int32")
+    return words, ((7 * words + 3) % VOCAB).astype("int32")[:, None]
+
+
+def word2vec_model(loss_cls=kml.NCELoss, remove_accidental_hits=False):
+    words, context = keras.Input((), dtype="int32"), keras.Input((1,), dtype="int32")
+    embedded = keras.layers.Embedding(VOCAB, 16, name="embedding")(words)
+    nce = kml.layers.NCE(
+        VOCAB, num_sampled=10, remove_accidental_hits=remove_accidental_hits, seed=0, name="nce"
+    )
+    model = keras.Model([words, context], nce([embedded, context]))
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss=loss_cls())
+    return model
+
+
+def full_logit_accuracy(model, words, context):
+    scores = model.get_layer("nce")(model.get_layer("embedding")(words))
+    assert tuple(scores.shape) == (len(words), VOCAB)
+    return float(np.mean(np.argmax(numpy(scores), axis=-1) == context[:, 0]))
+
+
+LOAD_AND_SCORE = """
+import sys
+import keras
+import numpy as np
+import keras_metric_losses  # the only import needed
+for path in sys.argv[1:]:
+    model = keras.saving.load_model(path)
+    words = np.arange(100, dtype="int32")
+    scores = model.get_layer("nce")(model.get_layer("embedding")(words))
+    predicted = np.argmax(keras.ops.convert_to_numpy(scores), -1)
+    print(float(np.mean(predicted == (7 * words + 3) % 100)), type(model.loss).__name__)
+"""
+
+
+def test_word2vec_fit_save_and_reload(tmp_path):
+    import subprocess
+    import sys
+
+    keras.utils.set_random_seed(0)
+    words, context = word2vec_data()
+    all_words = np.arange(VOCAB, dtype="int32")
+    all_context = ((7 * all_words + 3) % VOCAB)[:, None]
+    expected = {}
+    # NCE needs more steps than sampled softmax to calibrate the full (uncorrected) logits.
+    for loss_cls, rah, epochs in ((kml.NCELoss, False, 10), (kml.SampledSoftmaxLoss, True, 4)):
+        model = word2vec_model(loss_cls, rah)
+        before = full_logit_accuracy(model, all_words, all_context)
+        history = model.fit([words, context], context, batch_size=100, epochs=epochs, verbose=0)
+        losses = history.history["loss"]
+        assert np.isfinite(losses).all() and losses[-1] < 0.5 * losses[0], losses
+        accuracy = full_logit_accuracy(model, all_words, all_context)
+        assert accuracy > 0.5 > 10 * before + 0.1, (accuracy, before)  # chance is 0.01
+        path = str(tmp_path / f"word2vec_{loss_cls.__name__}.keras")
+        model.save(path)
+        expected[path] = (accuracy, loss_cls.__name__)
+    result = subprocess.run(
+        [sys.executable, "-c", LOAD_AND_SCORE, *expected],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()[-len(expected) :]
+    for line, (accuracy, loss_name) in zip(lines, expected.values(), strict=True):
+        loaded_accuracy, loaded_loss = line.split()
+        assert float(loaded_accuracy) == pytest.approx(accuracy)
+        assert loaded_loss == loss_name
+
+
+def test_nce_layer_fit_under_mixed_precision_stays_finite():
+    keras.config.set_dtype_policy("mixed_float16")
+    rng = np.random.default_rng(0)
+    x = (rng.normal(size=(256, 8)) * 30).astype("float32")
+    labels = rng.integers(0, 50, size=(256, 2)).astype("int32")
+    features, context = keras.Input((8,)), keras.Input((2,), dtype="int32")
+    embedded = keras.layers.Dense(16)(features)
+    nce = kml.layers.NCE(50, 20, num_true=2, remove_accidental_hits=True, seed=0)
+    model = keras.Model([features, context], nce([embedded, context]))
+    logits = numpy(model([x, labels]))
+    assert logits.dtype == np.float32 and np.isfinite(logits).all()
+    # TensorFlow's NCE with removed hits returns NaN in float16; here the logits are float32.
+    model.compile(optimizer="adam", loss=kml.NCELoss())
+    history = model.fit([x, labels], labels, batch_size=64, epochs=2, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    assert np.isfinite(numpy(nce.kernel)).all()

@@ -1,5 +1,6 @@
 """Layers that produce what the package's losses take."""
 
+from keras_metric_losses.layers.nce import NCE
 from keras_metric_losses.layers.similarity import PairwiseSimilarity
 
-__all__ = ["PairwiseSimilarity"]
+__all__ = ["NCE", "PairwiseSimilarity"]

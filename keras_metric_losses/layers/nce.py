@@ -1,0 +1,163 @@
+"""A layer that owns the class embeddings of a sampled loss and returns its logits."""
+
+import keras
+from keras import ops
+
+from keras_metric_losses.api import export
+from keras_metric_losses.losses.nce import sampled_logits
+from keras_metric_losses.ops import compute_dtype
+
+
+@export
+class NCE(keras.layers.Layer):
+    """Class embeddings and sampled logits for `NCELoss` / `SampledSoftmaxLoss`.
+
+    Owns the trainable `kernel` `[num_classes, D]` and `bias` `[num_classes]` (the `weights` and
+    `biases` of `nce_loss`), so the class embeddings train with `model.fit`.
+
+    - `layer([embeddings, labels])` (training): draws `num_sampled` classes with the unique
+      log-uniform sampler (`kml.log_uniform_candidate_sampler`, seeded by the layer's
+      `keras.random.SeedGenerator`, so a new sample every step, also compiled) and returns the
+      logits `[B, num_true + num_sampled]`: true classes first, then the sampled ones, each
+      `x . w_k + b_k - log(expected_count_k)`, accidental hits removed if asked. Feed them to
+      `kml.NCELoss()` or `kml.SampledSoftmaxLoss()` with the labels as `y_true`.
+    - `layer(embeddings)` (evaluation, inference): the full logits `embeddings @ kernel.T + bias`
+      `[B, num_classes]`.
+
+    Logits are computed in float32 for half-precision inputs and returned in float32. Per step the
+    sampler costs O(`max(256, 4 S) + K^2`) with `K <= 4 S` tail draws, independent of
+    `num_classes` once `num_classes > max(256, 4 S) + 4 S` (see `log_uniform_candidate_sampler`);
+    the logits only gather the `B * num_true + num_sampled` rows they need and never build
+    `[B, num_classes]`. The gradient of `kernel` is nonzero only on those rows.
+
+    Args:
+        num_classes: Number of classes `C`.
+        num_sampled: Number of sampled classes per step, shared by the batch (at most `C`).
+        num_true: Number of true classes per example (last dimension of `labels`). Defaults
+            to `1`.
+        remove_accidental_hits: Remove sampled classes equal to a true class of the row.
+            Defaults to `False` (as `nce_loss`; `sampled_softmax_loss` uses `True`).
+        seed: Int seed of the layer's `keras.random.SeedGenerator`. Defaults to `None`.
+        kernel_initializer: Initializer of `kernel`. Defaults to `"glorot_uniform"`.
+        bias_initializer: Initializer of `bias`. Defaults to `"zeros"`.
+        **kwargs: Standard `keras.layers.Layer` arguments (`name`, `dtype`, ...).
+
+    Example:
+
+    ```python
+    words, context = keras.Input((), dtype="int32"), keras.Input((1,), dtype="int32")
+    embedded = keras.layers.Embedding(vocab_size, 64)(words)
+    nce = kml.layers.NCE(vocab_size, num_sampled=16)
+    model = keras.Model([words, context], nce([embedded, context]))
+    model.compile(optimizer="adam", loss=kml.NCELoss())
+    model.fit([x, labels], labels)
+    scores = keras.Model(words, nce(embedded)).predict(x)  # [B, vocab_size]
+    ```
+    """
+
+    def __init__(
+        self,
+        num_classes,
+        num_sampled,
+        num_true=1,
+        remove_accidental_hits=False,
+        seed=None,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        for name, value in (
+            ("num_classes", num_classes),
+            ("num_sampled", num_sampled),
+            ("num_true", num_true),
+        ):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"`{name}` must be a positive int. Received: {name}={value!r}")
+        if num_sampled > num_classes:
+            raise ValueError(
+                "`num_sampled` distinct classes are drawn, so it can be at most `num_classes`. "
+                f"Received: num_sampled={num_sampled}, num_classes={num_classes}"
+            )
+        if not isinstance(remove_accidental_hits, bool):
+            raise TypeError(
+                "`remove_accidental_hits` must be a bool. Received: "
+                f"remove_accidental_hits={remove_accidental_hits!r}"
+            )
+        self.num_classes = num_classes
+        self.num_sampled = num_sampled
+        self.num_true = num_true
+        self.remove_accidental_hits = remove_accidental_hits
+        self.seed = seed
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def build(self, input_shape):
+        embedding_shape = input_shape[0] if _is_pair(input_shape) else input_shape
+        dim = embedding_shape[-1]
+        if dim is None:
+            raise ValueError(
+                "The last dimension of the embeddings must be known. Received: "
+                f"embeddings.shape={tuple(embedding_shape)}"
+            )
+        self.kernel = self.add_weight(
+            name="kernel", shape=(self.num_classes, dim), initializer=self.kernel_initializer
+        )
+        self.bias = self.add_weight(
+            name="bias", shape=(self.num_classes,), initializer=self.bias_initializer
+        )
+
+    def call(self, inputs):
+        if isinstance(inputs, (list, tuple)):
+            embeddings, labels = inputs
+            return self.sampled_logits(embeddings, labels)
+        return self.full_logits(inputs)
+
+    def full_logits(self, embeddings):
+        """Logits of every class, `[B, num_classes]`, in at least float32."""
+        x = ops.convert_to_tensor(embeddings)
+        dtype = compute_dtype(x)
+        kernel, bias = ops.cast(self.kernel.value, dtype), ops.cast(self.bias.value, dtype)
+        return ops.matmul(ops.cast(x, dtype), ops.transpose(kernel)) + bias
+
+    def sampled_logits(self, embeddings, labels, sampled_values=None):
+        """Sampled logits `[B, num_true + num_sampled]`; `sampled_values` overrides the draw."""
+        labels = ops.convert_to_tensor(labels)
+        if len(labels.shape) == 1:
+            labels = ops.expand_dims(labels, -1)
+        return sampled_logits(
+            self.kernel.value,
+            self.bias.value,
+            ops.cast(labels, "int32"),
+            embeddings,
+            num_sampled=self.num_sampled,
+            num_classes=self.num_classes,
+            num_true=self.num_true,
+            sampled_values=sampled_values,
+            remove_accidental_hits=self.remove_accidental_hits,
+            seed=self.seed_generator,
+        )
+
+    def compute_output_shape(self, input_shape):
+        if _is_pair(input_shape):
+            return (input_shape[0][0], self.num_true + self.num_sampled)
+        return (input_shape[0], self.num_classes)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "num_classes": self.num_classes,
+            "num_sampled": self.num_sampled,
+            "num_true": self.num_true,
+            "remove_accidental_hits": self.remove_accidental_hits,
+            "seed": self.seed,
+            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+            "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+        }
+
+
+def _is_pair(shape):
+    return (
+        isinstance(shape, (list, tuple)) and len(shape) == 2 and isinstance(shape[0], (list, tuple))
+    )
