@@ -1,6 +1,6 @@
 """Metric-learning and contrastive losses for Keras 3 on TensorFlow, JAX and PyTorch."""
 
-from keras_metric_losses import layers, losses
+from keras_metric_losses import distributed, layers, losses
 from keras_metric_losses.layers import PairwiseSimilarity
 from keras_metric_losses.losses import (
     NpairsLoss,
@@ -15,6 +15,7 @@ __all__ = [
     "NpairsLoss",
     "NpairsMultilabelLoss",
     "PairwiseSimilarity",
+    "distributed",
     "layers",
     "losses",
     "npairs_loss",
