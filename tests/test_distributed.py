@@ -52,7 +52,7 @@ def single_device(name):
 
 
 def run_worker(tmp_path, *args):
-    out = tmp_path / f"out{'_'.join(map(str, args))}.json"
+    out = tmp_path / f"out{args[0] if args else ''}.json"
     command = [sys.executable, str(WORKER), BACKEND, str(out), *map(str, args)]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True), out
 
