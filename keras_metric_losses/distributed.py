@@ -44,9 +44,6 @@ def _torch_process_group():
 def replica_context():
     """The current replica's id and the number of replicas whose batches form the global batch.
 
-    Args:
-        None.
-
     Returns:
         A tuple `(replica_id, num_replicas)`. `replica_id` is a Python int or a scalar int
             tensor (TensorFlow, inside `strategy.run`); `num_replicas` is a Python int.
@@ -54,8 +51,7 @@ def replica_context():
             sees the global batch), in a TensorFlow cross-replica context, or when
             `torch.distributed` is not initialised.
 
-    Raises:
-        Nothing.
+    This function raises nothing.
 
     Example:
 
@@ -135,8 +131,8 @@ def all_gather(x):
         `[sum_r b_r, ...]` tensor: the rows of replica 0, then replica 1, and so on.
 
     Raises:
-        Whatever the backend's collective raises, for example for rows that differ between
-            `torch.distributed` processes.
+        RuntimeError: from the backend's collective, for example when `torch.distributed`
+            processes hold different numbers of rows.
 
     Example:
 
@@ -179,7 +175,7 @@ def gather_keys(embeddings, labels):
             `[b]` int32 global column indices of the local rows.
 
     Raises:
-        Whatever `all_gather` raises.
+        RuntimeError: from the backend's collective (see `all_gather`).
 
     Example:
 
