@@ -34,7 +34,9 @@ def square_similarity(y_pred, name="y_pred"):
     if len(shape) != 2 or (None not in shape and shape[0] != shape[1]):
         raise ValueError(
             f"`{name}` must be a square [batch, batch] similarity matrix (for example "
-            f"`anchors @ positives.T`). Received: {name}.shape={shape}"
+            "`anchors @ positives.T`; a [batch, global_batch] matrix from "
+            "`PairwiseSimilarity(cross_replica=True)` needs `cross_replica=True` on the loss "
+            f"too). Received: {name}.shape={shape}"
         )
 
 
