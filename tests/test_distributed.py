@@ -133,6 +133,15 @@ def test_torch_distributed_custom_loop_gathers_across_processes(tmp_path):
 # One device: the option is the identity, and the rectangular path matches NumPy.
 
 
+@pytest.mark.parametrize("name", kml.distributed.__all__)
+def test_distributed_helpers_are_exported_and_documented(name):
+    obj = getattr(kml.distributed, name)
+    assert keras.saving.get_registered_object(f"keras_metric_losses>{name}") is obj
+    doc = obj.__doc__ or ""
+    for section in ("Returns:", "Example", "Reference"):
+        assert section in doc
+
+
 def test_outside_a_replica_context_everything_is_local():
     x, labels = np.arange(6, dtype="float32").reshape(3, 2), np.array([0, 1, 0])
     assert kml.distributed.replica_context() == (0, 1)
