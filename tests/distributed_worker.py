@@ -37,9 +37,10 @@ def problem():
 def mined_margin_per_anchor(labels, embeddings, cross_replica, seen=None):
     """A PN-like mining loss written the way an embedding loss uses `gather_keys`.
 
-    Per local anchor: softplus(hardest positive distance - hardest negative distance + 1) over
+    Per local anchor: softplus(mean positive distance - hardest negative distance + 1) over
     squared Euclidean distances to the keys (all replicas' embeddings with `cross_replica`),
-    the anchor itself excluded from its positives through `self_columns`.
+    the anchor itself excluded from its positives through `self_columns` (the mean, unlike a
+    maximum, changes if the wrong column is excluded).
     """
     from keras import ops
 
@@ -59,10 +60,12 @@ def mined_margin_per_anchor(labels, embeddings, cross_replica, seen=None):
     same = label_equality(labels, key_labels)
     columns = ops.arange(ops.shape(keys)[0], dtype="int32")
     not_self = ops.not_equal(ops.expand_dims(columns, 0), ops.expand_dims(self_columns, 1))
-    positive = ops.logical_and(same, not_self)
-    hardest_positive = ops.max(ops.where(positive, distances, 0.0), axis=1)
+    positive = ops.cast(ops.logical_and(same, not_self), distances.dtype)
+    mean_positive = ops.divide_no_nan(
+        ops.sum(positive * distances, axis=1), ops.sum(positive, axis=1)
+    )
     hardest_negative = ops.min(ops.where(same, 1e9, distances), axis=1)
-    return ops.softplus(hardest_positive - hardest_negative + 1.0)
+    return ops.softplus(mean_positive - hardest_negative + 1.0)
 
 
 def _models(cross_replica, seen):

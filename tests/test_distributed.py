@@ -77,8 +77,8 @@ def assert_local(result, name):
     """Without `cross_replica`, each replica sees its slice: not the global loss."""
     value, grad, local_mean = single_device(name)
     np.testing.assert_allclose(result["loss"], local_mean, rtol=1e-5)
-    assert abs(result["loss"] - value) > 0.5
-    assert np.abs(np.array(result["grad"]) - grad).max() > 0.1
+    assert abs(result["loss"] - value) > 0.05
+    assert np.abs(np.array(result["grad"]) - grad).max() > 0.05
 
 
 def only(backend):
@@ -98,7 +98,7 @@ def test_jax_data_parallel_fit_sees_the_global_batch(tmp_path):
         for cross_replica in (False, True):  # the option changes nothing under JAX
             run = result[f"{name}/cross_replica={cross_replica}"]
             assert_global(run, name)
-            assert abs(run["loss"] - local_mean) > 0.5  # the halves alone would give another loss
+            assert abs(run["loss"] - local_mean) > 0.05  # the halves alone would give another loss
     assert result["npairs/cross_replica=False"]["shapes"] == [f"({GLOBAL_BATCH}, {GLOBAL_BATCH})"]
 
 
