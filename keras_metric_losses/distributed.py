@@ -147,7 +147,12 @@ def all_gather(x):
     if backend == "tensorflow":
         context = _tf_replica_context()
         if context is not None:
-            return context.all_gather(ops.convert_to_tensor(x), axis=0)
+            x = ops.convert_to_tensor(x)
+            gathered = context.all_gather(x, axis=0)
+            trailing = tuple(x.shape)[1:]
+            if None in trailing:
+                return gathered
+            return ops.reshape(gathered, (-1, *trailing))  # keeps the static inner shape
     elif backend == "torch":
         dist = _torch_process_group()
         if dist is not None:

@@ -110,6 +110,7 @@ def test_tensorflow_mirrored_strategy_fit_gathers_across_replicas(tmp_path):
         assert_local(result[f"{name}/cross_replica=False"], name)
     # Inside the replicated step the loss sees this replica's rows against all keys.
     assert f"({GLOBAL_BATCH // REPLICAS}, None)" in result["npairs/cross_replica=True"]["shapes"]
+    assert "(None, 4)" in result["mined/cross_replica=True"]["shapes"]  # static inner shape kept
 
 
 @only("torch")
