@@ -1,6 +1,6 @@
 """Metric-learning and contrastive losses for Keras 3 on TensorFlow, JAX and PyTorch."""
 
-from keras_metric_losses import distances, layers, losses, mining, sampling
+from keras_metric_losses import distances, distributed, layers, losses, mining, sampling
 from keras_metric_losses.layers import PairwiseSimilarity
 from keras_metric_losses.losses import (
     NCELoss,
@@ -26,6 +26,7 @@ __all__ = [
     "PairwiseSimilarity",
     "SampledSoftmaxLoss",
     "distances",
+    "distributed",
     "layers",
     "log_uniform_candidate_sampler",
     "losses",

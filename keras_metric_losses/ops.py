@@ -20,12 +20,14 @@ def _is_float(dtype):
     return dtype.startswith(("float", "bfloat"))
 
 
-def label_equality(labels):
-    """`[B, B]` boolean matrix, `True` where `labels[i] == labels[j]` (diagonal included).
+def label_equality(labels, key_labels=None):
+    """`[B, K]` boolean matrix, `True` where `labels[i] == key_labels[j]`.
 
-    Labels are compared in their own dtype, so integer ids stay exact at any magnitude.
+    Without `key_labels` the keys are the rows themselves: `[B, B]`, diagonal included. Labels
+    are compared in their own dtype, so integer ids stay exact at any magnitude.
     """
-    return ops.equal(ops.expand_dims(labels, 1), ops.expand_dims(labels, 0))
+    keys = labels if key_labels is None else key_labels
+    return ops.equal(ops.expand_dims(labels, 1), ops.expand_dims(keys, 0))
 
 
 def soft_target_cross_entropy(target_weights, logits):

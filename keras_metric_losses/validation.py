@@ -61,8 +61,32 @@ def square_similarity(y_pred, name="y_pred"):
     if len(shape) != 2 or (None not in shape and shape[0] != shape[1]):
         raise ValueError(
             f"`{name}` must be a square [batch, batch] similarity matrix (for example "
-            f"`anchors @ positives.T`). Received: {name}.shape={shape}"
+            "`anchors @ positives.T`; a [batch, global_batch] matrix from "
+            "`PairwiseSimilarity(cross_replica=True)` needs `cross_replica=True` on the loss "
+            f"too). Received: {name}.shape={shape}"
         )
+
+
+def similarity_to_keys(y_pred, key_labels, name="y_pred"):
+    """Checks that `y_pred` is a `[b, B]` matrix with one column per row of `key_labels`."""
+    shape, keys = _shape(y_pred), _shape(key_labels)
+    if len(shape) != 2 or (None not in (shape[1], keys[0]) and shape[1] != keys[0]):
+        raise ValueError(
+            f"`{name}` must be a [batch, num_keys] similarity matrix with one column per key "
+            "label (with `cross_replica=True`, build it with "
+            "`PairwiseSimilarity(cross_replica=True)`). Received: "
+            f"{name}.shape={shape} and key_labels.shape={keys}"
+        )
+
+
+def boolean(value, name):
+    """Checks that a flag is a Python bool.
+
+    Raises:
+        TypeError: if `value` is not a bool.
+    """
+    if not isinstance(value, bool):
+        raise TypeError(f"`{name}` must be a bool. Received: {name}={value!r}")
 
 
 def same_batch(y_true, y_pred):

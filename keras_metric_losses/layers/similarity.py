@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from keras_metric_losses import distributed
 from keras_metric_losses.api import export
 
 
@@ -14,8 +15,17 @@ class PairwiseSimilarity(keras.layers.Layer):
     (`[B, B]`), the `y_pred` that `NpairsLoss` takes; called on one tensor `x` it returns
     `x @ x.T`. With `normalize=True` both sides are L2-normalised first (cosine similarity).
 
+    With `cross_replica=True` the keys (`positives`, or `x`) of every replica are gathered
+    (`kml.distributed.all_gather`) and the layer returns this replica's anchors against the
+    global batch, `[b, B]`; use it with a loss built with `cross_replica=True` (which gathers the
+    labels of the columns). Outside a replica context (one device, JAX, whose
+    `keras.distribution.DataParallel` step already sees the global batch) it changes nothing.
+    See the "Distributed training" page.
+
     Args:
         normalize: L2-normalise the embeddings before the product. Defaults to `False`.
+        cross_replica: Gather the keys of all replicas (TensorFlow `tf.distribute`,
+            `torch.distributed`). Defaults to `False`.
         **kwargs: Standard `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
     Example:
@@ -23,25 +33,36 @@ class PairwiseSimilarity(keras.layers.Layer):
     ```python
     anchors, positives = keras.Input((32,)), keras.Input((32,))
     similarity = kml.layers.PairwiseSimilarity()([anchors, positives])  # [B, B]
+    global_similarity = kml.layers.PairwiseSimilarity(cross_replica=True)([anchors, positives])
     ```
     """
 
-    def __init__(self, normalize=False, **kwargs):
+    def __init__(self, normalize=False, cross_replica=False, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(normalize, bool):
-            raise TypeError(f"`normalize` must be a bool. Received: normalize={normalize!r}")
+        for name, value in (("normalize", normalize), ("cross_replica", cross_replica)):
+            if not isinstance(value, bool):
+                raise TypeError(f"`{name}` must be a bool. Received: {name}={value!r}")
         self.normalize = normalize
+        self.cross_replica = cross_replica
 
     def call(self, inputs):
         queries, keys = inputs if isinstance(inputs, (list, tuple)) else (inputs, inputs)
         if self.normalize:
             queries, keys = ops.normalize(queries, axis=-1), ops.normalize(keys, axis=-1)
+        if self.cross_replica:
+            keys = distributed.all_gather(keys)
         return ops.matmul(queries, ops.transpose(keys))
 
     def compute_output_shape(self, input_shape):
         if isinstance(input_shape, (list, tuple)) and isinstance(input_shape[0], (list, tuple)):
-            return (input_shape[0][0], input_shape[1][0])
-        return (input_shape[0], input_shape[0])
+            rows, columns = input_shape[0][0], input_shape[1][0]
+        else:
+            rows = columns = input_shape[0]
+        return (rows, None if self.cross_replica else columns)
 
     def get_config(self):
-        return {**super().get_config(), "normalize": self.normalize}
+        return {
+            **super().get_config(),
+            "normalize": self.normalize,
+            "cross_replica": self.cross_replica,
+        }

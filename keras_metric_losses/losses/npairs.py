@@ -2,7 +2,7 @@
 
 from keras import ops
 
-from keras_metric_losses import validation
+from keras_metric_losses import distributed, validation
 from keras_metric_losses.api import export
 from keras_metric_losses.losses.base import LabelLoss
 from keras_metric_losses.ops import compute_dtype, label_equality, mean, soft_target_cross_entropy
@@ -14,24 +14,47 @@ def _similarity_cross_entropy(target_weights, y_pred):
     return soft_target_cross_entropy(ops.cast(target_weights, dtype), ops.cast(y_pred, dtype))
 
 
-def _npairs_per_anchor(y_true, y_pred):
-    """Per-anchor N-pair losses `[B]` in at least float32. See `npairs_loss`."""
+def _npairs_per_anchor(y_true, y_pred, key_labels=None, cross_replica=False):
+    """Per-anchor N-pair losses `[b]` in at least float32. See `npairs_loss`.
+
+    Square path (`key_labels=None`, `cross_replica=False`): columns share the rows' labels.
+    Otherwise `y_pred` is `[b, B]` and the columns' labels are `key_labels` (or, with
+    `cross_replica=True`, the labels of every replica, gathered).
+    """
     y_pred = ops.convert_to_tensor(y_pred)
     labels = validation.class_labels(validation.numeric_tensor(y_true, "y_true"))
-    validation.square_similarity(y_pred)
+    if key_labels is None and not cross_replica:
+        validation.square_similarity(y_pred)
+        validation.same_batch(labels, y_pred)
+        return _similarity_cross_entropy(label_equality(labels), y_pred)
     validation.same_batch(labels, y_pred)
-    return _similarity_cross_entropy(label_equality(labels), y_pred)
+    if cross_replica:
+        key_labels = distributed.all_gather(labels)
+    key_labels = validation.class_labels(
+        validation.numeric_tensor(key_labels, "key_labels"), "key_labels"
+    )
+    validation.similarity_to_keys(y_pred, key_labels)
+    return _similarity_cross_entropy(label_equality(labels, key_labels), y_pred)
 
 
-def _npairs_multilabel_per_anchor(y_true, y_pred):
-    """Per-anchor multilabel N-pair losses `[B]` in at least float32. See
+def _npairs_multilabel_per_anchor(y_true, y_pred, key_labels=None, cross_replica=False):
+    """Per-anchor multilabel N-pair losses `[b]` in at least float32. See
     `npairs_multilabel_loss`."""
     y_true, y_pred = validation.numeric_tensor(y_true, "y_true"), ops.convert_to_tensor(y_pred)
     validation.rank(y_true, 2, "a multi-hot [batch, num_classes] label matrix", "y_true")
-    validation.square_similarity(y_pred)
-    validation.same_batch(y_true, y_pred)
     labels = ops.cast(y_true, compute_dtype(y_pred))
-    return _similarity_cross_entropy(ops.matmul(labels, ops.transpose(labels)), y_pred)
+    if key_labels is None and not cross_replica:
+        validation.square_similarity(y_pred)
+        validation.same_batch(y_true, y_pred)
+        return _similarity_cross_entropy(ops.matmul(labels, ops.transpose(labels)), y_pred)
+    validation.same_batch(y_true, y_pred)
+    if cross_replica:
+        key_labels = distributed.all_gather(y_true)
+    key_labels = ops.convert_to_tensor(key_labels)
+    validation.rank(key_labels, 2, "a multi-hot [num_keys, num_classes] label matrix", "key_labels")
+    validation.similarity_to_keys(y_pred, key_labels)
+    keys = ops.cast(key_labels, compute_dtype(y_pred))
+    return _similarity_cross_entropy(ops.matmul(labels, ops.transpose(keys)), y_pred)
 
 
 def _mean_in_input_dtype(losses, y_pred):
@@ -39,7 +62,7 @@ def _mean_in_input_dtype(losses, y_pred):
 
 
 @export
-def npairs_loss(y_true, y_pred):
+def npairs_loss(y_true, y_pred, *, key_labels=None):
     """N-pair loss of a similarity matrix, as `tfa.losses.npairs_loss`.
 
     Row `i` of `y_pred` holds the similarities of anchor `i` to every positive `j`
@@ -53,6 +76,10 @@ def npairs_loss(y_true, y_pred):
 
     With distinct labels this is `mean_i log(1 + sum_{j != i} exp(S_ij - S_ii))`.
 
+    With `key_labels`, `y_pred` is `[b, B]`: rows are anchors labelled `y_true`, columns are keys
+    labelled `key_labels` (a larger gallery, or the global batch of a distributed step), and
+    `t[i, j] = [y_i == k_j] / sum_l [y_i == k_l]`.
+
     Differences from TF Addons (deliberate fixes): labels of shape `[B, 1]` are flattened (TF
     Addons returns NaN for them, which is what `model.fit` hands it in Keras 2); labels are compared
     as given, not after a cast to the logits dtype, so large ids stay distinct; float16/bfloat16
@@ -60,15 +87,17 @@ def npairs_loss(y_true, y_pred):
 
     Args:
         y_true: `[B]` or `[B, 1]` integer class labels.
-        y_pred: `[B, B]` float similarity logits.
+        y_pred: `[B, B]` float similarity logits (`[B, K]` with `key_labels`).
+        key_labels: Optional `[K]` or `[K, 1]` integer labels of the columns. Defaults to
+            `None`: the columns are the rows' own examples (`K = B`, labels `y_true`).
 
     Returns:
         A scalar, the mean over anchors, in the dtype of `y_pred`.
             `NpairsLoss(reduction=None)` gives the per-anchor values.
 
     Raises:
-        ValueError: if `y_true` is not `[B]`/`[B, 1]`, `y_pred` is not square, or the batch sizes
-            differ.
+        ValueError: if `y_true` (or `key_labels`) is not `[B]`/`[B, 1]`, `y_pred` is not square
+            (has not one column per key label), or the batch sizes differ.
 
     Example:
 
@@ -81,11 +110,11 @@ def npairs_loss(y_true, y_pred):
     Reference: Sohn, "Improved Deep Metric Learning with Multi-class N-pair Loss Objective",
     NeurIPS 2016.
     """
-    return _mean_in_input_dtype(_npairs_per_anchor(y_true, y_pred), y_pred)
+    return _mean_in_input_dtype(_npairs_per_anchor(y_true, y_pred, key_labels), y_pred)
 
 
 @export
-def npairs_multilabel_loss(y_true, y_pred):
+def npairs_multilabel_loss(y_true, y_pred, *, key_labels=None):
     """Multilabel N-pair loss of a similarity matrix, as `tfa.losses.npairs_multilabel_loss`.
 
     Targets come from the label overlap: with `K[i, j] = |labels(i) ∩ labels(j)|`
@@ -97,19 +126,23 @@ def npairs_multilabel_loss(y_true, y_pred):
     ```
 
     One-hot `y_true` gives `npairs_loss`. Non-binary entries act as weights, as in TF Addons.
+    With `key_labels` (`[K, C]`), `y_pred` is `[B, K]` and `K = y_true @ key_labels.T`.
 
     Difference from TF Addons: an anchor with no label has no target; its loss is 0 with zero
     gradient and it still counts in the mean (TF Addons returns NaN for the whole batch).
 
     Args:
         y_true: `[B, C]` multi-hot labels (any numeric dtype).
-        y_pred: `[B, B]` float similarity logits.
+        y_pred: `[B, B]` float similarity logits (`[B, K]` with `key_labels`).
+        key_labels: Optional `[K, C]` multi-hot labels of the columns. Defaults to `None`: the
+            columns are the rows' own examples.
 
     Returns:
         A scalar, the mean over anchors, in the dtype of `y_pred`.
 
     Raises:
-        ValueError: if `y_true` is not rank 2, `y_pred` is not square, or the batch sizes differ.
+        ValueError: if `y_true` (or `key_labels`) is not rank 2, `y_pred` is not square (has
+            not one column per key), or the batch sizes differ.
 
     Example:
 
@@ -123,7 +156,7 @@ def npairs_multilabel_loss(y_true, y_pred):
     Reference: Sohn, "Improved Deep Metric Learning with Multi-class N-pair Loss Objective",
     NeurIPS 2016.
     """
-    return _mean_in_input_dtype(_npairs_multilabel_per_anchor(y_true, y_pred), y_pred)
+    return _mean_in_input_dtype(_npairs_multilabel_per_anchor(y_true, y_pred, key_labels), y_pred)
 
 
 @export
@@ -135,12 +168,22 @@ class NpairsLoss(LabelLoss):
     anchors and `reduction=None` returns the `[B]` per-anchor losses. Integer labels are compared
     exactly (ids 16777216 and 16777217 stay distinct, also through `model.fit`).
 
+    With `cross_replica=True` (TensorFlow `tf.distribute`, `torch.distributed`), `y_pred` is
+    the `[b, B]` output of `PairwiseSimilarity(cross_replica=True)`: this replica's anchors
+    against the keys of every replica. The loss gathers the labels of all replicas for the
+    columns and returns the losses of its own `b` anchors; Keras' reduction and the summation of
+    gradients over replicas then give the loss and gradients of the global batch. Under JAX's
+    `keras.distribution.DataParallel` the step already sees the global batch and the option
+    changes nothing. See the "Distributed training" page.
+
     Args:
         name: Name of the loss. Defaults to `"npairs_loss"`.
         reduction: Keras reduction: `"sum_over_batch_size"` (default), `"sum"`, `"mean"`,
             `"mean_with_sample_weight"` or `None`.
         dtype: Loss dtype or policy; `y_pred` is cast to it (half precision is computed in
             float32). Defaults to `keras.config.floatx()`.
+        cross_replica: Keyword-only. Gather the labels of every replica for the columns of
+            `y_pred`. Defaults to `False`.
 
     Example:
 
@@ -156,11 +199,23 @@ class NpairsLoss(LabelLoss):
     Reference: Sohn, NeurIPS 2016.
     """
 
-    def __init__(self, name="npairs_loss", reduction="sum_over_batch_size", dtype=None):
+    def __init__(
+        self,
+        name="npairs_loss",
+        reduction="sum_over_batch_size",
+        dtype=None,
+        *,
+        cross_replica=False,
+    ):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
+        validation.boolean(cross_replica, "cross_replica")
+        self.cross_replica = cross_replica
 
     def call(self, y_true, y_pred):
-        return _npairs_per_anchor(y_true, y_pred)
+        return _npairs_per_anchor(y_true, y_pred, cross_replica=self.cross_replica)
+
+    def get_config(self):
+        return {**super().get_config(), "cross_replica": self.cross_replica}
 
 
 @export
@@ -170,10 +225,15 @@ class NpairsMultilabelLoss(LabelLoss):
     Computes `npairs_multilabel_loss` per anchor row; with the default reduction the result equals
     the function's scalar (TF Addons' `NpairsMultilabelLoss`). `y_true` is `[B, C]` multi-hot.
 
+    `cross_replica=True` gathers the multi-hot labels of every replica for the columns of a
+    `[b, B]` `y_pred`, as in `NpairsLoss`.
+
     Args:
         name: Name of the loss. Defaults to `"npairs_multilabel_loss"`.
         reduction: Keras reduction. Defaults to `"sum_over_batch_size"`.
         dtype: Loss dtype or policy. Defaults to `keras.config.floatx()`.
+        cross_replica: Keyword-only. Gather the labels of every replica for the columns of
+            `y_pred`. Defaults to `False`.
 
     Example:
 
@@ -185,8 +245,20 @@ class NpairsMultilabelLoss(LabelLoss):
     Reference: Sohn, NeurIPS 2016.
     """
 
-    def __init__(self, name="npairs_multilabel_loss", reduction="sum_over_batch_size", dtype=None):
+    def __init__(
+        self,
+        name="npairs_multilabel_loss",
+        reduction="sum_over_batch_size",
+        dtype=None,
+        *,
+        cross_replica=False,
+    ):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
+        validation.boolean(cross_replica, "cross_replica")
+        self.cross_replica = cross_replica
 
     def call(self, y_true, y_pred):
-        return _npairs_multilabel_per_anchor(y_true, y_pred)
+        return _npairs_multilabel_per_anchor(y_true, y_pred, cross_replica=self.cross_replica)
+
+    def get_config(self):
+        return {**super().get_config(), "cross_replica": self.cross_replica}

@@ -1,0 +1,208 @@
+"""Cross-replica gathering for pairwise losses: the one backend-specific part of the package.
+
+Pairwise losses improve with more negatives. Under data parallelism each replica sees only its
+slice of the global batch; the helpers here let a replica compare its own anchors (queries) with
+the keys of every replica, so that Keras' reduction plus the usual gradient summation over
+replicas gives the loss and gradients of the global batch.
+
+| backend | engine | what happens |
+| --- | --- | --- |
+| JAX | `keras.distribution.DataParallel` | the jitted step sees the global batch: no gather |
+| TensorFlow | `tf.distribute` strategies | `ReplicaContext.all_gather` inside `strategy.run` |
+| PyTorch | `torch.distributed` | `all_gather`; its backward all-reduces, then slices |
+
+Outside a replica context (one device, JAX, a TF cross-replica context, `torch.distributed` not
+initialised) every function here is the identity / single-replica answer.
+"""
+
+import keras
+from keras import ops
+
+from keras_metric_losses.api import export
+
+__all__ = ["all_gather", "gather_keys", "replica_context"]
+
+
+def _tf_replica_context():
+    import tensorflow as tf
+
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return None
+    return context
+
+
+def _torch_process_group():
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        return dist
+    return None
+
+
+@export
+def replica_context():
+    """The current replica's id and the number of replicas whose batches form the global batch.
+
+    Returns:
+        A tuple `(replica_id, num_replicas)`. `replica_id` is a Python int or a scalar int
+            tensor (TensorFlow, inside `strategy.run`); `num_replicas` is a Python int.
+            `(0, 1)` outside a replica context: on one device, under JAX (whose jitted step
+            sees the global batch), in a TensorFlow cross-replica context, or when
+            `torch.distributed` is not initialised.
+
+    This function raises nothing.
+
+    Example:
+
+    >>> import keras_metric_losses as kml
+    >>> kml.distributed.replica_context()
+    (0, 1)
+
+    Reference: `tf.distribute.ReplicaContext`; `torch.distributed.get_rank`.
+    """
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        context = _tf_replica_context()
+        if context is not None:
+            return context.replica_id_in_sync_group, context.num_replicas_in_sync
+    elif backend == "torch":
+        dist = _torch_process_group()
+        if dist is not None:
+            return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _torch_all_gather(x, dist):
+    import torch
+
+    class _AllGather(torch.autograd.Function):
+        """Concatenates every rank's `x` on axis 0; backward all-reduces (SUM) then slices."""
+
+        @staticmethod
+        def forward(ctx, tensor):
+            tensor = tensor.contiguous()
+            parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+            dist.all_gather(parts, tensor)
+            ctx.rows = tensor.shape[0]
+            return torch.cat(parts, dim=0)
+
+        @staticmethod
+        def backward(ctx, grad):
+            grad = grad.contiguous()
+            dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+            start = dist.get_rank() * ctx.rows
+            return grad[start : start + ctx.rows]
+
+    x = ops.convert_to_tensor(x)
+    if x.is_floating_point() and x.requires_grad:
+        return _AllGather.apply(x)
+    parts = [torch.empty_like(x.contiguous()) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, x.contiguous())
+    return torch.cat(parts, dim=0)
+
+
+@export
+def all_gather(x):
+    """Concatenation of every replica's `x` along axis 0, differentiable.
+
+    Replica `r`'s rows come `r`-th, so on every replica the result is the global batch in the
+    same order. The gradient flows back to each replica's own rows: the backward pass sums the
+    upstream gradients of all replicas (all-reduce) and keeps this replica's slice, so that
+    summing the parameter gradients over replicas (what `MirroredStrategy`, DDP, or an
+    all-reduce of the gradients does) gives the gradient of the sum of the replicas' losses.
+
+    Backends:
+
+    - TensorFlow: `tf.distribute.get_replica_context().all_gather(x, axis=0)` inside
+      `strategy.run` (what `model.fit` does under a strategy); replicas may hold different
+      numbers of rows.
+    - PyTorch: `torch.distributed.all_gather` when a process group is initialised; every
+      process must hold the same number of rows (use `drop_last=True`).
+    - JAX: the identity. Under `keras.distribution.DataParallel` the jitted step already works
+      on the global, sharded batch.
+
+    Outside a replica context `x` is returned unchanged.
+
+    Args:
+        x: `[b, ...]` tensor of any dtype (floating tensors carry gradients).
+
+    Returns:
+        `[sum_r b_r, ...]` tensor: the rows of replica 0, then replica 1, and so on.
+
+    Raises:
+        RuntimeError: from the backend's collective, for example when `torch.distributed`
+            processes hold different numbers of rows.
+
+    Example:
+
+    >>> import numpy as np
+    >>> import keras_metric_losses as kml
+    >>> kml.distributed.all_gather(np.ones((2, 3))).shape  # one device: unchanged
+    (2, 3)
+
+    Reference: `tf.distribute.ReplicaContext.all_gather`; `torch.distributed.all_gather`.
+    """
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        context = _tf_replica_context()
+        if context is not None:
+            x = ops.convert_to_tensor(x)
+            gathered = context.all_gather(x, axis=0)
+            trailing = tuple(x.shape)[1:]
+            if None in trailing:
+                return gathered
+            return ops.reshape(gathered, (-1, *trailing))  # keeps the static inner shape
+    elif backend == "torch":
+        dist = _torch_process_group()
+        if dist is not None:
+            return _torch_all_gather(x, dist)
+    return ops.convert_to_tensor(x)
+
+
+@export
+def gather_keys(embeddings, labels):
+    """Keys of the global batch for a loss that compares local anchors with every example.
+
+    A loss that takes embeddings (not a precomputed similarity matrix) calls this to compare its
+    own `b` anchors (queries, `embeddings`) with the `B` examples of all replicas (keys): it
+    computes a `[b, B]` distance matrix, one loss per local anchor, and lets Keras reduce.
+    `self_columns[i]` is the key column of anchor `i` itself, for excluding the trivial
+    positive `d(a_i, a_i) = 0` with a mask (`ops.arange(B)[None, :] != self_columns[:, None]`).
+
+    Args:
+        embeddings: `[b, D]` local embeddings.
+        labels: `[b]` (or `[b, ...]`) local labels.
+
+    Returns:
+        A tuple `(keys, key_labels, self_columns)`: `[B, D]` embeddings and `[B, ...]` labels
+            of every replica (the inputs themselves outside a replica context, `B = b`), and
+            `[b]` int32 global column indices of the local rows.
+
+    Raises:
+        RuntimeError: from the backend's collective (see `all_gather`).
+
+    Example:
+
+    >>> import keras
+    >>> import numpy as np
+    >>> import keras_metric_losses as kml
+    >>> keys, key_labels, self_columns = kml.distributed.gather_keys(
+    ...     np.eye(3, dtype="float32"), np.array([0, 1, 0]))
+    >>> keras.ops.convert_to_numpy(self_columns).tolist()  # one device: the local rows
+    [0, 1, 2]
+
+    Reference: Wang et al., "Cross-Batch Memory for Embedding Learning", CVPR 2020 (local queries
+    against a larger key set); Radford et al., CLIP, 2021 (gathered negatives).
+    """
+    keys, key_labels = all_gather(embeddings), all_gather(labels)
+    local_rows = ops.shape(embeddings)[0]
+    replica_id, num_replicas = replica_context()
+    if num_replicas == 1:
+        offset = 0
+    else:
+        sizes = all_gather(ops.reshape(ops.cast(local_rows, "int32"), (1,)))
+        before = ops.less(ops.arange(num_replicas, dtype="int32"), ops.cast(replica_id, "int32"))
+        offset = ops.sum(ops.where(before, sizes, ops.zeros_like(sizes)))
+    self_columns = ops.add(ops.arange(local_rows, dtype="int32"), ops.cast(offset, "int32"))
+    return keys, key_labels, self_columns

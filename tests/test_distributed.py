@@ -1,0 +1,242 @@
+"""Distributed training: the loss and gradients of the global batch on every backend.
+
+The multi-device runs happen in fresh processes (`distributed_worker.py`): two JAX CPU devices
+under `keras.distribution.DataParallel`, two logical CPUs under `tf.distribute.MirroredStrategy`,
+two `torch.distributed` (gloo) processes. Each run's loss and gradient are compared with those
+of one device on the full batch, computed here. Only the current backend's run is executed.
+"""
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+from distributed_worker import GLOBAL_BATCH, REPLICAS, mined_margin_per_anchor, problem
+from keras import ops
+from support import compiled, numpy, value_and_grad
+
+import keras_metric_losses as kml
+
+WORKER = pathlib.Path(__file__).parent / "distributed_worker.py"
+BACKEND = keras.backend.backend()
+TIMEOUT = 180
+
+
+def _npairs(w, rows=slice(None)):
+    anchors, positives, labels, _ = problem()
+    embed = lambda x: ops.matmul(x[rows], w)  # noqa: E731
+    return kml.npairs_loss(
+        labels[rows], ops.matmul(embed(anchors), ops.transpose(embed(positives)))
+    )
+
+
+def _mined(w, rows=slice(None)):
+    anchors, _, labels, _ = problem()
+    return ops.mean(mined_margin_per_anchor(labels[rows], ops.matmul(anchors[rows], w), False))
+
+
+LOSSES = {"npairs": _npairs, "mined": _mined}
+
+
+def single_device(name):
+    """Loss and gradient of one device on the global batch, and the mean of the replicas'
+    local losses (what each replica would compute without gathering)."""
+    weights = problem()[3]
+    value, grad = value_and_grad(LOSSES[name], weights)
+    local = GLOBAL_BATCH // REPLICAS
+    halves = [LOSSES[name](weights, slice(r * local, (r + 1) * local)) for r in range(REPLICAS)]
+    return value, grad, float(np.mean([numpy(h) for h in halves]))
+
+
+def run_worker(tmp_path, *args):
+    out = tmp_path / f"out{args[0] if args else ''}.json"
+    command = [sys.executable, str(WORKER), BACKEND, str(out), *map(str, args)]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True), out
+
+
+def results_of(process, out):
+    try:
+        _, stderr = process.communicate(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        _, stderr = process.communicate()
+    assert process.returncode == 0, stderr[-4000:]
+    return json.loads(out.read_text())
+
+
+def assert_global(result, name):
+    value, grad, _ = single_device(name)
+    np.testing.assert_allclose(result["loss"], value, rtol=1e-5)
+    np.testing.assert_allclose(np.array(result["grad"]), grad, rtol=1e-5, atol=1e-5)
+
+
+def assert_local(result, name):
+    """Without `cross_replica`, each replica sees its slice: not the global loss."""
+    value, grad, local_mean = single_device(name)
+    np.testing.assert_allclose(result["loss"], local_mean, rtol=1e-5)
+    assert abs(result["loss"] - value) > 0.05
+    assert np.abs(np.array(result["grad"]) - grad).max() > 0.05
+
+
+def only(backend):
+    return pytest.mark.skipif(backend != BACKEND, reason=f"runs in the {backend} session")
+
+
+@only("jax")
+def test_jax_data_parallel_fit_sees_the_global_batch(tmp_path):
+    result = results_of(*run_worker(tmp_path))
+    layout = result["layout"]
+    assert layout["devices"] == REPLICAS
+    assert layout["batch_shards"] == [f"({GLOBAL_BATCH // REPLICAS}, 6)"]  # data are split ...
+    # ... and XLA keeps each device's rows of the similarity matrix: [local_B, global_B].
+    assert layout["similarity_shards"] == [f"({GLOBAL_BATCH // REPLICAS}, {GLOBAL_BATCH})"]
+    for name in LOSSES:
+        _, _, local_mean = single_device(name)
+        for cross_replica in (False, True):  # the option changes nothing under JAX
+            run = result[f"{name}/cross_replica={cross_replica}"]
+            assert_global(run, name)
+            assert abs(run["loss"] - local_mean) > 0.05  # the halves alone would give another loss
+    assert result["npairs/cross_replica=False"]["shapes"] == [f"({GLOBAL_BATCH}, {GLOBAL_BATCH})"]
+
+
+@only("tensorflow")
+def test_tensorflow_mirrored_strategy_fit_gathers_across_replicas(tmp_path):
+    result = results_of(*run_worker(tmp_path))
+    for name in LOSSES:
+        assert_global(result[f"{name}/cross_replica=True"], name)
+        assert_local(result[f"{name}/cross_replica=False"], name)
+    # Inside the replicated step the loss sees this replica's rows against all keys.
+    assert f"({GLOBAL_BATCH // REPLICAS}, None)" in result["npairs/cross_replica=True"]["shapes"]
+    assert "(None, 4)" in result["mined/cross_replica=True"]["shapes"]  # static inner shape kept
+
+
+@only("torch")
+def test_torch_distributed_custom_loop_gathers_across_processes(tmp_path):
+    store = tmp_path / "store"
+    workers = [run_worker(tmp_path, rank, store) for rank in range(REPLICAS)]
+    results = [results_of(*worker) for worker in workers]
+    anchors, _, labels, _ = problem()
+    local = GLOBAL_BATCH // REPLICAS
+    for rank, result in enumerate(results):
+        for name in LOSSES:
+            assert_global(result[f"{name}/cross_replica=True"], name)
+            assert_local(result[f"{name}/cross_replica=False"], name)
+        assert result["npairs/cross_replica=True"]["shapes"] == [f"({local}, {GLOBAL_BATCH})"]
+        keys, key_labels, self_columns = result["gather_keys"]
+        np.testing.assert_array_equal(keys, anchors)
+        np.testing.assert_array_equal(key_labels, labels)
+        np.testing.assert_array_equal(self_columns, rank * local + np.arange(local))
+
+
+# One device: the option is the identity, and the rectangular path matches NumPy.
+
+
+@pytest.mark.parametrize("name", kml.distributed.__all__)
+def test_distributed_helpers_are_exported_and_documented(name):
+    obj = getattr(kml.distributed, name)
+    assert keras.saving.get_registered_object(f"keras_metric_losses>{name}") is obj
+    doc = obj.__doc__ or ""
+    for section in ("Returns:", "Example", "Reference"):
+        assert section in doc
+
+
+def test_outside_a_replica_context_everything_is_local():
+    x, labels = np.arange(6, dtype="float32").reshape(3, 2), np.array([0, 1, 0])
+    assert kml.distributed.replica_context() == (0, 1)
+    np.testing.assert_array_equal(numpy(kml.distributed.all_gather(x)), x)
+    keys, key_labels, self_columns = kml.distributed.gather_keys(x, labels)
+    np.testing.assert_array_equal(numpy(keys), x)
+    np.testing.assert_array_equal(numpy(key_labels), labels)
+    np.testing.assert_array_equal(numpy(self_columns), [0, 1, 2])
+    assert keras.backend.standardize_dtype(self_columns.dtype) == "int32"
+
+
+def test_all_gather_is_differentiable_on_one_device():
+    x = np.array([[1.0, 2.0], [3.0, 4.0]], "float32")
+    value, grad = value_and_grad(lambda t: ops.sum(ops.square(kml.distributed.all_gather(t))), x)
+    np.testing.assert_allclose(value, 30.0)
+    np.testing.assert_allclose(grad, 2 * x)
+
+
+def reference_rectangular(labels, key_labels, logits):
+    targets = (labels[:, None] == key_labels[None, :]).astype(np.float64)
+    targets /= np.maximum(targets.sum(axis=1, keepdims=True), 1)
+    logits = np.asarray(logits, np.float64)
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_softmax = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    return -(targets * log_softmax).sum(axis=1)
+
+
+def test_npairs_with_key_labels_matches_numpy_and_the_square_path():
+    rng = np.random.default_rng(0)
+    labels, key_labels = np.array([0, 1, 2]), np.array([2, 0, 1, 0, 3, 1, 1])
+    logits = rng.normal(size=(3, 7)).astype("float32")
+    expected = reference_rectangular(labels, key_labels, logits)
+    value = kml.npairs_loss(labels, logits, key_labels=key_labels)
+    np.testing.assert_allclose(numpy(value), expected.mean(), rtol=1e-5)
+    np.testing.assert_allclose(
+        numpy(
+            compiled(lambda y, s, k: kml.npairs_loss(y, s, key_labels=k))(
+                labels, logits, key_labels
+            )
+        ),
+        expected.mean(),
+        rtol=1e-5,
+    )
+    square = rng.normal(size=(4, 4)).astype("float32")
+    y = np.array([[3], [1], [3], [0]])
+    np.testing.assert_allclose(
+        numpy(kml.npairs_loss(y, square, key_labels=y)), numpy(kml.npairs_loss(y, square))
+    )
+    multi_hot = np.eye(4, dtype="float32")
+    np.testing.assert_allclose(
+        numpy(
+            kml.npairs_multilabel_loss(multi_hot[labels], logits, key_labels=multi_hot[key_labels])
+        ),
+        expected.mean(),
+        rtol=1e-5,
+    )
+
+
+@pytest.mark.parametrize("loss_cls", [kml.NpairsLoss, kml.NpairsMultilabelLoss])
+def test_cross_replica_on_one_device_changes_nothing(loss_cls):
+    anchors, positives, labels, weights = problem()
+    y = labels if loss_cls is kml.NpairsLoss else np.eye(5, dtype="float32")[labels]
+    local = kml.PairwiseSimilarity()([anchors @ weights, positives @ weights])
+    gathered = kml.PairwiseSimilarity(cross_replica=True)([anchors @ weights, positives @ weights])
+    np.testing.assert_allclose(numpy(gathered), numpy(local))
+    expected = numpy(loss_cls(reduction=None)(y, local))
+    np.testing.assert_allclose(
+        numpy(loss_cls(reduction=None, cross_replica=True)(y, local)), expected
+    )
+    loss = loss_cls(cross_replica=True)
+    np.testing.assert_allclose(numpy(compiled(loss)(y, local)), expected.mean(), rtol=1e-5)
+
+
+def test_cross_replica_is_configured_and_validated():
+    for obj in (kml.NpairsLoss(cross_replica=True), kml.NpairsMultilabelLoss(cross_replica=True)):
+        config = obj.get_config()
+        assert config["cross_replica"] is True
+        restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(obj))
+        assert restored.cross_replica is True and restored.get_config() == config
+    layer = kml.PairwiseSimilarity(cross_replica=True)
+    assert layer.get_config()["cross_replica"] is True
+    assert kml.PairwiseSimilarity.from_config(layer.get_config()).cross_replica is True
+    assert layer.compute_output_shape([(None, 2), (7, 2)]) == (None, None)
+    assert kml.NpairsLoss().get_config()["cross_replica"] is False
+    for factory in (kml.NpairsLoss, kml.NpairsMultilabelLoss, kml.PairwiseSimilarity):
+        with pytest.raises(TypeError, match=r"cross_replica.*Received: cross_replica=1"):
+            factory(cross_replica=1)
+
+
+def test_mismatched_key_labels_raise_clear_errors():
+    logits = np.zeros((3, 5), "float32")
+    with pytest.raises(ValueError, match=r"one column per key.*\(3, 5\).*\(4,\)"):
+        kml.npairs_loss(np.zeros(3, "int32"), logits, key_labels=np.zeros(4, "int32"))
+    with pytest.raises(ValueError, match=r"same batch size"):
+        kml.npairs_loss(np.zeros(2, "int32"), logits, key_labels=np.zeros(5, "int32"))
+    with pytest.raises(ValueError, match=r"key_labels.*multi-hot"):
+        kml.npairs_multilabel_loss(np.ones((3, 2)), logits, key_labels=np.ones(5))
