@@ -48,7 +48,7 @@ def _bench_venv(session, backend):
     """Creates (once per requirement set) `.nox/bench-<backend>` and returns its python."""
     venv = Path(".nox") / f"bench-{backend}"
     python = venv / "bin" / "python"
-    requirements = [*BACKEND_PACKAGES[backend], *BENCH_EXTRAS[backend]]
+    requirements = ["keras", *BACKEND_PACKAGES[backend], *BENCH_EXTRAS[backend]]
     stamp = venv / "bench-requirements.txt"
     wanted = "\n".join(
         [*requirements, hashlib.sha256(Path("constraints.txt").read_bytes()).hexdigest()]
@@ -72,7 +72,7 @@ def _bench_venv(session, backend):
         ".",
         external=True,
     )
-    return str(python.resolve())
+    return str(python.absolute())
 
 
 def _oracle_python(session):

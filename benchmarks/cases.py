@@ -132,7 +132,6 @@ PN_ARGS = {
 
 def pn_ours():
     from keras import ops
-
     from keras_metric_losses.losses.pn import pn_loss
 
     return lambda x: ops.mean(pn_loss(x["labels"], x["embeddings"], **PN_ARGS))

@@ -96,7 +96,7 @@ def time_alternating(steps_by_variant, steps, warmup, progress=None):
         try:
             for _ in range(warmup):
                 step()
-        except Exception as e:  # noqa: BLE001 - any backend failure is a reportable result
+        except Exception as e:
             results[name] = {"error": f"{type(e).__name__}: {str(e)[:300]}"}
             del live[name]
         if progress:

@@ -42,7 +42,7 @@ def run_job(job, backend, variants_of, tag):
                     steps[variant] = make_step(
                         backend, builder(), inputs, case.wrt, mode == "compiled"
                     )
-                except Exception as e:  # noqa: BLE001 - reported, the other variants go on
+                except Exception as e:
                     records.append({**base, "mode": mode, "variant": variant, "error": repr(e)})
             if job["task"] == "time":
                 timed = time_alternating(steps, job["steps"], job["warmup"])
@@ -58,7 +58,7 @@ def _memory(step):
     try:
         step()  # compile / warm up: not counted
         return {"step_peak_mb": step_peak_mb(step), "process_max_rss_mb": max_rss_mb()}
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         return {"error": f"{type(e).__name__}: {str(e)[:300]}"}
 
 
