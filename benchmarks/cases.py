@@ -140,7 +140,8 @@ def pn_ours():
 def pn_tfsim():
     from tensorflow_similarity.losses import PNLoss
 
-    loss = PNLoss(**PN_ARGS)
+    # TF Similarity has no `soft_margin`: `margin=None` means a soft margin.
+    loss = PNLoss(**{k: v for k, v in PN_ARGS.items() if k != "soft_margin"})
     return lambda x: loss(x["labels"], x["embeddings"])
 
 

@@ -52,14 +52,22 @@ def _tf_step(fn, diff, rest, compiled):
             loss = fn({**rest, **diff})
         return loss, tape.gradient(loss, diff)
 
-    if compiled:
-        grad = tf.function(grad, jit_compile=True)
+    note = None
+    if compiled:  # XLA, or a plain graph where XLA cannot compile the function (noted).
+        xla = tf.function(grad, jit_compile=True)
+        try:
+            xla(diff, rest)
+            grad = xla
+        except Exception as e:
+            grad = tf.function(grad)
+            note = f"tf.function without XLA ({type(e).__name__} under jit_compile=True)"
 
     def step():
         loss, grads = grad(diff, rest)
         for g in [loss, *grads.values()]:  # IndexedSlices (gathers) have `.values`.
             getattr(g, "values", g).numpy()
 
+    step.note = note
     return step
 
 
@@ -108,7 +116,9 @@ def time_alternating(steps_by_variant, steps, warmup, progress=None):
             step()
             times[name].append((time.perf_counter() - start) * 1e3)
     for name, ts in times.items():
+        note = getattr(live[name], "note", None)
         results[name] = {
+            **({"note": note} if note else {}),
             "median_ms": statistics.median(ts),
             "min_ms": min(ts),
             "max_ms": max(ts),

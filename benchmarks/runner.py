@@ -24,7 +24,8 @@ def load_inputs(inputs_dir, case, batch):
 
 
 def run_job(job, backend, variants_of, tag):
-    """Runs `job`; `variants_of(case)` gives `{variant: builder}` or `None` to skip the case."""
+    """Runs `job`; `variants_of(case)` gives `{variant: builder}`, `{}` (nothing to run here) or
+    `None` (the case is not importable: reported as skipped)."""
     records, batch = [], job["batch"]
     for name in job["cases"]:
         case = CASES[name]
@@ -32,6 +33,8 @@ def run_job(job, backend, variants_of, tag):
         base = {"case": name, "backend": tag, "batch": batch}
         if variants is None:
             records.append({**base, "skipped": f"{case.module} not importable"})
+            continue
+        if not variants:  # Nothing of this case runs in this process.
             continue
         inputs = to_native(backend, load_inputs(job["inputs_dir"], case, batch), case.wrt)
         for mode in job.get("modes", MODES):
@@ -57,7 +60,12 @@ def run_job(job, backend, variants_of, tag):
 def _memory(step):
     try:
         step()  # compile / warm up: not counted
-        return {"step_peak_mb": step_peak_mb(step), "process_max_rss_mb": max_rss_mb()}
+        note = getattr(step, "note", None)
+        return {
+            **({"note": note} if note else {}),
+            "step_peak_mb": step_peak_mb(step),
+            "process_max_rss_mb": max_rss_mb(),
+        }
     except Exception as e:
         return {"error": f"{type(e).__name__}: {str(e)[:300]}"}
 
