@@ -31,6 +31,7 @@ class Case:
     floor: object
     references: dict = field(default_factory=dict)  # name -> (backend or "oracle", builder)
     memory: bool = False  # Part of the large-batch peak-memory check.
+    targets: dict = field(default_factory=dict)  # "floor" or reference -> max ratio (B=1024)
     note: str = ""
 
 
@@ -205,6 +206,7 @@ CASES = {
                 "pml.NPairsLoss": ("torch", npairs_pml),
             },
             memory=True,
+            targets={"floor": 1.3, "tfa.npairs_loss": 0.8},
             note="npairs_loss(labels, E @ E.T); PML's NPairsLoss keeps one pair per label.",
             **_EMBED,
         ),
@@ -217,6 +219,7 @@ CASES = {
                 "pml.TripletMarginLoss+miner": ("torch", triplet_pml),
             },
             memory=True,
+            targets={"floor": 2.5, "tfsim.PNLoss": 0.5},
             note="cosine, hard positives, semi-hard negatives, margin 1.",
             **_EMBED,
         ),
@@ -225,6 +228,7 @@ CASES = {
             "keras_metric_losses.losses.nce",
             ours=_nce_ours,
             references={"tf.nn.nce_loss": ("tensorflow", _nce_tf)},
+            targets={"tf.nn.nce_loss": 1.0},
             note="C = 100,000 classes, 64 sampled; gradients w.r.t. weights and inputs.",
             **_NCE,
         ),

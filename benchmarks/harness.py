@@ -134,24 +134,22 @@ def _proc_status_kb(field):
     raise KeyError(field)
 
 
-def step_peak_mb(step, repeats=2):
-    """Peak RSS growth (MiB) over the resident set before `repeats` calls of an already-warm step.
+def peak_growth_mb(work):
+    """Peak RSS growth (MiB) while `work()` runs, over the resident set just before it.
 
-    Linux: resets the high-water mark (`/proc/self/clear_refs` <- 5) and reads `VmHWM`, so the
-    compilation and warm-up before it do not count. Run with `MALLOC_MMAP_THRESHOLD_` set so freed
-    large buffers leave the resident set. Falls back to the `ru_maxrss` delta elsewhere.
+    Linux: resets the high-water mark (`/proc/self/clear_refs` <- 5) and reads `VmHWM`. Run with
+    `MALLOC_MMAP_THRESHOLD_` set so that large buffers freed earlier have left the resident set.
+    Falls back to the growth of `ru_maxrss` elsewhere (a lower bound).
     """
     gc.collect()
     try:
         before = _proc_status_kb("VmRSS")
         Path("/proc/self/clear_refs").write_text("5")
-        for _ in range(repeats):
-            step()
+        work()
         return (_proc_status_kb("VmHWM") - before) / 1024
     except OSError:
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        for _ in range(repeats):
-            step()
+        work()
         return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
 
 

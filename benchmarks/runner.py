@@ -4,8 +4,9 @@ usage: runner.py JOB.json OUT.json
 
 A job is `{"task": "time" | "memory", "batch": B, "cases": [...], "inputs_dir": DIR, "steps": N,
 "warmup": W, "modes": ["eager", "compiled"]}`. Timing runs our loss, the floor and this backend's
-references alternately on the same inputs; memory measures the floor and our loss (one case per
-process). `oracle_runner.py` reuses `run_job` with the reference venv's variants.
+references alternately on the same inputs. A memory job (one case, plus `"mode"` and `"variant"`:
+`"ours"` or `"floor"`) measures one step's peak RSS growth and is meant for a fresh process.
+`oracle_runner.py` reuses `run_job` with the reference venv's variants.
 """
 
 import json
@@ -14,8 +15,16 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from cases import CASES, available
-from harness import MODES, log, make_step, max_rss_mb, step_peak_mb, time_alternating, to_native
+from cases import CASES, INPUTS, available
+from harness import (
+    MODES,
+    log,
+    make_step,
+    max_rss_mb,
+    peak_growth_mb,
+    time_alternating,
+    to_native,
+)
 
 
 def load_inputs(inputs_dir, case, batch):
@@ -47,27 +56,40 @@ def run_job(job, backend, variants_of, tag):
                     )
                 except Exception as e:
                     records.append({**base, "mode": mode, "variant": variant, "error": repr(e)})
-            if job["task"] == "time":
-                timed = time_alternating(steps, job["steps"], job["warmup"])
-                records += [{**base, "mode": mode, "variant": v, **r} for v, r in timed.items()]
-            else:
-                records += [
-                    {**base, "mode": mode, "variant": v, **_memory(s)} for v, s in steps.items()
-                ]
+            timed = time_alternating(steps, job["steps"], job["warmup"])
+            records += [{**base, "mode": mode, "variant": v, **r} for v, r in timed.items()]
     return records
 
 
-def _memory(step):
+def run_memory(job, backend):
+    """Peak memory of one (case, variant, mode) at one batch size: meant for a fresh process.
+
+    The step first runs on a batch of 8 (loads kernels, thread pools, compilers: not counted);
+    then the peak RSS growth is measured over building the full-size step (so compilation is
+    included) and running it twice. Allocators that cache memory cannot hide anything, since
+    nothing of that size was allocated before.
+    """
+    case, batch = CASES[job["cases"][0]], job["batch"]
+    variant, mode = job["variant"], job["mode"]
+    base = {"case": case.name, "backend": backend, "batch": batch, "mode": mode, "variant": variant}
+    if not available(case):
+        return [{**base, "skipped": f"{case.module} not importable"}]
+    log(f"[{backend}] memory {case.name} B={batch} {mode} {variant}")
+    fn, compiled = (case.ours if variant == "ours" else case.floor)(), mode == "compiled"
+    small = to_native(backend, INPUTS[case.inputs](8, np.random.default_rng(0)), case.wrt)
+    make_step(backend, fn, small, case.wrt, compiled)()
+    inputs = to_native(backend, load_inputs(job["inputs_dir"], case, batch), case.wrt)
+
+    def work():
+        step = make_step(backend, fn, inputs, case.wrt, compiled)
+        step()
+        step()
+
     try:
-        step()  # compile / warm up: not counted
-        note = getattr(step, "note", None)
-        return {
-            **({"note": note} if note else {}),
-            "step_peak_mb": step_peak_mb(step),
-            "process_max_rss_mb": max_rss_mb(),
-        }
+        peak = peak_growth_mb(work)
     except Exception as e:
-        return {"error": f"{type(e).__name__}: {str(e)[:300]}"}
+        return [{**base, "error": f"{type(e).__name__}: {str(e)[:300]}"}]
+    return [{**base, "step_peak_mb": peak, "process_max_rss_mb": max_rss_mb()}]
 
 
 def versions(modules):
@@ -92,7 +114,10 @@ def main():
             refs = {}
         return {"ours": case.ours, "floor": case.floor, **refs}
 
-    records = run_job(job, backend, variants_of, backend)
+    if job["task"] == "memory":
+        records = run_memory(job, backend)
+    else:
+        records = run_job(job, backend, variants_of, backend)
     libs = ["keras", {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}[backend]]
     if backend == "torch" and available_module("pytorch_metric_learning"):
         libs.append("pytorch_metric_learning")
