@@ -223,7 +223,8 @@ CASES = {
             },
             memory=True,
             targets={"floor": 2.5, "tfsim.PNLoss": 0.5},
-            note="cosine, hard positives, semi-hard negatives, margin 1.",
+            note="cosine, hard positives, semi-hard negatives, margin 1. PML has no PN loss: its"
+            " reference is a cosine triplet margin loss on BatchEasyHardMiner(hard, semihard).",
             **_EMBED,
         ),
         Case(

@@ -99,7 +99,9 @@ def markdown(results):
         "# Benchmarks",
         "",
         f"**{kind}**, {meta['date']}, `{meta['command']}`. Machine: {m['cpu']}, {m['nproc']} "
-        f"cores, {m['memory_gib']} GiB, {m['platform']}, Python {m['python']}.",
+        f"cores, {m['memory_gib']} GiB, {m['platform']}, Python {m['python']}. Batch sizes "
+        f"{meta['sizes']}, D = 128; memory at B = {meta['memory_sizes']}. Regenerate with "
+        "`nox -s bench` (full) or `nox -s bench -- --quick`.",
         "",
         "Versions: "
         + "; ".join(
