@@ -112,6 +112,20 @@ def process_env(backend=None):
     return env
 
 
+def importable_cases(python, backend, names):
+    """The cases among `names` whose loss module imports in `python` (one short process)."""
+    code = "import sys, cases; print(*[n for n in sys.argv[1:] if cases.available(cases.CASES[n])])"
+    out = subprocess.run(
+        [python, "-c", code, *names],
+        cwd=HERE,
+        env=process_env(backend),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return set(out.stdout.split())
+
+
 def write_inputs(directory, cases, sizes):
     for kind in {CASES[c].inputs for c in cases}:
         for batch in sizes:
@@ -153,12 +167,14 @@ def main(argv=None):
                 jobs.append((backend, python, "runner.py", job, process_env(backend)))
             if args.oracle_python:
                 jobs.append(("oracle", args.oracle_python, "oracle_runner.py", job, process_env()))
+        importable = {b: importable_cases(py, b, memory_cases) for b, py in args.pythons.items()}
         for batch in args.memory_sizes:  # A fresh process for each measurement.
             for case, mode, variant in itertools.product(memory_cases, MODES, ("ours", "floor")):
                 job = {"task": "memory", "batch": batch, "cases": [case], **common}
                 job.update(mode=mode, variant=variant)
                 for backend, python in args.pythons.items():
-                    jobs.append((backend, python, "runner.py", job, process_env(backend)))
+                    if case in importable[backend]:
+                        jobs.append((backend, python, "runner.py", job, process_env(backend)))
 
         progress = Progress(len(jobs))
         results = {"time": [], "memory": [], "versions": {}}
