@@ -245,8 +245,12 @@ def plot(results, path):
 
     index = _index(results["time"])
     panels = sorted({k[1] for k in index})
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.2), squeeze=False)
-    for ax, backend in zip(axes[0], panels, strict=True):
+    cols = 2
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(6.5 * cols, 4.5 * rows), squeeze=False)
+    for ax in axes.flat[len(panels) :]:
+        ax.set_visible(False)
+    for ax, backend in zip(axes.flat, panels, strict=False):
         series = sorted({(k[0], k[4], k[2]) for k in index if k[1] == backend})
         for case, variant, mode in series:
             points = sorted(
@@ -262,7 +266,7 @@ def plot(results, path):
             )
         ax.set(xscale="log", yscale="log", xlabel="batch size B", ylabel="ms / step", title=backend)
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=6)
+        ax.legend(fontsize=7)
     kind = "quick run" if results["meta"]["quick"] else "full run"
     fig.suptitle(f"forward+backward time vs batch size ({kind}, {results['meta']['date']})")
     fig.tight_layout()
