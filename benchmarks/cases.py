@@ -12,6 +12,7 @@ To add a loss, add a `Case` to `CASES`; a case whose `module` is not importable 
 """
 
 import importlib.util
+import inspect
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -177,7 +178,10 @@ def _sampled(name, module):
         import tensorflow as tf
 
         fn = getattr(tf.nn, name)
-        return lambda x: tf.reduce_mean(fn(*_nce_args(x), seed=NCE_SEED))
+        # TF 2's `tf.nn.nce_loss` has no `seed` argument (`sampled_softmax_loss` has).
+        seeded = "seed" in inspect.signature(fn).parameters
+        kwargs = {"seed": NCE_SEED} if seeded else {}
+        return lambda x: tf.reduce_mean(fn(*_nce_args(x), **kwargs))
 
     return ours, tf_reference
 

@@ -144,7 +144,7 @@ def markdown(results):
         ],
     )
     out += _memory_section(results)
-    for case in CASES:
+    for case in [c for c in CASES if any(r.get("case") == c for r in results["time"])]:
         out += _case_section(results, case)
     return "\n".join(out) + "\n"
 
