@@ -103,10 +103,12 @@ def _job_key(job):
     return {"case": ",".join(job["cases"]), "batch": job["batch"], "task": job["task"]}
 
 
-def process_env(backend=None):
+def process_env(backend=None, memory=False):
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2")
-    # Large buffers are mmapped and returned on free, so RSS follows live memory (memory task).
-    env["MALLOC_MMAP_THRESHOLD_"] = "131072"
+    if memory:
+        # Large buffers are mmapped and returned on free, so RSS follows live memory. Memory jobs
+        # only: fresh mmaps page-fault on every step and would slow the timed runs (2-3x in JAX).
+        env["MALLOC_MMAP_THRESHOLD_"] = "131072"
     if backend:
         env["KERAS_BACKEND"] = backend
     return env
@@ -174,7 +176,8 @@ def main(argv=None):
                 job.update(mode=mode, variant=variant)
                 for backend, python in args.pythons.items():
                     if case in importable[backend]:
-                        jobs.append((backend, python, "runner.py", job, process_env(backend)))
+                        env = process_env(backend, memory=True)
+                        jobs.append((backend, python, "runner.py", job, env))
 
         progress = Progress(len(jobs))
         results = {"time": [], "memory": [], "versions": {}}
