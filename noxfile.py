@@ -1,4 +1,11 @@
-"""Test matrix: one virtualenv and one process per Keras backend (a backend is fixed at import)."""
+"""Test matrix: one virtualenv and one process per Keras backend (a backend is fixed at import).
+
+`nox -s bench [-- --quick]` runs the benchmark suite (not part of the default sessions).
+"""
+
+import hashlib
+import os
+from pathlib import Path
 
 import nox
 
@@ -47,4 +54,73 @@ def demo(session):
     session.install(*CONSTRAINTS, ".[jax,demo]")
     session.run(
         "python", "-m", "keras_metric_losses.demo", *session.posargs, env={"KERAS_BACKEND": "jax"}
+    )
+
+
+# Extra packages of each backend's benchmark environment (the references that run on it).
+BENCH_EXTRAS = {"tensorflow": [], "jax": [], "torch": ["pytorch-metric-learning"]}
+
+
+def _bench_venv(session, backend):
+    """Creates (once per requirement set) `.nox/bench-<backend>` and returns its python."""
+    venv = Path(".nox") / f"bench-{backend}"
+    python = venv / "bin" / "python"
+    requirements = ["keras", *BACKEND_PACKAGES[backend], *BENCH_EXTRAS[backend]]
+    stamp = venv / "bench-requirements.txt"
+    wanted = "\n".join(
+        [*requirements, hashlib.sha256(Path("constraints.txt").read_bytes()).hexdigest()]
+    )
+    if not (python.exists() and stamp.exists() and stamp.read_text() == wanted):
+        session.log(f"Creating {venv} ({', '.join(requirements)})")
+        session.run("python", "-m", "venv", "--clear", str(venv))
+        session.run(
+            str(python), "-m", "pip", "install", "-q", *CONSTRAINTS, *requirements, external=True
+        )
+        stamp.write_text(wanted)
+    # The package as users get it, rebuilt every run so it benchmarks the working tree.
+    session.run(
+        str(python),
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        "--no-deps",
+        "--force-reinstall",
+        ".",
+        external=True,
+    )
+    return str(python.absolute())
+
+
+def _oracle_python(session):
+    """Builds the reference environment (TF 2.15 + TF Addons + TF Similarity) with shared/oracle."""
+    candidates = [
+        os.environ.get("ORACLE_SETUP", ""),
+        "shared/oracle/setup.sh",
+        "../shared/oracle/setup.sh",
+    ]
+    setup = next((c for c in candidates if c and Path(c).is_file()), None)
+    if setup is None:
+        session.warn(
+            "shared/oracle/setup.sh not found: the TF Addons / TF Similarity references are skipped"
+        )
+        return None
+    out = session.run("bash", setup, external=True, silent=True)
+    return out.strip().splitlines()[-1]
+
+
+@nox.session(venv_backend="venv")
+def bench(session):
+    """Benchmarks every loss on every backend against its floor and references.
+
+    Writes benchmarks/results.json, docs/benchmarks.md and docs/benchmarks.png. Arguments after
+    `--` go to benchmarks/run.py (e.g. `--quick`).
+    """
+    session.install(*CONSTRAINTS, "numpy", "matplotlib")
+    args = [f"--python={backend}={_bench_venv(session, backend)}" for backend in BACKEND_PACKAGES]
+    oracle = _oracle_python(session)
+    if oracle:
+        args.append(f"--oracle-python={oracle}")
+    session.run(
+        "python", "benchmarks/run.py", *args, *session.posargs, env={"CUDA_VISIBLE_DEVICES": ""}
     )

@@ -1,0 +1,253 @@
+"""The benchmark registry: one `Case` per loss.
+
+A case names its inputs (numpy, generated once per batch size by the driver and shared by every
+process through an .npz file), the inputs it differentiates, our loss, the floor (the bare
+matmul the loss cannot beat) and the references. Every function is a zero-argument builder
+returning `fn(x) -> scalar`, with `x` a dict of native tensors; builders import lazily, so this
+module imports only numpy and loads in the driver, the backend runners and the oracle venv alike.
+
+A reference runs on one Keras backend's process (`"tensorflow"`, `"torch"`, ...) or on
+`"oracle"`: the separate TF 2.15 + TF Addons + TF Similarity venv (`oracle_runner.py`).
+To add a loss, add a `Case` to `CASES`; a case whose `module` is not importable is skipped.
+"""
+
+import importlib.util
+import inspect
+from dataclasses import dataclass, field
+
+import numpy as np
+
+EMBEDDING_DIM = 128
+NCE_CLASSES, NCE_SAMPLED = 100_000, 64
+EXAMPLES_PER_CLASS = 4
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    module: str  # Must be importable for the case to run (guards losses not merged yet).
+    inputs: str  # Key of `INPUTS`.
+    wrt: tuple  # Inputs the step differentiates.
+    ours: object
+    floor: object
+    references: dict = field(default_factory=dict)  # name -> (backend or "oracle", builder)
+    memory: bool = False  # Part of the large-batch peak-memory check.
+    targets: dict = field(default_factory=dict)  # "floor" or reference -> max ratio (B=1024)
+    note: str = ""
+
+
+def available(case):
+    """Whether `case.module` can be imported here (the loss may not be merged yet)."""
+    try:
+        return importlib.util.find_spec(case.module) is not None
+    except ImportError:
+        return False
+
+
+# --- inputs ---------------------------------------------------------------------------------
+
+
+def embedding_inputs(batch, rng):
+    """Unit-norm `[B, D]` embeddings, `[B]` int32 labels with 4 examples per class (shuffled)."""
+    e = rng.standard_normal((batch, EMBEDDING_DIM)).astype("float32")
+    e /= np.linalg.norm(e, axis=1, keepdims=True)
+    labels = rng.permutation(np.arange(batch) // EXAMPLES_PER_CLASS).astype("int32")
+    return {"embeddings": e, "labels": labels}
+
+
+def nce_inputs(batch, rng):
+    """A `[C, D]` output layer (C = 100,000), `[B, 1]` int64 labels, `[B, D]` inputs, plus the
+    fixed `[num_sampled]` ids the floor gathers."""
+    return {
+        "weights": (0.05 * rng.standard_normal((NCE_CLASSES, EMBEDDING_DIM))).astype("float32"),
+        "biases": np.zeros(NCE_CLASSES, "float32"),
+        "labels": rng.integers(0, NCE_CLASSES, (batch, 1)).astype("int64"),
+        "inputs": rng.standard_normal((batch, EMBEDDING_DIM)).astype("float32"),
+        "sampled": rng.integers(0, NCE_CLASSES, NCE_SAMPLED).astype("int64"),
+    }
+
+
+INPUTS = {"embeddings": embedding_inputs, "nce": nce_inputs}
+
+
+# --- floors (keras.ops, so they run on every backend) ---------------------------------------
+
+
+def similarity_floor():
+    """sum(E @ E.T): the [B, B] similarity matmul forward and backward, nothing else."""
+    from keras import ops
+
+    return lambda x: ops.sum(ops.matmul(x["embeddings"], ops.transpose(x["embeddings"])))
+
+
+def sampled_logits_floor():
+    """Gather the true and `num_sampled` rows of the output layer and take their logits."""
+    from keras import ops
+
+    def fn(x):
+        sampled = ops.take(x["weights"], x["sampled"], axis=0)
+        true = ops.take(x["weights"], ops.reshape(x["labels"], (-1,)), axis=0)
+        logits = ops.matmul(x["inputs"], ops.transpose(sampled))
+        return ops.sum(logits) + ops.sum(x["inputs"] * true)
+
+    return fn
+
+
+# --- npairs ---------------------------------------------------------------------------------
+
+
+def npairs_ours():
+    from keras import ops
+
+    from keras_metric_losses import npairs_loss
+
+    e = "embeddings"
+    return lambda x: npairs_loss(x["labels"], ops.matmul(x[e], ops.transpose(x[e])))
+
+
+def npairs_tfa():
+    import tensorflow as tf
+    import tensorflow_addons as tfa
+
+    e = "embeddings"
+    return lambda x: tfa.losses.npairs_loss(x["labels"], tf.matmul(x[e], x[e], transpose_b=True))
+
+
+def npairs_pml():
+    import torch
+    from pytorch_metric_learning import losses
+
+    loss = losses.NPairsLoss()
+    return lambda x: loss(x["embeddings"], x["labels"].to(torch.int64))
+
+
+# --- PN (cosine distance, hard positives, semi-hard negatives) -------------------------------
+
+PN_ARGS = {
+    "distance": "cosine",
+    "positive_mining_strategy": "hard",
+    "negative_mining_strategy": "semi-hard",
+    "soft_margin": False,
+    "margin": 1.0,
+}
+
+
+def pn_ours():
+    from keras import ops
+
+    from keras_metric_losses.losses.pn import pn_loss
+
+    return lambda x: ops.mean(pn_loss(x["labels"], x["embeddings"], **PN_ARGS))
+
+
+def pn_tfsim():
+    from tensorflow_similarity.losses import PNLoss
+
+    # TF Similarity has no `soft_margin`: `margin=None` means a soft margin.
+    loss = PNLoss(**{k: v for k, v in PN_ARGS.items() if k != "soft_margin"})
+    return lambda x: loss(x["labels"], x["embeddings"])
+
+
+def triplet_pml():
+    """The closest pytorch-metric-learning analogue: cosine triplet margin loss on triplets from a
+    hardest-positive / semi-hard-negative batch miner (no P-N pair term)."""
+    import torch
+    from pytorch_metric_learning import distances, losses, miners
+
+    cosine = distances.CosineSimilarity()
+    miner = miners.BatchEasyHardMiner(pos_strategy="hard", neg_strategy="semihard", distance=cosine)
+    loss = losses.TripletMarginLoss(margin=1.0, distance=cosine)
+
+    def fn(x):
+        labels = x["labels"].to(torch.int64)
+        return loss(x["embeddings"], labels, miner(x["embeddings"], labels))
+
+    return fn
+
+
+# --- NCE / sampled softmax (C = 100,000, 64 samples) ----------------------------------------
+
+
+def _sampled(name, module):
+    def ours():
+        from keras import ops
+
+        fn = getattr(importlib.import_module(module), name)
+        return lambda x: ops.mean(fn(*_nce_args(x), seed=NCE_SEED))
+
+    def tf_reference():
+        import tensorflow as tf
+
+        fn = getattr(tf.nn, name)
+        # TF 2's `tf.nn.nce_loss` has no `seed` argument (`sampled_softmax_loss` has).
+        seeded = "seed" in inspect.signature(fn).parameters
+        kwargs = {"seed": NCE_SEED} if seeded else {}
+        return lambda x: tf.reduce_mean(fn(*_nce_args(x), **kwargs))
+
+    return ours, tf_reference
+
+
+def _nce_args(x):
+    return x["weights"], x["biases"], x["labels"], x["inputs"], NCE_SAMPLED, NCE_CLASSES
+
+
+NCE_SEED = 7  # A fixed seed: `jax.jit` refuses unseeded random ops (Keras's JAX RNG rule).
+
+
+_nce_ours, _nce_tf = _sampled("nce_loss", "keras_metric_losses.losses.nce")
+_ssm_ours, _ssm_tf = _sampled("sampled_softmax_loss", "keras_metric_losses.losses.nce")
+
+# --- the registry ---------------------------------------------------------------------------
+
+_EMBED = {"inputs": "embeddings", "wrt": ("embeddings",), "floor": similarity_floor}
+_NCE = {"inputs": "nce", "wrt": ("weights", "inputs"), "floor": sampled_logits_floor}
+
+CASES = {
+    case.name: case
+    for case in [
+        Case(
+            "npairs",
+            "keras_metric_losses.losses.npairs",
+            ours=npairs_ours,
+            references={
+                "tfa.npairs_loss": ("oracle", npairs_tfa),
+                "pml.NPairsLoss": ("torch", npairs_pml),
+            },
+            memory=True,
+            targets={"floor": 1.3, "tfa.npairs_loss": 0.8},
+            note="npairs_loss(labels, E @ E.T); PML's NPairsLoss keeps one pair per label.",
+            **_EMBED,
+        ),
+        Case(
+            "pn",
+            "keras_metric_losses.losses.pn",
+            ours=pn_ours,
+            references={
+                "tfsim.PNLoss": ("oracle", pn_tfsim),
+                "pml.TripletMarginLoss+miner": ("torch", triplet_pml),
+            },
+            memory=True,
+            targets={"floor": 2.5, "tfsim.PNLoss": 0.5},
+            note="cosine, hard positives, semi-hard negatives, margin 1. PML has no PN loss: its"
+            " reference is a cosine triplet margin loss on BatchEasyHardMiner(hard, semihard).",
+            **_EMBED,
+        ),
+        Case(
+            "nce",
+            "keras_metric_losses.losses.nce",
+            ours=_nce_ours,
+            references={"tf.nn.nce_loss": ("tensorflow", _nce_tf)},
+            targets={"tf.nn.nce_loss": 1.0},
+            note="C = 100,000 classes, 64 sampled; gradients w.r.t. weights and inputs.",
+            **_NCE,
+        ),
+        Case(
+            "sampled_softmax",
+            "keras_metric_losses.losses.nce",
+            ours=_ssm_ours,
+            references={"tf.nn.sampled_softmax_loss": ("tensorflow", _ssm_tf)},
+            note="C = 100,000 classes, 64 sampled; gradients w.r.t. weights and inputs.",
+            **_NCE,
+        ),
+    ]
+}
