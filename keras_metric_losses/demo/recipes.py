@@ -13,7 +13,7 @@ class Recipe:
     """A loss and the training model and `fit` inputs it needs around an embedding network."""
 
     title: str
-    build: object  # (embedder, input_dim, num_classes) -> (model, loss)
+    build: object  # (embedder, input_dim, num_classes) -> (model, loss); labels < num_classes
     fit_data: object  # (x, y, rng) -> (inputs, targets)
 
 
@@ -32,6 +32,22 @@ def _npairs_data(x, y, rng):
     return [x, x[positives]], y
 
 
+def _pn_model(embedder, input_dim, num_classes):
+    inputs = keras.Input((input_dim,))
+    embeddings = keras.layers.UnitNormalization()(embedder(inputs))
+    return keras.Model(inputs, embeddings), kml.PNLoss()
+
+
+def _nce_model(embedder, input_dim, num_classes):
+    inputs, labels = keras.Input((input_dim,)), keras.Input((1,), dtype="int32")
+    logits = kml.layers.NCE(num_classes=num_classes, num_sampled=3, seed=0)(
+        [embedder(inputs), labels]
+    )
+    return keras.Model([inputs, labels], logits), kml.NCELoss()
+
+
 RECIPES = {
     "npairs": Recipe("NpairsLoss", _npairs_model, _npairs_data),
+    "pn": Recipe("PNLoss (cosine, hard / semi-hard)", _pn_model, lambda x, y, rng: (x, y)),
+    "nce": Recipe("NCELoss (NCE layer, 3 samples)", _nce_model, lambda x, y, rng: ([x, y], y)),
 }
