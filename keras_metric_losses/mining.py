@@ -22,17 +22,21 @@ NEGATIVE_STRATEGIES = ("hard", "semi-hard", "easy")
 
 
 @export
-def label_masks(labels):
-    """Positive and negative masks of a batch of integer class labels.
+def label_masks(labels, key_labels=None, self_columns=None):
+    """Positive and negative masks of anchors against keys, from integer class labels.
 
-    `positive[i, j] = labels[i] == labels[j] and i != j` (an anchor is not its own positive);
-    `negative[i, j] = labels[i] != labels[j]` (never on the diagonal).
+    `positive[i, j] = labels[i] == key_labels[j] and j != self_columns[i]` (an anchor is not
+    its own positive); `negative[i, j] = labels[i] != key_labels[j]`. Without keys the anchors
+    are the keys (`[B, B]`, self = the diagonal), as in a single-device batch; with
+    `kml.distributed.gather_keys` the keys are every replica's examples (`[b, B]`).
 
     Args:
-        labels: `[B]` integer class labels (compared in their own dtype).
+        labels: `[b]` integer class labels of the anchors (compared in their own dtype).
+        key_labels: `[B]` labels of the keys. Defaults to `labels`.
+        self_columns: `[b]` int column of each anchor among the keys. Defaults to `arange(b)`.
 
     Returns:
-        `(positive, negative)`, two `[B, B]` boolean masks.
+        `(positive, negative)`, two `[b, B]` boolean masks.
 
     Example:
 
@@ -40,9 +44,11 @@ def label_masks(labels):
     >>> from keras_metric_losses import mining
     >>> positive, negative = mining.label_masks(np.array([0, 0, 1]))
     """
-    same = label_equality(labels)
-    index = ops.arange(ops.shape(labels)[0])
-    not_self = ops.not_equal(ops.expand_dims(index, 1), ops.expand_dims(index, 0))
+    same = label_equality(labels, key_labels)
+    if self_columns is None:
+        self_columns = ops.arange(ops.shape(same)[0], dtype="int32")
+    columns = ops.arange(ops.shape(same)[1], dtype="int32")
+    not_self = ops.not_equal(ops.expand_dims(columns, 0), ops.expand_dims(self_columns, 1))
     return ops.logical_and(same, not_self), ops.logical_not(same)
 
 

@@ -10,7 +10,7 @@ this file with `sys.executable`:
 Each run trains one step (SGD, learning rate 1, so the gradient is `w_before - w_after`) of two
 models on the global batch of `problem()` split over `REPLICAS` replicas, with and without
 `cross_replica=True`, and writes the loss, the gradient and the shape of `y_pred` seen by the loss.
-The module is also imported by the test for `problem()` and the `MinedMarginLoss` reference.
+The module is also imported by the test for `problem()` and `PN_ARGUMENTS`.
 """
 
 import json
@@ -34,45 +34,13 @@ def problem():
     return anchors, positives, labels, weights
 
 
-def mined_margin_per_anchor(labels, embeddings, cross_replica, seen=None):
-    """A PN-like mining loss written the way an embedding loss uses `gather_keys`.
-
-    Per local anchor: softplus(mean positive distance - hardest negative distance + 1) over
-    squared Euclidean distances to the keys (all replicas' embeddings with `cross_replica`),
-    the anchor itself excluded from its positives through `self_columns` (the mean, unlike a
-    maximum, changes if the wrong column is excluded).
-    """
-    from keras import ops
-
-    import keras_metric_losses as kml
-    from keras_metric_losses.ops import label_equality
-
-    labels = ops.reshape(labels, (-1,))
-    if cross_replica:
-        keys, key_labels, self_columns = kml.distributed.gather_keys(embeddings, labels)
-    else:
-        keys, key_labels = embeddings, labels
-        self_columns = ops.arange(ops.shape(embeddings)[0], dtype="int32")
-    if seen is not None:
-        seen.append(tuple(keys.shape))
-    diff = ops.expand_dims(embeddings, 1) - ops.expand_dims(keys, 0)
-    distances = ops.sum(ops.square(diff), axis=-1)  # [b, B]
-    same = label_equality(labels, key_labels)
-    columns = ops.arange(ops.shape(keys)[0], dtype="int32")
-    not_self = ops.not_equal(ops.expand_dims(columns, 0), ops.expand_dims(self_columns, 1))
-    positive = ops.cast(ops.logical_and(same, not_self), distances.dtype)
-    mean_positive = ops.divide_no_nan(
-        ops.sum(positive * distances, axis=1), ops.sum(positive, axis=1)
-    )
-    hardest_negative = ops.min(ops.where(same, 1e9, distances), axis=1)
-    return ops.softplus(mean_positive - hardest_negative + 1.0)
+PN_ARGUMENTS = {"distance": "squared_euclidean", "margin": 1.0}
 
 
 def _models(cross_replica, seen):
     import keras
 
     import keras_metric_losses as kml
-    from keras_metric_losses.losses.base import LabelLoss
 
     _, _, _, weights = problem()
 
@@ -81,9 +49,10 @@ def _models(cross_replica, seen):
             seen["npairs"].append(tuple(y_pred.shape))
             return super().call(y_true, y_pred)
 
-    class MinedMargin(LabelLoss):
+    class RecordingPN(kml.PNLoss):
         def call(self, y_true, y_pred):
-            return mined_margin_per_anchor(y_true, y_pred, cross_replica, seen["mined"])
+            seen["pn"].append(tuple(y_pred.shape))
+            return super().call(y_true, y_pred)
 
     anchors, positives = keras.Input((6,)), keras.Input((6,))
     embed = keras.layers.Dense(4, use_bias=False)
@@ -95,7 +64,7 @@ def _models(cross_replica, seen):
     embedding_model.set_weights([weights])
     return {
         "npairs": (pair_model, Recording(cross_replica=cross_replica)),
-        "mined": (embedding_model, MinedMargin()),
+        "pn": (embedding_model, RecordingPN(**PN_ARGUMENTS, cross_replica=cross_replica)),
     }
 
 
@@ -112,7 +81,7 @@ def _fit_one_step(strategy=None):
     anchors, positives, labels, _ = problem()
     results = {}
     for cross_replica in (True, False):
-        seen = {"npairs": [], "mined": []}
+        seen = {"npairs": [], "pn": []}
         with strategy.scope() if strategy else contextlib.nullcontext():
             models = _models(cross_replica, seen)
             for model, loss in models.values():
@@ -181,7 +150,7 @@ def run_torch(rank, store):
     rows = slice(rank * GLOBAL_BATCH // REPLICAS, (rank + 1) * GLOBAL_BATCH // REPLICAS)
     results = {}
     for cross_replica in (True, False):
-        seen = {"npairs": [], "mined": []}
+        seen = {"npairs": [], "pn": []}
         for name, (model, loss_fn) in _models(cross_replica, seen).items():
             x = _inputs(name, anchors[rows], positives[rows])
             loss = loss_fn(labels[rows], model(x))

@@ -6,7 +6,7 @@ import numbers
 
 from keras import ops
 
-from keras_metric_losses import distances, mining, validation
+from keras_metric_losses import distances, distributed, mining, validation
 from keras_metric_losses.api import export
 from keras_metric_losses.losses.base import LabelLoss
 from keras_metric_losses.ops import compute_dtype
@@ -46,16 +46,26 @@ def _soft_margin(soft_margin, margin):
     return False, float(margin)
 
 
-def _pn_per_anchor(y_true, y_pred, distance_fn, positive_strategy, negative_strategy, margin):
-    """Per-anchor PN losses `[B]` in `compute_dtype(y_pred)`; `margin=None` is the soft margin."""
+def _pn_per_anchor(
+    y_true, y_pred, distance_fn, positive_strategy, negative_strategy, margin, cross_replica=False
+):
+    """Per-anchor PN losses `[b]` in `compute_dtype(y_pred)`; `margin=None` is the soft margin.
+
+    With `cross_replica`, the local anchors are compared with the keys of every replica
+    (`distributed.gather_keys`); otherwise the batch is compared with itself.
+    """
     labels = validation.class_labels(ops.convert_to_tensor(y_true))
     embeddings = ops.convert_to_tensor(y_pred)
     validation.rank(embeddings, 2, "a [batch, dim] matrix of embeddings", "y_pred")
     validation.same_batch(labels, embeddings)
     embeddings = ops.cast(embeddings, compute_dtype(embeddings))
 
-    dist = distance_fn(embeddings, embeddings)
-    positive_mask, negative_mask = mining.label_masks(labels)
+    if cross_replica:
+        keys, key_labels, self_columns = distributed.gather_keys(embeddings, labels)
+    else:
+        keys, key_labels, self_columns = embeddings, None, None
+    dist = distance_fn(embeddings, keys)
+    positive_mask, negative_mask = mining.label_masks(labels, key_labels, self_columns)
     positive, has_positive = mining.mine_positives(dist, positive_mask, positive_strategy)
     threshold = None
     if negative_strategy == "semi-hard":  # beyond the *farthest* positive, whatever the strategy
@@ -68,8 +78,12 @@ def _pn_per_anchor(y_true, y_pred, distance_fn, positive_strategy, negative_stra
 
     positive_distance = mining.take_rows(dist, positive)
     # PN step: the negative is as close as the nearer of the anchor and the mined positive.
-    num_keys = ops.shape(dist)[1]
-    positive_to_negative = ops.take(ops.reshape(dist, (-1,)), positive * num_keys + negative)
+    if cross_replica:  # the mined keys' distance, from their embeddings: [b, b] at most
+        pair = distance_fn(ops.take(keys, positive, axis=0), ops.take(keys, negative, axis=0))
+        positive_to_negative = ops.diagonal(pair)
+    else:  # the keys are the anchors: read D[positive, negative] from the matrix
+        num_keys = ops.shape(dist)[1]
+        positive_to_negative = ops.take(ops.reshape(dist, (-1,)), positive * num_keys + negative)
     negative_distance = ops.minimum(mining.take_rows(dist, negative), positive_to_negative)
 
     difference = positive_distance - negative_distance
@@ -211,6 +225,10 @@ class PNLoss(LabelLoss):
         reduction: Keras reduction. Defaults to `"sum_over_batch_size"`.
         dtype: Loss dtype or policy; half precision is computed in float32. Defaults to
             `keras.config.floatx()`.
+        cross_replica: Under `tf.distribute` or `torch.distributed`, compare each replica's
+            anchors with the embeddings of every replica (the global batch); a no-op on one
+            device and under JAX, whose sharded `fit` already sees the global batch. See the
+            distributed training guide. Defaults to `False`.
 
     Raises:
         ValueError: for an unknown strategy or distance name, or an explicit margin with
@@ -240,6 +258,8 @@ class PNLoss(LabelLoss):
         name="PNLoss",
         reduction="sum_over_batch_size",
         dtype=None,
+        *,
+        cross_replica=False,
     ):
         reduction = _TFSIM_REDUCTIONS.get(reduction, reduction)
         super().__init__(name=name, reduction=reduction, dtype=dtype)
@@ -256,6 +276,8 @@ class PNLoss(LabelLoss):
         self.distance = distance
         self.positive_mining_strategy = positive_mining_strategy
         self.negative_mining_strategy = negative_mining_strategy
+        validation.boolean(cross_replica, "cross_replica")
+        self.cross_replica = cross_replica
 
     def call(self, y_true, y_pred):
         return _pn_per_anchor(
@@ -265,6 +287,7 @@ class PNLoss(LabelLoss):
             self.positive_mining_strategy,
             self.negative_mining_strategy,
             None if self.soft_margin else self.margin,
+            self.cross_replica,
         )
 
     def get_config(self):
@@ -275,4 +298,5 @@ class PNLoss(LabelLoss):
             "negative_mining_strategy": self.negative_mining_strategy,
             "soft_margin": self.soft_margin,
             "margin": self.margin,
+            "cross_replica": self.cross_replica,
         }
