@@ -55,7 +55,7 @@ def train_and_evaluate(
     network = embedder(x.shape[1])
     before, _ = retrieval(network, x_test, y_test)
     recipe = RECIPES[name]
-    model, loss = recipe.build(network, x.shape[1], int(y.max()) + 1)
+    model, loss = recipe.build(network, x.shape[1], len(np.unique(y)))
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss)
     inputs, targets = recipe.fit_data(x, y, np.random.default_rng(seed))
     model.fit(inputs, targets, batch_size=batch_size, epochs=epochs, shuffle=True, verbose=verbose)

@@ -38,16 +38,21 @@ def _pn_model(embedder, input_dim, num_classes):
     return keras.Model(inputs, embeddings), kml.PNLoss()
 
 
+def _class_index_data(x, y, rng):
+    """The classes renumbered 0..K-1, so the class embeddings and the sampler cover no unused id."""
+    index = np.unique(y, return_inverse=True)[1]
+    return [x, index], index
+
+
 def _nce_model(embedder, input_dim, num_classes):
     inputs, labels = keras.Input((input_dim,)), keras.Input((1,), dtype="int32")
-    logits = kml.layers.NCE(num_classes=num_classes, num_sampled=3, seed=0)(
-        [embedder(inputs), labels]
-    )
-    return keras.Model([inputs, labels], logits), kml.NCELoss()
+    nce = kml.layers.NCE(num_classes, num_sampled=4, remove_accidental_hits=True, seed=0)
+    logits = nce([embedder(inputs), labels])
+    return keras.Model([inputs, labels], logits), kml.SampledSoftmaxLoss()
 
 
 RECIPES = {
     "npairs": Recipe("NpairsLoss", _npairs_model, _npairs_data),
     "pn": Recipe("PNLoss (cosine, hard / semi-hard)", _pn_model, lambda x, y, rng: (x, y)),
-    "nce": Recipe("NCELoss (NCE layer, 3 samples)", _nce_model, lambda x, y, rng: ([x, y], y)),
+    "nce": Recipe("SampledSoftmaxLoss (NCE layer)", _nce_model, _class_index_data),
 }
