@@ -168,6 +168,7 @@ def run_torch(rank, store):
             }
     gathered = kml.distributed.gather_keys(torch.tensor(anchors[rows]), torch.tensor(labels[rows]))
     results["gather_keys"] = [t.numpy().tolist() for t in gathered]
+    dist.barrier()  # neither rank tears the group down while its peer still uses it
     dist.destroy_process_group()
     return results
 
