@@ -23,11 +23,12 @@ def _npairs_per_anchor(y_true, y_pred, key_labels=None, cross_replica=False):
     """
     y_pred = ops.convert_to_tensor(y_pred)
     labels = validation.class_labels(validation.numeric_tensor(y_true, "y_true"))
-    if key_labels is None and not cross_replica:
+    square = key_labels is None and not cross_replica
+    if square:
         validation.square_similarity(y_pred)
-        validation.same_batch(labels, y_pred)
-        return _similarity_cross_entropy(label_equality(labels), y_pred)
     validation.same_batch(labels, y_pred)
+    if square:
+        return _similarity_cross_entropy(label_equality(labels), y_pred)
     if cross_replica:
         key_labels = distributed.all_gather(labels)
     key_labels = validation.class_labels(
@@ -43,11 +44,12 @@ def _npairs_multilabel_per_anchor(y_true, y_pred, key_labels=None, cross_replica
     y_true, y_pred = validation.numeric_tensor(y_true, "y_true"), ops.convert_to_tensor(y_pred)
     validation.rank(y_true, 2, "a multi-hot [batch, num_classes] label matrix", "y_true")
     labels = ops.cast(y_true, compute_dtype(y_pred))
-    if key_labels is None and not cross_replica:
+    square = key_labels is None and not cross_replica
+    if square:
         validation.square_similarity(y_pred)
-        validation.same_batch(y_true, y_pred)
-        return _similarity_cross_entropy(ops.matmul(labels, ops.transpose(labels)), y_pred)
     validation.same_batch(y_true, y_pred)
+    if square:
+        return _similarity_cross_entropy(ops.matmul(labels, ops.transpose(labels)), y_pred)
     if cross_replica:
         key_labels = distributed.all_gather(y_true)
     key_labels = ops.convert_to_tensor(key_labels)
