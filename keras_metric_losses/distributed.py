@@ -1,4 +1,4 @@
-"""Cross-replica gathering for pairwise losses: the one backend-specific part of the package.
+"""Cross-replica gathering and seeding: the one backend-specific part of the package.
 
 Pairwise losses improve with more negatives. Under data parallelism each replica sees only its
 slice of the global batch; the helpers here let a replica compare its own anchors (queries) with
@@ -11,6 +11,9 @@ replicas gives the loss and gradients of the global batch.
 | TensorFlow | `tf.distribute` strategies | `ReplicaContext.all_gather` inside `strategy.run` |
 | PyTorch | `torch.distributed` | `all_gather`; its backward all-reduces, then slices |
 
+Sampled losses (NCE, sampled softmax) need no gather but a rule for their random candidates:
+`replica_seed` gives every replica its own draw, or one draw shared by all replicas.
+
 Outside a replica context (one device, JAX, a TF cross-replica context, `torch.distributed` not
 initialised) every function here is the identity / single-replica answer.
 """
@@ -20,7 +23,7 @@ from keras import ops
 
 from keras_metric_losses.api import export
 
-__all__ = ["all_gather", "gather_keys", "replica_context"]
+__all__ = ["all_gather", "gather_keys", "replica_context", "replica_seed"]
 
 
 def _tf_replica_context():
@@ -206,3 +209,92 @@ def gather_keys(embeddings, labels):
         offset = ops.sum(ops.where(before, sizes, ops.zeros_like(sizes)))
     self_columns = ops.add(ops.arange(local_rows, dtype="int32"), ops.cast(offset, "int32"))
     return keys, key_labels, self_columns
+
+
+# 2**32 / golden ratio (0x9E3779B9) as a signed int32, so it fits every backend's seed dtype:
+# replica r's seed is moved by r times this stride (mod 2**32), which keeps replicas' seeds far
+# apart (a Weyl sequence), also on PyTorch, which seeds with the sum of the two seed words.
+_REPLICA_SEED_STRIDE = -0x61C88647
+
+
+class _DerivedSeed(keras.random.SeedGenerator):
+    """A seed for `keras.random`: `derive` of the next state of `generator` (no state of its own).
+
+    `keras.random` accepts an int, `None` or a `SeedGenerator`, whose `next()` it calls; this
+    generator advances `generator` as usual and hands `derive(state)` to the random op.
+    """
+
+    def __init__(self, generator, derive):
+        self.generator, self.derive = generator, derive
+
+    def next(self, ordered=True):
+        return self.derive(self.generator.next(ordered))
+
+
+@export
+def replica_seed(seed_generator, cross_replica=False):
+    """A seed that gives each replica its own random draw, or one draw shared by all replicas.
+
+    Under `tf.distribute` a layer's `keras.random.SeedGenerator` is a mirrored variable and under
+    `torch.distributed` every process starts from the same seed (when seeded alike), so every
+    replica would draw the **same** random numbers. With the generator's next state `[s, t]`,
+    replica `r` of `R` draws with
+
+    ```
+    cross_replica=False:  [s + r * 0x9E3779B9, t]   (its own stream; wraps in the seed dtype)
+    cross_replica=True:   replica 0's [s, t]         (one stream for all replicas)
+    ```
+
+    Replica 0's stream is the single-device stream, so with `cross_replica=True` the global step
+    draws exactly what one device would. The shared state is replica 0's, gathered with
+    `all_gather` (two integers per step), so replicas draw the same even when their generators
+    were seeded differently. The generator advances once per call, as usual.
+
+    Outside a replica context (one device; JAX, whose `keras.distribution.DataParallel` step is
+    one program over the global batch, so one draw for all devices) `seed_generator` is returned
+    unchanged, whatever `cross_replica` says.
+
+    Args:
+        seed_generator: The `keras.random.SeedGenerator` of the layer or loss.
+        cross_replica: Share one draw between all replicas. Defaults to `False`: each replica
+            draws from its own stream.
+
+    Returns:
+        A `keras.random.SeedGenerator` to pass as `seed=` to `keras.random` functions (and to
+        `log_uniform_candidate_sampler`, `nce_loss`, `sampled_softmax_loss`): `seed_generator`
+        itself outside a replica context, else a stateless view of it.
+
+    Raises:
+        TypeError: if `seed_generator` is not a `keras.random.SeedGenerator` or `cross_replica`
+            is not a bool.
+
+    Example:
+
+    >>> import keras
+    >>> import keras_metric_losses as kml
+    >>> generator = keras.random.SeedGenerator(1)
+    >>> kml.distributed.replica_seed(generator) is generator  # one device: unchanged
+    True
+
+    Reference: `tf.random.Generator`, which likewise gives each replica of a `tf.distribute`
+    strategy its own stream; Salmon et al., "Parallel random numbers: as easy as 1, 2, 3",
+    SC 2011 (counter-based generators, one stream per key).
+    """
+    if not isinstance(seed_generator, keras.random.SeedGenerator):
+        raise TypeError(
+            "`seed_generator` must be a `keras.random.SeedGenerator`. Received: "
+            f"seed_generator={seed_generator!r}"
+        )
+    if not isinstance(cross_replica, bool):
+        raise TypeError(f"`cross_replica` must be a bool. Received: cross_replica={cross_replica!r}")
+    replica_id, num_replicas = replica_context()
+    if num_replicas == 1:
+        return seed_generator
+    if cross_replica:
+        return _DerivedSeed(seed_generator, lambda state: all_gather(ops.expand_dims(state, 0))[0])
+
+    def own_stream(state):
+        offset = ops.cast(replica_id, state.dtype) * _REPLICA_SEED_STRIDE
+        return state + ops.stack([offset, ops.zeros_like(offset)])
+
+    return _DerivedSeed(seed_generator, own_stream)

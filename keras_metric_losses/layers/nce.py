@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from keras_metric_losses import distributed
 from keras_metric_losses.api import export
 from keras_metric_losses.losses.nce import sampled_logits
 from keras_metric_losses.ops import compute_dtype
@@ -30,6 +31,14 @@ class NCE(keras.layers.Layer):
     the logits only gather the `B * num_true + num_sampled` rows they need and never build
     `[B, num_classes]`. The gradient of `kernel` is nonzero only on those rows.
 
+    Under data parallelism (`tf.distribute`, `torch.distributed`) each replica draws its own
+    `num_sampled` classes for its `b` examples by default (its seed stream is folded with the
+    replica id, see `kml.distributed.replica_seed`): `R` independent candidate sets per step.
+    With `cross_replica=True` every replica draws replica 0's set, so the global step equals one
+    device on the global batch with that set. Under JAX `keras.distribution.DataParallel` the
+    step is one program over the global batch: one set per step whatever `cross_replica` says.
+    See the "Distributed training" page.
+
     Args:
         num_classes: Number of classes `C`.
         num_sampled: Number of sampled classes per step, shared by the batch (at most `C`).
@@ -38,6 +47,8 @@ class NCE(keras.layers.Layer):
         remove_accidental_hits: Remove sampled classes equal to a true class of the row.
             Defaults to `False` (as `nce_loss`; `sampled_softmax_loss` uses `True`).
         seed: Int seed of the layer's `keras.random.SeedGenerator`. Defaults to `None`.
+        cross_replica: Draw one candidate set per global step, shared by all replicas, instead
+            of one per replica (`tf.distribute`, `torch.distributed`). Defaults to `False`.
         kernel_initializer: Initializer of `kernel`. Defaults to `"glorot_uniform"`.
         bias_initializer: Initializer of `bias`. Defaults to `"zeros"`.
         **kwargs: Standard `keras.layers.Layer` arguments (`name`, `dtype`, ...).
@@ -62,6 +73,7 @@ class NCE(keras.layers.Layer):
         num_true=1,
         remove_accidental_hits=False,
         seed=None,
+        cross_replica=False,
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
         **kwargs,
@@ -79,16 +91,18 @@ class NCE(keras.layers.Layer):
                 "`num_sampled` distinct classes are drawn, so it can be at most `num_classes`. "
                 f"Received: num_sampled={num_sampled}, num_classes={num_classes}"
             )
-        if not isinstance(remove_accidental_hits, bool):
-            raise TypeError(
-                "`remove_accidental_hits` must be a bool. Received: "
-                f"remove_accidental_hits={remove_accidental_hits!r}"
-            )
+        for name, value in (
+            ("remove_accidental_hits", remove_accidental_hits),
+            ("cross_replica", cross_replica),
+        ):
+            if not isinstance(value, bool):
+                raise TypeError(f"`{name}` must be a bool. Received: {name}={value!r}")
         self.num_classes = num_classes
         self.num_sampled = num_sampled
         self.num_true = num_true
         self.remove_accidental_hits = remove_accidental_hits
         self.seed = seed
+        self.cross_replica = cross_replica
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
         self.seed_generator = keras.random.SeedGenerator(seed)
@@ -136,7 +150,7 @@ class NCE(keras.layers.Layer):
             num_true=self.num_true,
             sampled_values=sampled_values,
             remove_accidental_hits=self.remove_accidental_hits,
-            seed=self.seed_generator,
+            seed=distributed.replica_seed(self.seed_generator, self.cross_replica),
         )
 
     def compute_output_shape(self, input_shape):
@@ -152,6 +166,7 @@ class NCE(keras.layers.Layer):
             "num_true": self.num_true,
             "remove_accidental_hits": self.remove_accidental_hits,
             "seed": self.seed,
+            "cross_replica": self.cross_replica,
             "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
             "bias_initializer": keras.initializers.serialize(self.bias_initializer),
         }
