@@ -7,10 +7,13 @@ this file with `sys.executable`:
     python distributed_worker.py jax|tensorflow OUT.json
     python distributed_worker.py torch OUT.json RANK STORE_FILE
 
-Each run trains one step (SGD, learning rate 1, so the gradient is `w_before - w_after`) of two
+Each run trains one step (SGD, learning rate 1, so the gradient is `w_before - w_after`) of three
 models on the global batch of `problem()` split over `REPLICAS` replicas, with and without
-`cross_replica=True`, and writes the loss, the gradient and the shape of `y_pred` seen by the loss.
-The module is also imported by the test for `problem()` and `PN_ARGUMENTS`.
+`cross_replica=True`, and writes the loss, the gradient (of every weight, flattened) and the shape
+of `y_pred` seen by the loss. For the `NCE` layer it also writes the candidates
+`(sampled, true_expected_count, sampled_expected_count)` that each replica draws for the global
+labels at the first step. The module is also imported by the test for `problem()`,
+`nce_weights()` and the arguments.
 """
 
 import json
@@ -35,9 +38,37 @@ def problem():
 
 
 PN_ARGUMENTS = {"distance": "squared_euclidean", "margin": 1.0}
+NCE_ARGUMENTS = {"num_classes": 12, "num_sampled": 4, "remove_accidental_hits": True}
+NCE_SEED = 11
 
 
-def _models(cross_replica, seen):
+def nce_weights():
+    """Class embeddings `[C, 4]` and biases `[C]` of the `NCE` layer."""
+    rng = np.random.default_rng(3)
+    classes = NCE_ARGUMENTS["num_classes"]
+    return (
+        rng.normal(size=(classes, 4)).astype("float32"),
+        (0.1 * rng.normal(size=classes)).astype("float32"),
+    )
+
+
+def _flat(arrays):
+    return np.concatenate([np.ravel(a) for a in arrays]).tolist()
+
+
+def _draw_candidates(cross_replica, generator):
+    """What this replica's sampler draws at the first step of an `NCE` layer whose generator
+    starts as `generator` (a fresh `keras.random.SeedGenerator` with the layer's seed)."""
+    import keras_metric_losses as kml
+
+    labels = problem()[2][:, None]
+    seed = kml.distributed.replica_seed(generator, cross_replica)
+    return kml.log_uniform_candidate_sampler(
+        labels, 1, NCE_ARGUMENTS["num_sampled"], True, NCE_ARGUMENTS["num_classes"], seed=seed
+    )
+
+
+def _models(cross_replica, seen, nce_seed=NCE_SEED):
     import keras
 
     import keras_metric_losses as kml
@@ -62,14 +93,31 @@ def _models(cross_replica, seen):
     inputs = keras.Input((6,))
     embedding_model = keras.Model(inputs, keras.layers.Dense(4, use_bias=False)(inputs))
     embedding_model.set_weights([weights])
+
+    class RecordingSampledSoftmax(kml.SampledSoftmaxLoss):
+        def call(self, y_true, y_pred):
+            seen["nce"].append(tuple(y_pred.shape))
+            return super().call(y_true, y_pred)
+
+    inputs, classes = keras.Input((6,)), keras.Input((1,), dtype="int32")
+    nce = kml.layers.NCE(**NCE_ARGUMENTS, seed=nce_seed, cross_replica=cross_replica)
+    nce_model = keras.Model(
+        [inputs, classes], nce([keras.layers.Dense(4, use_bias=False)(inputs), classes])
+    )
+    nce_model.set_weights([weights, *nce_weights()])
     return {
         "npairs": (pair_model, Recording(cross_replica=cross_replica)),
         "pn": (embedding_model, RecordingPN(**PN_ARGUMENTS, cross_replica=cross_replica)),
+        "nce": (nce_model, RecordingSampledSoftmax()),
     }
 
 
-def _inputs(name, anchors, positives):
-    return [anchors, positives] if name == "npairs" else anchors
+def _inputs(name, anchors, positives, labels):
+    return {
+        "npairs": [anchors, positives],
+        "pn": anchors,
+        "nce": [anchors, labels[:, None]],
+    }[name]
 
 
 def _fit_one_step(strategy=None):
@@ -81,15 +129,15 @@ def _fit_one_step(strategy=None):
     anchors, positives, labels, _ = problem()
     results = {}
     for cross_replica in (True, False):
-        seen = {"npairs": [], "pn": []}
+        seen = {"npairs": [], "pn": [], "nce": []}
         with strategy.scope() if strategy else contextlib.nullcontext():
             models = _models(cross_replica, seen)
             for model, loss in models.values():
                 model.compile(optimizer=keras.optimizers.SGD(1.0), loss=loss)
         for name, (model, _) in models.items():
-            before = model.get_weights()[0]
+            before = model.get_weights()
             history = model.fit(
-                _inputs(name, anchors, positives),
+                _inputs(name, anchors, positives, labels),
                 labels,
                 batch_size=GLOBAL_BATCH,
                 shuffle=False,
@@ -97,7 +145,7 @@ def _fit_one_step(strategy=None):
             )
             results[f"{name}/cross_replica={cross_replica}"] = {
                 "loss": float(history.history["loss"][0]),
-                "grad": (before - model.get_weights()[0]).tolist(),
+                "grad": _flat(b - a for b, a in zip(before, model.get_weights(), strict=True)),
                 "shapes": sorted({str(s) for s in seen[name]}),
             }
     return results
@@ -125,6 +173,7 @@ def run_jax():
 
 
 def run_tensorflow():
+    import keras
     import tensorflow as tf
 
     cpu = tf.config.list_physical_devices("CPU")[0]
@@ -134,7 +183,16 @@ def run_tensorflow():
     devices = [f"/cpu:{i}" for i in range(REPLICAS)]
     strategy = tf.distribute.MirroredStrategy(devices)
     assert strategy.num_replicas_in_sync == REPLICAS
-    return _fit_one_step(strategy)
+    results = _fit_one_step(strategy)
+    for cross_replica in (True, False):
+        with strategy.scope():  # a mirrored seed generator, as in the layer
+            generator = keras.random.SeedGenerator(NCE_SEED)
+        drawn = strategy.run(tf.function(lambda c=cross_replica: _draw_candidates(c, generator)))
+        per_replica = zip(*(strategy.experimental_local_results(d) for d in drawn), strict=True)
+        results[f"candidates/cross_replica={cross_replica}"] = [
+            [np.asarray(t).tolist() for t in replica] for replica in per_replica
+        ]
+    return results
 
 
 def run_torch(rank, store):
@@ -143,6 +201,8 @@ def run_torch(rank, store):
     import torch.distributed as dist
 
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=REPLICAS)
+    import keras
+
     import keras_metric_losses as kml
 
     assert kml.distributed.replica_context() == (rank, REPLICAS)
@@ -150,22 +210,26 @@ def run_torch(rank, store):
     rows = slice(rank * GLOBAL_BATCH // REPLICAS, (rank + 1) * GLOBAL_BATCH // REPLICAS)
     results = {}
     for cross_replica in (True, False):
-        seen = {"npairs": [], "pn": []}
-        for name, (model, loss_fn) in _models(cross_replica, seen).items():
-            x = _inputs(name, anchors[rows], positives[rows])
+        seen = {"npairs": [], "pn": [], "nce": []}
+        # Shared candidates are rank 0's even when the processes' generators are seeded apart.
+        nce_seed = NCE_SEED + rank if cross_replica else NCE_SEED
+        for name, (model, loss_fn) in _models(cross_replica, seen, nce_seed).items():
+            x = _inputs(name, anchors[rows], positives[rows], labels[rows])
             loss = loss_fn(labels[rows], model(x))
             variables = [v.value for v in model.trainable_weights]
-            (grad,) = torch.autograd.grad(loss, variables)
+            grads = torch.autograd.grad(loss, variables)
             # What DistributedDataParallel does: average the gradients (and report the mean loss).
             loss = loss.detach().clone()
-            for value in (loss, grad):
+            for value in (loss, *grads):
                 dist.all_reduce(value, op=dist.ReduceOp.SUM)
                 value /= REPLICAS
             results[f"{name}/cross_replica={cross_replica}"] = {
                 "loss": float(loss),
-                "grad": grad.numpy().tolist(),
+                "grad": _flat(g.numpy() for g in grads),
                 "shapes": sorted({str(s) for s in seen[name]}),
             }
+        drawn = _draw_candidates(cross_replica, keras.random.SeedGenerator(nce_seed))
+        results[f"candidates/cross_replica={cross_replica}"] = [t.numpy().tolist() for t in drawn]
     gathered = kml.distributed.gather_keys(torch.tensor(anchors[rows]), torch.tensor(labels[rows]))
     results["gather_keys"] = [t.numpy().tolist() for t in gathered]
     dist.barrier()  # neither rank tears the group down while its peer still uses it

@@ -4,6 +4,10 @@ The multi-device runs happen in fresh processes (`distributed_worker.py`): two J
 under `keras.distribution.DataParallel`, two logical CPUs under `tf.distribute.MirroredStrategy`,
 two `torch.distributed` (gloo) processes. Each run's loss and gradient are compared with those
 of one device on the full batch, computed here. Only the current backend's run is executed.
+
+For the `NCE` layer (sampled softmax) the reference is one device with the same candidates:
+with `cross_replica=True` the single-device draw on the global batch, without it each
+replica's own draw on its slice.
 """
 
 import json
@@ -14,7 +18,15 @@ import sys
 import keras
 import numpy as np
 import pytest
-from distributed_worker import GLOBAL_BATCH, PN_ARGUMENTS, REPLICAS, problem
+from distributed_worker import (
+    GLOBAL_BATCH,
+    NCE_ARGUMENTS,
+    NCE_SEED,
+    PN_ARGUMENTS,
+    REPLICAS,
+    nce_weights,
+    problem,
+)
 from keras import ops
 from support import compiled, numpy, value_and_grad
 
@@ -70,7 +82,7 @@ def results_of(process, out):
 def assert_global(result, name):
     value, grad, _ = single_device(name)
     np.testing.assert_allclose(result["loss"], value, rtol=1e-5)
-    np.testing.assert_allclose(np.array(result["grad"]), grad, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.array(result["grad"]), np.ravel(grad), rtol=1e-5, atol=1e-5)
 
 
 def assert_local(result, name):
@@ -78,7 +90,87 @@ def assert_local(result, name):
     value, grad, local_mean = single_device(name)
     np.testing.assert_allclose(result["loss"], local_mean, rtol=1e-5)
     assert abs(result["loss"] - value) > 0.05
-    assert np.abs(np.array(result["grad"]) - grad).max() > 0.05
+    assert np.abs(np.array(result["grad"]) - np.ravel(grad)).max() > 0.05
+
+
+LOCAL = GLOBAL_BATCH // REPLICAS
+REPLICA_ROWS = [slice(r * LOCAL, (r + 1) * LOCAL) for r in range(REPLICAS)]
+
+
+def nce_parameters():
+    """The `NCE` model's weights, flattened in `model.get_weights()` order."""
+    return np.concatenate([np.ravel(w) for w in (problem()[3], *nce_weights())])
+
+
+def _sampled_softmax(params, candidates, rows):
+    """Mean sampled softmax loss of `rows` with the given `(sampled, true_ec, sampled_ec)`."""
+    anchors, _, labels, weights = problem()
+    classes, dim = nce_weights()[0].shape
+    sizes = np.cumsum([weights.size, classes * dim])
+    embed = ops.reshape(params[: sizes[0]], weights.shape)
+    kernel = ops.reshape(params[sizes[0] : sizes[1]], (classes, dim))
+    sampled, true_ec, sampled_ec = (np.asarray(c) for c in candidates)
+    per_example = kml.sampled_softmax_loss(
+        kernel,
+        params[sizes[1] :],
+        labels[rows],
+        ops.matmul(anchors[rows], embed),
+        sampled_values=(sampled, true_ec[rows], sampled_ec),
+        **NCE_ARGUMENTS,
+    )
+    return ops.mean(per_example)
+
+
+def single_device_candidates():
+    """The draw of one device at the first step of an `NCE` layer seeded `NCE_SEED`."""
+    return [
+        numpy(c)
+        for c in kml.log_uniform_candidate_sampler(
+            problem()[2][:, None],
+            1,
+            NCE_ARGUMENTS["num_sampled"],
+            True,
+            NCE_ARGUMENTS["num_classes"],
+            seed=keras.random.SeedGenerator(NCE_SEED),
+        )
+    ]
+
+
+def nce_reference(per_replica_candidates=None):
+    """Loss and gradient of one device: on the global batch with the single-device draw, or
+    (given each replica's draw) the mean of the replicas' losses on their slices."""
+    if per_replica_candidates is None:
+        return value_and_grad(
+            lambda p: _sampled_softmax(p, single_device_candidates(), slice(None)),
+            nce_parameters(),
+        )
+    return value_and_grad(
+        lambda p: ops.mean(
+            ops.stack(
+                [
+                    _sampled_softmax(p, candidates, rows)
+                    for candidates, rows in zip(per_replica_candidates, REPLICA_ROWS, strict=True)
+                ]
+            )
+        ),
+        nce_parameters(),
+    )
+
+
+def assert_nce(result, per_replica_candidates=None):
+    value, grad = nce_reference(per_replica_candidates)
+    np.testing.assert_allclose(result["loss"], value, rtol=1e-5)
+    np.testing.assert_allclose(np.array(result["grad"]), grad, rtol=1e-5, atol=1e-5)
+
+
+def assert_nce_candidates(shared, own):
+    """`shared`: every replica holds the single-device draw; `own`: replicas' draws differ."""
+    for candidates in shared:
+        for drawn, expected in zip(candidates, single_device_candidates(), strict=True):
+            np.testing.assert_allclose(np.asarray(drawn), expected, rtol=1e-6)
+    assert own[0][0] != own[1][0]
+    # The two rules give different losses on this problem, so the loss checks tell them apart.
+    assert abs(nce_reference(own)[0] - nce_reference()[0]) > 1e-2
 
 
 def only(backend):
@@ -100,6 +192,9 @@ def test_jax_data_parallel_fit_sees_the_global_batch(tmp_path):
             assert_global(run, name)
             assert abs(run["loss"] - local_mean) > 0.05  # the halves alone would give another loss
     assert result["npairs/cross_replica=False"]["shapes"] == [f"({GLOBAL_BATCH}, {GLOBAL_BATCH})"]
+    # One program over the global batch: one candidate set per step, whatever the option says.
+    for cross_replica in (False, True):
+        assert_nce(result[f"nce/cross_replica={cross_replica}"])
 
 
 @only("tensorflow")
@@ -110,6 +205,10 @@ def test_tensorflow_mirrored_strategy_fit_gathers_across_replicas(tmp_path):
         assert_local(result[f"{name}/cross_replica=False"], name)
     # Inside the replicated step the loss sees this replica's rows against all keys.
     assert f"({GLOBAL_BATCH // REPLICAS}, None)" in result["npairs/cross_replica=True"]["shapes"]
+    shared, own = result["candidates/cross_replica=True"], result["candidates/cross_replica=False"]
+    assert_nce_candidates(shared, own)
+    assert_nce(result["nce/cross_replica=True"])
+    assert_nce(result["nce/cross_replica=False"], own)
 
 
 @only("torch")
@@ -128,6 +227,12 @@ def test_torch_distributed_custom_loop_gathers_across_processes(tmp_path):
         np.testing.assert_array_equal(keys, anchors)
         np.testing.assert_array_equal(key_labels, labels)
         np.testing.assert_array_equal(self_columns, rank * local + np.arange(local))
+    # The processes' generators are seeded apart for `cross_replica=True`: rank 0's draw is shared.
+    shared, own = ([r[f"candidates/cross_replica={c}"] for r in results] for c in (True, False))
+    assert_nce_candidates(shared, own)
+    for result in results:
+        assert_nce(result["nce/cross_replica=True"])
+        assert_nce(result["nce/cross_replica=False"], own)
 
 
 # One device: the option is the identity, and the rectangular path matches NumPy.
