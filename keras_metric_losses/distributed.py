@@ -286,7 +286,9 @@ def replica_seed(seed_generator, cross_replica=False):
             f"seed_generator={seed_generator!r}"
         )
     if not isinstance(cross_replica, bool):
-        raise TypeError(f"`cross_replica` must be a bool. Received: cross_replica={cross_replica!r}")
+        raise TypeError(
+            f"`cross_replica` must be a bool. Received: cross_replica={cross_replica!r}"
+        )
     replica_id, num_replicas = replica_context()
     if num_replicas == 1:
         return seed_generator

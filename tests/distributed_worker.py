@@ -187,7 +187,8 @@ def run_tensorflow():
     for cross_replica in (True, False):
         with strategy.scope():  # a mirrored seed generator, as in the layer
             generator = keras.random.SeedGenerator(NCE_SEED)
-        drawn = strategy.run(tf.function(lambda c=cross_replica: _draw_candidates(c, generator)))
+        draw = tf.function(lambda c=cross_replica, g=generator: _draw_candidates(c, g))
+        drawn = strategy.run(draw)
         per_replica = zip(*(strategy.experimental_local_results(d) for d in drawn), strict=True)
         results[f"candidates/cross_replica={cross_replica}"] = [
             [np.asarray(t).tolist() for t in replica] for replica in per_replica
