@@ -211,10 +211,11 @@ def gather_keys(embeddings, labels):
     return keys, key_labels, self_columns
 
 
-# 2**32 / golden ratio (0x9E3779B9) as a signed int32, so it fits every backend's seed dtype:
-# replica r's seed is moved by r times this stride (mod 2**32), which keeps replicas' seeds far
-# apart (a Weyl sequence), also on PyTorch, which seeds with the sum of the two seed words.
-_REPLICA_SEED_STRIDE = -0x61C88647
+# 2**32 / golden ratio**2, below 2**31 so it fits every backend's seed dtype (int32, uint32,
+# int64): replica r's seed moves by r times this stride (wrapping in the seed dtype), which keeps
+# replicas' seeds far apart (a golden-ratio Weyl sequence), also on PyTorch, which seeds with the
+# sum of the two seed words.
+_REPLICA_SEED_STRIDE = 0x61C88647
 
 
 class _DerivedSeed(keras.random.SeedGenerator):
@@ -241,7 +242,7 @@ def replica_seed(seed_generator, cross_replica=False):
     replica `r` of `R` draws with
 
     ```
-    cross_replica=False:  [s + r * 0x9E3779B9, t]   (its own stream; wraps in the seed dtype)
+    cross_replica=False:  [s + r * 0x61C88647, t]   (its own stream; wraps in the seed dtype)
     cross_replica=True:   replica 0's [s, t]         (one stream for all replicas)
     ```
 

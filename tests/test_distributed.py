@@ -258,6 +258,58 @@ def test_outside_a_replica_context_everything_is_local():
     assert keras.backend.standardize_dtype(self_columns.dtype) == "int32"
 
 
+def test_replica_seed_outside_a_replica_context_is_the_generator():
+    generator = keras.random.SeedGenerator(5)
+    for cross_replica in (False, True):
+        assert kml.distributed.replica_seed(generator, cross_replica) is generator
+    with pytest.raises(TypeError, match=r"seed_generator.*Received: seed_generator=5"):
+        kml.distributed.replica_seed(5)
+    with pytest.raises(TypeError, match=r"cross_replica.*Received: cross_replica=1"):
+        kml.distributed.replica_seed(generator, 1)
+
+
+def test_replica_seed_folds_the_replica_id_into_the_stream(monkeypatch):
+    """Replica 1 of 2 (simulated on one device): its own stream is the generator's moved by the
+    stride; the shared stream is replica 0's (`all_gather` is the identity here)."""
+    monkeypatch.setattr(kml.distributed, "replica_context", lambda: (1, 2))
+    stride = 0x61C88647
+
+    def draws(seed, count=2):
+        return [numpy(keras.random.uniform((3,), seed=seed)) for _ in range(count)]
+
+    generator = keras.random.SeedGenerator(5)
+    own = draws(kml.distributed.replica_seed(generator))
+    np.testing.assert_array_equal(own, draws(keras.random.SeedGenerator(5 + stride)))
+    np.testing.assert_array_equal(numpy(generator.state), [5, 2])  # advanced once per draw
+    shared = draws(kml.distributed.replica_seed(keras.random.SeedGenerator(5), True))
+    np.testing.assert_array_equal(shared, draws(keras.random.SeedGenerator(5)))
+    assert np.abs(np.array(own) - np.array(shared)).max() > 0.01
+
+
+def test_nce_cross_replica_on_one_device_changes_nothing():
+    anchors, _, labels, weights = problem()
+    inputs = [anchors @ weights, labels[:, None]]
+    logits = {}
+    for cross_replica in (False, True):
+        layer = kml.layers.NCE(**NCE_ARGUMENTS, seed=NCE_SEED, cross_replica=cross_replica)
+        layer.build([(None, 4), (None, 1)])
+        layer.set_weights(list(nce_weights()))
+        logits[cross_replica] = [numpy(layer(inputs)) for _ in range(2)]  # two steps, two draws
+    np.testing.assert_array_equal(logits[True], logits[False])
+    # The first draw is the single-device one of the distributed tests.
+    loss = kml.SampledSoftmaxLoss()(labels, logits[True][0])
+    np.testing.assert_allclose(numpy(loss), nce_reference()[0], rtol=1e-5)
+
+
+def test_nce_cross_replica_is_configured_and_validated():
+    layer = kml.layers.NCE(**NCE_ARGUMENTS, cross_replica=True)
+    assert layer.get_config()["cross_replica"] is True
+    assert kml.layers.NCE.from_config(layer.get_config()).cross_replica is True
+    assert kml.layers.NCE(**NCE_ARGUMENTS).get_config()["cross_replica"] is False
+    with pytest.raises(TypeError, match=r"cross_replica.*Received: cross_replica=1"):
+        kml.layers.NCE(**NCE_ARGUMENTS, cross_replica=1)
+
+
 def test_all_gather_is_differentiable_on_one_device():
     x = np.array([[1.0, 2.0], [3.0, 4.0]], "float32")
     value, grad = value_and_grad(lambda t: ops.sum(ops.square(kml.distributed.all_gather(t))), x)
