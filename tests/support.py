@@ -1,12 +1,29 @@
 """Backend-neutral helpers for the tests: reference data, gradients and compiled calls."""
 
+import inspect
 import json
 import pathlib
 
 import keras
 import numpy as np
 
+import keras_metric_losses as kml
+
 DATA = pathlib.Path(__file__).parent / "data"
+
+# The public objects, found by walking `__all__` so that new ones are covered.
+TOP_LEVEL = [getattr(kml, n) for n in kml.__all__ if not inspect.ismodule(getattr(kml, n))]
+LAYERS = [getattr(kml.layers, name) for name in kml.layers.__all__]
+PUBLIC = TOP_LEVEL + [layer for layer in LAYERS if layer not in TOP_LEVEL]
+LOSS_CLASSES = [
+    obj for obj in PUBLIC if inspect.isclass(obj) and issubclass(obj, keras.losses.Loss)
+]
+FUNCTIONS = [obj for obj in PUBLIC if inspect.isfunction(obj)]
+# Functions with the `(y_true, y_pred)` signature of a Keras loss (the sampled losses take the
+# class weights themselves; in a model they are `NCELoss` / `SampledSoftmaxLoss` + `layers.NCE`).
+LOSS_FUNCTIONS = [
+    fn for fn in FUNCTIONS if list(inspect.signature(fn).parameters)[:2] == ["y_true", "y_pred"]
+]
 
 
 def golden_cases(name):

@@ -3,14 +3,14 @@
 import keras
 from keras import ops
 
-from keras_metric_losses import distributed
-from keras_metric_losses.api import export
+from keras_metric_losses import distributed, validation
+from keras_metric_losses.api import StrictConfig, export
 from keras_metric_losses.losses.nce import sampled_logits
 from keras_metric_losses.ops import compute_dtype
 
 
 @export
-class NCE(keras.layers.Layer):
+class NCE(StrictConfig, keras.layers.Layer):
     """Class embeddings and sampled logits for `NCELoss` / `SampledSoftmaxLoss`.
 
     Owns the trainable `kernel` `[num_classes, D]` and `bias` `[num_classes]` (the `weights` and
@@ -91,20 +91,18 @@ class NCE(keras.layers.Layer):
                 "`num_sampled` distinct classes are drawn, so it can be at most `num_classes`. "
                 f"Received: num_sampled={num_sampled}, num_classes={num_classes}"
             )
-        for name, value in (
-            ("remove_accidental_hits", remove_accidental_hits),
-            ("cross_replica", cross_replica),
-        ):
-            if not isinstance(value, bool):
-                raise TypeError(f"`{name}` must be a bool. Received: {name}={value!r}")
+        validation.boolean(remove_accidental_hits, "remove_accidental_hits")
+        validation.boolean(cross_replica, "cross_replica")
+        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+            raise TypeError(f"`seed` must be an int or None. Received: seed={seed!r}")
         self.num_classes = num_classes
         self.num_sampled = num_sampled
         self.num_true = num_true
         self.remove_accidental_hits = remove_accidental_hits
         self.seed = seed
         self.cross_replica = cross_replica
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.kernel_initializer = _initializer(kernel_initializer, "kernel_initializer")
+        self.bias_initializer = _initializer(bias_initializer, "bias_initializer")
         self.seed_generator = keras.random.SeedGenerator(seed)
 
     def build(self, input_shape):
@@ -170,6 +168,16 @@ class NCE(keras.layers.Layer):
             "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
             "bias_initializer": keras.initializers.serialize(self.bias_initializer),
         }
+
+
+def _initializer(identifier, name):
+    try:
+        return keras.initializers.get(identifier)
+    except ValueError as error:
+        raise ValueError(
+            f"`{name}` must be a Keras initializer, its name or its config. "
+            f"Received: {name}={identifier!r}"
+        ) from error
 
 
 def _is_pair(shape):

@@ -4,11 +4,11 @@ import keras
 from keras import ops
 
 from keras_metric_losses import distributed
-from keras_metric_losses.api import export
+from keras_metric_losses.api import StrictConfig, export
 
 
 @export
-class PairwiseSimilarity(keras.layers.Layer):
+class PairwiseSimilarity(StrictConfig, keras.layers.Layer):
     """Similarity matrix `S[i, j] = <a_i, b_j>` between two batches of embeddings.
 
     Called on `[anchors, positives]` (`[B, D]` each) it returns `anchors @ positives.T`

@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_metric_losses import validation
+from keras_metric_losses.api import StrictConfig
 
 
 class _PerExampleReduction(keras.losses.Loss):
@@ -13,14 +14,14 @@ class _PerExampleReduction(keras.losses.Loss):
         return y_pred
 
 
-class LabelLoss(keras.losses.Loss):
+class LabelLoss(StrictConfig, keras.losses.Loss):
     """A Keras `Loss` whose `y_true` keeps its own dtype and whose config round-trips.
 
     `keras.losses.Loss.__call__` casts `y_true` to the loss dtype, which merges integer class ids
     above 2**24 in float32 (above 2048 in float16). This base class converts `y_pred` to the loss
     dtype as Keras does but leaves `y_true` as given; `call()` returns one loss per example and
     Keras' own reduction then applies `reduction` and `sample_weight`. `get_config` saves every
-    constructor argument, `dtype` included, and `from_config` rejects unknown keys.
+    constructor argument, `dtype` included, and `from_config` rejects unknown keys by name.
 
     Subclasses implement `call(y_true, y_pred) -> [B]` and add their hyperparameters to
     `get_config`.
@@ -29,7 +30,12 @@ class LabelLoss(keras.losses.Loss):
     def __init__(self, name=None, reduction="sum_over_batch_size", dtype=None):
         if name is not None and not isinstance(name, str):
             raise TypeError(f"`name` must be a string. Received: name={name!r}")
-        self.dtype_policy = keras.dtype_policies.get(dtype or keras.config.floatx())
+        try:
+            self.dtype_policy = keras.dtype_policies.get(dtype or keras.config.floatx())
+        except ValueError as error:
+            raise ValueError(
+                f"`dtype` must be a float dtype or a dtype policy name. Received: dtype={dtype!r}"
+            ) from error
         super().__init__(name=name, reduction=reduction, dtype=self.dtype_policy)
 
     def __call__(self, y_true, y_pred, sample_weight=None):

@@ -1,0 +1,238 @@
+"""Serialization safety: strict configs, and `.keras` files that load with `safe_mode=True`."""
+
+import inspect
+import json
+import re
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+from support import FUNCTIONS, LAYERS, LOSS_CLASSES, LOSS_FUNCTIONS, PUBLIC, numpy
+
+import keras_metric_losses as kml
+
+LAYER_ARGS = {"NCE": dict(num_classes=20, num_sampled=4), "PairwiseSimilarity": {}}
+CLASSES = [obj for obj in PUBLIC if inspect.isclass(obj)]
+
+
+def instance(cls, **kwargs):
+    return cls(**LAYER_ARGS.get(cls.__name__, {}), **kwargs)
+
+
+@pytest.mark.parametrize("loss_cls", LOSS_CLASSES, ids=lambda c: c.__name__)
+def test_loss_config_round_trip(loss_cls):
+    loss = loss_cls(name="custom", reduction="sum", dtype="mixed_float16")
+    config = loss.get_config()
+    assert config["dtype"] == "mixed_float16" and config["reduction"] == "sum"
+    restored = loss_cls.from_config(config)
+    assert restored.get_config() == config
+    assert restored.dtype == "float16"
+    serialized = keras.saving.serialize_keras_object(loss)
+    json.dumps(serialized)
+    restored = keras.saving.deserialize_keras_object(serialized)
+    assert type(restored) is loss_cls and restored.get_config() == config
+
+
+@pytest.mark.parametrize("layer_cls", LAYERS, ids=lambda c: c.__name__)
+def test_layer_config_round_trip(layer_cls):
+    layer = instance(layer_cls, name="custom", dtype="mixed_float16")
+    config = layer.get_config()
+    json.dumps(config)
+    restored = layer_cls.from_config(config)
+    assert restored.get_config() == config
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
+    assert type(restored) is layer_cls and restored.get_config() == config
+
+
+def test_nce_layer_config_keeps_every_argument():
+    layer = kml.layers.NCE(
+        50, 5, num_true=2, remove_accidental_hits=True, seed=3,
+        kernel_initializer="zeros", bias_initializer="ones",
+    )  # fmt: skip
+    restored = kml.layers.NCE.from_config(layer.get_config())
+    for name in ("num_classes", "num_sampled", "num_true", "remove_accidental_hits", "seed"):
+        assert getattr(restored, name) == getattr(layer, name)
+    restored.build((None, 3))
+    np.testing.assert_array_equal(numpy(restored.bias), np.ones(50))
+
+
+@pytest.mark.parametrize("fn", FUNCTIONS, ids=lambda f: f.__name__)
+def test_loss_function_serialization(fn):
+    serialized = keras.saving.serialize_keras_object(fn)
+    assert keras.saving.deserialize_keras_object(serialized) is fn
+
+
+# --- Configs that must be rejected, with an error naming the key and the value ---------------
+
+
+@pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)
+def test_from_config_names_an_unknown_key(cls):
+    config = instance(cls).get_config()
+    with pytest.raises(TypeError) as error:
+        cls.from_config({**config, "not_an_argument": 1, "margn": 2.0})
+    message = str(error.value)
+    assert f"Unknown key(s) ['margn', 'not_an_argument'] in the config of `{cls.__name__}`" in (
+        message
+    )
+    assert "Received: margn=2.0, not_an_argument=1" in message
+    # Every key that get_config writes is listed as accepted.
+    assert all(repr(key) in message for key in config)
+
+
+class _Wrong:
+    """A value no config key accepts, with a recognisable repr."""
+
+    def __repr__(self):
+        return "<wrong value>"
+
+
+@pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)
+def test_from_config_rejects_a_wrong_value_for_every_key(cls):
+    config = instance(cls).get_config()
+    for key in config:
+        with pytest.raises((TypeError, ValueError)) as error:
+            cls.from_config({**config, key: _Wrong()})
+        assert f"{key}=<wrong value>" in str(error.value), (key, str(error.value))
+
+
+@pytest.mark.parametrize(
+    "cls, key, value, error",
+    [
+        (kml.PNLoss, "margin", "1", ValueError),
+        (kml.PNLoss, "soft_margin", "yes", ValueError),
+        (kml.PNLoss, "distance", 3, ValueError),
+        (kml.PNLoss, "negative_mining_strategy", "hardest", ValueError),
+        (kml.NpairsLoss, "reduction", 5, ValueError),
+        (kml.NpairsLoss, "cross_replica", 1, TypeError),
+        (kml.NCELoss, "name", 3, TypeError),
+        (kml.SampledSoftmaxLoss, "dtype", "float17", ValueError),
+        (kml.layers.NCE, "num_sampled", 2.5, ValueError),
+        (kml.layers.NCE, "num_classes", "20", ValueError),
+        (kml.layers.NCE, "seed", 1.5, TypeError),
+        (kml.layers.NCE, "remove_accidental_hits", "yes", TypeError),
+        (kml.layers.NCE, "kernel_initializer", 3, ValueError),
+        (kml.PairwiseSimilarity, "normalize", "yes", TypeError),
+    ],
+)
+def test_from_config_rejects_wrong_types(cls, key, value, error):
+    config = instance(cls).get_config()
+    # Keras' `Layer.from_config` re-raises constructor errors as `TypeError`, message included.
+    expected = (error, TypeError) if issubclass(cls, keras.layers.Layer) else error
+    named = "Received: .*" + re.escape(f"{key}={value!r}")
+    with pytest.raises(expected, match=named):
+        cls.from_config({**config, key: value})
+    with pytest.raises(error, match=named):
+        cls(**{**config, key: value})
+
+
+# --- Saved models: `.keras` files load in safe mode, in a fresh process ----------------------
+
+
+def pair_model(dim=6):
+    anchors, positives = keras.Input((dim,)), keras.Input((dim,))
+    embed = keras.layers.Dense(4)
+    similarity = kml.PairwiseSimilarity()([embed(anchors), embed(positives)])
+    return keras.Model([anchors, positives], similarity)
+
+
+def nce_model(num_true=2, remove_accidental_hits=False):
+    """Sampled logits of `layers.NCE` over 6-d inputs, with `num_true` labels per example."""
+    features, labels = keras.Input((6,)), keras.Input((num_true,), dtype="int32")
+    embedded = keras.layers.Dense(4)(features)
+    nce = kml.layers.NCE(12, 5, num_true, remove_accidental_hits, seed=1)
+    return keras.Model([features, labels], nce([embedded, labels]))
+
+
+def compile_targets():
+    """`{loss name: (model, x, y)}` for every loss class and `(y_true, y_pred)` function."""
+    rng = np.random.default_rng(0)
+    x = [rng.normal(size=(8, 6)).astype("float32") for _ in range(2)]
+    labels = np.array([0, 1, 2, 3, 0, 1, 2, 3])
+    nce_labels = rng.integers(0, 12, size=(8, 2)).astype("float32")  # float: as json round trip
+    nce_x = [x[0], nce_labels]
+    return {
+        "NpairsLoss": (pair_model, x, labels),
+        "npairs_loss": (pair_model, x, labels),
+        "NpairsMultilabelLoss": (pair_model, x, np.eye(4, dtype="float32")[labels]),
+        "npairs_multilabel_loss": (pair_model, x, np.eye(4, dtype="float32")[labels]),
+        # The [8, 8] similarity output doubles as 8-dimensional embeddings for the PN loss.
+        "PNLoss": (pair_model, x, labels),
+        "pn_loss": (pair_model, x, labels),
+        "NCELoss": (nce_model, nce_x, nce_labels),
+        "SampledSoftmaxLoss": (lambda: nce_model(remove_accidental_hits=True), nce_x, nce_labels),
+    }
+
+
+def summary(model, x, y, prediction):
+    """What must survive saving: configs of the loss and the package's layers, the weights, the
+    model's output on `x` and the loss of `prediction`.
+
+    Keras does not save `SeedGenerator` states (as for `Dropout`): a loaded `NCE` layer draws
+    its candidates from its seed again, so the output is taken after rewinding the sampler.
+    """
+    for layer in model.layers:
+        if isinstance(layer, kml.layers.NCE):
+            layer.seed_generator.state.assign(keras.random.SeedGenerator(layer.seed).state.value)
+    return {
+        "loss": keras.saving.serialize_keras_object(model.loss),
+        "layers": [
+            layer.get_config()
+            for layer in model.layers
+            if type(layer).__module__.startswith("keras_metric_losses")
+        ],
+        "weights": [numpy(w).tolist() for w in model.weights],
+        "prediction": numpy(model(x)).tolist(),
+        "loss_value": numpy(model.loss(y, prediction)).tolist(),
+    }
+
+
+LOADER = textwrap.dedent(
+    """
+    import json, sys
+    import keras
+    import numpy as np
+    import keras_metric_losses  # the only import needed: no custom_objects
+    sys.path.insert(0, sys.argv[1])
+    from test_serialization import summary
+    out = {}
+    for path in sys.argv[2:]:
+        model = keras.saving.load_model(path, safe_mode=True)
+        x, y, prediction = (json.load(open(path + f".{part}.json")) for part in "xyp")
+        x = [np.array(a, "float32") for a in x]
+        out[path] = summary(model, x, np.array(y), np.array(prediction, "float32"))
+    print(json.dumps(out))
+    """
+)
+
+
+def test_saved_models_load_in_safe_mode_with_only_the_package_import(tmp_path):
+    targets = compile_targets()
+    assert set(targets) == {loss.__name__ for loss in LOSS_CLASSES + LOSS_FUNCTIONS}
+    expected = {}
+    for loss in LOSS_CLASSES + LOSS_FUNCTIONS:
+        build, x, y = targets[loss.__name__]
+        model = build()
+        loss_arg = loss(reduction="sum") if inspect.isclass(loss) else loss
+        model.compile(optimizer="adam", loss=loss_arg)
+        model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+        prediction = numpy(model.predict(x, batch_size=8, verbose=0))
+        path = str(tmp_path / f"{loss.__name__}.keras")
+        model.save(path)
+        for part, value in {"x": [a.tolist() for a in x], "y": y.tolist()}.items():
+            (tmp_path / f"{loss.__name__}.keras.{part}.json").write_text(json.dumps(value))
+        (tmp_path / f"{loss.__name__}.keras.p.json").write_text(json.dumps(prediction.tolist()))
+        expected[path] = json.loads(json.dumps(summary(model, x, y, prediction)))
+    tests_dir = str(__import__("pathlib").Path(__file__).parent)
+    result = subprocess.run(
+        [sys.executable, "-c", LOADER, tests_dir, *expected],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    loaded = json.loads(result.stdout.strip().splitlines()[-1])
+    for path, original in expected.items():
+        assert loaded[path] == original, path
