@@ -54,10 +54,12 @@ def _pn_per_anchor(
     With `cross_replica`, the local anchors are compared with the keys of every replica
     (`distributed.gather_keys`); otherwise the batch is compared with itself.
     """
-    labels = validation.class_labels(ops.convert_to_tensor(y_true))
+    labels = validation.class_labels(validation.numeric_tensor(y_true, "y_true"))
     embeddings = ops.convert_to_tensor(y_pred)
     validation.rank(embeddings, 2, "a [batch, dim] matrix of embeddings", "y_pred")
     validation.same_batch(labels, embeddings)
+    validation.integral_labels(labels, "y_true")
+    validation.finite(embeddings, "y_pred")
     embeddings = ops.cast(embeddings, compute_dtype(embeddings))
 
     if cross_replica:
