@@ -82,17 +82,6 @@ def _gather(shards, ids):
     return result
 
 
-def _static_labels_check(labels, num_classes):
-    """Raises for out-of-range labels given as NumPy arrays or lists (tensors are not read)."""
-    if isinstance(labels, (list, tuple, np.ndarray, np.integer, int)):
-        values = np.asarray(labels)
-        if values.size and (values.min() < 0 or values.max() >= num_classes):
-            raise ValueError(
-                f"`labels` must be class ids in [0, num_classes) with num_classes={num_classes}. "
-                f"Received: labels with min={values.min()} and max={values.max()}"
-            )
-
-
 def _check_sampled_values(sampled_values, batch, num_true, num_sampled):
     if not isinstance(sampled_values, (list, tuple)) or len(sampled_values) != 3:
         raise ValueError(
@@ -144,11 +133,10 @@ def sampled_logits(
     num_sampled = _positive_int(num_sampled, "num_sampled")
     num_classes = _positive_int(num_classes, "num_classes")
     num_true = _positive_int(num_true, "num_true")
-    _static_labels_check(labels, num_classes)
     weight_shards = _shards(weights, 2, "weights")
     bias_shards = _shards(biases, 1, "biases")
     inputs = ops.convert_to_tensor(inputs)
-    labels = ops.convert_to_tensor(labels)
+    labels = validation.numeric_tensor(labels, "labels")
     validation.rank(inputs, 2, "a [batch, dim] float tensor", "inputs")
     if len(labels.shape) == 1 and num_true == 1:
         labels = ops.expand_dims(labels, -1)
@@ -182,6 +170,9 @@ def sampled_logits(
             f"Received: num_classes={num_classes}"
         )
 
+    validation.finite(inputs, "inputs")
+    validation.integral_labels(labels, "labels")
+    validation.class_ids_in_range(labels, num_classes, "labels")
     labels = ops.cast(labels, "int32")
     if sampled_values is None:
         sampled_values = log_uniform_candidate_sampler(
@@ -427,6 +418,7 @@ class _SampledLogitsLoss(LabelLoss):
 
     def call(self, y_true, y_pred):
         num_true = _check_logits(y_true, y_pred)
+        validation.finite(y_pred, "y_pred", allow_negative_inf=True)
         dtype = compute_dtype(y_pred)
         return self._per_example(ops.cast(y_pred, dtype), num_true)
 

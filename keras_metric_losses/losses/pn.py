@@ -61,6 +61,8 @@ def _pn_per_anchor(
     validation.integral_labels(labels, "y_true")
     validation.finite(embeddings, "y_pred")
     embeddings = ops.cast(embeddings, compute_dtype(embeddings))
+    if embeddings.shape[0] == 0:  # no anchors; TensorFlow cannot take the max of an empty row
+        return ops.sum(embeddings, axis=1)  # `[0]`, with a (empty) gradient
 
     if cross_replica:
         keys, key_labels, self_columns = distributed.gather_keys(embeddings, labels)
