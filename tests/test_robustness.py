@@ -57,7 +57,7 @@ CANDIDATE_COUNTS = keras.ops.convert_to_tensor(np.array([0.3, 0.6, 0.1], "float3
 
 def _sampled_values(labels):
     """Fixed candidates, as tensors (also inside compiled functions)."""
-    true_count = keras.ops.full((tuple(np.shape(labels))[0], 1), 0.3, "float32")
+    true_count = keras.ops.full((np.shape(labels)[0], 1), 0.3, "float32")
     return CANDIDATES, true_count, CANDIDATE_COUNTS
 
 
@@ -168,7 +168,8 @@ def _not_integral(name, index="(0,)", shape="(4,)", first="1.5"):
     return Raises(
         ValueError,
         rf"`{name}` must hold integer class ids.*1 of its values are not integral "
-        rf"\(first: {first} at index {re.escape(index)}\). Received: {name}.shape={re.escape(shape)}",
+        rf"\(first: {first} at index {re.escape(index)}\). "
+        rf"Received: {name}.shape={re.escape(shape)}",
         traced=False,
     )
 
@@ -387,7 +388,7 @@ def _check_all(entry, kind, check):
     for fault in _faults(entry, kind):
         try:
             check(entry.outcomes[fault], *FAULTS[fault](entry))
-        except (AssertionError, Exception) as error:  # noqa: BLE001 - reported below
+        except Exception as error:  # every failure is reported below
             failures.append(f"{fault}: {type(error).__name__}: {error}")
     assert not failures, "\n".join(failures)
 
@@ -447,3 +448,149 @@ def test_degenerate_inputs_give_documented_finite_values_and_gradients(entry):
         assert grad.shape == y_pred.shape and np.isfinite(grad).all(), grad
 
     _check_all(entry, Value, check)
+
+
+def test_value_checks_run_eagerly_and_are_skipped_when_traced():
+    x = np.array([[0.0, np.nan], [np.inf, -np.inf]], "float32")
+    assert validation.is_concrete(keras.ops.convert_to_tensor(x))
+    with pytest.raises(ValueError, match=r"1 NaN and 2 inf values \(first at index \(0, 1\)\)"):
+        validation.finite(keras.ops.convert_to_tensor(x), "x")
+    seen = []
+
+    def traced(t):
+        seen.append(validation.is_concrete(t))
+        validation.finite(t, "x")
+        validation.integral_labels(t, "x")
+        validation.class_ids_in_range(t, 1, "x")
+        return keras.ops.sum(keras.ops.where(keras.ops.isnan(t), 0.0, 1.0))
+
+    assert numpy(compiled(traced)(x)) == 3.0
+    assert seen and not any(seen)
+
+
+def test_minus_infinity_masks_a_pair_exactly():
+    labels = np.array([0, 1, 2])
+    y_pred = np.array([[1.0, -np.inf, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], "float32")
+    expected = np.mean([np.log1p(np.exp(-1.0)), *[np.log1p(2 * np.exp(-1.0))] * 2])
+    for fn, y_true in ((kml.npairs_loss, labels), (kml.npairs_multilabel_loss, _one_hot(labels))):
+        value, grad = value_and_grad(lambda s, f=fn, y=y_true: f(y, s), y_pred)
+        np.testing.assert_allclose(value, expected, rtol=1e-6)
+        assert np.isfinite(grad).all() and grad[0, 1] == 0.0
+
+
+def test_integral_float_labels_compare_by_value():
+    # Documented: float labels are class ids when integral (3.0); 0.5 raises (eagerly).
+    y_pred = RNG.normal(size=(3, 3)).astype("float32")
+    as_float = kml.npairs_loss(np.array([3.0, 3.0, 1.0]), y_pred)
+    np.testing.assert_allclose(numpy(as_float), numpy(kml.npairs_loss(np.array([3, 3, 1]), y_pred)))
+
+
+@st.composite
+def labelled_similarity(draw):
+    batch = draw(st.integers(1, 12))
+    labels = draw(hnp.arrays(np.int64, batch, elements=st.integers(0, 4)))
+    scale = draw(st.sampled_from([0.1, 1.0, 30.0]))
+    logits = draw(hnp.arrays(np.float32, (batch, batch), elements=st.floats(-1, 1, width=32)))
+    permutation = draw(st.permutations(range(batch)))
+    return labels, logits * scale, np.asarray(permutation)
+
+
+def _renamed(labels, offset):
+    """An injective renaming of the classes: large offsets (int32 for JAX without x64)."""
+    renamed = labels * 7 + offset
+    return renamed % 2**31 if keras.backend.backend() == "jax" else renamed
+
+
+@settings(max_examples=30, deadline=None)
+@given(labelled_similarity(), st.integers(0, 2**40))
+def test_npairs_properties(case, offset):
+    labels, y_pred, permutation = case
+    per_anchor = numpy(kml.NpairsLoss(reduction=None)(labels, y_pred))
+    expected = reference_per_anchor(labels, y_pred)
+    np.testing.assert_allclose(per_anchor, expected, rtol=1e-5, atol=1e-5)
+    # Permuting the batch (rows, columns and labels together) permutes the per-anchor losses.
+    permuted = numpy(
+        kml.NpairsLoss(reduction=None)(labels[permutation], y_pred[permutation][:, permutation])
+    )
+    np.testing.assert_allclose(permuted, per_anchor[permutation], rtol=1e-5, atol=1e-5)
+    renamed = numpy(kml.NpairsLoss(reduction=None)(_renamed(labels, offset), y_pred))
+    np.testing.assert_allclose(renamed, per_anchor, rtol=1e-6, atol=1e-6)
+
+
+PN_DISTANCES = ["cosine", "euclidean", "squared_euclidean", "manhattan", "inner_product"]
+
+
+@st.composite
+def pn_batches(draw):
+    batch, dim = draw(st.integers(1, 10)), draw(st.integers(1, 4))
+    labels = draw(hnp.arrays(np.int64, batch, elements=st.integers(0, 3)))
+    scale = draw(st.sampled_from([0.1, 1.0, 10.0]))
+    # Continuous values: no exact distance ties, so mining does not depend on the order.
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    embeddings = (scale * rng.normal(size=(batch, dim))).astype("float32")
+    return labels, embeddings, np.asarray(draw(st.permutations(range(batch))))
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    batch=pn_batches(),
+    distance=st.sampled_from(PN_DISTANCES),
+    positive=st.sampled_from(["hard", "easy"]),
+    negative=st.sampled_from(["hard", "semi-hard", "easy"]),
+    margin=st.sampled_from([None, 0.5]),
+    offset=st.integers(0, 2**40),
+)
+def test_pn_properties(batch, distance, positive, negative, margin, offset):
+    labels, embeddings, permutation = batch
+    kwargs = {"distance": distance, "positive_mining_strategy": positive,
+              "negative_mining_strategy": negative, "margin": margin}  # fmt: skip
+    loss = kml.PNLoss(reduction=None, **kwargs)
+    per_anchor = numpy(loss(labels, embeddings))
+    expected = pn_reference(labels, embeddings, soft_margin=margin is None, **kwargs)[0]
+    np.testing.assert_allclose(per_anchor, expected, rtol=1e-4, atol=1e-4 * _scale(embeddings))
+    permuted = numpy(loss(labels[permutation], embeddings[permutation]))
+    np.testing.assert_allclose(permuted, per_anchor[permutation], rtol=1e-5, atol=1e-5)
+    renamed = numpy(loss(_renamed(labels, offset), embeddings))
+    np.testing.assert_array_equal(renamed, per_anchor)
+
+
+def _scale(embeddings):
+    """The size of the largest distance, for an absolute tolerance on differences of them."""
+    return 1.0 + float(np.abs(embeddings).sum(axis=1).max()) ** 2
+
+
+@st.composite
+def nce_batches(draw):
+    batch, dim = draw(st.integers(0, 6)), draw(st.integers(1, 4))
+    num_classes = draw(st.integers(1, 12))
+    num_sampled, num_true = draw(st.integers(1, 5)), draw(st.integers(1, 3))
+    labels = draw(hnp.arrays(np.int32, (batch, num_true), elements=st.integers(0, num_classes - 1)))
+    sampled = draw(hnp.arrays(np.int32, num_sampled, elements=st.integers(0, num_classes - 1)))
+    counts = st.floats(0.0625, 1.0, width=32)
+    true_ec = draw(hnp.arrays(np.float32, (batch, num_true), elements=counts))
+    sampled_ec = draw(hnp.arrays(np.float32, num_sampled, elements=counts))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    scale = draw(st.sampled_from([0.1, 1.0, 5.0]))
+    arrays = [scale * rng.normal(size=s) for s in ((num_classes, dim), num_classes, (batch, dim))]
+    weights, biases, inputs = (a.astype("float32") for a in arrays)
+    permutation = np.asarray(draw(st.permutations(range(batch))), "int64")
+    return (weights, biases, labels, inputs, (sampled, true_ec, sampled_ec)), permutation
+
+
+@settings(max_examples=15, deadline=None)  # every new shape recompiles JAX's eager ops
+@given(nce_batches(), st.booleans())
+def test_sampled_losses_match_the_numpy_reference_and_permute_with_the_batch(case, remove):
+    (weights, biases, labels, inputs, values), permutation = case
+    nce, softmax = reference_losses(*reference_logits(weights, biases, labels, inputs, values,
+                                                      remove))  # fmt: skip
+    num_true, num_sampled, num_classes = labels.shape[1], len(values[0]), len(biases)
+    for fn, expected in ((kml.nce_loss, nce), (kml.sampled_softmax_loss, softmax)):
+
+        def loss(labels, inputs, true_ec, fn=fn):
+            return numpy(fn(weights, biases, labels, inputs, num_sampled, num_classes, num_true,
+                            (values[0], true_ec, values[2]), remove))  # fmt: skip
+
+        per_example = loss(labels, inputs, values[1])
+        np.testing.assert_allclose(per_example, expected, rtol=1e-4, atol=1e-4)
+        permuted = loss(labels[permutation], inputs[permutation], values[1][permutation])
+        np.testing.assert_allclose(permuted, per_example[permutation], rtol=1e-6, atol=1e-6)
