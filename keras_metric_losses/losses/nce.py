@@ -285,9 +285,10 @@ def nce_loss(
     *finite* value of the compute dtype (TensorFlow's `-FLT_MAX` becomes `-inf` in float16 and
     the loss NaN); float16/bfloat16 inputs are computed in float32 (TensorFlow fails on them with
     its own sampler) and the loss is returned in the input dtype; a `seed` argument is accepted
-    (TF 2 has none); label ids are compared as int32. Labels out of `[0, num_classes)` raise
-    when given as NumPy arrays or lists; inside traced code they cannot be checked and are
-    clipped into range for the lookup (finite but meaningless values).
+    (TF 2 has none); label ids are compared as int32. Labels out of `[0, num_classes)`,
+    non-integral float labels and NaN or inf `inputs` raise when the inputs are concrete
+    (eager); inside a compiled function values cannot be checked: labels are then clipped into
+    range for the lookup (finite but meaningless values). An empty batch gives `[]`.
     """
     logits = sampled_logits(
         weights,
@@ -352,7 +353,9 @@ _RETURNS = """
         ValueError: if the shapes of `weights`, `biases`, `labels`, `inputs` or
             `sampled_values` disagree, if shards are not a 'div' partition, if
             `num_classes` exceeds the rows of `weights`, if `num_sampled > num_classes` when
-            sampling, or if NumPy `labels` are outside `[0, num_classes)`.
+            sampling; for concrete (eager) inputs also if `labels` are outside
+            `[0, num_classes)` or non-integral floats, or `inputs` hold NaN or inf.
+        TypeError: if `labels` are not numbers (strings).
 """
 
 _EXAMPLE = """
@@ -435,7 +438,9 @@ class NCELoss(_SampledLogitsLoss):
     loss_b = sum_k [softplus(t_bk) - t_bk / num_true] + sum_j softplus(s_bj)
     ```
 
-    equal to `nce_loss` for the same candidates; Keras then reduces.
+    equal to `nce_loss` for the same candidates; Keras then reduces. `-inf` logits (a removed
+    accidental hit in a float16 loss dtype) contribute nothing; NaN or `+inf` logits raise a
+    `ValueError` when eager (compiled functions do not read values). An empty batch gives 0.
 
     Args:
         name: Name of the loss. Defaults to `"nce_loss"`.

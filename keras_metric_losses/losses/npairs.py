@@ -103,9 +103,16 @@ def npairs_loss(y_true, y_pred, *, key_labels=None):
         A scalar, the mean over anchors, in the dtype of `y_pred`.
             `NpairsLoss(reduction=None)` gives the per-anchor values.
 
+    An empty batch gives 0; a batch of one gives 0 (its only column is its positive).
+    `-inf` in `y_pred` masks a pair: it takes no probability and adds nothing.
+
     Raises:
         ValueError: if `y_true` (or `key_labels`) is not `[B]`/`[B, 1]`, `y_pred` is not square
-            (has not one column per key label), or the batch sizes differ.
+            (has not one column per key label), or the batch sizes differ. For concrete
+            (eager) inputs also if float labels are not integral (`3.0` is a class id, `0.5`
+            is not) or `y_pred` holds NaN or `+inf`; inside a compiled function values are not
+            checked.
+        TypeError: if the labels are not numbers (strings).
 
     Example:
 
@@ -148,9 +155,13 @@ def npairs_multilabel_loss(y_true, y_pred, *, key_labels=None):
     Returns:
         A scalar, the mean over anchors, in the dtype of `y_pred`.
 
+    An empty batch gives 0. `-inf` in `y_pred` masks a pair, as in `npairs_loss`.
+
     Raises:
         ValueError: if `y_true` (or `key_labels`) is not rank 2, `y_pred` is not square (has
-            not one column per key), or the batch sizes differ.
+            not one column per key), or the batch sizes differ. For concrete (eager) inputs
+            also if the labels hold NaN or inf, or `y_pred` NaN or `+inf`.
+        TypeError: if the labels are not numbers (strings).
 
     Example:
 

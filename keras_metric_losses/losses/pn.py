@@ -162,10 +162,16 @@ def pn_loss(
     Returns:
         `[B]` per-anchor losses in the dtype of `y_pred`.
 
+    Degenerate batches: an empty batch gives `[]`; a batch of one, a batch of one class and a
+    batch where every label differs give 0 for every anchor.
+
     Raises:
         ValueError: for an unknown strategy or distance, an explicit `margin` with
             `soft_margin=True`, a non-finite margin, `y_true` not `[B]`/`[B, 1]`, `y_pred` not
-            rank 2, or different batch sizes.
+            rank 2, or different batch sizes. For concrete (eager) inputs also if float labels
+            are not integral or `y_pred` holds NaN or inf; inside a compiled function values are
+            not checked.
+        TypeError: if the labels are not numbers (strings).
 
     Example:
 
