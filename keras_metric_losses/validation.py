@@ -9,6 +9,8 @@ value cannot raise; there they are skipped (Keras' `TerminateOnNaN` callback sto
 a NaN loss).
 """
 
+import math
+
 import keras
 import numpy as np
 from keras import ops
@@ -156,6 +158,11 @@ def finite(x, name, allow_negative_inf=False):
             offending index. Skipped when `x` is traced (see `is_concrete`).
     """
     if not is_concrete(x) or not _is_float(x):
+        return
+    # Fast path, one reduction: the sum is finite (or -inf, if allowed) iff no NaN or +inf is
+    # present and no -inf unless allowed; a sum that overflows goes on to the exact check.
+    total = float(ops.sum(ops.cast(x, "float32")))
+    if math.isfinite(total) or (allow_negative_inf and total == float("-inf")):
         return
     bad = ops.logical_not(ops.isfinite(x))
     if allow_negative_inf:
