@@ -192,13 +192,16 @@ def _first_index_of(filled, extreme):
 
     A max/min reduction followed by a min over column numbers: the same result as
     `argmax`/`argmin` with ties to the first index on every backend, and 2-3x faster than
-    XLA's CPU arg-reductions. A row that is all fill value (no candidate) gives column 0.
+    XLA's CPU arg-reductions. A row that is all fill value (no candidate) gives column 0; a
+    row whose extreme is NaN (NaN inputs inside a compiled program, where they are not checked)
+    gives the last column, still a valid index for the gathers that follow.
     (`ops.amax`/`ops.amin` rather than `ops.max`/`ops.min`: the latter break `torch.compile`
     graphs with Keras' torch backend.)
     """
     columns = ops.arange(ops.shape(filled)[-1], dtype="int32")
     num_columns = ops.shape(filled)[-1]
-    return ops.amin(ops.where(ops.equal(filled, extreme), columns, num_columns), axis=-1)
+    first = ops.amin(ops.where(ops.equal(filled, extreme), columns, num_columns), axis=-1)
+    return ops.minimum(first, num_columns - 1)
 
 
 def check_strategy(argument, strategy, allowed):

@@ -1,8 +1,15 @@
-"""Static argument checks that raise errors naming the argument and what was received.
+"""Argument checks that raise errors naming the argument and what was received.
 
-Checks only use static shapes, so they run at trace time under `jax.jit`,
+Shape and dtype checks only use static shapes, so they run at trace time under `jax.jit`,
 `tf.function(jit_compile=True)` and `torch.compile`; unknown dimensions are not checked.
+
+Value checks (`finite`, `integral_labels`, `class_ids_in_range`) read the tensor, so they only
+run when it is concrete (`is_concrete`): eager code, NumPy inputs. Inside a compiled program a
+value cannot raise; there they are skipped (Keras' `TerminateOnNaN` callback stops training on
+a NaN loss).
 """
+
+import math
 
 import keras
 import numpy as np
@@ -103,3 +110,107 @@ def rank(x, expected, what, name):
     """Checks that `x` has rank `expected`; `what` describes the expected layout."""
     if len(_shape(x)) != expected:
         raise ValueError(f"`{name}` must be {what}. Received: {name}.shape={_shape(x)}")
+
+
+def is_concrete(x):
+    """Whether the values of tensor `x` can be read now, outside any traced program.
+
+    `False` for a `keras.KerasTensor`, a JAX tracer (`jax.jit`, `jax.grad`), inside a
+    `tf.function` graph and while `torch.compile` traces; `True` for eager tensors.
+    """
+    if isinstance(x, keras.KerasTensor):
+        return False
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.executing_eagerly()
+    if backend == "jax":
+        import jax
+
+        return not isinstance(x, jax.core.Tracer)
+    if backend == "torch":
+        import torch
+
+        return not torch.compiler.is_compiling()
+    return True
+
+
+def _is_float(x):
+    return keras.backend.standardize_dtype(x.dtype).startswith(("float", "bfloat"))
+
+
+def _count(mask):
+    return int(ops.sum(ops.cast(mask, "int32")))
+
+
+def _first_index(mask):
+    """The index of the first `True` of a boolean tensor known to hold one, as a tuple."""
+    flat = int(ops.argmax(ops.cast(ops.reshape(mask, (-1,)), "int32")))
+    return tuple(int(i) for i in np.unravel_index(flat, _shape(mask)))
+
+
+def finite(x, name, allow_negative_inf=False):
+    """Checks that a concrete float tensor `x` holds no NaN or `inf` (or `-inf`, if allowed).
+
+    Raises:
+        ValueError: naming `name`, with the number of NaN and infinite values and the first
+            offending index. Skipped when `x` is traced (see `is_concrete`).
+    """
+    if not is_concrete(x) or not _is_float(x):
+        return
+    # Fast path, one reduction: the sum is finite (or -inf, if allowed) iff no NaN or +inf is
+    # present and no -inf unless allowed; a sum that overflows goes on to the exact check.
+    total = float(ops.sum(ops.cast(x, "float32")))
+    if math.isfinite(total) or (allow_negative_inf and total == float("-inf")):
+        return
+    bad = ops.logical_not(ops.isfinite(x))
+    if allow_negative_inf:
+        bad = ops.logical_and(bad, ops.not_equal(x, float("-inf")))
+    if not bool(ops.any(bad)):
+        return
+    nan = _count(ops.isnan(x))
+    allowed = " (-inf is allowed)" if allow_negative_inf else ""
+    raise ValueError(
+        f"`{name}` must be finite{allowed}; it holds {nan} NaN and {_count(bad) - nan} inf "
+        f"values (first at index {_first_index(bad)}). Received: {name}.shape={_shape(x)}"
+    )
+
+
+def integral_labels(labels, name):
+    """Checks that concrete float class ids are integral (`3.0` is accepted, `0.5` is not).
+
+    Raises:
+        ValueError: naming `name`, with the first offending value. Skipped for integer
+            dtypes and when `labels` is traced (see `is_concrete`).
+    """
+    if not is_concrete(labels) or not _is_float(labels):
+        return
+    integral = ops.logical_and(ops.isfinite(labels), ops.equal(labels, ops.floor(labels)))
+    bad = ops.logical_not(integral)
+    if not bool(ops.any(bad)):
+        return
+    index = _first_index(bad)
+    value = float(ops.convert_to_numpy(ops.cast(labels, "float32"))[index])
+    raise ValueError(
+        f"`{name}` must hold integer class ids (floats such as 3.0 are accepted); "
+        f"{_count(bad)} of its values are not integral (first: {value} at index {index}). "
+        f"Received: {name}.shape={_shape(labels)}"
+    )
+
+
+def class_ids_in_range(labels, num_classes, name):
+    """Checks that concrete class ids lie in `[0, num_classes)`.
+
+    Raises:
+        ValueError: naming `name`, with the smallest and largest id. Skipped when `labels` is
+            traced (see `is_concrete`).
+    """
+    if not is_concrete(labels) or not _shape(labels) or 0 in _shape(labels):
+        return
+    low, high = ops.convert_to_numpy(ops.min(labels)), ops.convert_to_numpy(ops.max(labels))
+    if low < 0 or high >= num_classes:
+        raise ValueError(
+            f"`{name}` must be class ids in [0, num_classes) with num_classes={num_classes}. "
+            f"Received: {name} with min={low} and max={high}"
+        )

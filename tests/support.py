@@ -59,10 +59,12 @@ def value_and_grad(fn, x):
     return numpy(value), numpy(grad)
 
 
-def compiled(fn):
+def compiled(fn, trace_only=False):
     """`fn` compiled by the backend's own compiler: `jax.jit`, XLA `tf.function`, `torch.compile`.
 
     The returned function takes arrays and passes them to the compiled `fn` as backend tensors.
+    `trace_only=True` (for tests of what happens while tracing): `torch.compile` runs Dynamo
+    with static shapes and no Inductor code generation, which takes seconds per function.
     """
     backend = keras.backend.backend()
     if backend == "jax":
@@ -76,7 +78,8 @@ def compiled(fn):
     else:
         import torch
 
-        compiled_fn = torch.compile(fn, fullgraph=True)
+        options = {"backend": "eager", "dynamic": False} if trace_only else {}
+        compiled_fn = torch.compile(fn, fullgraph=True, **options)
     return lambda *args: compiled_fn(*(keras.ops.convert_to_tensor(a) for a in args))
 
 

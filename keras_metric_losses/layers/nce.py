@@ -135,13 +135,10 @@ class NCE(StrictConfig, keras.layers.Layer):
 
     def sampled_logits(self, embeddings, labels, sampled_values=None):
         """Sampled logits `[B, num_true + num_sampled]`; `sampled_values` overrides the draw."""
-        labels = ops.convert_to_tensor(labels)
-        if len(labels.shape) == 1:
-            labels = ops.expand_dims(labels, -1)
         return sampled_logits(
             self.kernel.value,
             self.bias.value,
-            ops.cast(labels, "int32"),
+            labels,
             embeddings,
             num_sampled=self.num_sampled,
             num_classes=self.num_classes,

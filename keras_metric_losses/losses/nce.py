@@ -82,17 +82,6 @@ def _gather(shards, ids):
     return result
 
 
-def _static_labels_check(labels, num_classes):
-    """Raises for out-of-range labels given as NumPy arrays or lists (tensors are not read)."""
-    if isinstance(labels, (list, tuple, np.ndarray, np.integer, int)):
-        values = np.asarray(labels)
-        if values.size and (values.min() < 0 or values.max() >= num_classes):
-            raise ValueError(
-                f"`labels` must be class ids in [0, num_classes) with num_classes={num_classes}. "
-                f"Received: labels with min={values.min()} and max={values.max()}"
-            )
-
-
 def _check_sampled_values(sampled_values, batch, num_true, num_sampled):
     if not isinstance(sampled_values, (list, tuple)) or len(sampled_values) != 3:
         raise ValueError(
@@ -144,11 +133,10 @@ def sampled_logits(
     num_sampled = _positive_int(num_sampled, "num_sampled")
     num_classes = _positive_int(num_classes, "num_classes")
     num_true = _positive_int(num_true, "num_true")
-    _static_labels_check(labels, num_classes)
     weight_shards = _shards(weights, 2, "weights")
     bias_shards = _shards(biases, 1, "biases")
     inputs = ops.convert_to_tensor(inputs)
-    labels = ops.convert_to_tensor(labels)
+    labels = validation.numeric_tensor(labels, "labels")
     validation.rank(inputs, 2, "a [batch, dim] float tensor", "inputs")
     if len(labels.shape) == 1 and num_true == 1:
         labels = ops.expand_dims(labels, -1)
@@ -182,6 +170,9 @@ def sampled_logits(
             f"Received: num_classes={num_classes}"
         )
 
+    validation.finite(inputs, "inputs")
+    validation.integral_labels(labels, "labels")
+    validation.class_ids_in_range(labels, num_classes, "labels")
     labels = ops.cast(labels, "int32")
     if sampled_values is None:
         sampled_values = log_uniform_candidate_sampler(
@@ -294,9 +285,10 @@ def nce_loss(
     *finite* value of the compute dtype (TensorFlow's `-FLT_MAX` becomes `-inf` in float16 and
     the loss NaN); float16/bfloat16 inputs are computed in float32 (TensorFlow fails on them with
     its own sampler) and the loss is returned in the input dtype; a `seed` argument is accepted
-    (TF 2 has none); label ids are compared as int32. Labels out of `[0, num_classes)` raise
-    when given as NumPy arrays or lists; inside traced code they cannot be checked and are
-    clipped into range for the lookup (finite but meaningless values).
+    (TF 2 has none); label ids are compared as int32. Labels out of `[0, num_classes)`,
+    non-integral float labels and NaN or inf `inputs` raise when the inputs are concrete
+    (eager); inside a compiled function values cannot be checked: labels are then clipped into
+    range for the lookup (finite but meaningless values). An empty batch gives `[]`.
     """
     logits = sampled_logits(
         weights,
@@ -361,7 +353,9 @@ _RETURNS = """
         ValueError: if the shapes of `weights`, `biases`, `labels`, `inputs` or
             `sampled_values` disagree, if shards are not a 'div' partition, if
             `num_classes` exceeds the rows of `weights`, if `num_sampled > num_classes` when
-            sampling, or if NumPy `labels` are outside `[0, num_classes)`.
+            sampling; for concrete (eager) inputs also if `labels` are outside
+            `[0, num_classes)` or non-integral floats, or `inputs` hold NaN or inf.
+        TypeError: if `labels` are not numbers (strings).
 """
 
 _EXAMPLE = """
@@ -427,6 +421,7 @@ class _SampledLogitsLoss(LabelLoss):
 
     def call(self, y_true, y_pred):
         num_true = _check_logits(y_true, y_pred)
+        validation.finite(y_pred, "y_pred", allow_negative_inf=True)
         dtype = compute_dtype(y_pred)
         return self._per_example(ops.cast(y_pred, dtype), num_true)
 
@@ -443,7 +438,9 @@ class NCELoss(_SampledLogitsLoss):
     loss_b = sum_k [softplus(t_bk) - t_bk / num_true] + sum_j softplus(s_bj)
     ```
 
-    equal to `nce_loss` for the same candidates; Keras then reduces.
+    equal to `nce_loss` for the same candidates; Keras then reduces. `-inf` logits (a removed
+    accidental hit in a float16 loss dtype) contribute nothing; NaN or `+inf` logits raise a
+    `ValueError` when eager (compiled functions do not read values). An empty batch gives 0.
 
     Args:
         name: Name of the loss. Defaults to `"nce_loss"`.

@@ -27,6 +27,8 @@ def _npairs_per_anchor(y_true, y_pred, key_labels=None, cross_replica=False):
     if square:
         validation.square_similarity(y_pred)
     validation.same_batch(labels, y_pred)
+    validation.integral_labels(labels, "y_true")
+    validation.finite(y_pred, "y_pred", allow_negative_inf=True)
     if square:
         return _similarity_cross_entropy(label_equality(labels), y_pred)
     if cross_replica:
@@ -35,6 +37,7 @@ def _npairs_per_anchor(y_true, y_pred, key_labels=None, cross_replica=False):
         validation.numeric_tensor(key_labels, "key_labels"), "key_labels"
     )
     validation.similarity_to_keys(y_pred, key_labels)
+    validation.integral_labels(key_labels, "key_labels")
     return _similarity_cross_entropy(label_equality(labels, key_labels), y_pred)
 
 
@@ -48,13 +51,16 @@ def _npairs_multilabel_per_anchor(y_true, y_pred, key_labels=None, cross_replica
     if square:
         validation.square_similarity(y_pred)
     validation.same_batch(y_true, y_pred)
+    validation.finite(y_true, "y_true")
+    validation.finite(y_pred, "y_pred", allow_negative_inf=True)
     if square:
         return _similarity_cross_entropy(ops.matmul(labels, ops.transpose(labels)), y_pred)
     if cross_replica:
         key_labels = distributed.all_gather(y_true)
-    key_labels = ops.convert_to_tensor(key_labels)
+    key_labels = validation.numeric_tensor(key_labels, "key_labels")
     validation.rank(key_labels, 2, "a multi-hot [num_keys, num_classes] label matrix", "key_labels")
     validation.similarity_to_keys(y_pred, key_labels)
+    validation.finite(key_labels, "key_labels")
     keys = ops.cast(key_labels, compute_dtype(y_pred))
     return _similarity_cross_entropy(ops.matmul(labels, ops.transpose(keys)), y_pred)
 
@@ -97,9 +103,16 @@ def npairs_loss(y_true, y_pred, *, key_labels=None):
         A scalar, the mean over anchors, in the dtype of `y_pred`.
             `NpairsLoss(reduction=None)` gives the per-anchor values.
 
+    An empty batch gives 0; a batch of one gives 0 (its only column is its positive).
+    `-inf` in `y_pred` masks a pair: it takes no probability and adds nothing.
+
     Raises:
         ValueError: if `y_true` (or `key_labels`) is not `[B]`/`[B, 1]`, `y_pred` is not square
-            (has not one column per key label), or the batch sizes differ.
+            (has not one column per key label), or the batch sizes differ. For concrete
+            (eager) inputs also if float labels are not integral (`3.0` is a class id, `0.5`
+            is not) or `y_pred` holds NaN or `+inf`; inside a compiled function values are not
+            checked.
+        TypeError: if the labels are not numbers (strings).
 
     Example:
 
@@ -142,9 +155,13 @@ def npairs_multilabel_loss(y_true, y_pred, *, key_labels=None):
     Returns:
         A scalar, the mean over anchors, in the dtype of `y_pred`.
 
+    An empty batch gives 0. `-inf` in `y_pred` masks a pair, as in `npairs_loss`.
+
     Raises:
         ValueError: if `y_true` (or `key_labels`) is not rank 2, `y_pred` is not square (has
-            not one column per key), or the batch sizes differ.
+            not one column per key), or the batch sizes differ. For concrete (eager) inputs
+            also if the labels hold NaN or inf, or `y_pred` NaN or `+inf`.
+        TypeError: if the labels are not numbers (strings).
 
     Example:
 

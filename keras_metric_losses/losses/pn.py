@@ -54,11 +54,15 @@ def _pn_per_anchor(
     With `cross_replica`, the local anchors are compared with the keys of every replica
     (`distributed.gather_keys`); otherwise the batch is compared with itself.
     """
-    labels = validation.class_labels(ops.convert_to_tensor(y_true))
+    labels = validation.class_labels(validation.numeric_tensor(y_true, "y_true"))
     embeddings = ops.convert_to_tensor(y_pred)
     validation.rank(embeddings, 2, "a [batch, dim] matrix of embeddings", "y_pred")
     validation.same_batch(labels, embeddings)
+    validation.integral_labels(labels, "y_true")
+    validation.finite(embeddings, "y_pred")
     embeddings = ops.cast(embeddings, compute_dtype(embeddings))
+    if embeddings.shape[0] == 0:  # no anchors; TensorFlow cannot take the max of an empty row
+        return ops.sum(embeddings, axis=1)  # `[0]`, with a (empty) gradient
 
     if cross_replica:
         keys, key_labels, self_columns = distributed.gather_keys(embeddings, labels)
@@ -158,10 +162,16 @@ def pn_loss(
     Returns:
         `[B]` per-anchor losses in the dtype of `y_pred`.
 
+    Degenerate batches: an empty batch gives `[]`; a batch of one, a batch of one class and a
+    batch where every label differs give 0 for every anchor.
+
     Raises:
         ValueError: for an unknown strategy or distance, an explicit `margin` with
             `soft_margin=True`, a non-finite margin, `y_true` not `[B]`/`[B, 1]`, `y_pred` not
-            rank 2, or different batch sizes.
+            rank 2, or different batch sizes. For concrete (eager) inputs also if float labels
+            are not integral or `y_pred` holds NaN or inf; inside a compiled function values are
+            not checked.
+        TypeError: if the labels are not numbers (strings).
 
     Example:
 
