@@ -123,7 +123,8 @@ def take_rows(matrix, index):
     """`matrix[i, index[i]]` for every row `i` (`[B, K]`, `[B]` -> `[B]`), by a gather.
 
     Works for boolean masks too (`take_rows(mask, index)` tells whether the selected column
-    was a candidate). The gradient flows to the selected entries only.
+    was a candidate). The gradient flows to the selected entries only. A gather from the
+    flattened matrix: `take_along_axis` costs a `[B, K]` copy on TensorFlow.
 
     Example:
 
@@ -131,7 +132,9 @@ def take_rows(matrix, index):
     >>> from keras_metric_losses import mining
     >>> row_values = mining.take_rows(np.array([[1.0, 2.0], [3.0, 4.0]]), np.array([1, 0]))
     """
-    return ops.squeeze(ops.take_along_axis(matrix, ops.expand_dims(index, 1), axis=1), 1)
+    num_rows, num_columns = ops.shape(matrix)
+    rows = ops.arange(num_rows, dtype="int32") * num_columns
+    return ops.take(ops.reshape(matrix, (-1,)), rows + ops.cast(index, "int32"))
 
 
 @export
