@@ -57,6 +57,17 @@ def mean(losses):
     return ops.divide_no_nan(ops.sum(losses, axis=0), count)
 
 
+def positive_part(x):
+    """`max(x, 0)`, computed as `(x + |x|) / 2` (exact in floating point below overflow).
+
+    For `[B, B]` distance matrices: `torch.compile`'s CPU backend saves `relu`'s backward mask
+    as a boolean `[B, B]` tensor, and stores of boolean tensors are slow there (15 ms for
+    1024 x 1024, against 0.3 ms for a float pass); the backward of `abs` needs only `x`. The
+    gradient at exactly `x == 0` is 1/2 (`relu`'s is 0).
+    """
+    return (x + ops.abs(x)) * 0.5
+
+
 def safe_sqrt(x):
     """`sqrt(x)` for `x >= 0` whose value and gradient are 0 where `x == 0` (not `inf`/NaN).
 
