@@ -9,7 +9,9 @@ column, as in TensorFlow Similarity. The distance of a selected pair is read wit
 (a gather), so the gradient flows to that one entry of the matrix only.
 
 An anchor whose mask row is empty gets column 0 and `found = False`; callers decide what such
-an anchor contributes (`PNLoss` gives it loss 0 and zero gradient).
+an anchor contributes (`PNLoss` gives it loss 0 and zero gradient). `found` is read from the
+masked max/min itself (it differs from the fill value `-inf`/`+inf`), so distances are
+expected to be finite.
 """
 
 from keras import ops
