@@ -21,7 +21,7 @@ import keras
 from keras import ops
 
 from keras_metric_losses.api import export
-from keras_metric_losses.ops import safe_sqrt
+from keras_metric_losses.ops import positive_part, safe_sqrt
 
 
 def _squared_norm_expansion(query, key):
@@ -29,7 +29,7 @@ def _squared_norm_expansion(query, key):
     query_norms = ops.sum(ops.square(query), axis=1, keepdims=True)
     key_norms = ops.sum(ops.square(key), axis=1, keepdims=True)
     products = 2.0 * ops.matmul(query, ops.transpose(key))
-    return ops.relu(query_norms - products + ops.transpose(key_norms))
+    return positive_part(query_norms - products + ops.transpose(key_norms))
 
 
 @export
@@ -55,7 +55,7 @@ def cosine(query, key):
     >>> keras.ops.convert_to_numpy(distances.cosine(x, x)).tolist()
     [[0.0, 1.0], [1.0, 0.0]]
     """
-    return ops.relu(1.0 - ops.matmul(query, ops.transpose(key)))
+    return positive_part(1.0 - ops.matmul(query, ops.transpose(key)))
 
 
 @export

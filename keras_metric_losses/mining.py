@@ -9,7 +9,9 @@ column, as in TensorFlow Similarity. The distance of a selected pair is read wit
 (a gather), so the gradient flows to that one entry of the matrix only.
 
 An anchor whose mask row is empty gets column 0 and `found = False`; callers decide what such
-an anchor contributes (`PNLoss` gives it loss 0 and zero gradient).
+an anchor contributes (`PNLoss` gives it loss 0 and zero gradient). `found` is read from the
+masked max/min itself (it differs from the fill value `-inf`/`+inf`), so distances are
+expected to be finite.
 """
 
 from keras import ops
@@ -70,8 +72,31 @@ def masked_argmax(values, mask):
     >>> d = np.array([[0.0, 3.0, 2.0]])
     >>> index = mining.masked_argmax(d, np.array([[True, False, True]]))  # [2]
     """
-    filled = ops.where(mask, values, float("-inf"))
-    return _first_index_of(filled, ops.amax(filled, axis=-1, keepdims=True))
+    return _select(values, mask, largest=True)[0]
+
+
+@export
+def masked_max(values, mask):
+    """Per row, the largest `values` where `mask` is set (`-inf` if none).
+
+    A value, not a selection: on ties the gradient is the backend's gradient of a max. Use
+    `masked_argmax` and `take_rows` to differentiate through one entry.
+
+    Args:
+        values: `[B, K]` floats.
+        mask: `[B, K]` booleans.
+
+    Returns:
+        `[B]` row maxima, in the dtype of `values`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from keras_metric_losses import mining
+    >>> d = np.array([[0.0, 3.0, 2.0]])
+    >>> largest = mining.masked_max(d, np.array([[True, False, True]]))  # [2.0]
+    """
+    return ops.amax(ops.where(mask, values, _INF[True]), axis=-1)
 
 
 @export
@@ -92,8 +117,7 @@ def masked_argmin(values, mask):
     >>> d = np.array([[0.0, 3.0, 2.0]])
     >>> index = mining.masked_argmin(d, np.array([[False, True, True]]))  # [2]
     """
-    filled = ops.where(mask, values, float("inf"))
-    return _first_index_of(filled, ops.amin(filled, axis=-1, keepdims=True))
+    return _select(values, mask, largest=False)[0]
 
 
 @export
@@ -101,7 +125,8 @@ def take_rows(matrix, index):
     """`matrix[i, index[i]]` for every row `i` (`[B, K]`, `[B]` -> `[B]`), by a gather.
 
     Works for boolean masks too (`take_rows(mask, index)` tells whether the selected column
-    was a candidate). The gradient flows to the selected entries only.
+    was a candidate). The gradient flows to the selected entries only. A gather from the
+    flattened matrix: `take_along_axis` costs a `[B, K]` copy on TensorFlow.
 
     Example:
 
@@ -109,7 +134,9 @@ def take_rows(matrix, index):
     >>> from keras_metric_losses import mining
     >>> row_values = mining.take_rows(np.array([[1.0, 2.0], [3.0, 4.0]]), np.array([1, 0]))
     """
-    return ops.squeeze(ops.take_along_axis(matrix, ops.expand_dims(index, 1), axis=1), 1)
+    num_rows, num_columns = ops.shape(matrix)
+    rows = ops.arange(num_rows, dtype="int32") * num_columns
+    return ops.take(ops.reshape(matrix, (-1,)), rows + ops.cast(index, "int32"))
 
 
 @export
@@ -137,9 +164,8 @@ def mine_positives(distances, positive_mask, strategy="hard"):
     >>> index, found = mining.mine_positives(d, positive, "hard")  # [2, 2, 0]
     """
     check_strategy("positive_mining_strategy", strategy, POSITIVE_STRATEGIES)
-    select = masked_argmax if strategy == "hard" else masked_argmin
-    index = select(distances, positive_mask)
-    return index, take_rows(positive_mask, index)
+    index, _, found = _select(distances, positive_mask, largest=strategy == "hard")
+    return index, found
 
 
 @export
@@ -173,34 +199,51 @@ def mine_negatives(distances, negative_mask, strategy="semi-hard", threshold=Non
     >>> index, found = mining.mine_negatives(d, negative, "hard")  # [1, 0, 0]
     """
     check_strategy("negative_mining_strategy", strategy, NEGATIVE_STRATEGIES)
-    if strategy == "hard":
-        closest = masked_argmin(distances, negative_mask)
-        return closest, take_rows(negative_mask, closest)
     if strategy == "semi-hard" and threshold is None:
         raise ValueError("`threshold` is required for semi-hard negative mining.")
-    farthest = masked_argmax(distances, negative_mask)
-    if strategy == "easy":
-        return farthest, take_rows(negative_mask, farthest)
-    beyond = ops.logical_and(negative_mask, ops.greater(distances, ops.expand_dims(threshold, 1)))
-    closest_beyond = masked_argmin(distances, beyond)
-    index = ops.where(take_rows(beyond, closest_beyond), closest_beyond, farthest)
-    return index, take_rows(negative_mask, index)
+    if strategy != "semi-hard":
+        index, _, found = _select(distances, negative_mask, largest=strategy == "easy")
+        return index, found
+    # The value of the semi-hard negative first (the closest beyond the threshold, else the
+    # farthest), then one search for its column: every negative at that distance is beyond
+    # the threshold exactly when the closest one beyond it exists.
+    farthest_filled = ops.where(negative_mask, distances, _INF[True])
+    farthest = ops.amax(farthest_filled, axis=-1)
+    beyond = ops.greater(farthest_filled, ops.expand_dims(threshold, 1))
+    closest_beyond = ops.amin(ops.where(beyond, distances, _INF[False]), axis=-1)
+    extreme = ops.where(ops.equal(closest_beyond, _INF[False]), farthest, closest_beyond)
+    return _first_index_of(farthest_filled, extreme), ops.not_equal(farthest, _INF[True])
+
+
+_INF = {True: float("-inf"), False: float("inf")}  # the fill value of a largest/smallest search
+
+
+def _select(values, mask, largest):
+    """`(index, extreme, found)` of the largest (or smallest) masked value of each row.
+
+    `extreme` is the masked row max (min), the fill value `-inf` (`+inf`) where no column is
+    set; `found` is `extreme != fill`, `index` the first column holding `extreme` (0 if none).
+    """
+    filled = ops.where(mask, values, _INF[largest])
+    extreme = (ops.amax if largest else ops.amin)(filled, axis=-1)
+    return _first_index_of(filled, extreme), extreme, ops.not_equal(extreme, _INF[largest])
 
 
 def _first_index_of(filled, extreme):
-    """The first column where `filled` equals the row's `extreme` (`[B, 1]`), as int32 `[B]`.
+    """The first column where `filled` equals the row's `extreme` (`[B]`), as int32 `[B]`.
 
-    A max/min reduction followed by a min over column numbers: the same result as
-    `argmax`/`argmin` with ties to the first index on every backend, and 2-3x faster than
-    XLA's CPU arg-reductions. A row that is all fill value (no candidate) gives column 0; a
-    row whose extreme is NaN (NaN inputs inside a compiled program, where they are not checked)
-    gives the last column, still a valid index for the gathers that follow.
+    A min over the column numbers where a max/min reduction's value is reached: the same
+    result as `argmax`/`argmin` with ties to the first index on every backend, and 2-3x
+    faster than XLA's CPU arg-reductions. A row that is all fill value (no candidate) gives
+    column 0; a row whose extreme is NaN (NaN inputs inside a compiled program, where they are
+    not checked) gives the last column, still a valid index for the gathers that follow.
     (`ops.amax`/`ops.amin` rather than `ops.max`/`ops.min`: the latter break `torch.compile`
     graphs with Keras' torch backend.)
     """
-    columns = ops.arange(ops.shape(filled)[-1], dtype="int32")
     num_columns = ops.shape(filled)[-1]
-    first = ops.amin(ops.where(ops.equal(filled, extreme), columns, num_columns), axis=-1)
+    columns = ops.arange(num_columns, dtype="int32")
+    reached = ops.equal(filled, ops.expand_dims(extreme, -1))
+    first = ops.amin(ops.where(reached, columns, num_columns), axis=-1)
     return ops.minimum(first, num_columns - 1)
 
 

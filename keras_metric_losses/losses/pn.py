@@ -73,9 +73,10 @@ def _pn_per_anchor(
     positive, has_positive = mining.mine_positives(dist, positive_mask, positive_strategy)
     threshold = None
     if negative_strategy == "semi-hard":  # beyond the *farthest* positive, whatever the strategy
-        hard = positive_strategy == "hard"
-        hardest = positive if hard else mining.masked_argmax(dist, positive_mask)
-        threshold = mining.take_rows(dist, hardest)
+        if positive_strategy == "hard":  # a [b] gather rather than a second [b, B] max
+            threshold = mining.take_rows(dist, positive)
+        else:
+            threshold = mining.masked_max(dist, positive_mask)
     negative, has_negative = mining.mine_negatives(
         dist, negative_mask, negative_strategy, threshold=threshold
     )
