@@ -14,11 +14,12 @@ def compute_dtype(x):
     up-cast; float32 and float64 are kept.
     """
     dtype = keras.backend.standardize_dtype(x.dtype)
-    return "float32" if dtype in _HALF_PRECISION or not _is_float(dtype) else dtype
+    return "float32" if dtype in _HALF_PRECISION or not is_float_dtype(dtype) else dtype
 
 
-def _is_float(dtype):
-    return dtype.startswith(("float", "bfloat"))
+def is_float_dtype(dtype):
+    """Whether `dtype` (a name or a backend dtype) is a floating-point dtype."""
+    return keras.backend.standardize_dtype(dtype).startswith(("float", "bfloat"))
 
 
 def label_equality(labels, key_labels=None):
@@ -54,11 +55,16 @@ def soft_target_cross_entropy(target_weights, logits):
     exactly 0; a clamp rather than a `where` on `weights > 0`, whose boolean `[B, N]` mask
     `torch.compile` would store for the backward pass (~7% of the step on the CPU).
     """
-    lowest = float(np.finfo(keras.backend.standardize_dtype(logits.dtype)).min)
+    lowest = lowest_finite(logits.dtype)
     count = ops.sum(target_weights, axis=-1)
     weighted_logits = ops.sum(target_weights * ops.maximum(logits, lowest), axis=-1)
     cross_entropy = ops.logsumexp(logits, axis=-1) - ops.divide_no_nan(weighted_logits, count)
     return ops.where(count > 0, cross_entropy, 0)
+
+
+def lowest_finite(dtype):
+    """The most negative finite value of float `dtype`: a masked logit without `-inf` or NaN."""
+    return float(np.finfo(keras.backend.standardize_dtype(dtype)).min)
 
 
 def mean(losses):

@@ -15,6 +15,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_metric_losses.ops import is_float_dtype
+
 _NUMERIC_PREFIXES = ("int", "uint", "float", "bfloat", "bool")
 
 
@@ -136,10 +138,6 @@ def is_concrete(x):
     return True
 
 
-def _is_float(x):
-    return keras.backend.standardize_dtype(x.dtype).startswith(("float", "bfloat"))
-
-
 def _count(mask):
     return int(ops.sum(ops.cast(mask, "int32")))
 
@@ -157,7 +155,7 @@ def finite(x, name, allow_negative_inf=False):
         ValueError: naming `name`, with the number of NaN and infinite values and the first
             offending index. Skipped when `x` is traced (see `is_concrete`).
     """
-    if not is_concrete(x) or not _is_float(x):
+    if not is_concrete(x) or not is_float_dtype(x.dtype):
         return
     # Fast path, one reduction: the sum is finite (or -inf, if allowed) iff no NaN or +inf is
     # present and no -inf unless allowed; a sum that overflows goes on to the exact check.
@@ -184,7 +182,7 @@ def integral_labels(labels, name):
         ValueError: naming `name`, with the first offending value. Skipped for integer
             dtypes and when `labels` is traced (see `is_concrete`).
     """
-    if not is_concrete(labels) or not _is_float(labels):
+    if not is_concrete(labels) or not is_float_dtype(labels.dtype):
         return
     integral = ops.logical_and(ops.isfinite(labels), ops.equal(labels, ops.floor(labels)))
     bad = ops.logical_not(integral)

@@ -185,21 +185,28 @@ SIMILARITY_VALUES = {
 }
 
 
+def _similarity_outcomes():
+    """What both N-pair losses do with their `[B, B]` similarity matrix `y_pred`."""
+    return {
+        "non-square y_pred": Raises(
+            ValueError, r"`y_pred` must be a square.*Received: y_pred.shape=\(4, 3\)"
+        ),
+        "NaN in y_pred": _not_finite("y_pred", (4, 4), 1, 0, " (-inf is allowed)"),
+        "inf in y_pred": _not_finite("y_pred", (4, 4), 0, 1, " (-inf is allowed)"),
+        **SIMILARITY_VALUES,
+    }
+
+
 def _npairs_outcomes(true_name="y_true"):
     return {
         **_shape_errors(true_name, "y_pred", (4, 4), square=True),
         "y_true two columns": Raises(
             ValueError, r"`y_true`.*\[batch\].*Received: y_true.shape=\(4, 2\)"
         ),
-        "non-square y_pred": Raises(
-            ValueError, r"`y_pred` must be a square.*Received: y_pred.shape=\(4, 3\)"
-        ),
         "non-integral labels": _not_integral("y_true"),
         "NaN labels": _not_integral("y_true", first="nan"),
         "out-of-range labels": NO_RANGE,
-        "NaN in y_pred": _not_finite("y_pred", (4, 4), 1, 0, " (-inf is allowed)"),
-        "inf in y_pred": _not_finite("y_pred", (4, 4), 0, 1, " (-inf is allowed)"),
-        **SIMILARITY_VALUES,
+        **_similarity_outcomes(),
     }
 
 
@@ -209,15 +216,10 @@ def _multilabel_outcomes():
         "y_true two columns": Raises(
             ValueError, r"`y_true`.*multi-hot.*Received: y_true.shape=\(4, 6, 2\)"
         ),
-        "non-square y_pred": Raises(
-            ValueError, r"`y_pred` must be a square.*Received: y_pred.shape=\(4, 3\)"
-        ),
         "non-integral labels": Value(),  # documented: non-binary entries weight the targets
         "NaN labels": _not_finite("y_true", (4, 6), 1, 0),
         "out-of-range labels": NO_RANGE,
-        "NaN in y_pred": _not_finite("y_pred", (4, 4), 1, 0, " (-inf is allowed)"),
-        "inf in y_pred": _not_finite("y_pred", (4, 4), 0, 1, " (-inf is allowed)"),
-        **SIMILARITY_VALUES,
+        **_similarity_outcomes(),
     }
 
 

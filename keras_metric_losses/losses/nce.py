@@ -11,7 +11,7 @@ from keras import ops
 from keras_metric_losses import validation
 from keras_metric_losses.api import export
 from keras_metric_losses.losses.base import LabelLoss
-from keras_metric_losses.ops import compute_dtype
+from keras_metric_losses.ops import compute_dtype, lowest_finite
 from keras_metric_losses.sampling import log_uniform_candidate_sampler
 
 _REFERENCE_NCE = (
@@ -104,11 +104,6 @@ def _check_sampled_values(sampled_values, batch, num_true, num_sampled):
                 f"num_sampled). Received: {name}.shape={got}"
             )
     return sampled, true_ec, sampled_ec
-
-
-def _masked_value(dtype):
-    """The most negative finite value of `dtype`: a removed logit, without `-inf` or NaN."""
-    return float(np.finfo(dtype).min)
 
 
 def sampled_logits(
@@ -209,7 +204,7 @@ def sampled_logits(
         later = ops.triu(ops.ones((num_sampled, num_sampled), dtype="bool"), k=1)
         is_last = ops.logical_not(ops.any(ops.logical_and(same, later), axis=1))
         hits = ops.logical_and(hits, ops.expand_dims(is_last, 0))
-        sampled_logits_ = ops.where(hits, _masked_value(dtype), sampled_logits_)
+        sampled_logits_ = ops.where(hits, lowest_finite(dtype), sampled_logits_)
     return ops.concatenate([true_logits, sampled_logits_], axis=-1)
 
 
