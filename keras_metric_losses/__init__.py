@@ -1,6 +1,15 @@
 """Metric-learning and contrastive losses for Keras 3 on TensorFlow, JAX and PyTorch."""
 
-from keras_metric_losses import distances, distributed, layers, losses, mining, sampling
+from keras_metric_losses import (
+    config,
+    distances,
+    distributed,
+    layers,
+    losses,
+    mining,
+    pairs,
+    sampling,
+)
 from keras_metric_losses.layers import PairwiseSimilarity
 from keras_metric_losses.losses import (
     NCELoss,
@@ -25,6 +34,7 @@ __all__ = [
     "PNLoss",
     "PairwiseSimilarity",
     "SampledSoftmaxLoss",
+    "config",
     "distances",
     "distributed",
     "layers",
@@ -34,6 +44,7 @@ __all__ = [
     "nce_loss",
     "npairs_loss",
     "npairs_multilabel_loss",
+    "pairs",
     "pn_loss",
     "sampled_softmax_loss",
     "sampling",

@@ -2,19 +2,26 @@
 
 Every distance takes `query` `[Q, D]` and `key` `[K, D]` embeddings and returns the `[Q, K]`
 matrix `distance[i, j] = d(query[i], key[j])`; mining losses such as `PNLoss` call it with
-`query = key = y_pred`. Built-in names (case-insensitive, aliases as in TensorFlow Similarity):
+`query = key = y_pred`. Built-in names (case-insensitive, aliases as in TensorFlow Similarity
+and TF Addons):
 
-| name | aliases | `d(q, k)` |
-| --- | --- | --- |
-| `"cosine"` | `"cosinedistance"` | `max(1 - q.k, 0)` (no normalisation: pass unit vectors) |
-| `"euclidean"` | `"l2"`, `"pythagorean"` | `sqrt(max(|q|^2 + |k|^2 - 2 q.k, 0))` |
-| `"squared_euclidean"` | `"sql2"`, `"sqeuclidean"` | `max(|q|^2 + |k|^2 - 2 q.k, 0)` |
-| `"manhattan"` | `"l1"`, `"taxicab"` | `sum_d |q_d - k_d|` (builds a `[Q, K, D]` tensor) |
-| `"inner_product"` | `"ip"` | `q.k`, a *similarity*, used as is (see `inner_product`) |
+| name | aliases | `d(q, k)` | larger is closer |
+| --- | --- | --- | --- |
+| `"cosine"` | `"cosinedistance"` | `max(1 - q.k, 0)` (no normalisation: pass unit vectors) | no |
+| `"angular"` | | `max(1 - q.k / (|q| |k|), 0)` (normalises, as TF Addons) | no |
+| `"euclidean"` | `"l2"`, `"pythagorean"` | `sqrt(max(|q|^2 + |k|^2 - 2 q.k, 0))` | no |
+| `"squared_euclidean"` | `"sql2"`, `"sqeuclidean"`, `"squared-l2"` | the square of the above | no |
+| `"manhattan"` | `"l1"`, `"taxicab"` | `sum_d |q_d - k_d|` (builds `[Q, K, D]`) | no |
+| `"snr"` | `"signal_to_noise_ratio"` | `var(q - k) / var(q)` over the features | no |
+| `"inner_product"` | `"ip"` | `q.k`, a *similarity* | yes |
+| `"cosine_similarity"` | | `q.k / (|q| |k|)`, a *similarity* | yes |
 
-A user distance is any callable `fn(query, key) -> [Q, K]`. To be saved in a loss config it must
-be registered with `keras.saving.register_keras_serializable`; it is then stored under its
-registered name (e.g. `"my_package>my_distance"`) and `get` finds it again by that name.
+`larger_is_closer(distance)` tells which way a matrix orders pairs, so that one loss can take a
+distance or a similarity (as pytorch-metric-learning's `is_inverted`). A user distance is any
+callable `fn(query, key) -> [Q, K]`; give it an attribute `larger_is_closer = True` if it is a
+similarity. To be saved in a loss config it must be registered with
+`keras.saving.register_keras_serializable`; it is then stored under its registered name (e.g.
+`"my_package>my_distance"`) and `get` finds it again by that name.
 """
 
 import keras
@@ -136,6 +143,66 @@ def manhattan(query, key):
 
 
 @export
+def angular(query, key):
+    """Angular (cosine) distance `max(1 - q.k / (|q| |k|), 0)`, normalising the embeddings.
+
+    TF Addons' `"angular"` metric: each embedding is divided by `max(|e|, 1e-6)` (the
+    `tf.math.l2_normalize` rule), so zero vectors stay finite.
+
+    Args:
+        query: `[Q, D]` embeddings.
+        key: `[K, D]` embeddings.
+
+    Returns:
+        `[Q, K]` distances in `[0, 2]`.
+
+    Example:
+
+    >>> import keras
+    >>> import numpy as np
+    >>> from keras_metric_losses import distances
+    >>> x = np.array([[2.0, 0.0], [0.0, 3.0]])
+    >>> keras.ops.convert_to_numpy(distances.angular(x, x)).tolist()
+    [[0.0, 1.0], [1.0, 0.0]]
+    """
+    return cosine(ops.normalize(query, axis=-1), ops.normalize(key, axis=-1))
+
+
+@export
+def snr(query, key):
+    """Signal-to-noise ratio distance `var(q - k) / var(q)` (variances over the features).
+
+    TF Similarity's `SNRDistance` and pytorch-metric-learning's (Yuan et al.): the noise
+    `k - q` relative to the signal `q`; asymmetric. Computed from one matrix product of the
+    centred embeddings, `(|q_c|^2 + |k_c|^2 - 2 q_c.k_c) / |q_c|^2`, without a `[Q, K, D]`
+    tensor. A constant query (zero variance) gives a zero denominator: its row is 0 / 0.
+
+    Args:
+        query: `[Q, D]` embeddings.
+        key: `[K, D]` embeddings.
+
+    Returns:
+        `[Q, K]` distances.
+
+    Example:
+
+    >>> import keras
+    >>> import numpy as np
+    >>> from keras_metric_losses import distances
+    >>> x = np.array([[1.0, -1.0], [2.0, 0.0]])
+    >>> keras.ops.convert_to_numpy(distances.snr(x, x)).tolist()
+    [[0.0, 0.0], [0.0, 0.0]]
+
+    Reference: Yuan et al., "Signal-to-Noise Ratio: A Robust Distance Metric for Deep Metric
+    Learning", CVPR 2019.
+    """
+    query = query - ops.mean(query, axis=-1, keepdims=True)
+    key = key - ops.mean(key, axis=-1, keepdims=True)
+    query_norms = ops.sum(ops.square(query), axis=1, keepdims=True)
+    return _squared_norm_expansion(query, key) / query_norms
+
+
+@export
 def inner_product(query, key):
     """Inner product `q.k` — a similarity (larger = closer), returned as is.
 
@@ -164,12 +231,42 @@ def inner_product(query, key):
     return ops.matmul(query, ops.transpose(key))
 
 
+@export
+def cosine_similarity(query, key):
+    """Cosine similarity `q.k / (|q| |k|)` — a similarity (larger = closer).
+
+    The embeddings are L2-normalised here (as pytorch-metric-learning's `CosineSimilarity`),
+    dividing by `max(|e|, 1e-6)`.
+
+    Args:
+        query: `[Q, D]` embeddings.
+        key: `[K, D]` embeddings.
+
+    Returns:
+        `[Q, K]` similarities in `[-1, 1]`.
+
+    Example:
+
+    >>> import keras
+    >>> import numpy as np
+    >>> from keras_metric_losses import distances
+    >>> x = np.array([[2.0, 0.0], [0.0, 3.0]])
+    >>> keras.ops.convert_to_numpy(distances.cosine_similarity(x, x)).tolist()
+    [[1.0, 0.0], [0.0, 1.0]]
+    """
+    return inner_product(ops.normalize(query, axis=-1), ops.normalize(key, axis=-1))
+
+
+# name: (function, larger_is_closer)
 _CANONICAL = {
-    "cosine": cosine,
-    "euclidean": euclidean,
-    "squared_euclidean": squared_euclidean,
-    "manhattan": manhattan,
-    "inner_product": inner_product,
+    "cosine": (cosine, False),
+    "angular": (angular, False),
+    "euclidean": (euclidean, False),
+    "squared_euclidean": (squared_euclidean, False),
+    "manhattan": (manhattan, False),
+    "snr": (snr, False),
+    "inner_product": (inner_product, True),
+    "cosine_similarity": (cosine_similarity, True),
 }
 _ALIASES = {
     "cosinedistance": "cosine",
@@ -177,11 +274,13 @@ _ALIASES = {
     "pythagorean": "euclidean",
     "sql2": "squared_euclidean",
     "sqeuclidean": "squared_euclidean",
+    "squared-l2": "squared_euclidean",
     "l1": "manhattan",
     "taxicab": "manhattan",
+    "signal_to_noise_ratio": "snr",
     "ip": "inner_product",
 }
-_NAMES = {fn: name for name, fn in _CANONICAL.items()}
+_NAMES = {fn: name for name, (fn, _) in _CANONICAL.items()}
 
 
 def names():
@@ -216,7 +315,7 @@ def get(identifier):
         name = identifier.lower()
         name = _ALIASES.get(name, name)
         if name in _CANONICAL:
-            return _CANONICAL[name]
+            return _CANONICAL[name][0]
         registered = keras.saving.get_registered_object(identifier)
         if callable(registered):
             return registered
@@ -253,3 +352,34 @@ def serialize(distance):
             f"Received: distance={fn!r}"
         )
     return name
+
+
+def larger_is_closer(distance):
+    """Whether larger values of `distance` mean closer pairs (a similarity).
+
+    `True` for `"inner_product"` and `"cosine_similarity"`, `False` for the distances; a
+    callable says so with a `larger_is_closer` attribute (default `False`).
+
+    Example:
+
+    >>> from keras_metric_losses import distances
+    >>> distances.larger_is_closer("ip"), distances.larger_is_closer("l2")
+    (True, False)
+    """
+    fn = get(distance)
+    if fn in _NAMES:
+        return _CANONICAL[_NAMES[fn]][1]
+    return bool(getattr(fn, "larger_is_closer", False))
+
+
+def check(distance, name="distance"):
+    """A hyperparameter check: a built-in distance's canonical name, or a callable as given.
+
+    Raises:
+        ValueError: naming the argument `name`, for an unknown name or a non-callable.
+    """
+    try:
+        fn = get(distance)
+    except ValueError as error:
+        raise ValueError(str(error).replace("distance=", f"{name}=")) from None
+    return _NAMES.get(fn, fn)

@@ -16,6 +16,7 @@ expected to be finite.
 
 from keras import ops
 
+from keras_metric_losses import validation
 from keras_metric_losses.api import export
 from keras_metric_losses.ops import label_equality
 
@@ -33,19 +34,29 @@ def label_masks(labels, key_labels=None, self_columns=None):
     `kml.distributed.gather_keys` the keys are every replica's examples (`[b, B]`).
 
     Args:
-        labels: `[b]` integer class labels of the anchors (compared in their own dtype).
-        key_labels: `[B]` labels of the keys. Defaults to `labels`.
+        labels: `[b]` or `[b, 1]` integer class labels of the anchors (compared in their own
+            dtype).
+        key_labels: `[B]` or `[B, 1]` labels of the keys. Defaults to `labels`.
         self_columns: `[b]` int column of each anchor among the keys. Defaults to `arange(b)`.
 
     Returns:
         `(positive, negative)`, two `[b, B]` boolean masks.
 
+    Raises:
+        ValueError: if the labels are neither `[b]` nor `[b, 1]`.
+
     Example:
 
+    >>> import keras
     >>> import numpy as np
     >>> from keras_metric_losses import mining
-    >>> positive, negative = mining.label_masks(np.array([0, 0, 1]))
+    >>> positive, negative = mining.label_masks(np.array([[0], [0], [1]]))
+    >>> keras.ops.convert_to_numpy(positive).astype(int).tolist()
+    [[0, 1, 0], [1, 0, 0], [0, 0, 0]]
     """
+    labels = validation.class_labels(ops.convert_to_tensor(labels), "labels")
+    if key_labels is not None:
+        key_labels = validation.class_labels(ops.convert_to_tensor(key_labels), "key_labels")
     same = label_equality(labels, key_labels)
     if self_columns is None:
         self_columns = ops.arange(ops.shape(same)[0], dtype="int32")
@@ -163,7 +174,7 @@ def mine_positives(distances, positive_mask, strategy="hard"):
     >>> positive, _ = mining.label_masks(np.array([0, 0, 0]))
     >>> index, found = mining.mine_positives(d, positive, "hard")  # [2, 2, 0]
     """
-    check_strategy("positive_mining_strategy", strategy, POSITIVE_STRATEGIES)
+    validation.one_of(strategy, "positive_mining_strategy", POSITIVE_STRATEGIES)
     index, _, found = _select(distances, positive_mask, largest=strategy == "hard")
     return index, found
 
@@ -198,7 +209,7 @@ def mine_negatives(distances, negative_mask, strategy="semi-hard", threshold=Non
     >>> _, negative = mining.label_masks(np.array([0, 1, 1]))
     >>> index, found = mining.mine_negatives(d, negative, "hard")  # [1, 0, 0]
     """
-    check_strategy("negative_mining_strategy", strategy, NEGATIVE_STRATEGIES)
+    validation.one_of(strategy, "negative_mining_strategy", NEGATIVE_STRATEGIES)
     if strategy == "semi-hard" and threshold is None:
         raise ValueError("`threshold` is required for semi-hard negative mining.")
     if strategy != "semi-hard":
@@ -245,11 +256,3 @@ def _first_index_of(filled, extreme):
     reached = ops.equal(filled, ops.expand_dims(extreme, -1))
     first = ops.amin(ops.where(reached, columns, num_columns), axis=-1)
     return ops.minimum(first, num_columns - 1)
-
-
-def check_strategy(argument, strategy, allowed):
-    """Raises `ValueError` unless `strategy` is one of `allowed`."""
-    if not isinstance(strategy, str) or strategy not in allowed:
-        raise ValueError(
-            f"`{argument}` must be one of {list(allowed)}. Received: {argument}={strategy!r}"
-        )

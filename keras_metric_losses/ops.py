@@ -62,6 +62,47 @@ def soft_target_cross_entropy(target_weights, logits):
     return ops.where(count > 0, cross_entropy, 0)
 
 
+def masked_logsumexp(x, mask, axis=-1, add_one=False):
+    """`log(sum_j mask[i, j] * exp(x[i, j]))` along `axis`; 0 where the row has nothing to sum.
+
+    With `add_one=True`, `log(1 + sum_j mask[i, j] * exp(x[i, j]))` (a softplus of the
+    log-sum-exp, the form of the multi-similarity and circle losses), which is also 0 for an
+    empty row. The maximum is subtracted before `exp` (as a constant, so the gradient is the
+    exact softmax) and masked entries never reach `exp`, so neither the value nor the gradient
+    is `inf` or NaN: an empty row has zero gradient.
+
+    Args:
+        x: floating tensor.
+        mask: boolean tensor broadcastable to `x`.
+        axis: the axis to reduce. Defaults to `-1`.
+        add_one: include an implicit `exp(0) = 1` term. Defaults to `False`.
+
+    Returns:
+        `x` reduced along `axis`, in the dtype of `x`.
+
+    Example:
+
+    >>> import keras
+    >>> import numpy as np
+    >>> from keras_metric_losses import ops
+    >>> x = np.log(np.array([[1.0, 2.0, 4.0], [1.0, 1.0, 1.0]]))
+    >>> mask = np.array([[True, False, True], [False, False, False]])
+    >>> keras.ops.convert_to_numpy(ops.masked_logsumexp(x, mask)).round(4).tolist()
+    [1.6094, 0.0]
+    """
+    mask = ops.broadcast_to(mask, ops.shape(x))
+    filled = ops.where(mask, x, lowest_finite(x.dtype))
+    shift = ops.amax(filled, axis=axis, keepdims=True)
+    if add_one:
+        shift = ops.maximum(shift, 0)
+    shift = ops.stop_gradient(ops.where(ops.any(mask, axis=axis, keepdims=True), shift, 0))
+    total = ops.sum(ops.where(mask, ops.exp(filled - shift), 0), axis=axis, keepdims=True)
+    if add_one:
+        total = total + ops.exp(-shift)
+    result = ops.log(ops.where(total > 0, total, 1)) + shift
+    return ops.squeeze(ops.where(total > 0, result, 0), axis=axis)
+
+
 def lowest_finite(dtype):
     """The most negative finite value of float `dtype`: a masked logit without `-inf` or NaN."""
     return float(np.finfo(keras.backend.standardize_dtype(dtype)).min)

@@ -1,20 +1,23 @@
 """Argument checks that raise errors naming the argument and what was received.
 
+Hyperparameter checks (`positive_int`, `boolean`, `one_of`, `real`) run on Python values.
 Shape and dtype checks only use static shapes, so they run at trace time under `jax.jit`,
 `tf.function(jit_compile=True)` and `torch.compile`; unknown dimensions are not checked.
 
 Value checks (`finite`, `integral_labels`, `class_ids_in_range`) read the tensor, so they only
-run when it is concrete (`is_concrete`): eager code, NumPy inputs. Inside a compiled program a
-value cannot raise; there they are skipped (Keras' `TerminateOnNaN` callback stops training on
-a NaN loss).
+run when switched on (`keras_metric_losses.config.enable_value_checks`, off by default: no host
+read in a training step) and the tensor is concrete (`is_concrete`): eager code, NumPy inputs.
+Inside a compiled program a value cannot raise; there they are skipped.
 """
 
 import math
+import numbers
 
 import keras
 import numpy as np
 from keras import ops
 
+from keras_metric_losses import config
 from keras_metric_losses.ops import is_float_dtype
 
 _NUMERIC_PREFIXES = ("int", "uint", "float", "bfloat", "bool")
@@ -89,13 +92,65 @@ def similarity_to_keys(y_pred, key_labels, name="y_pred"):
 
 
 def boolean(value, name):
-    """Checks that a flag is a Python bool.
+    """Checks that a flag is a bool (Python or NumPy) and returns it as a Python bool.
 
     Raises:
         TypeError: if `value` is not a bool.
     """
-    if not isinstance(value, bool):
+    if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"`{name}` must be a bool. Received: {name}={value!r}")
+    return bool(value)
+
+
+def positive_int(value, name):
+    """Checks that a count is a positive integer (Python or NumPy) and returns it as an int.
+
+    Raises:
+        ValueError: if `value` is not an integer (bools and floats such as `2.0` are refused)
+            or is below 1.
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"`{name}` must be a positive int. Received: {name}={value!r}")
+    return int(value)
+
+
+def one_of(value, name, allowed):
+    """Checks that `value` is one of the strings `allowed` and returns it.
+
+    Raises:
+        ValueError: naming `name`, the allowed values and what was received.
+    """
+    if not isinstance(value, str) or value not in allowed:
+        raise ValueError(f"`{name}` must be one of {list(allowed)}. Received: {name}={value!r}")
+    return value
+
+
+def real(value, name, low=-math.inf, high=math.inf, low_open=False):
+    """Checks that `value` is a finite real number in `[low, high]` and returns it as a float.
+
+    `low_open=True` excludes `low` itself (for example a temperature `> 0`). Python and NumPy
+    numbers are accepted; bools, strings and `None` are not.
+
+    Raises:
+        ValueError: naming `name`, the allowed range and what was received.
+    """
+    number = (
+        isinstance(value, numbers.Real)
+        and not isinstance(value, (bool, np.bool_))
+        and math.isfinite(value)
+    )
+    if not number or value > high or value < low or (low_open and value == low):
+        bounds = []
+        if low > -math.inf:
+            bounds.append(f"{'>' if low_open else '>='} {low:g}")
+        if high < math.inf:
+            bounds.append(f"<= {high:g}")
+        what = " and ".join(bounds)
+        raise ValueError(
+            f"`{name}` must be a finite number{' ' + what if what else ''}. "
+            f"Received: {name}={value!r}"
+        )
+    return float(value)
 
 
 def same_batch(y_true, y_pred):
@@ -112,6 +167,11 @@ def rank(x, expected, what, name):
     """Checks that `x` has rank `expected`; `what` describes the expected layout."""
     if len(_shape(x)) != expected:
         raise ValueError(f"`{name}` must be {what}. Received: {name}.shape={_shape(x)}")
+
+
+def reads_values(x):
+    """Whether the value checks run on `x`: switched on, and `x` concrete (not traced)."""
+    return config.value_checks_enabled() and is_concrete(x)
 
 
 def is_concrete(x):
@@ -138,14 +198,23 @@ def is_concrete(x):
     return True
 
 
+def _host(x):
+    """`x` as a NumPy array, without its gradient (PyTorch warns when reading a tensor that
+    requires grad); bfloat16 through float32 (TensorFlow has no bfloat16 NumPy conversion)."""
+    x = ops.stop_gradient(x)
+    if keras.backend.standardize_dtype(x.dtype) == "bfloat16":
+        x = ops.cast(x, "float32")
+    return np.asarray(ops.convert_to_numpy(x))
+
+
 def _count(mask):
-    return int(ops.sum(ops.cast(mask, "int32")))
+    return int(_host(mask).sum())
 
 
 def _first_index(mask):
     """The index of the first `True` of a boolean tensor known to hold one, as a tuple."""
-    flat = int(ops.argmax(ops.cast(ops.reshape(mask, (-1,)), "int32")))
-    return tuple(int(i) for i in np.unravel_index(flat, _shape(mask)))
+    host = _host(mask)
+    return tuple(int(i) for i in np.unravel_index(int(np.argmax(host)), host.shape))
 
 
 def finite(x, name, allow_negative_inf=False):
@@ -153,19 +222,20 @@ def finite(x, name, allow_negative_inf=False):
 
     Raises:
         ValueError: naming `name`, with the number of NaN and infinite values and the first
-            offending index. Skipped when `x` is traced (see `is_concrete`).
+            offending index. Only when value checks are on and `x` is concrete
+            (`reads_values`).
     """
-    if not is_concrete(x) or not is_float_dtype(x.dtype):
+    if not reads_values(x) or not is_float_dtype(x.dtype):
         return
     # Fast path, one reduction: the sum is finite (or -inf, if allowed) iff no NaN or +inf is
     # present and no -inf unless allowed; a sum that overflows goes on to the exact check.
-    total = float(ops.sum(ops.cast(x, "float32")))
+    total = float(_host(ops.sum(ops.cast(x, "float32"))))
     if math.isfinite(total) or (allow_negative_inf and total == float("-inf")):
         return
     bad = ops.logical_not(ops.isfinite(x))
     if allow_negative_inf:
         bad = ops.logical_and(bad, ops.not_equal(x, float("-inf")))
-    if not bool(ops.any(bad)):
+    if not _host(ops.any(bad)):
         return
     nan = _count(ops.isnan(x))
     allowed = " (-inf is allowed)" if allow_negative_inf else ""
@@ -180,16 +250,16 @@ def integral_labels(labels, name):
 
     Raises:
         ValueError: naming `name`, with the first offending value. Skipped for integer
-            dtypes and when `labels` is traced (see `is_concrete`).
+            dtypes, and unless value checks are on and `labels` is concrete (`reads_values`).
     """
-    if not is_concrete(labels) or not is_float_dtype(labels.dtype):
+    if not reads_values(labels) or not is_float_dtype(labels.dtype):
         return
     integral = ops.logical_and(ops.isfinite(labels), ops.equal(labels, ops.floor(labels)))
     bad = ops.logical_not(integral)
-    if not bool(ops.any(bad)):
+    if not _host(ops.any(bad)):
         return
     index = _first_index(bad)
-    value = float(ops.convert_to_numpy(ops.cast(labels, "float32"))[index])
+    value = float(_host(ops.cast(labels, "float32"))[index])
     raise ValueError(
         f"`{name}` must hold integer class ids (floats such as 3.0 are accepted); "
         f"{_count(bad)} of its values are not integral (first: {value} at index {index}). "
@@ -201,12 +271,13 @@ def class_ids_in_range(labels, num_classes, name):
     """Checks that concrete class ids lie in `[0, num_classes)`.
 
     Raises:
-        ValueError: naming `name`, with the smallest and largest id. Skipped when `labels` is
-            traced (see `is_concrete`).
+        ValueError: naming `name`, with the smallest and largest id. Only when value checks
+            are on and `labels` is concrete (`reads_values`).
     """
-    if not is_concrete(labels) or not _shape(labels) or 0 in _shape(labels):
+    if not reads_values(labels) or not _shape(labels) or 0 in _shape(labels):
         return
-    low, high = ops.convert_to_numpy(ops.min(labels)), ops.convert_to_numpy(ops.max(labels))
+    host = _host(labels)
+    low, high = host.min(), host.max()
     if low < 0 or high >= num_classes:
         raise ValueError(
             f"`{name}` must be class ids in [0, num_classes) with num_classes={num_classes}. "

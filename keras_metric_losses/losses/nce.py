@@ -10,7 +10,7 @@ from keras import ops
 
 from keras_metric_losses import validation
 from keras_metric_losses.api import export
-from keras_metric_losses.losses.base import LabelLoss
+from keras_metric_losses.losses.base import LossFunctionWrapper, hyperparameters
 from keras_metric_losses.ops import compute_dtype, lowest_finite
 from keras_metric_losses.sampling import log_uniform_candidate_sampler
 
@@ -411,18 +411,24 @@ def _check_logits(y_true, y_pred):
     return num_true
 
 
-class _SampledLogitsLoss(LabelLoss):
-    _per_example = None
+def _of_sampled_logits(per_example):
+    """A `(y_true, y_pred) -> [B]` loss of the `NCE` layer's sampled logits."""
 
-    def call(self, y_true, y_pred):
+    @hyperparameters()
+    def loss(y_true, y_pred):
         num_true = _check_logits(y_true, y_pred)
         validation.finite(y_pred, "y_pred", allow_negative_inf=True)
-        dtype = compute_dtype(y_pred)
-        return self._per_example(ops.cast(y_pred, dtype), num_true)
+        return per_example(ops.cast(y_pred, compute_dtype(y_pred)), num_true)
+
+    return loss
+
+
+_nce_of_logits = _of_sampled_logits(_nce_per_example)
+_sampled_softmax_of_logits = _of_sampled_logits(_sampled_softmax_per_example)
 
 
 @export
-class NCELoss(_SampledLogitsLoss):
+class NCELoss(LossFunctionWrapper):
     """NCE loss of the sampled logits of the `keras_metric_losses.layers.NCE` layer.
 
     `y_pred` is the layer's `[B, num_true + S]` output (true columns first, log-Q corrected,
@@ -460,15 +466,11 @@ class NCELoss(_SampledLogitsLoss):
     """
 
     def __init__(self, name="nce_loss", reduction="sum_over_batch_size", dtype=None):
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
-
-    @staticmethod
-    def _per_example(logits, num_true):
-        return _nce_per_example(logits, num_true)
+        super().__init__(_nce_of_logits, name=name, reduction=reduction, dtype=dtype)
 
 
 @export
-class SampledSoftmaxLoss(_SampledLogitsLoss):
+class SampledSoftmaxLoss(LossFunctionWrapper):
     """Sampled softmax loss of the sampled logits of the `keras_metric_losses.layers.NCE` layer.
 
     Same inputs as `NCELoss`; per example
@@ -498,8 +500,4 @@ class SampledSoftmaxLoss(_SampledLogitsLoss):
     """
 
     def __init__(self, name="sampled_softmax_loss", reduction="sum_over_batch_size", dtype=None):
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
-
-    @staticmethod
-    def _per_example(logits, num_true):
-        return _sampled_softmax_per_example(logits, num_true)
+        super().__init__(_sampled_softmax_of_logits, name=name, reduction=reduction, dtype=dtype)

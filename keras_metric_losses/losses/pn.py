@@ -1,103 +1,74 @@
 """PN loss (TensorFlow Similarity's `PNLoss`): a triplet loss whose negative distance also
 counts the distance from the mined positive to the mined negative."""
 
-import math
-import numbers
-
 from keras import ops
 
-from keras_metric_losses import distances, distributed, mining, validation
+from keras_metric_losses import distances, mining, pairs, validation
 from keras_metric_losses.api import export
-from keras_metric_losses.losses.base import LabelLoss
-from keras_metric_losses.ops import compute_dtype
+from keras_metric_losses.losses.base import (
+    LossFunctionWrapper,
+    TensorFlowSimilarityConfig,
+    hyperparameters,
+)
+
+STRATEGY_CHECKS = {
+    "positive_mining_strategy": lambda v, n: validation.one_of(v, n, mining.POSITIVE_STRATEGIES),
+    "negative_mining_strategy": lambda v, n: validation.one_of(v, n, mining.NEGATIVE_STRATEGIES),
+}
 
 
-class _DefaultMargin(float):
-    """The default `margin`: the float 1.0, but distinguishable from an explicit `margin=1.0`."""
-
-    def __repr__(self):
-        return "1.0"
-
-
-DEFAULT_MARGIN = _DefaultMargin(1.0)
-
-
-def _soft_margin(soft_margin, margin):
-    """Validates the margin arguments; returns `(soft, margin)` with `margin` a float or None."""
-    if not isinstance(soft_margin, bool):
-        raise ValueError(f"`soft_margin` must be a bool. Received: soft_margin={soft_margin!r}")
-    if margin is None:
-        return True, None
-    explicit = margin is not DEFAULT_MARGIN
-    if soft_margin and explicit:
+def _margin_unused_when_soft(values):
+    """`margin` has no effect with the soft margin: refuse a margin other than the default."""
+    if values["soft_margin"] and values["margin"] != 1.0:
         raise ValueError(
             "`margin` has no effect with `soft_margin=True` (the soft margin is "
             "`softplus(positive - negative)`): pass one or the other. Received: "
-            f"soft_margin=True, margin={margin!r}"
+            f"soft_margin=True, margin={values['margin']!r}"
         )
-    if soft_margin:
-        return True, None
-    if (
-        isinstance(margin, bool)
-        or not isinstance(margin, numbers.Real)
-        or not math.isfinite(margin)
-    ):
-        raise ValueError(f"`margin` must be a finite number or None. Received: margin={margin!r}")
-    return False, float(margin)
 
 
-def _pn_per_anchor(
-    y_true, y_pred, distance_fn, positive_strategy, negative_strategy, margin, cross_replica=False
-):
-    """Per-anchor PN losses `[b]` in `compute_dtype(y_pred)`; `margin=None` is the soft margin.
-
-    With `cross_replica`, the local anchors are compared with the keys of every replica
-    (`distributed.gather_keys`); otherwise the batch is compared with itself.
-    """
-    labels = validation.class_labels(validation.numeric_tensor(y_true, "y_true"))
-    embeddings = ops.convert_to_tensor(y_pred)
-    validation.rank(embeddings, 2, "a [batch, dim] matrix of embeddings", "y_pred")
-    validation.same_batch(labels, embeddings)
-    validation.integral_labels(labels, "y_true")
-    validation.finite(embeddings, "y_pred")
-    embeddings = ops.cast(embeddings, compute_dtype(embeddings))
-    if embeddings.shape[0] == 0:  # no anchors; TensorFlow cannot take the max of an empty row
-        return ops.sum(embeddings, axis=1)  # `[0]`, with a (empty) gradient
-
-    if cross_replica:
-        keys, key_labels, self_columns = distributed.gather_keys(embeddings, labels)
-    else:
-        keys, key_labels, self_columns = embeddings, None, None
-    dist = distance_fn(embeddings, keys)
-    positive_mask, negative_mask = mining.label_masks(labels, key_labels, self_columns)
-    positive, has_positive = mining.mine_positives(dist, positive_mask, positive_strategy)
+def _pn_per_anchor(pairs, distance, positive_strategy, negative_strategy, soft_margin, margin):
+    """Per-anchor PN losses `[b]` in the compute dtype, on the `Pairs` of the front end."""
+    if pairs.queries.shape[0] == 0:  # no anchors; TensorFlow cannot take the max of an empty row
+        return ops.sum(pairs.queries, axis=1)  # `[0]`, with a (empty) gradient
+    distance_fn = distances.get(distance)
+    dist = distance_fn(pairs.queries, pairs.keys)
+    positive, has_positive = mining.mine_positives(dist, pairs.positive, positive_strategy)
     threshold = None
     if negative_strategy == "semi-hard":  # beyond the *farthest* positive, whatever the strategy
         if positive_strategy == "hard":  # a [b] gather rather than a second [b, B] max
             threshold = mining.take_rows(dist, positive)
         else:
-            threshold = mining.masked_max(dist, positive_mask)
+            threshold = mining.masked_max(dist, pairs.positive)
     negative, has_negative = mining.mine_negatives(
-        dist, negative_mask, negative_strategy, threshold=threshold
+        dist, pairs.negative, negative_strategy, threshold=threshold
     )
 
     positive_distance = mining.take_rows(dist, positive)
     # PN step: the negative is as close as the nearer of the anchor and the mined positive.
-    if cross_replica:  # the mined keys' distance, from their embeddings: [b, b] at most
-        pair = distance_fn(ops.take(keys, positive, axis=0), ops.take(keys, negative, axis=0))
-        positive_to_negative = ops.diagonal(pair)
-    else:  # the keys are the anchors: read D[positive, negative] from the matrix
+    if pairs.keys_are_queries:  # read D[positive, negative] from the matrix
         num_keys = ops.shape(dist)[1]
         positive_to_negative = ops.take(ops.reshape(dist, (-1,)), positive * num_keys + negative)
+    else:  # the mined keys' distance, from their embeddings: [b, b] at most
+        keys = pairs.keys
+        pair = distance_fn(ops.take(keys, positive, axis=0), ops.take(keys, negative, axis=0))
+        positive_to_negative = ops.diagonal(pair)
     negative_distance = ops.minimum(mining.take_rows(dist, negative), positive_to_negative)
 
     difference = positive_distance - negative_distance
-    soft = margin is None
-    losses = ops.softplus(difference) if soft else ops.relu(difference + margin)
+    losses = ops.softplus(difference) if soft_margin else ops.relu(difference + margin)
     return ops.where(ops.logical_and(has_positive, has_negative), losses, 0)
 
 
 @export
+@hyperparameters(
+    _margin_unused_when_soft,
+    distance=distances.check,
+    soft_margin=validation.boolean,
+    margin=validation.real,
+    cross_replica=validation.boolean,
+    **STRATEGY_CHECKS,
+)
 def pn_loss(
     y_true,
     y_pred,
@@ -106,7 +77,10 @@ def pn_loss(
     positive_mining_strategy="hard",
     negative_mining_strategy="semi-hard",
     soft_margin=False,
-    margin=DEFAULT_MARGIN,
+    margin=1.0,
+    cross_replica=False,
+    ref_embeddings=None,
+    ref_labels=None,
 ):
     """PN loss of a batch of embeddings, one value per anchor, as TensorFlow Similarity 0.17.1.
 
@@ -124,7 +98,7 @@ def pn_loss(
     ```
     d_pos = D[i, p]
     d_neg = min(D[i, n], D[p, n])
-    loss_i = softplus(d_pos - d_neg)            # soft_margin=True (or margin=None)
+    loss_i = softplus(d_pos - d_neg)            # soft_margin=True
     loss_i = max(d_pos - d_neg + margin, 0)     # otherwise
     ```
 
@@ -138,6 +112,11 @@ def pn_loss(
     Other differences: `softplus` is computed stably (TensorFlow Similarity's
     `log(exp(-x) + 1) + x` form overflows to `inf` for `x < -88` in float32 and rounds values
     below ~1e-7 to 0); float16/bfloat16 embeddings are computed in float32.
+
+    With `ref_embeddings` / `ref_labels` the anchors are mined against those keys instead of
+    the batch (a gallery, a cross-batch memory; no key is the anchor itself), and the PN step
+    takes the distance between the two mined keys. `cross_replica=True` mines against the
+    embeddings of every replica (`tf.distribute`, `torch.distributed`).
 
     Cost: one `[B, B]` distance matrix, a few masked `argmin`/`argmax` reductions over it and
     `[B]` gathers: memory `O(B^2)` (`O(B^2 D)` for `"manhattan"`).
@@ -155,10 +134,13 @@ def pn_loss(
         negative_mining_strategy: `"hard"`, `"semi-hard"` or `"easy"`. Defaults to
             `"semi-hard"`.
         soft_margin: Use `softplus(d_pos - d_neg)` instead of the hinge. Defaults to `False`.
-        margin: Hinge margin. `None` also selects the soft margin (TensorFlow Similarity 0.17's
-            convention). Passing a margin explicitly together with `soft_margin=True` is an
-            error, even `margin=1.0`: the default is a sentinel that equals 1.0.
+        margin: Hinge margin, a finite float. With `soft_margin=True` it has no effect and
+            only the default is accepted (TensorFlow Similarity 0.13's rule); a TensorFlow
+            Similarity 0.17 config with `margin: None` loads through `PNLoss.from_config`.
             Defaults to 1.0.
+        cross_replica: Mine against the embeddings of every replica. Defaults to `False`.
+        ref_embeddings: Optional `[K, D]` keys to mine from instead of the batch.
+        ref_labels: Optional `[K]` labels of `ref_embeddings`.
 
     Returns:
         `[B]` per-anchor losses in the dtype of `y_pred`.
@@ -167,58 +149,50 @@ def pn_loss(
     batch where every label differs give 0 for every anchor.
 
     Raises:
-        ValueError: for an unknown strategy or distance, an explicit `margin` with
+        ValueError: for an unknown strategy or distance, a margin other than 1.0 with
             `soft_margin=True`, a non-finite margin, `y_true` not `[B]`/`[B, 1]`, `y_pred` not
-            rank 2, or different batch sizes. For concrete (eager) inputs also if float labels
-            are not integral or `y_pred` holds NaN or inf; inside a compiled function values are
-            not checked.
+            rank 2, or different batch sizes. With value checks on (`kml.config`), also if
+            float labels are not integral or `y_pred` holds NaN or inf.
         TypeError: if the labels are not numbers (strings).
 
     Example:
 
+    >>> import keras
     >>> import numpy as np
     >>> import keras_metric_losses as kml
     >>> labels = np.array([0, 1, 2, 3, 0, 1, 2, 3])
     >>> embeddings = np.eye(4, dtype="float32")[labels]
-    >>> losses = kml.pn_loss(labels, embeddings, soft_margin=True)  # [B] of 0.31326
+    >>> losses = kml.pn_loss(labels, embeddings, soft_margin=True)
+    >>> keras.ops.convert_to_numpy(losses).round(5).tolist()
+    [0.31326, 0.31326, 0.31326, 0.31326, 0.31326, 0.31326, 0.31326, 0.31326]
 
     Reference: Szubert et al., "Structure-preserving visualisation of high dimensional
     single-cell datasets" (ivis), Scientific Reports 2019; TensorFlow Similarity's `PNLoss`.
     """
-    distance_fn = distances.get(distance)
-    mining.check_strategy(
-        "positive_mining_strategy", positive_mining_strategy, mining.POSITIVE_STRATEGIES
-    )
-    mining.check_strategy(
-        "negative_mining_strategy", negative_mining_strategy, mining.NEGATIVE_STRATEGIES
-    )
-    soft, margin = _soft_margin(soft_margin, margin)
-    y_pred = ops.convert_to_tensor(y_pred)
-    losses = _pn_per_anchor(
+    pairs_ = pairs.embedding_pairs(
         y_true,
         y_pred,
-        distance_fn,
-        positive_mining_strategy,
-        negative_mining_strategy,
-        None if soft else margin,
+        ref_embeddings=ref_embeddings,
+        ref_labels=ref_labels,
+        cross_replica=cross_replica,
     )
-    return ops.cast(losses, y_pred.dtype)
-
-
-_TFSIM_REDUCTIONS = {"auto": "sum_over_batch_size"}
+    losses = _pn_per_anchor(
+        pairs_, distance, positive_mining_strategy, negative_mining_strategy, soft_margin, margin
+    )
+    return ops.cast(losses, ops.convert_to_tensor(y_pred).dtype)
 
 
 @export
-class PNLoss(LabelLoss):
-    """PN loss over a batch of `[B, D]` embeddings with integer labels, one value per anchor.
+class PNLoss(TensorFlowSimilarityConfig, LossFunctionWrapper):
+    """PN loss over a batch of `[B, D]` embeddings with integer labels (`pn_loss`), one value
+    per anchor.
 
-    Computes `pn_loss` per anchor and lets Keras reduce: `reduction=None` gives the `[B]`
-    values of TensorFlow Similarity 0.17.1's `PNLoss` (for batches where every anchor has a
-    positive and a negative), the default `"sum_over_batch_size"` their mean, and
-    `sample_weight` weights anchors. Anchors without a positive or negative contribute 0 but
-    still count in the batch size that `"sum_over_batch_size"` divides by (use
-    `sample_weight` or `"mean_with_sample_weight"` to exclude them). Integer labels are
-    compared exactly.
+    `reduction=None` gives the `[B]` values of TensorFlow Similarity 0.17.1's `PNLoss` (for
+    batches where every anchor has a positive and a negative), the default
+    `"sum_over_batch_size"` their mean, and `sample_weight` weights anchors. Anchors without a
+    positive or negative contribute 0 but still count in the batch size that
+    `"sum_over_batch_size"` divides by (use `sample_weight` or `"mean_with_sample_weight"` to
+    exclude them). Integer labels are compared exactly.
 
     Configs saved by TensorFlow Similarity 0.17 (`margin: None`, no `soft_margin`,
     `reduction: "auto"`, the distance as a name or a `{"config": {"name": ...}}` dict) load
@@ -230,8 +204,8 @@ class PNLoss(LabelLoss):
         negative_mining_strategy: `"hard"`, `"semi-hard"` or `"easy"`. Defaults to
             `"semi-hard"`.
         soft_margin: Use `softplus(d_pos - d_neg)`. Defaults to `False`.
-        margin: Hinge margin; `None` means soft margin. An explicit margin with
-            `soft_margin=True` raises. Defaults to 1.0.
+        margin: Hinge margin, unused (and only accepted at its default) with
+            `soft_margin=True`. Defaults to 1.0.
         name: Name of the loss. Defaults to `"PNLoss"` (TensorFlow Similarity 0.17's name).
         reduction: Keras reduction. Defaults to `"sum_over_batch_size"`.
         dtype: Loss dtype or policy; half precision is computed in float32. Defaults to
@@ -242,18 +216,19 @@ class PNLoss(LabelLoss):
             distributed training guide. Defaults to `False`.
 
     Raises:
-        ValueError: for an unknown strategy or distance name, or an explicit margin with
+        ValueError: for an unknown strategy or distance name, or a margin other than 1.0 with
             `soft_margin=True`. A callable distance that is not registered with
             `keras.saving.register_keras_serializable` is accepted, but `get_config` (and so
             `model.save`) raises `ValueError` for it.
 
     Example:
 
-    ```python
-    model = keras.Sequential([keras.layers.Dense(64), keras.layers.UnitNormalization()])
-    model.compile(optimizer="adam", loss=kml.PNLoss(soft_margin=True))
-    model.fit(x, labels, batch_size=64)  # labels: [B] integer classes
-    ```
+    >>> import numpy as np
+    >>> import keras_metric_losses as kml
+    >>> labels = np.array([0, 1, 2, 3, 0, 1, 2, 3])
+    >>> embeddings = np.eye(4, dtype="float32")[labels]
+    >>> round(float(kml.PNLoss(soft_margin=True)(labels, embeddings)), 5)
+    0.31326
 
     Reference: Szubert et al., Scientific Reports 2019 (ivis); Hermans et al., "In Defense of
     the Triplet Loss for Person Re-Identification", arXiv:1703.07737 (soft margin).
@@ -265,49 +240,22 @@ class PNLoss(LabelLoss):
         positive_mining_strategy="hard",
         negative_mining_strategy="semi-hard",
         soft_margin=False,
-        margin=DEFAULT_MARGIN,
+        margin=1.0,
         name="PNLoss",
         reduction="sum_over_batch_size",
         dtype=None,
         *,
         cross_replica=False,
     ):
-        reduction = _TFSIM_REDUCTIONS.get(reduction, reduction)
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
-        if isinstance(distance, dict):  # a TensorFlow Similarity Distance object's config
-            distance = distance.get("config", {}).get("name", distance)
-        self._distance_fn = distances.get(distance)
-        mining.check_strategy(
-            "positive_mining_strategy", positive_mining_strategy, mining.POSITIVE_STRATEGIES
+        super().__init__(
+            pn_loss,
+            name=name,
+            reduction=reduction,
+            dtype=dtype,
+            distance=distance,
+            positive_mining_strategy=positive_mining_strategy,
+            negative_mining_strategy=negative_mining_strategy,
+            soft_margin=soft_margin,
+            margin=margin,
+            cross_replica=cross_replica,
         )
-        mining.check_strategy(
-            "negative_mining_strategy", negative_mining_strategy, mining.NEGATIVE_STRATEGIES
-        )
-        self.soft_margin, self.margin = _soft_margin(soft_margin, margin)
-        self.distance = distance
-        self.positive_mining_strategy = positive_mining_strategy
-        self.negative_mining_strategy = negative_mining_strategy
-        validation.boolean(cross_replica, "cross_replica")
-        self.cross_replica = cross_replica
-
-    def call(self, y_true, y_pred):
-        return _pn_per_anchor(
-            y_true,
-            y_pred,
-            self._distance_fn,
-            self.positive_mining_strategy,
-            self.negative_mining_strategy,
-            None if self.soft_margin else self.margin,
-            self.cross_replica,
-        )
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "distance": distances.serialize(self._distance_fn),
-            "positive_mining_strategy": self.positive_mining_strategy,
-            "negative_mining_strategy": self.negative_mining_strategy,
-            "soft_margin": self.soft_margin,
-            "margin": self.margin,
-            "cross_replica": self.cross_replica,
-        }
