@@ -196,6 +196,7 @@ def snr(query, key):
     Reference: Yuan et al., "Signal-to-Noise Ratio: A Robust Distance Metric for Deep Metric
     Learning", CVPR 2019.
     """
+    query, key = ops.convert_to_tensor(query), ops.convert_to_tensor(key)
     query = query - ops.mean(query, axis=-1, keepdims=True)
     key = key - ops.mean(key, axis=-1, keepdims=True)
     query_norms = ops.sum(ops.square(query), axis=1, keepdims=True)

@@ -141,7 +141,7 @@ def all_gather(x):
 
     >>> import numpy as np
     >>> import keras_metric_losses as kml
-    >>> kml.distributed.all_gather(np.ones((2, 3))).shape  # one device: unchanged
+    >>> tuple(kml.distributed.all_gather(np.ones((2, 3))).shape)  # one device: unchanged
     (2, 3)
 
     Reference: `tf.distribute.ReplicaContext.all_gather`; `torch.distributed.all_gather`.

@@ -28,12 +28,25 @@ def _shape(x):
 
 
 def numeric_tensor(x, name):
-    """Converts `x` to a backend tensor, first checking that it holds numbers (or booleans).
+    """Converts `x` to a dense backend tensor, first checking that it holds numbers (or bools).
+
+    A sparse tensor of the backend (`tf.SparseTensor` on TensorFlow, a JAX `BCOO` on JAX) is
+    densified, as TF Addons densifies sparse labels.
 
     Raises:
         TypeError: for strings or other non-numeric data, which the backends would otherwise
-            reject deep inside their conversion code (or, in TensorFlow, accept silently).
+            reject deep inside their conversion code (or, in TensorFlow, accept silently), and
+            for sparse data the backend has no sparse tensors for (SciPy, PyTorch sparse).
     """
+    if _is_sparse(x):
+        if not _backend_sparse(x):
+            raise TypeError(
+                f"`{name}` is sparse ({type(x).__module__}.{type(x).__name__}), which the "
+                f"{keras.backend.backend()} backend does not take: pass a dense array "
+                "(sparse labels are accepted as a `tf.SparseTensor` on TensorFlow and a "
+                f"`jax.experimental.sparse.BCOO` on JAX). Received: {name}={type(x).__name__}"
+            )
+        return ops.convert_to_tensor(x, sparse=False)
     dtype = getattr(x, "dtype", None)
     if dtype is None:
         x = np.asarray(x)
@@ -48,6 +61,22 @@ def numeric_tensor(x, name):
             f"Received: {name}.dtype={dtype}"
         )
     return ops.convert_to_tensor(x)
+
+
+def _is_sparse(x):
+    """Whether `x` is a sparse array of some library (SciPy, TensorFlow, JAX, PyTorch)."""
+    kind = type(x).__name__
+    return (
+        type(x).__module__.startswith("scipy.sparse")
+        or kind in ("SparseTensor", "BCOO", "BCSR")
+        or str(getattr(x, "layout", "torch.strided")) != "torch.strided"
+    )
+
+
+def _backend_sparse(x):
+    """Whether `x` is a sparse tensor of the current backend, which Keras densifies."""
+    kind, backend = type(x).__name__, keras.backend.backend()
+    return (backend, kind) in {("tensorflow", "SparseTensor"), ("jax", "BCOO")}
 
 
 def class_labels(y_true, name="y_true"):

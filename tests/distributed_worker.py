@@ -7,10 +7,11 @@ this file with `sys.executable`:
     python distributed_worker.py jax|tensorflow OUT.json
     python distributed_worker.py torch OUT.json RANK STORE_FILE
 
-Each run trains one step (SGD, learning rate 1, so the gradient is `w_before - w_after`) of three
-models on the global batch of `problem()` split over `REPLICAS` replicas, with and without
-`cross_replica=True`, and writes the loss, the gradient (of every weight, flattened) and the shape
-of `y_pred` seen by the loss. For the `NCE` layer it also writes the candidates
+Each run trains one step (SGD, learning rate 1, so the gradient is `w_before - w_after`) of the
+model of every spec with a `cross_replica` option (on its kind's data) and of an `NCE` model (on
+`problem()`), on a global batch split over `REPLICAS` replicas, with and without
+`cross_replica=True`, and writes the loss, the gradient (of every weight, flattened) and the
+initial weights. For the `NCE` layer it also writes the candidates
 `(sampled, true_expected_count, sampled_expected_count)` that each replica draws for the global
 labels at the first step. The module is also imported by the test for `problem()`,
 `nce_weights()` and the arguments.
@@ -37,7 +38,6 @@ def problem():
     return anchors, positives, labels, weights
 
 
-PN_ARGUMENTS = {"distance": "squared_euclidean", "margin": 1.0}
 NCE_ARGUMENTS = {"num_classes": 12, "num_sampled": 4, "remove_accidental_hits": True}
 NCE_SEED = 11
 
@@ -68,56 +68,44 @@ def _draw_candidates(cross_replica, generator):
     )
 
 
-def _models(cross_replica, seen, nce_seed=NCE_SEED):
+def distributed_specs():
+    """The specs of the losses with a `cross_replica` option."""
+    from specs import SPECS
+
+    return [spec for spec in SPECS if spec.cross_replica]
+
+
+def spec_problem(spec):
+    """The global batch of a spec's test: its kind's model inputs and labels."""
+    return spec.kind.data(batch=GLOBAL_BATCH, seed=7)
+
+
+def _nce_model(cross_replica, nce_seed):
     import keras
 
     import keras_metric_losses as kml
 
-    _, _, _, weights = problem()
-
-    class Recording(kml.NpairsLoss):
-        def call(self, y_true, y_pred):
-            seen["npairs"].append(tuple(y_pred.shape))
-            return super().call(y_true, y_pred)
-
-    class RecordingPN(kml.PNLoss):
-        def call(self, y_true, y_pred):
-            seen["pn"].append(tuple(y_pred.shape))
-            return super().call(y_true, y_pred)
-
-    anchors, positives = keras.Input((6,)), keras.Input((6,))
-    embed = keras.layers.Dense(4, use_bias=False)
-    similarity = kml.PairwiseSimilarity(cross_replica=cross_replica)
-    pair_model = keras.Model([anchors, positives], similarity([embed(anchors), embed(positives)]))
-    embed.set_weights([weights])
-    inputs = keras.Input((6,))
-    embedding_model = keras.Model(inputs, keras.layers.Dense(4, use_bias=False)(inputs))
-    embedding_model.set_weights([weights])
-
-    class RecordingSampledSoftmax(kml.SampledSoftmaxLoss):
-        def call(self, y_true, y_pred):
-            seen["nce"].append(tuple(y_pred.shape))
-            return super().call(y_true, y_pred)
-
     inputs, classes = keras.Input((6,)), keras.Input((1,), dtype="int32")
     nce = kml.layers.NCE(**NCE_ARGUMENTS, seed=nce_seed, cross_replica=cross_replica)
-    nce_model = keras.Model(
+    model = keras.Model(
         [inputs, classes], nce([keras.layers.Dense(4, use_bias=False)(inputs), classes])
     )
-    nce_model.set_weights([weights, *nce_weights()])
-    return {
-        "npairs": (pair_model, Recording(cross_replica=cross_replica)),
-        "pn": (embedding_model, RecordingPN(**PN_ARGUMENTS, cross_replica=cross_replica)),
-        "nce": (nce_model, RecordingSampledSoftmax()),
-    }
+    model.set_weights([problem()[3], *nce_weights()])
+    return model, kml.SampledSoftmaxLoss()
 
 
-def _inputs(name, anchors, positives, labels):
-    return {
-        "npairs": [anchors, positives],
-        "pn": anchors,
-        "nce": [anchors, labels[:, None]],
-    }[name]
+def _models(cross_replica, nce_seed=NCE_SEED):
+    """`{name: (model, loss, x, y)}`: every spec with `cross_replica`, and the `NCE` layer."""
+    import keras
+
+    models = {}
+    for spec in distributed_specs():
+        keras.utils.set_random_seed(3)
+        model = spec.kind.model(cross_replica=cross_replica)
+        models[spec.name] = (model, spec.loss(cross_replica=cross_replica), *spec_problem(spec))
+    anchors, _, labels, _ = problem()
+    models["nce"] = (*_nce_model(cross_replica, nce_seed), [anchors, labels[:, None]], labels)
+    return models
 
 
 def _fit_one_step(strategy=None):
@@ -126,27 +114,19 @@ def _fit_one_step(strategy=None):
 
     import keras
 
-    anchors, positives, labels, _ = problem()
     results = {}
     for cross_replica in (True, False):
-        seen = {"npairs": [], "pn": [], "nce": []}
         with strategy.scope() if strategy else contextlib.nullcontext():
-            models = _models(cross_replica, seen)
-            for model, loss in models.values():
+            models = _models(cross_replica)
+            for model, loss, _, _ in models.values():
                 model.compile(optimizer=keras.optimizers.SGD(1.0), loss=loss)
-        for name, (model, _) in models.items():
+        for name, (model, _, x, y) in models.items():
             before = model.get_weights()
-            history = model.fit(
-                _inputs(name, anchors, positives, labels),
-                labels,
-                batch_size=GLOBAL_BATCH,
-                shuffle=False,
-                verbose=0,
-            )
+            history = model.fit(x, y, batch_size=GLOBAL_BATCH, shuffle=False, verbose=0)
             results[f"{name}/cross_replica={cross_replica}"] = {
                 "loss": float(history.history["loss"][0]),
                 "grad": _flat(b - a for b, a in zip(before, model.get_weights(), strict=True)),
-                "shapes": sorted({str(s) for s in seen[name]}),
+                "weights": [w.tolist() for w in before],
             }
     return results
 
@@ -207,16 +187,16 @@ def run_torch(rank, store):
     import keras_metric_losses as kml
 
     assert kml.distributed.replica_context() == (rank, REPLICAS)
-    anchors, positives, labels, _ = problem()
+    anchors, _, labels, _ = problem()
     rows = slice(rank * GLOBAL_BATCH // REPLICAS, (rank + 1) * GLOBAL_BATCH // REPLICAS)
     results = {}
     for cross_replica in (True, False):
-        seen = {"npairs": [], "pn": [], "nce": []}
         # Shared candidates are rank 0's even when the processes' generators are seeded apart.
         nce_seed = NCE_SEED + rank if cross_replica else NCE_SEED
-        for name, (model, loss_fn) in _models(cross_replica, seen, nce_seed).items():
-            x = _inputs(name, anchors[rows], positives[rows], labels[rows])
-            loss = loss_fn(labels[rows], model(x))
+        for name, (model, loss_fn, x, y) in _models(cross_replica, nce_seed).items():
+            before = model.get_weights()
+            x = [a[rows] for a in x] if isinstance(x, list) else x[rows]
+            loss = loss_fn(y[rows], model(x))
             variables = [v.value for v in model.trainable_weights]
             grads = torch.autograd.grad(loss, variables)
             # What DistributedDataParallel does: average the gradients (and report the mean loss).
@@ -227,7 +207,7 @@ def run_torch(rank, store):
             results[f"{name}/cross_replica={cross_replica}"] = {
                 "loss": float(loss),
                 "grad": _flat(g.numpy() for g in grads),
-                "shapes": sorted({str(s) for s in seen[name]}),
+                "weights": [w.tolist() for w in before],
             }
         drawn = _draw_candidates(cross_replica, keras.random.SeedGenerator(nce_seed))
         results[f"candidates/cross_replica={cross_replica}"] = [t.numpy().tolist() for t in drawn]

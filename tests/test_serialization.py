@@ -10,6 +10,7 @@ import textwrap
 import keras
 import numpy as np
 import pytest
+from specs import SPECS
 from support import FUNCTIONS, LAYERS, LOSS_CLASSES, LOSS_FUNCTIONS, PUBLIC, numpy
 
 import keras_metric_losses as kml
@@ -102,7 +103,7 @@ def test_from_config_rejects_a_wrong_value_for_every_key(cls):
     "cls, key, value, error",
     [
         (kml.PNLoss, "margin", "1", ValueError),
-        (kml.PNLoss, "soft_margin", "yes", ValueError),
+        (kml.PNLoss, "soft_margin", "yes", TypeError),
         (kml.PNLoss, "distance", 3, ValueError),
         (kml.PNLoss, "negative_mining_strategy", "hardest", ValueError),
         (kml.NpairsLoss, "reduction", 5, ValueError),
@@ -131,39 +132,14 @@ def test_from_config_rejects_wrong_types(cls, key, value, error):
 # --- Saved models: `.keras` files load in safe mode, in a fresh process ----------------------
 
 
-def pair_model(dim=6):
-    anchors, positives = keras.Input((dim,)), keras.Input((dim,))
-    embed = keras.layers.Dense(4)
-    similarity = kml.PairwiseSimilarity()([embed(anchors), embed(positives)])
-    return keras.Model([anchors, positives], similarity)
-
-
-def nce_model(num_true=2, remove_accidental_hits=False):
-    """Sampled logits of `layers.NCE` over 6-d inputs, with `num_true` labels per example."""
-    features, labels = keras.Input((6,)), keras.Input((num_true,), dtype="int32")
-    embedded = keras.layers.Dense(4)(features)
-    nce = kml.layers.NCE(12, 5, num_true, remove_accidental_hits, seed=1)
-    return keras.Model([features, labels], nce([embedded, labels]))
-
-
 def compile_targets():
-    """`{loss name: (model, x, y)}` for every loss class and `(y_true, y_pred)` function."""
-    rng = np.random.default_rng(0)
-    x = [rng.normal(size=(8, 6)).astype("float32") for _ in range(2)]
-    labels = np.array([0, 1, 2, 3, 0, 1, 2, 3])
-    nce_labels = rng.integers(0, 12, size=(8, 2)).astype("float32")  # float: as json round trip
-    nce_x = [x[0], nce_labels]
-    return {
-        "NpairsLoss": (pair_model, x, labels),
-        "npairs_loss": (pair_model, x, labels),
-        "NpairsMultilabelLoss": (pair_model, x, np.eye(4, dtype="float32")[labels]),
-        "npairs_multilabel_loss": (pair_model, x, np.eye(4, dtype="float32")[labels]),
-        # The [8, 8] similarity output doubles as 8-dimensional embeddings for the PN loss.
-        "PNLoss": (pair_model, x, labels),
-        "pn_loss": (pair_model, x, labels),
-        "NCELoss": (nce_model, nce_x, nce_labels),
-        "SampledSoftmaxLoss": (lambda: nce_model(remove_accidental_hits=True), nce_x, nce_labels),
-    }
+    """`{loss name: (spec, loss argument of compile)}` for every loss class and function."""
+    targets = {}
+    for spec in SPECS:
+        targets[spec.cls.__name__] = (spec, spec.loss(reduction="sum"))
+        if spec.function in LOSS_FUNCTIONS:
+            targets[spec.function.__name__] = (spec, spec.function)
+    return targets
 
 
 def summary(model, x, y, prediction):
@@ -208,22 +184,24 @@ LOADER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_saved_models_load_in_safe_mode_with_only_the_package_import(tmp_path):
     targets = compile_targets()
     assert set(targets) == {loss.__name__ for loss in LOSS_CLASSES + LOSS_FUNCTIONS}
     expected = {}
-    for loss in LOSS_CLASSES + LOSS_FUNCTIONS:
-        build, x, y = targets[loss.__name__]
-        model = build()
-        loss_arg = loss(reduction="sum") if inspect.isclass(loss) else loss
-        model.compile(optimizer="adam", loss=loss_arg)
+    for name, (spec, loss) in targets.items():
+        keras.utils.set_random_seed(0)
+        model = spec.kind.model()
+        x, y = spec.kind.data(batch=8)
+        x = x if isinstance(x, list) else [x]
+        model.compile(optimizer="adam", loss=loss)
         model.fit(x, y, batch_size=8, epochs=1, verbose=0)
         prediction = numpy(model.predict(x, batch_size=8, verbose=0))
-        path = str(tmp_path / f"{loss.__name__}.keras")
+        path = str(tmp_path / f"{name}.keras")
         model.save(path)
         for part, value in {"x": [a.tolist() for a in x], "y": y.tolist()}.items():
-            (tmp_path / f"{loss.__name__}.keras.{part}.json").write_text(json.dumps(value))
-        (tmp_path / f"{loss.__name__}.keras.p.json").write_text(json.dumps(prediction.tolist()))
+            (tmp_path / f"{name}.keras.{part}.json").write_text(json.dumps(value))
+        (tmp_path / f"{name}.keras.p.json").write_text(json.dumps(prediction.tolist()))
         expected[path] = json.loads(json.dumps(summary(model, x, y, prediction)))
     tests_dir = str(__import__("pathlib").Path(__file__).parent)
     result = subprocess.run(

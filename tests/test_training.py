@@ -1,11 +1,45 @@
 """The losses inside `model.compile` / `model.fit` on the current backend."""
 
+import functools
+
 import keras
 import numpy as np
 import pytest
-from support import numpy
+from specs import SPECS
+from support import LOSS_FUNCTIONS, numpy
 
 import keras_metric_losses as kml
+
+PAIRED = [spec for spec in SPECS if spec.function in LOSS_FUNCTIONS]
+
+
+@pytest.mark.parametrize("spec", PAIRED, ids=lambda s: s.function.__name__)
+def test_function_and_class_give_the_same_weighted_loss(spec):
+    """`compile(loss=fn)` and `compile(loss=Class())` evaluate to the same weighted mean: the
+    function returns per-example values that Keras weights like the class's."""
+    keras.utils.set_random_seed(0)
+    model = spec.kind.model()
+    x, y = spec.kind.data(batch=8)
+    weights = np.array([1, 0, 2, 0, 1, 1, 0, 3], "float32")
+    results = []
+    function = functools.partial(spec.function, **spec.kwargs) if spec.kwargs else spec.function
+    for loss in (function, spec.loss()):
+        model.compile(loss=loss)
+        results.append(model.evaluate(x, y, sample_weight=weights, batch_size=8, verbose=0))
+    np.testing.assert_allclose(results[0], results[1], rtol=1e-6)
+    per_example = numpy(spec.loss(reduction=None)(y, model.predict(x, verbose=0)))
+    np.testing.assert_allclose(results[1], (weights * per_example).mean(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
+def test_fit_runs_and_keeps_the_loss_finite(spec):
+    keras.utils.set_random_seed(0)
+    model = spec.kind.model()
+    x, y = spec.kind.data(batch=32)
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss=spec.loss())
+    history = model.fit(x, y, batch_size=16, epochs=3, verbose=0).history["loss"]
+    assert np.isfinite(history).all()
 
 
 def pair_data(num_classes=8, per_class=32, dim=8, seed=0):
@@ -27,6 +61,7 @@ def pair_model(dim=8, dtype=None):
     return keras.Model([anchors, positives], similarity)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("multilabel", [False, True], ids=["npairs", "multilabel"])
 def test_fit_reduces_the_loss(multilabel):
     keras.utils.set_random_seed(0)
@@ -48,8 +83,8 @@ def test_fit_keeps_large_integer_labels_distinct():
     big = np.array([16777216, 16777217, 16777218, 16777219], dtype="int64")
     evaluated = model.evaluate(x, big, batch_size=4, verbose=0)
     similarity = model.predict(x, batch_size=4, verbose=0)
-    distinct = numpy(kml.npairs_loss(np.arange(4), similarity))
-    merged = numpy(kml.npairs_loss(np.array([0, 0, 2, 4]), similarity))  # what float32 would give
+    distinct = numpy(kml.npairs_loss(np.arange(4), similarity)).mean()
+    merged = numpy(kml.npairs_loss(np.array([0, 0, 2, 4]), similarity)).mean()  # float32's ids
     np.testing.assert_allclose(evaluated, distinct, rtol=1e-5)
     assert abs(distinct - merged) > 1e-3
 
@@ -108,6 +143,7 @@ for path in sys.argv[1:]:
 """
 
 
+@pytest.mark.slow
 def test_word2vec_fit_save_and_reload(tmp_path):
     import subprocess
     import sys

@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from keras_metric_losses import distributed
+from keras_metric_losses import distributed, validation
 from keras_metric_losses.api import StrictConfig, export
 
 
@@ -30,6 +30,18 @@ class PairwiseSimilarity(StrictConfig, keras.layers.Layer):
 
     Example:
 
+    >>> import keras
+    >>> import numpy as np
+    >>> import keras_metric_losses as kml
+    >>> a = np.array([[1.0, 0.0], [3.0, 4.0]])
+    >>> keras.ops.convert_to_numpy(kml.PairwiseSimilarity()([a, a])).tolist()
+    [[1.0, 3.0], [3.0, 25.0]]
+    >>> print(keras.ops.convert_to_numpy(kml.PairwiseSimilarity(normalize=True)(a)).round(2))
+    [[1.  0.6]
+     [0.6 1. ]]
+
+    In a model:
+
     ```python
     anchors, positives = keras.Input((32,)), keras.Input((32,))
     similarity = kml.layers.PairwiseSimilarity()([anchors, positives])  # [B, B]
@@ -39,11 +51,8 @@ class PairwiseSimilarity(StrictConfig, keras.layers.Layer):
 
     def __init__(self, normalize=False, cross_replica=False, **kwargs):
         super().__init__(**kwargs)
-        for name, value in (("normalize", normalize), ("cross_replica", cross_replica)):
-            if not isinstance(value, bool):
-                raise TypeError(f"`{name}` must be a bool. Received: {name}={value!r}")
-        self.normalize = normalize
-        self.cross_replica = cross_replica
+        self.normalize = validation.boolean(normalize, "normalize")
+        self.cross_replica = validation.boolean(cross_replica, "cross_replica")
 
     def call(self, inputs):
         queries, keys = inputs if isinstance(inputs, (list, tuple)) else (inputs, inputs)

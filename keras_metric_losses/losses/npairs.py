@@ -126,8 +126,8 @@ def npairs_loss(y_true, y_pred, *, key_labels=None, cross_replica=False):
     >>> import keras_metric_losses as kml
     >>> f = np.array([[1., 1.], [1., -1.], [-1., 1.], [-1., -1.]])
     >>> losses = kml.npairs_loss(np.array([0, 1, 2, 3]), f @ f.T)
-    >>> keras.ops.convert_to_numpy(losses).round(5).tolist()
-    [0.25386, 0.25386, 0.25386, 0.25386]
+    >>> print(keras.ops.convert_to_numpy(losses).round(5))
+    [0.25386 0.25386 0.25386 0.25386]
 
     Reference: Sohn, "Improved Deep Metric Learning with Multi-class N-pair Loss Objective",
     NeurIPS 2016.

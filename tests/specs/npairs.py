@@ -1,0 +1,44 @@
+"""The N-pair losses (TF Addons)."""
+
+import keras
+import numpy as np
+from references import reference_per_anchor
+from specs import Spec
+from specs.kinds import MULTILABEL_SIMILARITY, SIMILARITY
+
+import keras_metric_losses as kml
+
+SPECS = [
+    Spec(
+        kml.npairs_loss,
+        kml.NpairsLoss,
+        SIMILARITY,
+        "npairs",
+        reference=reference_per_anchor,
+        cross_replica=True,
+    ),
+    Spec(
+        kml.npairs_multilabel_loss,
+        kml.NpairsMultilabelLoss,
+        MULTILABEL_SIMILARITY,
+        "npairs",
+        reference=lambda y, s: reference_per_anchor(y, s, multilabel=True),
+        cross_replica=True,
+    ),
+]
+
+RTOL = {"float32": 1e-5, "float16": 1e-2}
+
+
+def check_case(case, run):
+    """TF Addons' scalar is the mean of the per-anchor values, in the input dtype."""
+    fn = getattr(kml, case["call"])
+    y_true, y_pred = np.asarray(case["y_true"]), np.asarray(case["y_pred"], dtype=case["dtype"])
+    values = run(lambda y, s: fn(y, s, **case["kwargs"]), y_true, y_pred)
+    assert keras.backend.standardize_dtype(values.dtype) == case["dtype"]
+    assert tuple(values.shape) == (len(y_pred),)
+    mean = np.mean(keras.ops.convert_to_numpy(keras.ops.cast(values, "float32")))
+    np.testing.assert_allclose(mean, case["expected"], rtol=RTOL[case["dtype"]])
+
+
+GOLDEN = {"npairs.json": check_case, "npairs_multilabel.json": check_case}
