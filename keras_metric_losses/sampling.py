@@ -1,25 +1,109 @@
-"""Candidate samplers for sampled losses (`nce_loss`, `sampled_softmax_loss`), in `keras.ops`.
+"""Candidate samplers and the sampled-logits core of `nce_loss` / `sampled_softmax_loss`.
 
 Every sampler has fixed output shapes and draws with `keras.random`, so it runs eagerly and under
 `jax.jit`, `tf.function(jit_compile=True)` and `torch.compile`. Seeds are an int (the same draw
 every call), a `keras.random.SeedGenerator` (a fresh draw every call, also inside a compiled
 `model.fit`) or `None` (Keras' global generator: eager code only on JAX).
+
+Class ids out of `[0, num_classes)` are clipped to the nearest class (`-1` counts as class 0,
+`num_classes` as class `num_classes - 1`), for the lookup of their rows and for their expected
+counts alike, so the result is finite and defined inside compiled code. With value checks on
+(`keras_metric_losses.config.enable_value_checks`) concrete ids out of range raise instead.
 """
 
 import math
+import numbers
 
 import keras
+import numpy as np
 from keras import ops
 
+from keras_metric_losses import validation
 from keras_metric_losses.api import export
+from keras_metric_losses.ops import compute_dtype, is_float_dtype, lowest_finite
+
+INT32_LIMIT = 2**31 - 1  # the most classes that int32 ids can index
+
+
+def _has_64_bit_types():
+    """Whether the backend computes in int64 and float64: always, except JAX without x64."""
+    if keras.backend.backend() != "jax":
+        return True
+    import jax
+
+    return bool(jax.config.jax_enable_x64)
+
+
+def index_dtypes(num_classes, name):
+    """`(int dtype, float dtype)` for class ids in `[0, num_classes)`.
+
+    `("int32", "float32")` up to `2**31 - 1` classes, else `("int64", "float64")` (TensorFlow,
+    PyTorch, JAX with `jax_enable_x64`).
+
+    Raises:
+        ValueError: naming `name` and the limit, for more than `2**31 - 1` classes on JAX
+            without `jax_enable_x64` (its int64 is int32, so ids would wrap around).
+    """
+    if num_classes <= INT32_LIMIT:
+        return "int32", "float32"
+    if not _has_64_bit_types():
+        raise ValueError(
+            f"`{name}` can be at most 2**31 - 1 = {INT32_LIMIT} on JAX without 64-bit types "
+            "(class ids are int32); enable them with "
+            "`jax.config.update('jax_enable_x64', True)`. "
+            f"Received: {name}={num_classes}"
+        )
+    return "int64", "float64"
+
+
+def clip_class_ids(ids, num_classes, dtype="int32"):
+    """Class ids clipped to the nearest class in `[0, num_classes)`, cast to `dtype`.
+
+    Integer ids are clipped in their own dtype before the cast (an int64 id of `2**32` becomes
+    `num_classes - 1`, not 0). Float ids (half precision through float32) are clipped to the
+    largest float at most `num_classes - 1`, NaN becomes 0, and the cast rounds the
+    non-integral ones down; the result is then an exact integer in range.
+    """
+    ids = ops.convert_to_tensor(ids)
+    source = keras.backend.standardize_dtype(ids.dtype)
+    high = num_classes - 1
+    if is_float_dtype(source):
+        if source != "float64":
+            ids, source = ops.cast(ids, "float32"), "float32"
+        bound = np.asarray(high, source)
+        if int(bound) > high:  # float32(2**31 - 2) is 2**31, out of int32
+            bound = np.nextafter(bound, np.asarray(0, source))
+        ids = ops.where(ops.isnan(ids), 0.0, ops.clip(ids, 0.0, float(bound)))
+        return ops.cast(ids, dtype)
+    if source == "bool":
+        return ops.cast(ids, dtype)
+    high = min(high, int(np.iinfo(source).max))
+    return ops.cast(ops.clip(ids, 0, high), dtype)
+
+
+def check_seed(seed, name="seed"):
+    """`seed` for `keras.random`: `None`, a `keras.random.SeedGenerator`, or an int (a NumPy
+    integer becomes a Python int, which Keras requires).
+
+    Raises:
+        TypeError: for any other value.
+    """
+    if seed is None or isinstance(seed, keras.random.SeedGenerator):
+        return seed
+    if isinstance(seed, numbers.Integral) and not isinstance(seed, (bool, np.bool_)):
+        return int(seed)
+    raise TypeError(
+        f"`{name}` must be an int, a `keras.random.SeedGenerator` or None. "
+        f"Received: {name}={seed!r}"
+    )
 
 
 def _check_sampler_arguments(true_classes, num_true, num_sampled, unique, range_max):
-    for name, value in (("num_true", num_true), ("num_sampled", num_sampled)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"`{name}` must be a positive int. Received: {name}={value!r}")
-    if not isinstance(range_max, int) or isinstance(range_max, bool) or range_max < 1:
-        raise ValueError(f"`range_max` must be a positive int. Received: range_max={range_max!r}")
+    """The checked `(num_true, num_sampled, unique, range_max)`; `true_classes` `[B, num_true]`."""
+    num_true = validation.positive_int(num_true, "num_true")
+    num_sampled = validation.positive_int(num_sampled, "num_sampled")
+    range_max = validation.positive_int(range_max, "range_max")
+    unique = validation.boolean(unique, "unique")
     if unique and num_sampled > range_max:
         raise ValueError(
             "With `unique=True`, `num_sampled` can be at most the number of classes "
@@ -31,15 +115,16 @@ def _check_sampler_arguments(true_classes, num_true, num_sampled, unique, range_
             "`true_classes` must be an integer matrix of shape [batch, num_true] with "
             f"num_true={num_true}. Received: true_classes.shape={shape}"
         )
+    return num_true, num_sampled, unique, range_max
 
 
-def log_uniform_log_prob(classes, range_max):
-    """`log P(k)` of the log-uniform (Zipfian) distribution over `[0, range_max)`, float32.
+def log_uniform_log_prob(classes, range_max, dtype="float32"):
+    """`log P(k)` of the log-uniform (Zipfian) distribution over `[0, range_max)`, in `dtype`.
 
     `P(k) = (log(k + 2) - log(k + 1)) / log(range_max + 1)`, computed as
     `log1p(1 / (k + 1)) / log1p(range_max)` so that large `k` keeps its precision.
     """
-    k = ops.cast(classes, "float32")
+    k = ops.cast(classes, dtype)
     return ops.log(ops.log1p(1.0 / (k + 1.0))) - math.log(math.log1p(range_max))
 
 
@@ -105,24 +190,30 @@ def _race_plan(num_sampled, range_max):
     return None
 
 
-def _unique_log_uniform(num_sampled, range_max, seed, plan):
-    """`(sampled [S] int32, tries)`: the ordered unique sample and TensorFlow's draw count."""
+def _unique_log_uniform(num_sampled, range_max, seed, plan, dtypes=("int32", "float32")):
+    """`(sampled [S], tries)`: the ordered unique sample and TensorFlow's draw count.
+
+    `dtypes` are the `(int, float)` dtypes of the ids and of the draw (`index_dtypes`).
+    """
+    id_dtype, float_dtype = dtypes
     log_range = math.log1p(range_max)
     head, draws = (range_max, 0) if plan is None else plan
     # One draw for every part, so that an int seed does not correlate them.
     uniform = keras.random.uniform(
-        (head + 2 * draws + num_sampled,), minval=_TINY, maxval=1.0, dtype="float32", seed=seed
+        (head + 2 * draws + num_sampled,), minval=_TINY, maxval=1.0, dtype=float_dtype, seed=seed
     )
-    head_classes = ops.arange(head, dtype="int32")
+    head_classes = ops.arange(head, dtype=id_dtype)
     # Arrival time E / p, as a key to maximise: log(U) / p = -E / p.
-    keys = ops.log(uniform[:head]) * ops.exp(-log_uniform_log_prob(head_classes, range_max))
+    keys = ops.log(uniform[:head]) * ops.exp(
+        -log_uniform_log_prob(head_classes, range_max, float_dtype)
+    )
     classes = head_classes
     if draws:
         log_head = math.log1p(head)
         tail_mass = 1.0 - log_head / log_range
         inverse = uniform[head : head + draws]
-        tail = ops.floor(ops.exp(log_head + inverse * (log_range - log_head))) - 1.0
-        tail = ops.clip(ops.cast(tail, "int32"), head, range_max - 1)
+        tail = ops.exp(log_head + inverse * (log_range - log_head)) - 1.0
+        tail = ops.clip(clip_class_ids(tail, range_max, id_dtype), head, range_max - 1)
         # Arrival times of the tail process (rate tail_mass): cumulative sums of Exp(1).
         gaps = -ops.log(uniform[head + draws : head + 2 * draws])
         times = ops.cumsum(gaps) / tail_mass
@@ -132,10 +223,10 @@ def _unique_log_uniform(num_sampled, range_max, seed, plan):
         keys = ops.concatenate([keys, ops.where(repeat, -3e38, -times)])
         classes = ops.concatenate([head_classes, tail])
     _, order = ops.top_k(keys, num_sampled, sorted=True)
-    sampled = ops.take(classes, order) if draws else ops.cast(order, "int32")
+    sampled = ops.take(classes, order) if draws else ops.cast(order, id_dtype)
     # Draws needed for the (r+1)-th new class once r classes of total mass m_r are taken:
     # Geometric(1 - m_r) = 1 + floor(log U / log m_r) (exactly 1 for r = 0).
-    probs = ops.exp(log_uniform_log_prob(sampled, range_max))
+    probs = ops.exp(log_uniform_log_prob(sampled, range_max, float_dtype))
     taken = ops.clip(ops.cumsum(probs) - probs, 0.0, 1.0 - 1e-7)  # m_r, mass before r
     log_taken = ops.log(ops.maximum(taken, _TINY))
     extra = ops.where(taken > 0.0, ops.floor(ops.log(uniform[head + 2 * draws :]) / log_taken), 0.0)
@@ -181,6 +272,18 @@ def log_uniform_candidate_sampler(
     Neither variant excludes the true classes from the sample (as in TensorFlow). The random
     streams differ from TensorFlow's, so the draws are equal in law, not value by value.
 
+    Candidates always lie in `[0, range_max)`. Up to `range_max = 2**31 - 1` they are int32,
+    drawn by inversion of float32 uniforms: from about `2**20` classes on, ids `k` of the far
+    tail then lie on a grid of spacing about `k * log(C + 1) * 2**-24` rather than one by one.
+    Above `2**31 - 1` they are int64, drawn in float64 (TensorFlow, PyTorch, JAX with
+    `jax_enable_x64`; JAX without it raises a `ValueError`).
+
+    True classes out of `[0, range_max)` are clipped to the nearest class: `-1` gets the
+    expected count of class 0, `range_max` that of class `range_max - 1`, so the counts are
+    finite inside compiled code. With value checks on
+    (`keras_metric_losses.config.enable_value_checks()`), concrete ids out of range, or
+    non-integral float ids, raise instead.
+
     Args:
         true_classes: `[B, num_true]` integer class ids; only their expected counts are
             computed.
@@ -193,15 +296,21 @@ def log_uniform_candidate_sampler(
             global seed generator; JAX requires an explicit seed under `jax.jit`).
 
     Returns:
-        A tuple `(sampled_candidates, true_expected_count, sampled_expected_count)`: `[S]` int32
-        class ids, `[B, num_true]` float32 and `[S]` float32 expected counts.
+        A tuple `(sampled_candidates, true_expected_count, sampled_expected_count)`: `[S]`
+        class ids (int32; int64 when `range_max > 2**31 - 1`), `[B, num_true]` float32 and
+        `[S]` float32 expected counts.
 
     Raises:
         ValueError: if `num_sampled > range_max` with `unique=True`, if `true_classes` is not
-            `[B, num_true]`, or if a count is not a positive int.
+            `[B, num_true]`, if a count is not a positive int (Python or NumPy), if
+            `range_max > 2**31 - 1` on JAX without `jax_enable_x64`; with value checks on,
+            if concrete `true_classes` are out of range or non-integral.
+        TypeError: if `unique` is not a bool, `true_classes` are not numbers or `seed` is not
+            an int, a `keras.random.SeedGenerator` or `None`.
 
     Example:
 
+    >>> import keras
     >>> import numpy as np
     >>> import keras_metric_losses as kml
     >>> sampled, true_ec, sampled_ec = kml.log_uniform_candidate_sampler(
@@ -209,28 +318,239 @@ def log_uniform_candidate_sampler(
     >>> tuple(sampled.shape), tuple(true_ec.shape), tuple(sampled_ec.shape)
     ((4,), (2, 1), (4,))
 
+    With replacement the expected counts are `S * P(k)`; `-1` and `10` count as the nearest
+    classes, 0 and 9:
+
+    >>> _, true_ec, _ = kml.log_uniform_candidate_sampler(
+    ...     np.array([[0, -1], [9, 10]]), num_true=2, num_sampled=4, unique=False, range_max=10,
+    ...     seed=1)
+    >>> keras.ops.convert_to_numpy(true_ec).round(4)
+    array([[1.1563, 1.1563],
+           [0.159 , 0.159 ]], dtype=float32)
+
     Reference: Jean et al., "On Using Very Large Target Vocabulary for Neural Machine
     Translation", ACL 2015; `tf.random.log_uniform_candidate_sampler`; Kool et al., "Stochastic
     Beams and Where to Find Them: The Gumbel-Top-k Trick", ICML 2019.
     """
-    true_classes = ops.convert_to_tensor(true_classes)
-    _check_sampler_arguments(true_classes, num_true, num_sampled, unique, range_max)
-    true_log_prob = log_uniform_log_prob(true_classes, range_max)
+    true_classes = validation.numeric_tensor(true_classes, "true_classes")
+    num_true, num_sampled, unique, range_max = _check_sampler_arguments(
+        true_classes, num_true, num_sampled, unique, range_max
+    )
+    seed = check_seed(seed)
+    dtypes = id_dtype, float_dtype = index_dtypes(range_max, "range_max")
+    validation.integral_labels(true_classes, "true_classes")
+    validation.class_ids_in_range(true_classes, range_max, "true_classes")
+    true_classes = clip_class_ids(true_classes, range_max, id_dtype)
+    true_log_prob = log_uniform_log_prob(true_classes, range_max, float_dtype)
     log_range = math.log1p(range_max)
     if not unique:
-        uniform = keras.random.uniform((num_sampled,), dtype="float32", seed=seed)
-        sampled = ops.cast(ops.floor(ops.exp(uniform * log_range)), "int32") - 1
-        sampled = ops.clip(sampled, 0, range_max - 1)
+        uniform = keras.random.uniform((num_sampled,), dtype=float_dtype, seed=seed)
+        # floor(exp(U log(C + 1))) - 1, floored by the cast of `clip_class_ids` (Keras'
+        # `ops.floor` returns float32 for float64 on JAX and PyTorch).
+        sampled = clip_class_ids(ops.exp(uniform * log_range) - 1.0, range_max, id_dtype)
         tries = float(num_sampled)
     else:
-        sampled, tries = _unique_log_uniform(
-            num_sampled, range_max, seed, _race_plan(num_sampled, range_max)
-        )
-    sampled_log_prob = log_uniform_log_prob(sampled, range_max)
+        plan = _race_plan(num_sampled, range_max)
+        sampled, tries = _unique_log_uniform(num_sampled, range_max, seed, plan, dtypes)
+    sampled_log_prob = log_uniform_log_prob(sampled, range_max, float_dtype)
     true_expected = _expected_count(true_log_prob, num_sampled, tries)
     sampled_expected = _expected_count(sampled_log_prob, num_sampled, tries)
     return (
         ops.stop_gradient(sampled),
-        ops.stop_gradient(true_expected),
-        ops.stop_gradient(sampled_expected),
+        ops.stop_gradient(ops.cast(true_expected, "float32")),
+        ops.stop_gradient(ops.cast(sampled_expected, "float32")),
     )
+
+
+# --- the sampled-logits core of `nce_loss`, `sampled_softmax_loss` and `layers.NCE` ---------
+
+
+def _shards(params, rank, name):
+    """`params` as a list of tensors of rank `rank` (one tensor or a list of shards)."""
+    shards = list(params) if isinstance(params, (list, tuple)) else [params]
+    if not shards:
+        raise ValueError(f"`{name}` must be a tensor or a non-empty list of shards. Received: []")
+    shards = [ops.convert_to_tensor(shard) for shard in shards]
+    for shard in shards:
+        if len(shard.shape) != rank:
+            what = "[num_classes, dim]" if rank == 2 else "[num_classes]"
+            raise ValueError(
+                f"`{name}` must be a {what} tensor or a list of such shards. Received: "
+                f"{name}.shape={tuple(shard.shape)}"
+            )
+    rows = [shard.shape[0] for shard in shards]
+    if len(shards) > 1:
+        if None in rows:
+            raise ValueError(
+                f"The shards of `{name}` must have static row counts. Received: rows={rows}"
+            )
+        total, count = sum(rows), len(rows)
+        div = [total // count + (1 if i < total % count else 0) for i in range(count)]
+        if rows != div:
+            raise ValueError(
+                f"The shards of `{name}` must be partitioned the 'div' way (contiguous blocks, the "
+                f"first num_classes % num_shards shards one row longer): {div} rows for "
+                f"{total} classes in {count} shards. Received: rows={rows}"
+            )
+    return shards
+
+
+def _gather(shards, ids):
+    """Rows `ids` of the concatenation of `shards` (a 'div' partition), without concatenating.
+
+    Each shard gathers only the ids it owns (others are clipped into range, then masked out),
+    so the cost is O(num_shards * len(ids)), independent of the number of classes.
+    """
+    if len(shards) == 1:
+        return ops.take(shards[0], ids, axis=0)
+    result, start = None, 0
+    for shard in shards:
+        rows = shard.shape[0]
+        local = ids - start
+        picked = ops.take(shard, ops.clip(local, 0, rows - 1), axis=0)
+        if result is None:
+            result = picked
+        else:
+            owned = ops.logical_and(local >= 0, local < rows)
+            owned = ops.reshape(
+                owned, tuple(owned.shape) + (1,) * (len(picked.shape) - len(ids.shape))
+            )
+            result = ops.where(owned, picked, result)
+        start += rows
+    return result
+
+
+def _check_sampled_values(sampled_values, batch, num_true, num_sampled):
+    if not isinstance(sampled_values, (list, tuple)) or len(sampled_values) != 3:
+        raise ValueError(
+            "`sampled_values` must be a tuple (sampled_candidates, true_expected_count, "
+            f"sampled_expected_count). Received: sampled_values={sampled_values!r}"
+        )
+    sampled, true_ec, sampled_ec = (ops.convert_to_tensor(v) for v in sampled_values)
+    expected = {
+        "sampled_candidates": (sampled, (num_sampled,)),
+        "true_expected_count": (true_ec, (batch, num_true)),
+        "sampled_expected_count": (sampled_ec, (num_sampled,)),
+    }
+    for name, (value, shape) in expected.items():
+        got = tuple(value.shape)
+        if len(got) != len(shape) or any(
+            g is not None and s is not None and g != s for g, s in zip(got, shape, strict=True)
+        ):
+            raise ValueError(
+                f"`sampled_values` must hold `{name}` of shape {shape} (batch, num_true, "
+                f"num_sampled). Received: {name}.shape={got}"
+            )
+    return sampled, true_ec, sampled_ec
+
+
+def _check_shapes(weight_shards, bias_shards, labels, inputs, num_classes, num_true):
+    """`labels` as `[B, num_true]`, after checking every static shape against the others."""
+    validation.rank(inputs, 2, "a [batch, dim] float tensor", "inputs")
+    if len(labels.shape) == 1 and num_true == 1:
+        labels = ops.expand_dims(labels, -1)
+    if len(labels.shape) != 2 or labels.shape[1] != num_true:
+        raise ValueError(
+            f"`labels` must be an integer tensor of shape [batch, num_true] with "
+            f"num_true={num_true}. Received: labels.shape={tuple(labels.shape)}"
+        )
+    if None not in (labels.shape[0], inputs.shape[0]) and labels.shape[0] != inputs.shape[0]:
+        raise ValueError(
+            "`labels` and `inputs` must have the same batch size. Received: "
+            f"labels.shape={tuple(labels.shape)} and inputs.shape={tuple(inputs.shape)}"
+        )
+    dims = {shard.shape[1] for shard in weight_shards}
+    if len(dims) > 1 or (inputs.shape[1] is not None and dims != {inputs.shape[1]}):
+        raise ValueError(
+            "`weights` must be [num_classes, dim] with the `dim` of `inputs` [batch, dim]. "
+            f"Received: weights.shape={[tuple(s.shape) for s in weight_shards]} and "
+            f"inputs.shape={tuple(inputs.shape)}"
+        )
+    num_rows = sum(shard.shape[0] for shard in weight_shards if shard.shape[0] is not None)
+    num_biases = sum(shard.shape[0] for shard in bias_shards if shard.shape[0] is not None)
+    if num_rows != num_biases:
+        raise ValueError(
+            "`biases` must hold one bias per row of `weights`. Received: "
+            f"biases.shape=({num_biases},) and weights.shape=({num_rows}, ...)"
+        )
+    if num_classes > num_rows:
+        raise ValueError(
+            f"`num_classes` can be at most the number of rows of `weights` ({num_rows}). "
+            f"Received: num_classes={num_classes}"
+        )
+    return labels
+
+
+def _accidental_hits(labels, sampled, num_sampled):
+    """`[B, S]` mask of the sampled classes equal to a true class of the row; of a class
+    sampled several times only the last copy counts (as TensorFlow)."""
+    hits = ops.any(ops.equal(ops.expand_dims(labels, -1), ops.reshape(sampled, (1, 1, -1))), axis=1)
+    same = ops.equal(ops.expand_dims(sampled, 1), ops.expand_dims(sampled, 0))
+    later = ops.triu(ops.ones((num_sampled, num_sampled), dtype="bool"), k=1)
+    is_last = ops.logical_not(ops.any(ops.logical_and(same, later), axis=1))
+    return ops.logical_and(hits, ops.expand_dims(is_last, 0))
+
+
+def sampled_logits(
+    weights,
+    biases,
+    labels,
+    inputs,
+    num_sampled,
+    num_classes,
+    num_true=1,
+    sampled_values=None,
+    remove_accidental_hits=False,
+    seed=None,
+):
+    """Logits `[B, num_true + num_sampled]` of the true then the sampled classes, log-Q corrected.
+
+    The shared core of `nce_loss`, `sampled_softmax_loss` and the `NCE` layer (TensorFlow's
+    `_compute_sampled_logits` with `subtract_log_q=True`). Computed in `compute_dtype(inputs)`
+    (float32 for half precision); removed accidental hits hold the most negative finite value of
+    that dtype. Label and candidate ids out of `[0, num_classes)` are clipped to the nearest
+    class (`clip_class_ids`) before the lookup, the expected counts and the accidental hits;
+    with value checks on, concrete labels out of range raise. See `nce_loss` for the arguments.
+    """
+    num_sampled = validation.positive_int(num_sampled, "num_sampled")
+    num_classes = validation.positive_int(num_classes, "num_classes")
+    num_true = validation.positive_int(num_true, "num_true")
+    remove_accidental_hits = validation.boolean(remove_accidental_hits, "remove_accidental_hits")
+    seed = check_seed(seed)
+    weight_shards = _shards(weights, 2, "weights")
+    bias_shards = _shards(biases, 1, "biases")
+    inputs = ops.convert_to_tensor(inputs)
+    labels = validation.numeric_tensor(labels, "labels")
+    labels = _check_shapes(weight_shards, bias_shards, labels, inputs, num_classes, num_true)
+    id_dtype, _ = index_dtypes(num_classes, "num_classes")
+
+    validation.finite(inputs, "inputs")
+    validation.integral_labels(labels, "labels")
+    validation.class_ids_in_range(labels, num_classes, "labels")
+    labels = clip_class_ids(labels, num_classes, id_dtype)
+    if sampled_values is None:
+        sampled_values = log_uniform_candidate_sampler(
+            labels, num_true, num_sampled, unique=True, range_max=num_classes, seed=seed
+        )
+    sampled, true_ec, sampled_ec = _check_sampled_values(
+        sampled_values, labels.shape[0], num_true, num_sampled
+    )
+    sampled = ops.stop_gradient(clip_class_ids(sampled, num_classes, id_dtype))
+    dtype = compute_dtype(inputs)
+    true_ec = ops.stop_gradient(ops.cast(true_ec, dtype))
+    sampled_ec = ops.stop_gradient(ops.cast(sampled_ec, dtype))
+
+    x = ops.cast(inputs, dtype)
+    true_w = ops.cast(_gather(weight_shards, labels), dtype)  # [B, num_true, D]
+    true_b = ops.cast(_gather(bias_shards, labels), dtype)  # [B, num_true]
+    sampled_w = ops.cast(_gather(weight_shards, sampled), dtype)  # [S, D]
+    sampled_b = ops.cast(_gather(bias_shards, sampled), dtype)  # [S]
+
+    true_logits = ops.sum(ops.expand_dims(x, 1) * true_w, axis=-1) + true_b
+    noise_logits = ops.matmul(x, ops.transpose(sampled_w)) + sampled_b
+    true_logits = true_logits - ops.log(true_ec)
+    noise_logits = noise_logits - ops.log(sampled_ec)
+    if remove_accidental_hits:
+        hits = _accidental_hits(labels, sampled, num_sampled)
+        noise_logits = ops.where(hits, lowest_finite(dtype), noise_logits)
+    return ops.concatenate([true_logits, noise_logits], axis=-1)

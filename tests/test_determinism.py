@@ -88,6 +88,10 @@ def test_an_int_seed_gives_the_same_draw_every_call():
     assert draws(4)["sampler_unique=True"] != first["sampler_unique=True"]
 
 
+def test_a_numpy_int_seed_is_the_same_int_seed():
+    assert draws(np.int64(3)) == draws(3)
+
+
 def test_the_layer_draws_new_candidates_every_step():
     for seed in (3, None):
         steps = draws(seed)["layer"]

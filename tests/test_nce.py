@@ -1,6 +1,10 @@
 """NCE / sampled softmax losses, the log-uniform sampler and the `NCE` layer."""
 
+import doctest
 import math
+import os
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -9,8 +13,10 @@ from nce_reference import reference_logits, reference_losses
 from support import compiled, finite_difference_grad, golden_cases, numpy, value_and_grad
 
 import keras_metric_losses as kml
-from keras_metric_losses.losses.nce import sampled_logits
-from keras_metric_losses.sampling import _race_plan, _unique_log_uniform
+from keras_metric_losses import docstrings, sampling
+from keras_metric_losses.layers import nce as nce_layer_module
+from keras_metric_losses.losses import nce as nce_loss_module
+from keras_metric_losses.sampling import _race_plan, _unique_log_uniform, sampled_logits
 
 NCE = golden_cases("nce")
 SOFTMAX = golden_cases("sampled_softmax")
@@ -216,6 +222,134 @@ def test_errors_name_the_argument():
         kml.nce_loss(W, BIAS, LABELS, X, 0, 6, num_true=2)
 
 
+# --- ids out of range, value checks ---------------------------------------------------------
+
+# 50 classes; rows with ids below and above the range, and their nearest classes.
+RNG = np.random.default_rng(12)
+W50 = RNG.normal(size=(50, 4)).astype("float32")
+B50 = RNG.normal(size=(50,)).astype("float32")
+X4 = RNG.normal(size=(4, 4)).astype("float32")
+OUT_OF_RANGE = np.array([[-1], [50], [3], [-7]], "int32")
+CLIPPED = np.array([[0], [49], [3], [0]], "int32")
+
+
+def both_losses(labels, seed=5, **kwargs):
+    """`[nce_loss, sampled_softmax_loss]` of the 50-class case with the default sampler."""
+    return [
+        fn(W50, B50, labels, X4, num_sampled=8, num_classes=50, seed=seed, **kwargs)
+        for fn in (kml.nce_loss, kml.sampled_softmax_loss)
+    ]
+
+
+def compilers():
+    """`(name, compile)` of every compiled path of the backend: XLA and graph `tf.function`,
+    `jax.jit`; PyTorch runs eagerly (Keras' torch RNG is not traceable by Dynamo)."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return [("jax.jit", jax.jit)]
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return [
+            ("tf.function(jit_compile=True)", lambda fn: tf.function(fn, jit_compile=True)),
+            ("tf.function", tf.function),
+        ]
+    return [("torch eager", lambda fn: fn)]
+
+
+def test_out_of_range_labels_are_clipped_to_the_nearest_class():
+    assert not kml.config.value_checks_enabled()
+    for bad, clipped in zip(both_losses(OUT_OF_RANGE), both_losses(CLIPPED), strict=True):
+        assert np.isfinite(numpy(bad)).all()
+        np.testing.assert_array_equal(numpy(bad), numpy(clipped))
+    # With given candidates (one out of range, and a hit on the clipped label), and float ids.
+    values = (np.array([0, 49, 70], "int32"), np.full((4, 1), 0.5, "float32"),
+              np.array([0.5, 0.1, 0.2], "float32"))  # fmt: skip
+    kwargs = dict(num_sampled=3, num_classes=50, sampled_values=values)
+    for fn in (kml.nce_loss, kml.sampled_softmax_loss):
+        expected = numpy(fn(W50, B50, CLIPPED, X4, **kwargs))
+        np.testing.assert_array_equal(numpy(fn(W50, B50, OUT_OF_RANGE, X4, **kwargs)), expected)
+        floats = np.array([[-0.5], [np.inf], [3.0], [-np.inf]], "float32")
+        np.testing.assert_array_equal(numpy(fn(W50, B50, floats, X4, **kwargs)), expected)
+
+
+@pytest.mark.parametrize("name, compile_fn", compilers(), ids=[name for name, _ in compilers()])
+def test_out_of_range_labels_are_finite_in_compiled_code(name, compile_fn):
+    # The NaN this fixes: the expected count of label -1 was log1p(1 / 0) = inf.
+    assert not kml.config.value_checks_enabled()
+    step = compile_fn(lambda labels: both_losses(labels))
+    bad = [numpy(v) for v in step(keras.ops.convert_to_tensor(OUT_OF_RANGE))]
+    clipped = [numpy(v) for v in step(keras.ops.convert_to_tensor(CLIPPED))]
+    for b, c in zip(bad, clipped, strict=True):
+        assert np.isfinite(b).all(), (name, b)
+        np.testing.assert_allclose(b, c, rtol=1e-6)
+    if keras.backend.backend() != "torch":  # traced: values cannot raise, even with checks on
+        with kml.config.value_checks():
+            traced = compile_fn(lambda labels: both_losses(labels))
+            checked = [numpy(v) for v in traced(keras.ops.convert_to_tensor(OUT_OF_RANGE))]
+        for b, c in zip(checked, bad, strict=True):
+            np.testing.assert_allclose(b, c, rtol=1e-6)
+
+
+def test_out_of_range_labels_in_a_compiled_fit_give_a_finite_loss():
+    features, context = keras.Input((4,)), keras.Input((1,), dtype="int32")
+    for loss in (kml.NCELoss(), kml.SampledSoftmaxLoss()):
+        nce = kml.layers.NCE(50, 8, seed=1, remove_accidental_hits=True)
+        model = keras.Model([features, context], nce([features, context]))
+        # XLA on TensorFlow and JAX; PyTorch's fit is eager.
+        model.compile(optimizer="sgd", loss=loss, jit_compile=keras.backend.backend() != "torch")
+        history = model.fit([X4, OUT_OF_RANGE], OUT_OF_RANGE, batch_size=4, epochs=2, verbose=0)
+        assert np.isfinite(history.history["loss"]).all(), history.history
+        assert np.isfinite(numpy(nce.kernel)).all()
+
+
+def test_value_checks_raise_for_labels_out_of_range_and_non_finite_inputs():
+    args = (W50, B50)
+    with kml.config.value_checks():
+        for fn in (kml.nce_loss, kml.sampled_softmax_loss):
+            with pytest.raises(ValueError, match=r"`labels` must be class ids in \[0, num_cl"):
+                fn(*args, OUT_OF_RANGE, X4, 8, 50, seed=1)
+            with pytest.raises(ValueError, match=r"`labels` must hold integer class ids"):
+                fn(*args, np.array([[0.5], [1], [2], [3]], "float32"), X4, 8, 50, seed=1)
+            with pytest.raises(ValueError, match=r"`inputs` must be finite"):
+                fn(*args, CLIPPED, np.where(X4 > 1, np.nan, X4), 8, 50, seed=1)
+            assert np.isfinite(numpy(fn(*args, CLIPPED, X4, 8, 50, seed=1))).all()
+        layer = kml.layers.NCE(50, 8)
+        with pytest.raises(ValueError, match=r"`labels` must be class ids"):
+            layer([X4, OUT_OF_RANGE])
+    # Off again: clipped, no error.
+    assert np.isfinite(numpy(kml.nce_loss(*args, OUT_OF_RANGE, X4, 8, 50, seed=1))).all()
+
+
+@pytest.mark.parametrize("fn", [kml.nce_loss, kml.sampled_softmax_loss])
+def test_value_checks_read_bfloat16_inputs_and_labels(fn):
+    # TensorFlow raised "object __array__ method not producing an array" while checking the
+    # label range: a 0-d bfloat16 tensor was turned into NumPy.
+    case = NCE[3]
+    weights, biases, labels, inputs, values = case_arrays(case)
+    kwargs = dict(num_sampled=10, num_classes=100, num_true=3, sampled_values=values)
+    bf16 = keras.ops.cast(inputs, "bfloat16")
+    bf16_labels = keras.ops.cast(labels, "bfloat16")  # ids < 256: exact in bfloat16
+    reference = numpy(fn(weights, biases, labels, inputs, **kwargs))
+    with kml.config.value_checks():
+        value = fn(weights, biases, bf16_labels, bf16, **kwargs)
+        assert keras.backend.standardize_dtype(value.dtype) == "bfloat16"
+        value = numpy(keras.ops.cast(value, "float32"))
+        np.testing.assert_allclose(value, reference, rtol=2e-2)
+        assert np.isfinite(numpy(fn(weights, biases, labels, bf16, seed=2, num_sampled=10,
+                                    num_classes=100, num_true=3))).all()  # fmt: skip
+        bad = keras.ops.cast(np.where(labels == labels[0, 0], 100, labels), "bfloat16")
+        with pytest.raises(ValueError, match=r"`labels` must be class ids.*max=100"):
+            fn(weights, biases, bad, bf16, **kwargs)
+        with pytest.raises(ValueError, match=r"`labels` must hold integer class ids"):
+            fn(weights, biases, keras.ops.cast(labels + 0.5, "bfloat16"), bf16, **kwargs)
+        nan_inputs = keras.ops.cast(np.where(inputs > 1, np.nan, inputs), "bfloat16")
+        with pytest.raises(ValueError, match=r"`inputs` must be finite"):
+            fn(weights, biases, labels, nan_inputs, **kwargs)
+
+
 # --- the sampler ---------------------------------------------------------------------------
 
 
@@ -373,6 +507,96 @@ def test_sampler_errors():
     assert kml.log_uniform_candidate_sampler(labels, 1, 11, False, 10, seed=1)[0].shape == (11,)
 
 
+def test_sampler_clips_true_classes_out_of_range():
+    # Gave an expected count of 79.2 and NaN: the ids were not checked against range_max.
+    for unique in (False, True):
+        for bad, clipped in (([[0, 10]], [[0, 1]]), ([[0, -10]], [[0, 0]])):
+            args = (2, 2, unique, 2)
+            _, true_ec, _ = kml.log_uniform_candidate_sampler(np.array(bad), *args, seed=1)
+            _, expected, _ = kml.log_uniform_candidate_sampler(np.array(clipped), *args, seed=1)
+            assert np.isfinite(numpy(true_ec)).all() and (numpy(true_ec) <= 2).all()
+            np.testing.assert_array_equal(numpy(true_ec), numpy(expected))
+    p = log_uniform_probs(2)
+    _, true_ec, _ = kml.log_uniform_candidate_sampler(np.array([[0, 10]]), 2, 2, False, 2, seed=1)
+    np.testing.assert_allclose(numpy(true_ec), [[2 * p[0], 2 * p[1]]], rtol=1e-6)
+    with kml.config.value_checks():
+        for bad in ([[0, 10]], [[0, -10]]):
+            with pytest.raises(
+                ValueError, match=r"`true_classes` must be class ids.*num_classes=2"
+            ):
+                kml.log_uniform_candidate_sampler(np.array(bad), 2, 2, False, 2, seed=1)
+        with pytest.raises(ValueError, match=r"`true_classes` must hold integer class ids"):
+            kml.log_uniform_candidate_sampler(np.array([[0.5]]), 1, 2, False, 2, seed=1)
+
+
+def test_sampler_compiled_with_true_classes_out_of_range_is_finite():
+    for name, compile_fn in compilers():
+        fn = compile_fn(lambda y: kml.log_uniform_candidate_sampler(y, 2, 4, True, 20, seed=3))
+        sampled, true_ec, sampled_ec = (numpy(v) for v in fn(np.array([[-1, 25], [0, 19]])))
+        assert np.isfinite(true_ec).all() and np.isfinite(sampled_ec).all(), name
+        np.testing.assert_array_equal(true_ec[0], true_ec[1])
+        assert sampled.min() >= 0 and sampled.max() < 20
+
+
+LARGE_RANGE = 2**33
+
+
+def test_range_max_above_int32_draws_int64_candidates_in_range():
+    # int32 wrapped around: every candidate was 0 or negative (TensorFlow, PyTorch), or JAX
+    # raised OverflowError.
+    labels = np.array([[0], [LARGE_RANGE - 1], [-5], [LARGE_RANGE + 7]], "int64")
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        if not jax.config.jax_enable_x64:
+            with pytest.raises(
+                ValueError, match=r"`range_max` can be at most 2\*\*31 - 1 = 2147483647"
+            ):
+                kml.log_uniform_candidate_sampler(labels, 1, 8, True, LARGE_RANGE, seed=1)
+            if not hasattr(jax, "enable_x64"):
+                pytest.skip("this JAX has no `jax.enable_x64` context to test the int64 path")
+            with jax.enable_x64(True):
+                return check_large_range(labels)
+    check_large_range(labels)
+
+
+def check_large_range(labels):
+    for unique in (True, False):
+        sampled, true_ec, sampled_ec = kml.log_uniform_candidate_sampler(
+            labels, 1, 200, unique, LARGE_RANGE, seed=3
+        )
+        assert keras.backend.standardize_dtype(sampled.dtype) == "int64"
+        sampled, true_ec, sampled_ec = numpy(sampled), numpy(true_ec), numpy(sampled_ec)
+        assert sampled.min() >= 0 and sampled.max() < LARGE_RANGE
+        # 6% of the mass lies above 2**31: P(no such candidate in 200 draws) < 1e-5.
+        assert (sampled >= 2**31).any()
+        # Drawn in float64: far-tail ids are not on float32's grid (multiples of 2**9 here).
+        assert (sampled[sampled >= 2**28] % 4 != 0).any()
+        assert np.isfinite(true_ec).all() and (true_ec > 0).all()
+        assert np.isfinite(sampled_ec).all() and (sampled_ec > 0).all()
+        np.testing.assert_array_equal(true_ec[2], true_ec[0])  # -5 is class 0
+        np.testing.assert_array_equal(true_ec[3], true_ec[1])  # 2**33 + 7 is the last class
+        if not unique:
+            p_last = math.log1p(1 / LARGE_RANGE) / math.log1p(LARGE_RANGE)
+            np.testing.assert_allclose(true_ec[1], 200 * p_last, rtol=1e-5)
+
+
+def test_range_max_at_the_int32_limit_stays_in_range():
+    limit = sampling.INT32_LIMIT
+    labels = np.array(
+        [[limit - 1], [limit]], "int64" if keras.backend.backend() != "jax" else "int32"
+    )
+    for unique in (True, False):
+        sampled, true_ec, sampled_ec = kml.log_uniform_candidate_sampler(
+            labels, 1, 64, unique, limit, seed=4
+        )
+        assert keras.backend.standardize_dtype(sampled.dtype) == "int32"
+        sampled = numpy(sampled)
+        assert sampled.min() >= 0 and sampled.max() < limit
+        assert np.isfinite(numpy(true_ec)).all() and np.isfinite(numpy(sampled_ec)).all()
+
+
 # --- the layer and the Loss classes -------------------------------------------------------
 
 
@@ -455,3 +679,83 @@ def test_loss_classes_under_mixed_precision_stay_finite():
 def test_loss_classes_check_shapes():
     with pytest.raises(ValueError, match=r"more than num_true=2 columns.*y_pred.shape=\(2, 2\)"):
         kml.NCELoss()(LABELS, np.zeros((2, 2), "float32"))
+
+
+# --- one vocabulary, docstrings -----------------------------------------------------------
+
+
+def test_numpy_integers_and_booleans_are_accepted_everywhere():
+    five, six, two, one = np.int64(5), np.int64(6), np.int32(2), np.int64(1)
+    args = (W, BIAS, LABELS, X)
+    for fn in FUNCTIONS.values():
+        expected = numpy(fn(*args, 3, 6, num_true=2, sampled_values=SAMPLED))
+        value = fn(*args, np.int64(3), six, num_true=two, sampled_values=SAMPLED,
+                   remove_accidental_hits=np.bool_(fn is kml.sampled_softmax_loss))  # fmt: skip
+        np.testing.assert_array_equal(numpy(value), expected)
+        assert np.isfinite(numpy(fn(*args, five, six, num_true=two, seed=np.int64(1)))).all()
+    sample = kml.log_uniform_candidate_sampler(LABELS, two, five, np.bool_(True), np.int64(10))
+    assert tuple(sample[0].shape) == (5,)
+    layer = kml.layers.NCE(np.int64(100), np.int32(10), num_true=one, seed=np.int64(3),
+                           remove_accidental_hits=np.bool_(True))  # fmt: skip
+    config = layer.get_config()
+    assert [type(config[key]) for key in ("num_classes", "num_sampled", "num_true", "seed")] == [
+        int, int, int, int,
+    ]  # fmt: skip
+    assert config["remove_accidental_hits"] is True
+
+
+def test_counts_and_flags_are_checked_with_one_vocabulary():
+    args = (W, BIAS, LABELS, X)
+    for bad in (0, -1, 2.0, True, "3", None):
+        with pytest.raises(ValueError, match=r"`num_sampled` must be a positive int"):
+            kml.nce_loss(*args, bad, 6, num_true=2, sampled_values=SAMPLED)
+        with pytest.raises(ValueError, match=r"`range_max` must be a positive int"):
+            kml.log_uniform_candidate_sampler(LABELS, 2, 3, True, bad)
+        with pytest.raises(ValueError, match=r"`num_classes` must be a positive int"):
+            kml.layers.NCE(bad, 3)
+    for fn in FUNCTIONS.values():
+        with pytest.raises(TypeError, match=r"`remove_accidental_hits` must be a bool"):
+            fn(*args, 3, 6, num_true=2, sampled_values=SAMPLED, remove_accidental_hits=1)
+    with pytest.raises(TypeError, match=r"`unique` must be a bool"):
+        kml.log_uniform_candidate_sampler(LABELS, 2, 3, "yes", 10)
+    with pytest.raises(TypeError, match=r"`remove_accidental_hits` must be a bool"):
+        kml.layers.NCE(10, 3, remove_accidental_hits="no")
+    with pytest.raises(TypeError, match=r"`seed` must be an int or None"):
+        kml.layers.NCE(10, 3, seed=1.5)
+
+
+def test_the_two_losses_are_declarations_with_tensorflow_signatures():
+    import inspect
+
+    tf_signature = ["weights", "biases", "labels", "inputs", "num_sampled", "num_classes",
+                    "num_true", "sampled_values", "remove_accidental_hits", "seed"]  # fmt: skip
+    for fn, rah in ((kml.nce_loss, False), (kml.sampled_softmax_loss, True)):
+        parameters = inspect.signature(fn).parameters
+        assert list(parameters) == tf_signature
+        assert parameters["num_true"].default == 1
+        assert parameters["remove_accidental_hits"].default is rah
+
+
+DOCTEST_MODULES = [sampling, nce_loss_module, nce_layer_module, docstrings]
+
+
+@pytest.mark.parametrize("module", DOCTEST_MODULES, ids=[m.__name__ for m in DOCTEST_MODULES])
+def test_docstring_examples(module):
+    finder, runner = doctest.DocTestFinder(), doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    report = []
+    tests = [test for test in finder.find(module) if test.examples]
+    for test in tests:
+        runner.run(test, out=report.append)
+    assert tests and runner.failures == 0, "".join(report)
+    assert not any("+SKIP" in example.source for t in tests for example in t.examples)
+
+
+def test_import_with_docstrings_stripped():
+    # `python -OO` sets every __doc__ to None; building a docstring with += raised TypeError.
+    root = os.path.dirname(os.path.dirname(os.path.abspath(kml.__file__)))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    code = "import keras_metric_losses as k; assert k.nce_loss.__doc__ is None; print(k.__file__)"
+    result = subprocess.run([sys.executable, "-OO", "-c", code], capture_output=True, text=True,
+                            env=env, check=False)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == kml.__file__

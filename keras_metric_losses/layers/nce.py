@@ -1,12 +1,15 @@
 """A layer that owns the class embeddings of a sampled loss and returns its logits."""
 
+import numbers
+
 import keras
+import numpy as np
 from keras import ops
 
 from keras_metric_losses import distributed, validation
 from keras_metric_losses.api import StrictConfig, export
-from keras_metric_losses.losses.nce import sampled_logits
 from keras_metric_losses.ops import compute_dtype
+from keras_metric_losses.sampling import sampled_logits
 
 
 @export
@@ -39,8 +42,12 @@ class NCE(StrictConfig, keras.layers.Layer):
     step is one program over the global batch: one set per step whatever `cross_replica` says.
     See the "Distributed training" page.
 
+    Label ids out of `[0, num_classes)` are clipped to the nearest class, as in `nce_loss`
+    (finite logits inside a compiled `model.fit`); with value checks on
+    (`kml.config.enable_value_checks()`) concrete ones raise a `ValueError`.
+
     Args:
-        num_classes: Number of classes `C`.
+        num_classes: Number of classes `C` (a positive Python or NumPy int).
         num_sampled: Number of sampled classes per step, shared by the batch (at most `C`).
         num_true: Number of true classes per example (last dimension of `labels`). Defaults
             to `1`.
@@ -53,17 +60,29 @@ class NCE(StrictConfig, keras.layers.Layer):
         bias_initializer: Initializer of `bias`. Defaults to `"zeros"`.
         **kwargs: Standard `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
-    Example:
+    Raises:
+        ValueError: if a count is not a positive int or `num_sampled > num_classes`.
+        TypeError: if a flag is not a bool or `seed` is not an int or `None`.
 
-    ```python
-    words, context = keras.Input((), dtype="int32"), keras.Input((1,), dtype="int32")
-    embedded = keras.layers.Embedding(vocab_size, 64)(words)
-    nce = kml.layers.NCE(vocab_size, num_sampled=16)
-    model = keras.Model([words, context], nce([embedded, context]))
-    model.compile(optimizer="adam", loss=kml.NCELoss())
-    model.fit([x, labels], labels)
-    scores = keras.Model(words, nce(embedded)).predict(x)  # [B, vocab_size]
-    ```
+    Example: a word2vec-style model over 100 classes that trains with `NCELoss`, then scores
+    every class.
+
+    >>> import keras
+    >>> import numpy as np
+    >>> import keras_metric_losses as kml
+    >>> words, context = keras.Input((), dtype="int32"), keras.Input((1,), dtype="int32")
+    >>> embedded = keras.layers.Embedding(100, 8)(words)
+    >>> nce = kml.layers.NCE(num_classes=100, num_sampled=5, seed=0)
+    >>> model = keras.Model([words, context], nce([embedded, context]))
+    >>> model.compile(optimizer="sgd", loss=kml.NCELoss())
+    >>> x = np.arange(32) % 100
+    >>> y = (x[:, None] + 1) % 100
+    >>> history = model.fit([x, y], y, batch_size=8, epochs=2, verbose=0)
+    >>> len(history.history["loss"]), bool(np.isfinite(history.history["loss"]).all())
+    (2, True)
+    >>> scores = keras.Model(words, nce(embedded)).predict(x, verbose=0)  # [B, num_classes]
+    >>> scores.shape
+    (32, 100)
     """
 
     def __init__(
@@ -79,28 +98,27 @@ class NCE(StrictConfig, keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        for name, value in (
-            ("num_classes", num_classes),
-            ("num_sampled", num_sampled),
-            ("num_true", num_true),
-        ):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"`{name}` must be a positive int. Received: {name}={value!r}")
+        num_classes = validation.positive_int(num_classes, "num_classes")
+        num_sampled = validation.positive_int(num_sampled, "num_sampled")
+        num_true = validation.positive_int(num_true, "num_true")
         if num_sampled > num_classes:
             raise ValueError(
                 "`num_sampled` distinct classes are drawn, so it can be at most `num_classes`. "
                 f"Received: num_sampled={num_sampled}, num_classes={num_classes}"
             )
-        validation.boolean(remove_accidental_hits, "remove_accidental_hits")
-        validation.boolean(cross_replica, "cross_replica")
-        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+        if seed is not None and (
+            isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral)
+        ):
             raise TypeError(f"`seed` must be an int or None. Received: seed={seed!r}")
+        seed = None if seed is None else int(seed)
         self.num_classes = num_classes
         self.num_sampled = num_sampled
         self.num_true = num_true
-        self.remove_accidental_hits = remove_accidental_hits
+        self.remove_accidental_hits = validation.boolean(
+            remove_accidental_hits, "remove_accidental_hits"
+        )
         self.seed = seed
-        self.cross_replica = cross_replica
+        self.cross_replica = validation.boolean(cross_replica, "cross_replica")
         self.kernel_initializer = _initializer(kernel_initializer, "kernel_initializer")
         self.bias_initializer = _initializer(bias_initializer, "bias_initializer")
         self.seed_generator = keras.random.SeedGenerator(seed)
