@@ -8,6 +8,8 @@ import dataclasses
 
 import keras
 import numpy as np
+
+import keras_metric_losses as kml
 from specs.faults import (
     IDS,
     NO_RANGE,
@@ -19,8 +21,6 @@ from specs.faults import (
     not_integral,
     shape_errors,
 )
-
-import keras_metric_losses as kml
 
 RNG = np.random.default_rng(0)
 INPUT_DIM, EMBEDDING_DIM = 6, 4

@@ -3,12 +3,12 @@
 import keras
 import numpy as np
 from nce_reference import reference_logits, reference_losses
+
+import keras_metric_losses as kml
 from specs import Spec
 from specs.faults import NOT_SQUARE, NUM_CLASSES, Raises, Value, not_finite, not_integral
 from specs.kinds import Entry, Kind, clustered_inputs, mean, normal, shape_errors
 from specs.kinds import similarity_matrix_outcomes as logits_outcomes
-
-import keras_metric_losses as kml
 
 NUM_SAMPLED, DIM = 3, 2
 RNG = np.random.default_rng(0)
@@ -198,8 +198,9 @@ def check_sampler_case(case, run, trials=2000):
     sampler = kml.log_uniform_candidate_sampler
     draws = np.stack(
         [
-            keras.ops.convert_to_numpy(sampler(labels, 1, num_sampled, True, range_max,
-                                               seed=generator)[0])  # fmt: skip
+            keras.ops.convert_to_numpy(
+                sampler(labels, 1, num_sampled, True, range_max, seed=generator)[0]
+            )
             for _ in range(trials)
         ]
     )

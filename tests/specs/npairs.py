@@ -3,10 +3,10 @@
 import keras
 import numpy as np
 from references import reference_per_anchor
-from specs import Spec
-from specs.kinds import MULTILABEL_SIMILARITY, SIMILARITY
 
 import keras_metric_losses as kml
+from specs import Spec
+from specs.kinds import MULTILABEL_SIMILARITY, SIMILARITY
 
 SPECS = [
     Spec(

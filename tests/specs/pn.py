@@ -3,10 +3,10 @@
 import keras
 import numpy as np
 from pn_reference import pn_reference
-from specs import Spec
-from specs.kinds import EMBEDDINGS
 
 import keras_metric_losses as kml
+from specs import Spec
+from specs.kinds import EMBEDDINGS
 
 SPECS = [
     Spec(
