@@ -102,7 +102,7 @@ def npairs_ours():
     from keras_metric_losses import npairs_loss
 
     e = "embeddings"
-    return lambda x: npairs_loss(x["labels"], ops.matmul(x[e], ops.transpose(x[e])))
+    return lambda x: ops.mean(npairs_loss(x["labels"], ops.matmul(x[e], ops.transpose(x[e]))))
 
 
 def npairs_tfa():

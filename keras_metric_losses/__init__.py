@@ -8,6 +8,7 @@ from keras_metric_losses import (
     losses,
     mining,
     pairs,
+    reduction,
     sampling,
 )
 from keras_metric_losses.layers import PairwiseSimilarity
@@ -46,6 +47,7 @@ __all__ = [
     "npairs_multilabel_loss",
     "pairs",
     "pn_loss",
+    "reduction",
     "sampled_softmax_loss",
     "sampling",
 ]

@@ -3,12 +3,15 @@ outcomes for bad inputs and whether it gathers across replicas.
 
 Every cross-cutting test (robustness, serialization, precision, function-vs-class, `fit`,
 distributed, benchmarks, demo) iterates over `SPECS`, and the reference files of
-`tests/data/` are checked through `GOLDEN` (file name -> the check of one case). Adding a loss
-means adding one `Spec` to the module of its family (and, for a new reference file, one
-`GOLDEN` entry).
+`tests/data/` are checked through `GOLDEN`: `(file name, case["call"]) -> check(case, run)`.
+Each family is a module of this package with a `SPECS` list and a `GOLDEN` dict, found by
+name: adding a loss means adding one `Spec` to its family's module (and one `GOLDEN` entry per
+reference call it reproduces).
 """
 
 import dataclasses
+import importlib
+import pkgutil
 
 from specs.kinds import Kind
 
@@ -53,11 +56,14 @@ class Spec:
 
 
 def _collect():
-    from specs import nce, npairs, pn
-
-    families = (npairs, pn, nce)
+    """`SPECS` and `GOLDEN` of every family module of this package."""
+    families = [
+        importlib.import_module(f"{__name__}.{info.name}")
+        for info in pkgutil.iter_modules(__path__)
+        if info.name not in ("faults", "kinds")
+    ]
     specs = [spec for family in families for spec in family.SPECS]
-    golden = {name: check for family in families for name, check in family.GOLDEN.items()}
+    golden = {key: check for family in families for key, check in family.GOLDEN.items()}
     return specs, golden
 
 

@@ -1,0 +1,126 @@
+"""Per-anchor values from the elements of a loss (pairs `[B, K]`, triplets `[B, K, K]`).
+
+A Keras loss returns one value per anchor and Keras averages them (`"sum_over_batch_size"`).
+Losses made of many elements per anchor (one per positive pair, one per triplet) therefore need
+a rule that turns an anchor's elements into its value. `anchor_mean` is the natural one. The
+others reproduce pytorch-metric-learning's reducers (PML 2.9), which average over the elements
+of the whole batch: they give anchor `i` its share `B * sum_j v[i, j] / N` of the batch
+aggregate `sum v / N`, so that Keras' mean over the `B` anchors equals PML's scalar exactly
+(and so do the gradients). `N` depends on the whole batch, so such a value is not a property of
+the anchor alone: `sample_weight` then reweights shares of a batch statistic.
+
+| function | PML reducer | `N` |
+| --- | --- | --- |
+| `anchor_mean` | (none: the mean of each anchor's own elements) | per anchor |
+| `batch_mean` | `MeanReducer` | number of elements in the batch |
+| `nonzero_mean` | `AvgNonZeroReducer` | number of elements `> 0` in the batch |
+| `divided` | `DivisorReducer` | a given divisor |
+
+Every function returns 0 where `N` (or an anchor's count) is 0: no NaN, zero gradient. Under
+`cross_replica=True` the batch aggregates are those of each replica's anchors.
+"""
+
+from keras import ops
+
+from keras_metric_losses.api import export
+
+__all__ = ["anchor_mean", "batch_mean", "divided", "nonzero_mean"]
+
+
+def _row_sums(values, mask):
+    masked = ops.where(mask, values, ops.zeros_like(values))
+    return ops.reshape(ops.sum(ops.reshape(masked, (ops.shape(values)[0], -1)), axis=1), (-1,))
+
+
+def _count(mask, dtype, axis=None):
+    return ops.sum(ops.cast(mask, dtype), axis=axis)
+
+
+@export
+def anchor_mean(values, mask):
+    """The mean of each anchor's elements where `mask` is set (0 for an anchor with none).
+
+    Args:
+        values: `[B, ...]` element values.
+        mask: `[B, ...]` booleans, the elements that exist.
+
+    Returns:
+        `[B]` values in the dtype of `values`.
+
+    Example:
+
+    >>> import keras
+    >>> import numpy as np
+    >>> from keras_metric_losses import reduction
+    >>> v = np.array([[1.0, 3.0], [2.0, 0.0]])
+    >>> m = np.array([[True, True], [False, False]])
+    >>> keras.ops.convert_to_numpy(reduction.anchor_mean(v, m)).tolist()
+    [2.0, 0.0]
+    """
+    values, mask = ops.convert_to_tensor(values), ops.convert_to_tensor(mask)
+    flat = ops.reshape(mask, (ops.shape(mask)[0], -1))
+    return ops.divide_no_nan(_row_sums(values, mask), _count(flat, values.dtype, axis=1))
+
+
+@export
+def divided(values, mask, divisor):
+    """Each anchor's share `B * sum_j v[i, j] / divisor` of `sum v / divisor` (0 if the divisor
+    is 0): Keras' batch mean of the result is PML's `DivisorReducer` scalar.
+
+    Args:
+        values: `[B, ...]` element values.
+        mask: `[B, ...]` booleans, the elements that exist.
+        divisor: A scalar (tensor) divisor.
+
+    Returns:
+        `[B]` values in the dtype of `values`.
+
+    Example:
+
+    >>> import keras
+    >>> import numpy as np
+    >>> from keras_metric_losses import reduction
+    >>> v = np.array([[1.0, 3.0], [2.0, 0.0]])
+    >>> keras.ops.convert_to_numpy(reduction.divided(v, v > -1, 4.0)).tolist()
+    [2.0, 1.0]
+    """
+    values = ops.convert_to_tensor(values)
+    batch = ops.cast(ops.shape(values)[0], values.dtype)
+    divisor = ops.cast(divisor, values.dtype)
+    return ops.divide_no_nan(batch * _row_sums(values, mask), divisor)
+
+
+@export
+def batch_mean(values, mask):
+    """Per-anchor shares of the mean over every element of the batch (PML's `MeanReducer`).
+
+    Example:
+
+    >>> import keras
+    >>> import numpy as np
+    >>> from keras_metric_losses import reduction
+    >>> v = np.array([[1.0, 3.0], [2.0, 0.0]])
+    >>> keras.ops.convert_to_numpy(reduction.batch_mean(v, v > -1)).tolist()  # mean 1.5
+    [2.0, 1.0]
+    """
+    values = ops.convert_to_tensor(values)
+    return divided(values, mask, _count(mask, values.dtype))
+
+
+@export
+def nonzero_mean(values, mask):
+    """Per-anchor shares of the mean over the elements `> 0` of the batch (PML's
+    `AvgNonZeroReducer`): elements equal to 0 add nothing and do not count.
+
+    Example:
+
+    >>> import keras
+    >>> import numpy as np
+    >>> from keras_metric_losses import reduction
+    >>> v = np.array([[1.0, 2.0], [3.0, 0.0]])
+    >>> keras.ops.convert_to_numpy(reduction.nonzero_mean(v, v > -1)).tolist()  # mean 2.0
+    [2.0, 2.0]
+    """
+    values = ops.convert_to_tensor(values)
+    positive = ops.logical_and(ops.convert_to_tensor(mask), values > 0)
+    return divided(values, mask, _count(positive, values.dtype))
