@@ -12,8 +12,14 @@ with, the labels of both, and the `[b, K]` positive and negative masks. The keys
 A loss then computes its `[b, K]` distance matrix with `Pairs.distances` and one value per
 query. Anchors without a positive or a negative (`Pairs.valid` is `False`) get loss 0 with a
 zero gradient in every loss of the package.
+
+A cross-batch memory (`kml.layers.CrossBatchMemory`) passes its buffer as `ref_embeddings` /
+`ref_labels` and, around the loss call, says which slots hold data and which slot holds each
+query itself with `memory_keys(valid=..., self_columns=...)`: every loss built on this front
+end then works with a memory, with static shapes.
 """
 
+import contextlib
 import dataclasses
 
 from keras import ops
@@ -71,6 +77,25 @@ class Pairs:
         return distances_lib.get(distance)(self.queries, self.keys)
 
 
+_memory = {"valid": None, "self_columns": None}
+
+
+@contextlib.contextmanager
+def memory_keys(valid=None, self_columns=None):
+    """Within the context, `ref_embeddings` keys are a memory: only the `valid` `[K]` slots are
+    keys, and `self_columns` `[b]` is the slot of each query (not its own positive).
+
+    Used by `kml.layers.CrossBatchMemory` around its loss; read by `embedding_pairs` when it is
+    given `ref_embeddings`. Python state, read while tracing: it works in compiled code.
+    """
+    previous = dict(_memory)
+    _memory.update(valid=valid, self_columns=self_columns)
+    try:
+        yield
+    finally:
+        _memory.update(previous)
+
+
 def embedding_pairs(
     y_true,
     y_pred,
@@ -123,12 +148,22 @@ def embedding_pairs(
                 "cross_replica=True"
             )
         keys, key_labels = _reference_keys(ref_embeddings, ref_labels, queries)
+        if self_columns is None:
+            self_columns = _memory["self_columns"]
     elif cross_replica:
         keys, key_labels, self_columns = distributed.gather_keys(queries, labels)
     else:
         keys, key_labels = queries, labels
         self_columns = ops.arange(ops.shape(labels)[0], dtype="int32")
-    positive, negative = mining.label_masks(labels, key_labels, self_columns)
+    if self_columns is None:  # no key is a query: no column to remove (-1 matches none)
+        positive, negative = mining.label_masks(
+            labels, key_labels, ops.full(ops.shape(labels), -1, dtype="int32")
+        )
+    else:
+        positive, negative = mining.label_masks(labels, key_labels, self_columns)
+    if ref_embeddings is not None and _memory["valid"] is not None:
+        valid = ops.expand_dims(ops.convert_to_tensor(_memory["valid"]), 0)
+        positive, negative = ops.logical_and(positive, valid), ops.logical_and(negative, valid)
     return Pairs(queries, keys, labels, key_labels, positive, negative, self_columns)
 
 
