@@ -77,19 +77,20 @@ class Pairs:
         return distances_lib.get(distance)(self.queries, self.keys)
 
 
-_memory = {"valid": None, "self_columns": None}
+_memory = {"valid": None, "self_columns": None, "queries": None}
 
 
 @contextlib.contextmanager
-def memory_keys(valid=None, self_columns=None):
+def memory_keys(valid=None, self_columns=None, queries=None):
     """Within the context, `ref_embeddings` keys are a memory: only the `valid` `[K]` slots are
-    keys, and `self_columns` `[b]` is the slot of each query (not its own positive).
+    keys, `self_columns` `[b]` is the slot of each query (not its own positive), and only the
+    `queries` `[b]` rows are anchors (the others have no pair).
 
     Used by `kml.layers.CrossBatchMemory` around its loss; read by `embedding_pairs` when it is
     given `ref_embeddings`. Python state, read while tracing: it works in compiled code.
     """
     previous = dict(_memory)
-    _memory.update(valid=valid, self_columns=self_columns)
+    _memory.update(valid=valid, self_columns=self_columns, queries=queries)
     try:
         yield
     finally:
@@ -161,9 +162,14 @@ def embedding_pairs(
         )
     else:
         positive, negative = mining.label_masks(labels, key_labels, self_columns)
-    if ref_embeddings is not None and _memory["valid"] is not None:
-        valid = ops.expand_dims(ops.convert_to_tensor(_memory["valid"]), 0)
-        positive, negative = ops.logical_and(positive, valid), ops.logical_and(negative, valid)
+    if ref_embeddings is not None:
+        for mask, axis in ((_memory["valid"], 0), (_memory["queries"], 1)):  # keys, anchors
+            if mask is not None:
+                mask = ops.expand_dims(ops.convert_to_tensor(mask), axis)
+                positive, negative = (
+                    ops.logical_and(positive, mask),
+                    ops.logical_and(negative, mask),
+                )
     return Pairs(queries, keys, labels, key_labels, positive, negative, self_columns)
 
 

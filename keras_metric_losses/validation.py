@@ -131,15 +131,18 @@ def boolean(value, name):
     return bool(value)
 
 
-def positive_int(value, name):
-    """Checks that a count is a positive integer (Python or NumPy) and returns it as an int.
+def positive_int(value, name, low=1):
+    """Checks that a count is an integer (Python or NumPy) of at least `low` (default 1) and
+    returns it as an int.
 
     Raises:
         ValueError: if `value` is not an integer (bools and floats such as `2.0` are refused)
-            or is below 1.
+            or is below `low`.
     """
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"`{name}` must be a positive int. Received: {name}={value!r}")
+    integer = isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+    if not integer or value < low:
+        what = "a positive int" if low == 1 else f"an int >= {low}"
+        raise ValueError(f"`{name}` must be {what}. Received: {name}={value!r}")
     return int(value)
 
 
