@@ -42,10 +42,12 @@ def hyperparameters(*joint_checks, **checks):
     """
 
     def decorate(fn):
-        signature = inspect.signature(fn)
-        undeclared = set(checks) - set(signature.parameters)
+        parameters = inspect.signature(fn).parameters
+        undeclared = set(checks) - set(parameters)
         if undeclared:
             raise TypeError(f"{fn.__name__} has no argument(s) {sorted(undeclared)}")
+        names = list(parameters)
+        defaults = {name: parameters[name].default for name in checks}
 
         def check(values):
             checked = {name: checks[name](value, name) for name, value in values.items()}
@@ -55,10 +57,13 @@ def hyperparameters(*joint_checks, **checks):
 
         @functools.wraps(fn)
         def checked_fn(*args, **kwargs):
-            bound = signature.bind(*args, **kwargs)
-            bound.apply_defaults()
-            bound.arguments.update(check({name: bound.arguments[name] for name in checks}))
-            return fn(*bound.args, **bound.kwargs)
+            # Plain dict work (no `Signature.bind`), so that `torch.compile` traces through it.
+            given = {name: value for name, value in zip(names, args, strict=False)}
+            given.update(kwargs)
+            checked = check({name: given.get(name, defaults[name]) for name in checks})
+            args = [checked.get(name, value) for name, value in zip(names, args, strict=False)]
+            kwargs = {name: checked.get(name, value) for name, value in kwargs.items()}
+            return fn(*args, **kwargs)
 
         checked_fn.check_hyperparameters = check
         return checked_fn

@@ -1,0 +1,223 @@
+"""`layers.CrossBatchMemory`: the ring buffer, both semantics, saving, training and errors.
+
+The reference cases of pml_xbm.json and the XBM cases of tfsim_ssl.json (values per step and
+the queue state) are checked by `specs/memory.py` through test_golden.py.
+"""
+
+import json
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+from support import compiled, numpy
+from xbm_reference import CrossBatchMemory as ReferenceMemory
+
+import keras_metric_losses as kml
+
+DIM = 3
+
+
+def memory_model(memory):
+    x, y = keras.Input((4,)), keras.Input((), dtype="int32")
+    embeddings = keras.layers.UnitNormalization()(keras.layers.Dense(DIM)(x))
+    return keras.Model([x, y], memory([embeddings, y]))
+
+
+def batches(sizes, seed=0):
+    rng = np.random.default_rng(seed)
+    for size in sizes:
+        yield (
+            rng.normal(size=(size, DIM)).astype("float32"),
+            rng.integers(0, 3, size).astype("int32"),
+        )
+
+
+def step(memory, embeddings, labels, enqueue_mask=None):
+    inputs = [embeddings, labels] + ([] if enqueue_mask is None else [enqueue_mask])
+    if not memory.built:
+        memory.build([tuple(embeddings.shape), tuple(labels.shape)])
+    out = memory(inputs, training=True)
+    np.testing.assert_array_equal(numpy(out), embeddings)
+    return float(numpy(memory.losses[-1]))
+
+
+def state(memory):
+    return {
+        "position": int(numpy(memory.position)),
+        "labels": numpy(memory.label_memory).tolist(),
+        "memory": numpy(memory.embedding_memory),
+    }
+
+
+@pytest.mark.parametrize("sizes", [[6, 6, 6, 6], [5, 7, 3, 6], [1, 4, 9, 2]])
+def test_pml_ring_buffer_follows_the_reference(sizes):
+    memory = kml.layers.CrossBatchMemory(kml.PNLoss(), memory_size=10)
+    reference = ReferenceMemory(lambda *args: None, DIM, 10)
+    for embeddings, labels in batches(sizes):
+        step(memory, embeddings, labels)
+        expected = reference(embeddings, labels)
+        got = state(memory)
+        assert got["position"] == expected.queue_idx
+        assert got["labels"] == expected.label_memory.tolist()
+        np.testing.assert_allclose(got["memory"], reference.embedding_memory, rtol=1e-6)
+        assert int(numpy(memory.filled)) == (10 if expected.has_been_filled else expected.queue_idx)
+
+
+def test_pml_enqueue_mask_writes_only_the_masked_rows():
+    memory = kml.layers.CrossBatchMemory(kml.PNLoss(), memory_size=6)
+    reference = ReferenceMemory(lambda *args: None, DIM, 6)
+    for (embeddings, labels), mask in zip(
+        batches([4, 4, 4]), ([1, 0, 1, 0], [1, 1, 1, 0], [0, 0, 0, 1]), strict=True
+    ):
+        mask = np.array(mask, bool)
+        step(memory, embeddings, labels, mask)
+        expected = reference(embeddings, labels, mask)
+        assert state(memory)["position"] == expected.queue_idx
+        assert state(memory)["labels"] == expected.label_memory.tolist()
+
+
+def test_tf_similarity_memory_is_newest_first_after_warm_up():
+    memory = kml.layers.CrossBatchMemory(
+        kml.PNLoss(), memory_size=5, mode="tf_similarity", warmup_steps=1
+    )
+    seen = []
+    for embeddings, labels in batches([2, 2, 2, 2]):
+        step(memory, embeddings, labels)
+        seen.append(labels)
+    # Step 1 is warm-up (no update); then the newest batch first, the oldest dropped.
+    expected = np.concatenate([seen[3], seen[2], seen[1]])[:5]
+    assert state(memory)["labels"] == expected.tolist()
+
+
+def test_loss_uses_only_the_filled_slots_and_its_own_slot_is_not_a_positive():
+    """A first batch of two rows of one class and one of another: the keys are the three filled
+    slots (not the zero-initialised rest, whose label 0 would be positives of class 0)."""
+    memory = kml.layers.CrossBatchMemory(kml.PNLoss(soft_margin=True, reduction="sum"), 8)
+    embeddings = np.array([[1, 0, 0], [0.6, 0.8, 0], [0, 0, 1]], "float32")
+    labels = np.array([0, 0, 1], "int32")
+    step(memory, embeddings, labels)
+    expected = numpy(kml.pn_loss(labels, embeddings, soft_margin=True)).sum()
+    np.testing.assert_allclose(numpy(memory.losses[-1]), expected, rtol=1e-6)
+
+
+def test_gradients_flow_through_the_batch_only():
+    memory = kml.layers.CrossBatchMemory(kml.PNLoss(negative_mining_strategy="hard"), 8)
+    first, labels = next(batches([4], seed=3))
+    step(memory, first, labels)
+    second, labels = next(batches([4], seed=4))
+
+    def loss(e):
+        memory([e, labels], training=True)
+        return memory.losses[-1]
+
+    from support import value_and_grad
+
+    before = numpy(memory.embedding_memory).copy()
+    _, grad = value_and_grad(loss, second)
+    assert np.isfinite(grad).all() and np.abs(grad).max() > 0
+    assert not np.array_equal(numpy(memory.embedding_memory), before)  # written, no gradient
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["pml", "tf_similarity"])
+def test_compiled_fit_updates_the_memory_and_saves_it(mode, tmp_path):
+    keras.utils.set_random_seed(0)
+    memory = kml.layers.CrossBatchMemory(kml.PNLoss(), memory_size=12, mode=mode, name="xbm")
+    model = memory_model(memory)
+    model.compile(optimizer="adam", jit_compile=keras.backend.backend() != "torch")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(24, 4)).astype("float32")
+    y = np.repeat(np.arange(6), 4).astype("int32")
+    history = model.fit([x, y], batch_size=4, epochs=2, shuffle=False, verbose=0)
+    assert np.isfinite(history.history["loss"]).all() and history.history["loss"][-1] > 0
+    saved = {w.name: numpy(w).tolist() for w in memory.weights}
+    assert sorted(saved["label_memory"]) != [0] * 12
+    path = str(tmp_path / "xbm.keras")
+    model.save(path)
+    loader = (
+        "import json, sys, keras, keras_metric_losses\n"
+        "model = keras.saving.load_model(sys.argv[1], safe_mode=True)\n"
+        "memory = model.get_layer('xbm')\n"
+        "print(json.dumps({w.name: keras.ops.convert_to_numpy(w).tolist()"
+        " for w in memory.weights}))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", loader, path], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == saved
+    # Training resumes from the saved memory.
+    loaded = keras.saving.load_model(path)
+    loaded.fit([x[:4], y[:4]], batch_size=4, epochs=1, verbose=0)
+    position = int(numpy(loaded.get_layer("xbm").position))
+    if mode == "pml":
+        assert position == (saved["position"] + 4) % 12
+
+
+def test_predict_does_not_touch_the_memory():
+    memory = kml.layers.CrossBatchMemory(kml.PNLoss(), memory_size=8)
+    model = memory_model(memory)
+    x = np.ones((4, 4), "float32")
+    model.predict([x, np.zeros(4, "int32")], verbose=0)
+    assert int(numpy(memory.position)) == 0 and not numpy(memory.label_memory).any()
+
+
+def test_memory_follows_the_variable_dtype_under_mixed_precision():
+    keras.config.set_dtype_policy("mixed_float16")
+    memory = kml.layers.CrossBatchMemory(kml.PNLoss(), memory_size=8)
+    embeddings = keras.ops.cast(np.eye(4, 3, dtype="float32"), "float16")
+    step(memory, embeddings, np.array([0, 0, 1, 1], "int32"))
+    assert keras.backend.standardize_dtype(memory.embedding_memory.dtype) == "float32"
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"memory_size": 0}, ValueError, r"memory_size.*positive int.*memory_size=0"),
+        ({"memory_size": 2.5}, ValueError, r"memory_size=2.5"),
+        ({"mode": "moco"}, ValueError, r"mode.*\['pml', 'tf_similarity'\].*mode='moco'"),
+        ({"warmup_steps": -1}, ValueError, r"warmup_steps.*>= 0.*warmup_steps=-1"),
+        ({"cross_replica": 1}, TypeError, r"cross_replica.*bool"),
+        ({"loss": "PNLoss"}, TypeError, r"`loss` must be a loss of keras_metric_losses"),
+    ],
+)
+def test_bad_arguments_name_the_argument(kwargs, error, message):
+    arguments = {"loss": kml.PNLoss(), "memory_size": 8, **kwargs}
+    with pytest.raises(error, match=message):
+        kml.layers.CrossBatchMemory(**arguments)
+
+
+def test_a_batch_larger_than_the_memory_needs_an_enqueue_mask():
+    memory = kml.layers.CrossBatchMemory(kml.PNLoss(), memory_size=4)
+    embeddings, labels = next(batches([6]))
+    with pytest.raises(ValueError, match=r"batch larger than the memory.*6.*memory_size=4"):
+        step(memory, embeddings, labels)
+
+
+def test_config_round_trip_keeps_the_loss():
+    memory = kml.layers.CrossBatchMemory(kml.PNLoss(margin=0.5), 16, mode="tf_similarity")
+    restored = kml.layers.CrossBatchMemory.from_config(memory.get_config())
+    assert restored.get_config() == memory.get_config()
+    assert isinstance(restored.loss, kml.PNLoss) and restored.loss.margin == 0.5
+
+
+@pytest.mark.slow
+def test_compiled_step_matches_eager():
+    memory = kml.layers.CrossBatchMemory(kml.PNLoss(), 8)
+    eager = kml.layers.CrossBatchMemory(kml.PNLoss(), 8)
+    embeddings, labels = next(batches([4]))
+    memory.build([embeddings.shape, labels.shape])
+    eager.build([embeddings.shape, labels.shape])
+    eager([embeddings, labels], training=True)
+
+    def run(e, y):
+        memory([e, y], training=True)
+        return memory.losses[-1]
+
+    if keras.backend.backend() == "jax":
+        pytest.skip("a stateful layer call is compiled by Keras' own jitted train step on JAX")
+    np.testing.assert_allclose(
+        numpy(compiled(run)(embeddings, labels)), numpy(eager.losses[-1]), rtol=1e-5
+    )
