@@ -727,8 +727,10 @@ def test_counts_and_flags_are_checked_with_one_vocabulary():
 def test_the_two_losses_are_declarations_with_tensorflow_signatures():
     import inspect
 
+    # TensorFlow's, with `seed` added before its `name` (accepted, unused).
     tf_signature = ["weights", "biases", "labels", "inputs", "num_sampled", "num_classes",
-                    "num_true", "sampled_values", "remove_accidental_hits", "seed"]  # fmt: skip
+                    "num_true", "sampled_values", "remove_accidental_hits", "seed",
+                    "name"]  # fmt: skip
     for fn, rah in ((kml.nce_loss, False), (kml.sampled_softmax_loss, True)):
         parameters = inspect.signature(fn).parameters
         assert list(parameters) == tf_signature
