@@ -26,7 +26,7 @@ def test_every_batch_has_the_asked_classes_and_samples():
     x, y = _data([7, 5, 9, 6, 8, 5])
     sampler = kml.data.ClassBalancedSampler(x, y, classes_per_batch=3, samples_per_class=4, seed=1)
     assert sampler.batch_size == 12 and len(sampler) == 4  # ceil(40 / 12)
-    for epoch in range(3):
+    for _ in range(3):  # epochs
         for index in range(len(sampler)):
             xb, yb = sampler[index]
             assert xb.shape == (12, 1)
@@ -61,7 +61,7 @@ def test_small_classes_give_all_their_samples_then_copies():
         rows = xb[:, 0].astype(int)
         for label, size in ((0, 1), (1, 2)):
             members = set(np.flatnonzero(y == label))
-            assert set(rows[yb == label]) == members  # all of them, the rest copies
+            assert len(members) == size and set(rows[yb == label]) == members  # all of them, the rest copies
         assert len(set(rows[yb == 2])) == 4
 
 
