@@ -61,7 +61,8 @@ def test_small_classes_give_all_their_samples_then_copies():
         rows = xb[:, 0].astype(int)
         for label, size in ((0, 1), (1, 2)):
             members = set(np.flatnonzero(y == label))
-            assert len(members) == size and set(rows[yb == label]) == members  # all of them, the rest copies
+            # all of its samples, then copies
+            assert len(members) == size and set(rows[yb == label]) == members
         assert len(set(rows[yb == 2])) == 4
 
 
