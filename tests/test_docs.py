@@ -60,6 +60,31 @@ def test_quick_start_runs_as_written(name, tmp_path, monkeypatch):
         assert namespace["embeddings"].shape == (512, 32)
 
 
+def migration_blocks():
+    """The runnable blocks of the migration page's before/after section: its data block, then
+    every "# After" block (the PyTorch-loop one only on the PyTorch backend)."""
+    text = (DOCS / "migration.md").read_text()
+    text = text[text.index("## Before and after: runnable code") :]
+    blocks = re.findall(r"```python\n(.*?)```", text, re.DOTALL)
+    wanted = {"# Data", "# After"}
+    if keras.backend.backend() == "torch":
+        wanted.add("# After (PyTorch backend)")
+    firsts = [block.splitlines()[0] for block in blocks]
+    assert all(first.startswith(("# Data", "# Before", "# After")) for first in firsts), firsts
+    return [block for block, first in zip(blocks, firsts, strict=True) if first in wanted]
+
+
+@pytest.mark.slow
+def test_migration_after_blocks_run_as_written(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the word2vec block saves a model
+    blocks = migration_blocks()
+    assert len(blocks) >= 6
+    namespace = {"__name__": "migration"}
+    for block in blocks:
+        exec(compile(block, "migration.md", "exec"), namespace)
+    assert isinstance(namespace["trained"], keras.Model)
+
+
 # --- loss identifiers --------------------------------------------------------------------------
 
 

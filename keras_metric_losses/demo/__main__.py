@@ -123,6 +123,11 @@ def _with_steps(recipe, steps):
 def main(argv=None):
     args = parser().parse_args(argv)
     print(backend_line(), flush=True)
+    with experiment.small_network_threads():
+        return _run(args)
+
+
+def _run(args):
     if args.data is not None:
         from keras_metric_losses.demo import own_data
 

@@ -6,6 +6,7 @@ same initial weights as every trained one of that seed), and a softmax classifie
 the same classes and batches (Musgrave et al., "A Metric Learning Reality Check", ECCV 2020).
 """
 
+import contextlib
 import dataclasses
 import time
 
@@ -14,6 +15,23 @@ import numpy as np
 
 import keras_metric_losses as kml
 from keras_metric_losses.demo.retrieval import map_at_r, recall_at_1
+
+
+@contextlib.contextmanager
+def small_network_threads():
+    """On PyTorch, one CPU thread while the demo runs: its networks are so small that thread
+    synchronisation costs more than it saves (about 8x faster per step on 2 cores)."""
+    if keras.backend.backend() != "torch":
+        yield
+        return
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 @dataclasses.dataclass
@@ -73,7 +91,7 @@ def load_digits_split():
     return split_classes(x, digits.target, [str(d) for d in range(10)], (0, 2, 4, 6, 8))
 
 
-def mlp_network(input_shape, embedding_dim=32, width=256):
+def mlp_network(input_shape, embedding_dim=16, width=128):
     """The digits' embedding network: `Dense(width, relu) -> Dense(embedding_dim)`."""
     return keras.Sequential(
         [
@@ -166,16 +184,34 @@ class StepProgress(keras.callbacks.Callback):
             self.bar.add(1)
 
 
+def numpy_init(weights, seed):
+    """Glorot-uniform kernels drawn with NumPy from `seed` (other weights kept as built), so
+    that a seed gives the same initial network on every backend."""
+    rng = np.random.default_rng(seed)
+    for variable in weights:
+        shape = tuple(variable.shape)
+        if len(shape) < 2 or not variable.trainable:
+            continue
+        receptive = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
+        limit = np.sqrt(6.0 / (receptive * (shape[-2] + shape[-1])))
+        variable.assign(rng.uniform(-limit, limit, size=shape).astype(variable.dtype))
+
+
 def build_network(make_network, input_shape, seed):
-    """The network of one seed: the same initial weights for every recipe of that seed."""
+    """The network of one seed: the same initial weights for every recipe of that seed, on
+    every backend."""
     keras.utils.set_random_seed(seed)
-    return make_network(input_shape)
+    network = make_network(input_shape)
+    numpy_init(network.weights, seed)
+    return network
 
 
 def train(recipe, split, make_network, seed, progress=None):
     """Trains a fresh network (seed `seed`) with `recipe`; returns it and the final loss."""
     network = build_network(make_network, split.x_train.shape[1:], seed)
     model = recipe.model(network, split.num_classes, recipe)
+    own = {id(v) for v in network.weights}
+    numpy_init([v for v in model.weights if id(v) not in own], seed + 1000)  # heads
     model.compile(optimizer=keras.optimizers.Adam(recipe.learning_rate), loss=recipe.build_loss())
     classes_per_batch = min(recipe.classes_per_batch, split.num_classes)
     steps_per_epoch = min(recipe.steps, 50)

@@ -1,6 +1,7 @@
 """`--data DIR`: the demo's protocol on your own images (one subfolder per class).
 
-Reads DIR with `keras.utils.image_dataset_from_directory`, holds out a share of the classes
+Reads DIR with `keras.utils.image_dataset_from_directory` (or, without TensorFlow, the same
+way with Pillow), holds out a share of the classes
 (`--held-out`) and a fifth of the images of the others, trains a small convolutional embedding
 network with the chosen loss on class-balanced batches (`kml.data.ClassBalancedSampler`), and
 reports retrieval among the held-out classes and among the held-out images, against the raw
@@ -9,6 +10,8 @@ PNG: the nearest neighbours of a few held-out queries, and the held-out classes'
 """
 
 import dataclasses
+import importlib.util
+import pathlib
 import time
 
 import keras
@@ -17,9 +20,30 @@ import numpy as np
 from keras_metric_losses.demo import experiment, report
 from keras_metric_losses.demo.recipes import RECIPES
 
+IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
+
 
 def load_images(directory, image_size):
-    """`(x [N, H, W, C] float32 in [0, 255], y [N], class names)` of a folder of class folders."""
+    """`(x [N, H, W, 3] float32 in [0, 255], y [N], class names)` of a folder of class folders.
+
+    Read with `keras.utils.image_dataset_from_directory` (which needs TensorFlow) where
+    TensorFlow is installed; elsewhere with the same conventions (class = subfolder, sorted by
+    name; images with the extensions it takes; RGB; bilinear resizing) through
+    `keras.utils.load_img`, which needs only Pillow.
+    """
+    directory = pathlib.Path(directory)
+    if not directory.is_dir():
+        raise SystemExit(f"--data {directory}: not a directory.")
+    if importlib.util.find_spec("tensorflow") is not None:
+        x, y, names = _with_keras_dataset(directory, image_size)
+    else:
+        x, y, names = _with_pillow(directory, image_size)
+    if not len(y):
+        raise SystemExit(f"--data {directory}: no images found in its class subfolders.")
+    return x, y, names
+
+
+def _with_keras_dataset(directory, image_size):
     dataset = keras.utils.image_dataset_from_directory(
         directory,
         labels="inferred",
@@ -31,12 +55,28 @@ def load_images(directory, image_size):
     )
     names = list(dataset.class_names)
     xs, ys = [], []
-    for image, label in dataset:
-        xs.append(keras.ops.convert_to_numpy(image))
-        ys.append(int(keras.ops.convert_to_numpy(label)))
-    if not xs:
-        raise SystemExit(f"--data {directory}: no images found in its class subfolders.")
-    return np.stack(xs).astype("float32"), np.array(ys), names
+    for image, label in dataset.as_numpy_iterator():
+        xs.append(image)
+        ys.append(int(label))
+    x = np.stack(xs).astype("float32") if xs else np.zeros((0, *image_size, 3), "float32")
+    return x, np.array(ys, dtype="int64"), names
+
+
+def _with_pillow(directory, image_size):
+    names = sorted(p.name for p in directory.iterdir() if p.is_dir())
+    xs, ys = [], []
+    for label, name in enumerate(names):
+        files = sorted(
+            f for f in (directory / name).rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS
+        )
+        for path in files:
+            image = keras.utils.load_img(
+                path, color_mode="rgb", target_size=tuple(image_size), interpolation="bilinear"
+            )
+            xs.append(keras.utils.img_to_array(image, dtype="float32"))
+            ys.append(label)
+    x = np.stack(xs) if xs else np.zeros((0, *image_size, 3), "float32")
+    return x, np.array(ys, dtype="int64"), names
 
 
 def held_out_classes(num_classes, fraction, seed=0):

@@ -116,9 +116,12 @@ def plot_embeddings(results, split, path, backend, pairs_per_row=2):
             split.class_names,
             f"after: {result.title}\nMAP@R {after['unseen']['map@r']:.3f}",
         )
-    axes[0][cols - 1].legend(title="held-out class", markerscale=3, fontsize=7, loc="best")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(
+        handles, labels, title="held-out class", markerscale=3, fontsize=8, loc="center right"
+    )
     fig.suptitle(f"Held-out classes, before and after training (seed 0, {backend} backend)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 0.93, 1))
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
