@@ -33,7 +33,7 @@ import numbers
 import keras
 import numpy as np
 
-from keras_metric_losses.validation import positive_int
+from keras_metric_losses import validation
 
 __all__ = ["ClassBalancedSampler"]
 
@@ -124,8 +124,8 @@ class ClassBalancedSampler(keras.utils.PyDataset):
                 f"Received: y.shape={y.shape} for {num_rows} rows of x"
             )
         self.y = y
-        self.classes_per_batch = positive_int(classes_per_batch, "classes_per_batch")
-        self.samples_per_class = positive_int(samples_per_class, "samples_per_class")
+        self.classes_per_batch = validation.positive_int(classes_per_batch, "classes_per_batch")
+        self.samples_per_class = validation.positive_int(samples_per_class, "samples_per_class")
         self.classes, inverse = np.unique(y, return_inverse=True)
         if self.classes_per_batch > len(self.classes):
             raise ValueError(
@@ -137,7 +137,7 @@ class ClassBalancedSampler(keras.utils.PyDataset):
         self.batch_size = self.classes_per_batch * self.samples_per_class
         if steps_per_epoch is None:
             steps_per_epoch = max(1, math.ceil(num_rows / self.batch_size))
-        self.steps_per_epoch = positive_int(steps_per_epoch, "steps_per_epoch")
+        self.steps_per_epoch = validation.positive_int(steps_per_epoch, "steps_per_epoch")
         if seed is None:
             seed = int(np.random.SeedSequence().generate_state(1)[0])
         if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral) or seed < 0:
@@ -199,7 +199,7 @@ class ClassBalancedSampler(keras.utils.PyDataset):
                 '(`pip install "keras-metric-losses[tensorflow]"`); on other backends pass the '
                 "sampler itself to `model.fit`."
             ) from error
-        per_iteration = 1 if epochs is None else positive_int(epochs, "epochs")
+        per_iteration = 1 if epochs is None else validation.positive_int(epochs, "epochs")
         start = {"epoch": self.epoch}
 
         def indices():

@@ -47,10 +47,11 @@ def backend_line():
 
 
 def parser():
+    doc = __doc__ or "Metric learning on held-out classes.\n\n"  # None under python -OO
     p = argparse.ArgumentParser(
         prog="python -m keras_metric_losses.demo",
-        description=__doc__.split("\n\n")[0],
-        epilog=__doc__.split("\n\n", 1)[1],
+        description=doc.split("\n\n")[0],
+        epilog=doc.split("\n\n", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
