@@ -107,16 +107,16 @@ def test_fit_with_the_sampler_learns_with_a_pair_loss():
     centres = rng.normal(size=(8, 4)).astype("float32")
     y = np.repeat(np.arange(8), 20)
     signal = centres[y] + 0.3 * rng.normal(size=(160, 4))
-    x = np.concatenate([signal, 2.0 * rng.normal(size=(160, 12))], axis=1).astype("float32")
+    x = np.concatenate([signal, rng.normal(size=(160, 12))], axis=1).astype("float32")
     sampler = kml.data.ClassBalancedSampler(x, y, classes_per_batch=4, samples_per_class=4, seed=0)
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(8)])
     model.compile(optimizer=keras.optimizers.Adam(0.01), loss=kml.PNLoss(margin=0.5))
     before = map_at_r(keras.ops.convert_to_numpy(model(x)), y)
-    history = model.fit(sampler, epochs=4, verbose=0)
-    assert len(history.history["loss"]) == 4
+    history = model.fit(sampler, epochs=8, verbose=0)
+    assert len(history.history["loss"]) == 8
     assert map_at_r(keras.ops.convert_to_numpy(model(x)), y) > before + 0.1
-    assert sampler.epoch >= 4  # `fit` calls on_epoch_end: new batches each epoch
+    assert sampler.epoch >= 8  # `fit` calls on_epoch_end: new batches each epoch
 
 
 @pytest.mark.skipif(not HAS_TF, reason="the tf.data variant needs TensorFlow")

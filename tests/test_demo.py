@@ -33,7 +33,14 @@ def _env(**extra):
 
 def _run(code, env, *, blocked=()):
     """Runs `code` in a fresh interpreter where the modules `blocked` cannot be imported."""
-    prelude = "import sys\n" + "".join(f"sys.modules[{m!r}] = None\n" for m in blocked)
+    prelude = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        f"        if name.partition('.')[0] in {tuple(blocked)!r}:\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+    )
     return subprocess.run(
         [sys.executable, "-c", prelude + code],
         capture_output=True,
@@ -204,15 +211,16 @@ def test_default_run_every_loss_beats_the_untrained_network(tmp_path, capsys):
 
 
 def _image_folder(root, classes=6, per_class=10, size=20):
-    """Class folders of small PNGs: each class a bright square at its own place, with noise."""
+    """Class folders of small PNGs: each class a bright square of its own colour near its own
+    place, on noise."""
     rng = np.random.default_rng(0)
     for c in range(classes):
         folder = root / f"class_{c}"
         folder.mkdir(parents=True)
         for i in range(per_class):
-            image = rng.integers(0, 60, size=(size, size, 3)).astype("uint8")
-            top, left = 2 + 3 * (c // 3), 2 + 5 * (c % 3)
-            image[top : top + 6, left : left + 6] = 255
+            image = rng.integers(0, 140, size=(size, size, 3)).astype("uint8")
+            top, left = 2 + 3 * (c // 3) + rng.integers(0, 3), 2 + 5 * (c % 3) + rng.integers(0, 3)
+            image[top : top + 6, left : left + 6, c % 3] = 255
             keras.utils.save_img(folder / f"{i}.png", image)
     return root
 

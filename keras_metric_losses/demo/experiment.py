@@ -206,6 +206,12 @@ def build_network(make_network, input_shape, seed):
     return network
 
 
+def schedule(steps, longest_epoch=50):
+    """`(epochs, steps_per_epoch)` for about `steps` steps (exactly, when `steps` divides)."""
+    epochs = -(-steps // longest_epoch)
+    return epochs, -(-steps // epochs)
+
+
 def train(recipe, split, make_network, seed, progress=None):
     """Trains a fresh network (seed `seed`) with `recipe`; returns it and the final loss."""
     network = build_network(make_network, split.x_train.shape[1:], seed)
@@ -214,7 +220,7 @@ def train(recipe, split, make_network, seed, progress=None):
     numpy_init([v for v in model.weights if id(v) not in own], seed + 1000)  # heads
     model.compile(optimizer=keras.optimizers.Adam(recipe.learning_rate), loss=recipe.build_loss())
     classes_per_batch = min(recipe.classes_per_batch, split.num_classes)
-    steps_per_epoch = min(recipe.steps, 50)
+    epochs, steps_per_epoch = schedule(recipe.steps)
     sampler = kml.data.ClassBalancedSampler(
         split.x_train,
         split.y_train,
@@ -223,7 +229,6 @@ def train(recipe, split, make_network, seed, progress=None):
         steps_per_epoch=steps_per_epoch,
         seed=seed,
     )
-    epochs = -(-recipe.steps // steps_per_epoch)
     callbacks = [StepProgress(progress)] if progress is not None else []
     history = model.fit(
         _Batches(sampler, recipe.transform()), epochs=epochs, verbose=0, callbacks=callbacks
