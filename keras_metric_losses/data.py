@@ -91,10 +91,11 @@ class ClassBalancedSampler(keras.utils.PyDataset):
     (2, 6)
     >>> x_batch, y_batch = batches[0]
     >>> np.bincount(y_batch, minlength=4)  # two classes, three samples each
-    array([0, 3, 3, 0])
+    array([0, 0, 3, 3])
+    >>> x_batch[y_batch == 3, 0]  # class 3 has one sample: it fills its share with copies
+    array([18., 18., 18.], dtype=float32)
 
-    Then `model.fit(batches, epochs=10)`. A class with one sample (class 3 here) fills its
-    share with copies of itself.
+    Then `model.fit(batches, epochs=10)`.
 
     Reference: Hermans et al., "In Defense of the Triplet Loss for Person Re-Identification",
     2017 (P x K batches); TensorFlow Similarity's `MultiShotMemorySampler`; PyTorch Metric
