@@ -242,6 +242,15 @@ def test_own_data_trains_reports_and_saves(tmp_path, capsys):
     assert (out / "neighbours.png").stat().st_size > 10_000
 
 
+@pytest.mark.parametrize(
+    "args", [["--seeds", "0"], ["--steps", "-1"], ["--held-out", "1.5"], ["--loss", "nope"]]
+)
+def test_bad_options_are_usage_errors(args, capsys):
+    with pytest.raises(SystemExit) as error:
+        main(args)
+    assert error.value.code == 2 and "error:" in capsys.readouterr().err
+
+
 def test_own_data_errors_are_one_line(tmp_path):
     with pytest.raises(SystemExit, match="not a directory"):
         main(["--data", str(tmp_path / "nope")])

@@ -14,6 +14,7 @@ installed, an installed one is chosen (jax, then torch, then tensorflow) and nam
 """
 
 import argparse
+import dataclasses
 import os
 import pathlib
 import sys
@@ -46,6 +47,20 @@ def backend_line():
     )
 
 
+def _positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text}")
+    return value
+
+
+def _fraction(text):
+    value = float(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, not {text}")
+    return value
+
+
 def parser():
     doc = __doc__ or "Metric learning on held-out classes.\n\n"  # None under python -OO
     p = argparse.ArgumentParser(
@@ -67,14 +82,14 @@ def parser():
     )
     p.add_argument(
         "--seeds",
-        type=int,
+        type=_positive_int,
         default=None,
         metavar="N",
         help="number of seeds (network initialisation and batches) (default: 3; 1 with --data)",
     )
     p.add_argument(
         "--steps",
-        type=int,
+        type=_positive_int,
         default=None,
         metavar="N",
         help="training steps of every loss and baseline (default: each recipe's tuned count)",
@@ -99,7 +114,7 @@ def parser():
     )
     p.add_argument(
         "--image-size",
-        type=int,
+        type=_positive_int,
         nargs=2,
         default=(64, 64),
         metavar=("HEIGHT", "WIDTH"),
@@ -107,7 +122,7 @@ def parser():
     )
     p.add_argument(
         "--held-out",
-        type=float,
+        type=_fraction,
         default=0.5,
         metavar="FRACTION",
         help="with --data: share of the classes held out of training (default: 0.5)",
@@ -116,8 +131,6 @@ def parser():
 
 
 def _with_steps(recipe, steps):
-    import dataclasses
-
     return recipe if steps is None else dataclasses.replace(recipe, steps=steps)
 
 
