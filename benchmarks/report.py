@@ -125,6 +125,9 @@ def markdown(results):
         "the ratio of medians; the ratio of the fastest steps is shown because the references run",
         "in another process, so a change in machine load between processes skews the medians.",
         "",
+        "![Forward + backward time per step against the batch size, per backend and loss]"
+        "(benchmarks.png)",
+        "",
         f"## Targets (B={TARGET_BATCH}, {TARGET_MODE})",
         "",
     ]

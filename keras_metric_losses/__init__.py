@@ -1,7 +1,12 @@
 """Metric-learning and contrastive losses for Keras 3 on TensorFlow, JAX and PyTorch."""
 
+# Before anything imports keras: picks an installed backend when the configured one is missing.
+from keras_metric_losses import _backend  # noqa: F401
+
+# isort: split
 from keras_metric_losses import (
     config,
+    data,
     distances,
     distributed,
     layers,
@@ -36,6 +41,7 @@ __all__ = [
     "PairwiseSimilarity",
     "SampledSoftmaxLoss",
     "config",
+    "data",
     "distances",
     "distributed",
     "layers",

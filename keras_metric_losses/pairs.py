@@ -21,6 +21,7 @@ end then works with a memory, with static shapes.
 
 import contextlib
 import dataclasses
+import warnings
 
 from keras import ops
 
@@ -170,6 +171,7 @@ def embedding_pairs(
                     ops.logical_and(positive, mask),
                     ops.logical_and(negative, mask),
                 )
+    _warn_once_without_positive(positive)
     return Pairs(queries, keys, labels, key_labels, positive, negative, self_columns)
 
 
@@ -194,6 +196,27 @@ def _reference_keys(ref_embeddings, ref_labels, queries):
     validation.integral_labels(key_labels, "ref_labels")
     validation.finite(keys, "ref_embeddings")
     return ops.cast(keys, queries.dtype), key_labels
+
+
+_WARNED = {"no_positive": False}
+
+
+def _warn_once_without_positive(positive):
+    """With value checks on (`kml.config`), warns once per process for a concrete batch in
+    which no anchor has a positive: a pair loss is then 0 and learns nothing from it."""
+    if _WARNED["no_positive"] or not validation.reads_values(positive):
+        return
+    if 0 in tuple(positive.shape) or bool(ops.convert_to_numpy(ops.any(positive))):
+        return
+    _WARNED["no_positive"] = True
+    warnings.warn(
+        "keras_metric_losses: a batch has no positive pair (no two of its samples share a "
+        "label), so a pair or triplet loss is 0 on it and learns nothing. Build batches of "
+        "several samples per class with `kml.data.ClassBalancedSampler(x, y, "
+        "classes_per_batch, samples_per_class=2 or more)`. (Shown once; value checks are on.)",
+        UserWarning,
+        stacklevel=3,
+    )
 
 
 def _shape_of(x):

@@ -529,6 +529,12 @@ def sampled_logits(
     validation.class_ids_in_range(labels, num_classes, "labels")
     labels = clip_class_ids(labels, num_classes, id_dtype)
     if sampled_values is None:
+        if num_sampled > num_classes:
+            raise ValueError(
+                "`num_sampled` can be at most `num_classes`: the sampled classes are drawn "
+                "without replacement among the `num_classes` classes (pass `sampled_values` to "
+                f"use your own). Received: num_sampled={num_sampled}, num_classes={num_classes}"
+            )
         sampled_values = log_uniform_candidate_sampler(
             labels, num_true, num_sampled, unique=True, range_max=num_classes, seed=seed
         )

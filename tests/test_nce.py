@@ -216,7 +216,7 @@ def test_errors_name_the_argument():
         kml.nce_loss(W, BIAS, LABELS, X, 3, 6, num_true=2, sampled_values=values)
     with pytest.raises(ValueError, match=r"'div' way.*Received: rows=\[2, 4\]"):
         kml.nce_loss([W[:2], W[2:]], BIAS, LABELS, X, **args)
-    with pytest.raises(ValueError, match=r"num_sampled=7, range_max=6"):
+    with pytest.raises(ValueError, match=r"at most `num_classes`.*num_sampled=7, num_classes=6"):
         kml.sampled_softmax_loss(W, BIAS, LABELS, X, 7, 6, num_true=2, seed=1)
     with pytest.raises(ValueError, match=r"`num_sampled` must be a positive int"):
         kml.nce_loss(W, BIAS, LABELS, X, 0, 6, num_true=2)
@@ -727,8 +727,10 @@ def test_counts_and_flags_are_checked_with_one_vocabulary():
 def test_the_two_losses_are_declarations_with_tensorflow_signatures():
     import inspect
 
+    # TensorFlow's, with `seed` added before its `name` (accepted, unused).
     tf_signature = ["weights", "biases", "labels", "inputs", "num_sampled", "num_classes",
-                    "num_true", "sampled_values", "remove_accidental_hits", "seed"]  # fmt: skip
+                    "num_true", "sampled_values", "remove_accidental_hits", "seed",
+                    "name"]  # fmt: skip
     for fn, rah in ((kml.nce_loss, False), (kml.sampled_softmax_loss, True)):
         parameters = inspect.signature(fn).parameters
         assert list(parameters) == tf_signature

@@ -1,4 +1,30 @@
-"""How each loss trains the shared embedding network inside `model.compile` / `model.fit`."""
+"""How each loss trains the demo's embedding network: one `Recipe` per loss.
+
+A recipe names the loss and its tuned settings, and how the training model is built around the
+shared embedding network (`network: inputs -> [B, D] embeddings`):
+
+- `embeddings_model` (default): the loss takes `(labels, embeddings)`, as every loss on labels
+  and embeddings (PN, triplet, contrastive, multi-similarity, SupCon, ...); with
+  `normalize=True` the embeddings are unit-normalised first;
+- `pairs_model`: anchors and positives through the network, their `[B, B]` similarity matrix
+  (`kml.PairwiseSimilarity`) to the loss (N-pair losses); batches become `[anchors,
+  positives]` (`pairs_batch`);
+- `class_layer_model(layer)`: a layer that owns class weights turns the embeddings (and the
+  labels, for a sampled layer such as `kml.layers.NCE`) into logits for the loss (NCE, sampled
+  softmax, proxy losses).
+
+Adding a loss to the demo is one entry in `RECIPES`, for example
+
+    "triplet": Recipe(
+        "TripletLoss", family="triplet", loss=kml.TripletLoss, loss_args={"margin": 0.2},
+        normalize=True,
+    ),
+
+then `python -m keras_metric_losses.demo --loss triplet` and, if it does not beat the untrained
+network on held-out-class MAP@R, tune `loss_args`, `learning_rate`, `steps`,
+`classes_per_batch` x `samples_per_class` (or explain why in `note`). The labels the recipes
+see are class indices `0..K-1` of the training classes.
+"""
 
 import dataclasses
 
@@ -7,52 +33,156 @@ import numpy as np
 
 import keras_metric_losses as kml
 
+# --- model builders: (network, num_classes, recipe) -> (training model, batch transform) -----
+
+
+def embeddings_model(network, num_classes, recipe):
+    """The network's embeddings (unit-normalised if `recipe.normalize`) go to the loss."""
+    inputs = keras.Input(network.input_shape[1:])
+    embeddings = network(inputs)
+    if recipe.normalize:
+        embeddings = keras.layers.UnitNormalization()(embeddings)
+    return keras.Model(inputs, embeddings)
+
+
+def pairs_model(network, num_classes, recipe):
+    """`[anchors, positives]` -> their `[B, B]` similarity matrix (N-pair losses)."""
+    anchors = keras.Input(network.input_shape[1:])
+    positives = keras.Input(network.input_shape[1:])
+    similarity = kml.PairwiseSimilarity(normalize=recipe.normalize)(
+        [network(anchors), network(positives)]
+    )
+    return keras.Model([anchors, positives], similarity)
+
+
+def pairs_batch(x, y):
+    """A class-balanced batch (an even number of samples per class) as anchor/positive pairs:
+    `([anchors, positives], labels)`, one pair per two samples of a class."""
+    order = np.argsort(y, kind="stable")
+    x, y = x[order], y[order]
+    return (x[0::2], x[1::2]), y[0::2]
+
+
+pairs_model.batch = pairs_batch
+
+
+def class_layer_model(layer, takes_labels=False):
+    """A builder for a layer that owns class weights: `layer(num_classes)` maps the embeddings
+    (and, with `takes_labels`, the `[B, 1]` labels, fed as a second input) to logits."""
+
+    def build(network, num_classes, recipe):
+        inputs = keras.Input(network.input_shape[1:])
+        embeddings = network(inputs)
+        if recipe.normalize:
+            embeddings = keras.layers.UnitNormalization()(embeddings)
+        if not takes_labels:
+            return keras.Model(inputs, layer(num_classes)(embeddings))
+        labels = keras.Input((1,), dtype="int32")
+        return keras.Model([inputs, labels], layer(num_classes)([embeddings, labels]))
+
+    build.batch = labels_as_input_batch if takes_labels else None
+    return build
+
+
+def labels_as_input_batch(x, y):
+    """`((x, labels), labels)`: the model also takes the labels (sampled class layers)."""
+    return (x, y[:, None].astype("int32")), y
+
 
 @dataclasses.dataclass(frozen=True)
 class Recipe:
-    """A loss and the training model and `fit` inputs it needs around an embedding network."""
+    """A loss and the tuned settings it trains the demo's network with.
+
+    Attributes:
+        title: The name shown in the table and the plot.
+        family: The loss family (one recipe per family in the default run).
+        loss: The loss class (or any callable returning a `keras.losses.Loss`).
+        loss_args: Its keyword arguments (shown with the results).
+        model: A builder `(network, num_classes, recipe) -> keras.Model` (see above).
+        batch: `(x, y) -> (inputs, targets)` applied to each class-balanced batch; `None`:
+            the builder's own (`build.batch`) or `(x, y)` as is.
+        normalize: Unit-normalise the embeddings before the loss (or its layer).
+        learning_rate: Adam's learning rate.
+        steps: Number of training steps.
+        classes_per_batch: Classes per batch (at most the number of training classes).
+        samples_per_class: Samples of each class per batch.
+        note: Shown with the results: a reason if the loss cannot beat the untrained network.
+        baseline: A baseline rather than a loss of the package (not required to beat the
+            untrained network).
+    """
 
     title: str
-    build: object  # (embedder, input_dim, num_classes) -> (model, loss); labels < num_classes
-    fit_data: object  # (x, y, rng) -> (inputs, targets)
+    family: str
+    loss: object
+    loss_args: dict = dataclasses.field(default_factory=dict)
+    model: object = embeddings_model
+    batch: object = None
+    normalize: bool = False
+    learning_rate: float = 1e-3
+    steps: int = 150
+    classes_per_batch: int = 5
+    samples_per_class: int = 8
+    note: str = ""
+    baseline: bool = False
+
+    def build_loss(self):
+        return self.loss(**self.loss_args)
+
+    def transform(self):
+        return self.batch or getattr(self.model, "batch", None) or (lambda x, y: (x, y))
+
+    def settings(self):
+        """The settings as shown with the results."""
+        args = ", ".join(f"{k}={v!r}" for k, v in self.loss_args.items())
+        parts = [
+            f"{getattr(self.loss, '__name__', 'loss')}({args})",
+            f"Adam lr={self.learning_rate:g}",
+            f"{self.steps} steps",
+            f"batches {self.classes_per_batch} classes x {self.samples_per_class}",
+        ]
+        if self.normalize:
+            parts.append("unit-normalised embeddings")
+        return ", ".join(parts)
 
 
-def _npairs_model(embedder, input_dim, num_classes):
-    anchors, positives = keras.Input((input_dim,)), keras.Input((input_dim,))
-    similarity = kml.PairwiseSimilarity()([embedder(anchors), embedder(positives)])
-    return keras.Model([anchors, positives], similarity), kml.NpairsLoss()
+def _softmax_head(num_classes):
+    return keras.layers.Dense(num_classes, name="classifier")
 
 
-def _npairs_data(x, y, rng):
-    """Each sample is an anchor paired with a random other sample of its class."""
-    positives = np.empty(len(y), dtype=int)
-    for label in np.unique(y):
-        members = np.flatnonzero(y == label)
-        positives[members] = rng.permutation(members)
-    return [x, x[positives]], y
+def _nce_head(num_classes):
+    return kml.layers.NCE(num_classes, num_sampled=2, remove_accidental_hits=True, seed=0)
 
 
-def _pn_model(embedder, input_dim, num_classes):
-    inputs = keras.Input((input_dim,))
-    embeddings = keras.layers.UnitNormalization()(embedder(inputs))
-    return keras.Model(inputs, embeddings), kml.PNLoss()
-
-
-def _class_index_data(x, y, rng):
-    """The classes renumbered 0..K-1, so the class embeddings and the sampler cover no unused id."""
-    index = np.unique(y, return_inverse=True)[1]
-    return [x, index], index
-
-
-def _nce_model(embedder, input_dim, num_classes):
-    inputs, labels = keras.Input((input_dim,)), keras.Input((1,), dtype="int32")
-    nce = kml.layers.NCE(num_classes, num_sampled=4, remove_accidental_hits=True, seed=0)
-    logits = nce([embedder(inputs), labels])
-    return keras.Model([inputs, labels], logits), kml.SampledSoftmaxLoss()
-
+# The softmax classifier on the same classes: the baseline metric learning must beat
+# (Musgrave et al., "A Metric Learning Reality Check", ECCV 2020). Its embedding is the
+# network's output, below the classification layer.
+SOFTMAX_BASELINE = Recipe(
+    "softmax classifier",
+    family="baseline",
+    loss=keras.losses.SparseCategoricalCrossentropy,
+    loss_args={"from_logits": True},
+    model=class_layer_model(_softmax_head),
+    baseline=True,
+)
 
 RECIPES = {
-    "npairs": Recipe("NpairsLoss", _npairs_model, _npairs_data),
-    "pn": Recipe("PNLoss (cosine, hard / semi-hard)", _pn_model, lambda x, y, rng: (x, y)),
-    "nce": Recipe("SampledSoftmaxLoss (NCE layer)", _nce_model, _class_index_data),
+    "npairs": Recipe(
+        "NpairsLoss",
+        family="N-pair",
+        loss=kml.NpairsLoss,
+        model=pairs_model,
+    ),
+    "pn": Recipe(
+        "PNLoss",
+        family="triplet (TF Similarity PN)",
+        loss=kml.PNLoss,
+        loss_args={"distance": "cosine", "margin": 0.2},
+        normalize=True,
+    ),
+    "nce": Recipe(
+        "SampledSoftmaxLoss",
+        family="sampled softmax (NCE layer)",
+        loss=kml.SampledSoftmaxLoss,
+        model=class_layer_model(_nce_head, takes_labels=True),
+    ),
 }

@@ -46,6 +46,7 @@ def _sampled_loss(per_example):
             bound = signature.bind(*args, **kwargs)
             bound.apply_defaults()
             arguments = bound.arguments
+            arguments.pop("name")  # TensorFlow's name scope: accepted, unused in Keras 3
             logits = sampled_logits(**arguments)  # checks every argument
             per_example_loss = per_example(logits, int(arguments["num_true"]))
             return ops.cast(per_example_loss, ops.convert_to_tensor(arguments["inputs"]).dtype)
@@ -76,6 +77,7 @@ _ARGS = """
             `{rah}`.
         seed: Sampler seed: an int, a `keras.random.SeedGenerator` or `None`. Defaults to
             `None`. Under `jax.jit` pass an int or a generator.
+        name: Accepted for TensorFlow compatibility (its name scope); unused.
 
     Returns:
         `[B]` losses in the dtype of `inputs` (computed in float32 for half precision).
@@ -84,7 +86,7 @@ _ARGS = """
         ValueError: if the shapes of `weights`, `biases`, `labels`, `inputs` or
             `sampled_values` disagree, if shards are not a 'div' partition, if
             `num_classes` exceeds the rows of `weights`, if a count is not a positive int, if
-            `num_sampled > num_classes` when sampling; with value checks on
+            `num_sampled > num_classes` without `sampled_values`; with value checks on
             (`kml.config.enable_value_checks()`) and concrete inputs, also if `labels` are
             outside `[0, num_classes)` or non-integral floats, or `inputs` hold NaN or inf.
         TypeError: if `labels` are not numbers (strings), `remove_accidental_hits` is not a
@@ -175,6 +177,7 @@ def nce_loss(
     sampled_values=None,
     remove_accidental_hits=False,
     seed=None,
+    name="nce_loss",
 ):
     """Noise-contrastive estimation loss per example, as `tf.nn.nce_loss`.
 
@@ -197,8 +200,8 @@ def nce_loss(
     *finite* value of the compute dtype (TensorFlow's `-FLT_MAX` becomes `-inf` in float16 and
     the loss NaN); float16/bfloat16 inputs are computed in float32 (TensorFlow fails on them with
     its own sampler) and the loss is returned in the input dtype; a `seed` argument is accepted
-    (TF 2 has none; there is no `name`); labels out of range are clipped (see below). An empty
-    batch gives `[]`.
+    (TF 2 has none; TF's `name` is accepted and unused); labels out of range are clipped (see
+    below). An empty batch gives `[]`.
     """
 
 
@@ -225,6 +228,7 @@ def sampled_softmax_loss(
     sampled_values=None,
     remove_accidental_hits=True,
     seed=None,
+    name="sampled_softmax_loss",
 ):
     """Sampled softmax loss per example, as `tf.nn.sampled_softmax_loss`.
 

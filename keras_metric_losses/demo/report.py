@@ -1,0 +1,180 @@
+"""The demo's table, verdicts and pictures."""
+
+import numpy as np
+
+COLUMNS = (
+    ("unseen", "map@r", "held-out classes MAP@R"),
+    ("unseen", "recall@1", "R@1"),
+    ("test", "map@r", "held-out images MAP@R"),
+    ("test", "recall@1", "R@1"),
+)
+
+
+def _cell(result, which, metric):
+    values = result.values(which, metric)
+    if np.isnan(values).all():
+        return "n/a"
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{np.mean(values):.3f} ± {np.std(values):.3f}"
+
+
+def format_table(results, seeds):
+    """One row per feature map: mean ± standard deviation over the seeds."""
+    header = f"{'':<24}" + "".join(f"{title:>{max(len(title), 15) + 2}}" for *_, title in COLUMNS)
+    lines = [header]
+    for result in results.values():
+        row = f"{result.title:<24}"
+        for which, metric, title in COLUMNS:
+            row += f"{_cell(result, which, metric):>{max(len(title), 15) + 2}}"
+        lines.append(row)
+    lines.append(
+        f"(mean ± standard deviation over seeds {', '.join(map(str, seeds))}; raw inputs have "
+        "no seed)"
+    )
+    return "\n".join(lines)
+
+
+def verdicts(results):
+    """For each loss: does it beat the untrained network on held-out-class MAP@R?"""
+    untrained = results["untrained"].mean("unseen", "map@r")
+    lines, failures = [], []
+    for key, result in results.items():
+        if result.recipe is None:
+            continue
+        gain = result.mean("unseen", "map@r") - untrained
+        wins = sum(
+            run["unseen"]["map@r"] > base["unseen"]["map@r"]
+            for run, base in zip(result.runs, results["untrained"].runs, strict=True)
+        )
+        verdict = "beats" if gain > 0 else "does NOT beat"
+        line = (
+            f"{result.title:<24} {verdict} the untrained network on held-out-class MAP@R: "
+            f"{gain:+.3f} (better in {wins} of {len(result.runs)} seeds)"
+        )
+        if result.recipe.note:
+            line += f"\n{'':<24} note: {result.recipe.note}"
+        line += f"\n{'':<24} settings: {result.recipe.settings()}"
+        lines.append(line)
+        if gain <= 0 and not result.recipe.baseline:
+            failures.append(key)
+    return "\n".join(lines), failures
+
+
+def _project(embeddings):
+    """First two principal axes."""
+    centred = embeddings - embeddings.mean(axis=0)
+    if len(centred) < 2:
+        return np.zeros((len(centred), 2))
+    axes = np.linalg.svd(centred, full_matrices=False)[2][:2]
+    projected = centred @ axes.T
+    return np.pad(projected, ((0, 0), (0, 2 - projected.shape[1])))
+
+
+def _scatter(ax, embeddings, labels, names, title):
+    projected = _project(embeddings)
+    for label in np.unique(labels):
+        points = projected[labels == label]
+        ax.scatter(points[:, 0], points[:, 1], s=6, label=str(names[label]))
+    ax.set_title(title, fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def plot_embeddings(results, split, path, backend, pairs_per_row=2):
+    """Held-out-class embeddings (seed 0), projected on their first two principal axes:
+    for each loss and the softmax baseline, the untrained network ("before") next to it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    trained = [r for r in results.values() if r.recipe is not None]
+    before = results["untrained"].runs[0]
+    rows = max(1, -(-len(trained) // pairs_per_row))
+    cols = 2 * min(pairs_per_row, max(1, len(trained)))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.1 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i, result in enumerate(trained):
+        row, col = divmod(i, pairs_per_row)
+        left, right = axes[row][2 * col], axes[row][2 * col + 1]
+        left.axis("on")
+        right.axis("on")
+        _scatter(
+            left,
+            before["embeddings"],
+            split.y_unseen,
+            split.class_names,
+            f"before: untrained\nMAP@R {before['unseen']['map@r']:.3f}",
+        )
+        after = result.runs[0]
+        _scatter(
+            right,
+            after["embeddings"],
+            split.y_unseen,
+            split.class_names,
+            f"after: {result.title}\nMAP@R {after['unseen']['map@r']:.3f}",
+        )
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(
+        handles, labels, title="held-out class", markerscale=3, fontsize=8, loc="center right"
+    )
+    fig.suptitle(f"Held-out classes, before and after training (seed 0, {backend} backend)")
+    fig.tight_layout(rect=(0, 0, 0.93, 1))
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_neighbours(queries, gallery, split, result_embeddings, path, title, k=5):
+    """For a few queries (rows), the query image and its `k` nearest neighbours in `gallery`
+    (green: same class, red: another), then the embedding of the held-out classes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    (qx, qy, qe), (gx, gy, ge) = queries, gallery
+    unit = ge / np.maximum(np.linalg.norm(ge, axis=1, keepdims=True), 1e-12)
+    q_unit = qe / np.maximum(np.linalg.norm(qe, axis=1, keepdims=True), 1e-12)
+    similarity = q_unit @ unit.T
+    rows = len(qx)
+    fig = plt.figure(figsize=(1.6 * (k + 1) + 4.5, max(1.6 * rows, 4.0)))
+    grid = fig.add_gridspec(rows, k + 3)
+    for r in range(rows):
+        order = [j for j in np.argsort(-similarity[r], kind="stable") if not _same(gx[j], qx[r])]
+        ax = fig.add_subplot(grid[r, 0])
+        _image(ax, qx[r], f"query: {split.class_names[qy[r]]}", "black")
+        for c, j in enumerate(order[:k]):
+            ax = fig.add_subplot(grid[r, c + 1])
+            colour = "green" if gy[j] == qy[r] else "red"
+            _image(ax, gx[j], split.class_names[gy[j]], colour)
+    ax = fig.add_subplot(grid[:, k + 1 :])
+    _scatter(ax, result_embeddings, split.y_unseen, split.class_names, "held-out classes")
+    ax.legend(markerscale=3, fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _same(a, b):
+    return a.shape == b.shape and np.array_equal(a, b)
+
+
+def _image(ax, x, title, colour):
+    x = np.asarray(x, "float32")
+    if x.ndim == 1:
+        side = round(float(np.sqrt(x.size)))
+        x = x.reshape(side, side) if side * side == x.size else x[None, :]
+    if x.ndim == 3 and x.shape[-1] == 1:
+        x = x[..., 0]
+    low, high = float(x.min()), float(x.max())
+    x = (x - low) / (high - low) if high > low else np.zeros_like(x)
+    ax.imshow(x, cmap="gray" if x.ndim == 2 else None)
+    ax.set_title(title, fontsize=8, color=colour)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_edgecolor(colour)
+        spine.set_linewidth(2)

@@ -1,0 +1,236 @@
+"""What the docs promise: the quick start runs as written, loss identifiers work as documented,
+the error messages of the bad-inputs section, and the built site renders its formulas.
+
+The site checks need MkDocs (`nox -s docs` installs it and runs them); the screenshot needs
+Chromium (Debian: `apt-get install chromium`). Each skips with a message where its tool is
+missing.
+"""
+
+import functools
+import http.server
+import importlib.util
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+import sys
+import threading
+
+import keras
+import numpy as np
+import pytest
+
+import keras_metric_losses as kml
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+
+
+def python_block(path, heading):
+    """The first ```python block after the Markdown heading `heading` in `path`."""
+    text = path.read_text()
+    start = text.index(heading)
+    match = re.search(r"```python\n(.*?)```", text[start:], re.DOTALL)
+    assert match, f"no python block after {heading!r} in {path}"
+    return match.group(1)
+
+
+QUICK_STARTS = {
+    "README": (ROOT / "README.md", "## Quick start"),
+    "index-first-model": (DOCS / "index.md", "## First model"),
+    "index-balanced": (DOCS / "index.md", "## Losses on embeddings need class-balanced batches"),
+    "index-identifiers": (DOCS / "index.md", "## Naming a loss by string"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(QUICK_STARTS))
+def test_quick_start_runs_as_written(name, tmp_path, monkeypatch):
+    path, heading = QUICK_STARTS[name]
+    monkeypatch.chdir(tmp_path)  # it may save a model in the working directory
+    code = python_block(path, heading)
+    namespace = {"__name__": "quick_start"}
+    exec(compile(code, f"{path.name}:{heading}", "exec"), namespace)
+    if "model" in namespace:
+        assert isinstance(namespace["model"], keras.Model)
+    if "history" in namespace:
+        assert np.isfinite(namespace["history"].history["loss"]).all()
+    if "embeddings" in namespace:
+        assert namespace["embeddings"].shape == (512, 32)
+
+
+def migration_blocks():
+    """The runnable blocks of the migration page's before/after section: its data block, then
+    every "# After" block (the PyTorch-loop one only on the PyTorch backend)."""
+    text = (DOCS / "migration.md").read_text()
+    text = text[text.index("## Before and after: runnable code") :]
+    blocks = re.findall(r"```python\n(.*?)```", text, re.DOTALL)
+    wanted = {"# Data", "# After"}
+    if keras.backend.backend() == "torch":
+        wanted.add("# After (PyTorch backend)")
+    firsts = [block.splitlines()[0] for block in blocks]
+    assert all(first.startswith(("# Data", "# Before", "# After")) for first in firsts), firsts
+    return [block for block, first in zip(blocks, firsts, strict=True) if first in wanted]
+
+
+@pytest.mark.slow
+def test_migration_after_blocks_run_as_written(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the word2vec block saves a model
+    blocks = migration_blocks()
+    assert len(blocks) >= 6
+    namespace = {"__name__": "migration"}
+    for block in blocks:
+        exec(compile(block, "migration.md", "exec"), namespace)
+    assert isinstance(namespace["trained"], keras.Model)
+
+
+# --- loss identifiers --------------------------------------------------------------------------
+
+
+def test_registered_names_are_not_loss_strings_but_the_documented_forms_work():
+    # Keras 3 looks a string loss up among its own losses only (`keras.losses.get`), with no
+    # public hook for a package's registered names: the docs give the forms that work.
+    with pytest.raises(ValueError, match="Could not interpret loss identifier"):
+        keras.losses.get("keras_metric_losses>PNLoss")
+    loss = keras.losses.get({"class_name": "keras_metric_losses>PNLoss", "config": {"margin": 0.5}})
+    assert isinstance(loss, kml.PNLoss) and loss.get_config()["margin"] == 0.5
+    cls = keras.saving.get_registered_object("keras_metric_losses>PNLoss")
+    assert cls is kml.PNLoss
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile(optimizer="sgd", loss=loss)
+    assert model.loss is loss
+    text = (DOCS / "index.md").read_text()
+    assert '"class_name": "keras_metric_losses>PNLoss"' in text
+    assert "get_registered_object" in text
+
+
+# --- error messages of the bad-inputs section --------------------------------------------------
+
+
+def test_nce_names_the_users_arguments_when_num_sampled_exceeds_num_classes():
+    weights, biases = np.zeros((10, 4), "float32"), np.zeros(10, "float32")
+    labels, inputs = np.zeros((2, 1), "int32"), np.zeros((2, 4), "float32")
+    for fn in (kml.nce_loss, kml.sampled_softmax_loss):
+        with pytest.raises(ValueError, match="num_sampled=20, num_classes=10") as error:
+            fn(weights, biases, labels, inputs, num_sampled=20, num_classes=10)
+        assert "range_max" not in str(error.value) and "unique" not in str(error.value)
+
+
+def test_nce_accepts_tensorflows_name_argument():
+    weights = np.random.default_rng(0).normal(size=(10, 4)).astype("float32")
+    biases, labels = np.zeros(10, "float32"), np.array([[1], [2]])
+    inputs = np.ones((2, 4), "float32")
+    for fn in (kml.nce_loss, kml.sampled_softmax_loss):
+        a = fn(weights, biases, labels, inputs, num_sampled=3, num_classes=10, seed=1)
+        b = fn(weights, biases, labels, inputs, 3, 10, seed=1, name="my_loss")
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+
+
+@pytest.mark.slow
+def test_string_labels_through_fit_fail_in_keras_as_documented():
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile(optimizer="sgd", loss=kml.PNLoss())
+    x = np.zeros((4, 3), "float32")
+    labels = np.array(["cat", "dog", "cat", "dog"])
+    with pytest.raises(Exception, match="str") as error:
+        model.fit(x, labels, verbose=0)
+    # Keras converts the labels before any loss sees them; the docs say so and give the fix.
+    text = (DOCS / "concepts.md").read_text() + (DOCS / "index.md").read_text()
+    assert "np.unique(labels, return_inverse=True)" in text
+    ids = np.unique(labels, return_inverse=True)[1]
+    model.fit(x, ids, verbose=0)
+    assert "str" in str(error.value).lower()
+
+
+# --- the built site ------------------------------------------------------------------------
+
+
+def _needs(module, why):
+    if importlib.util.find_spec(module) is None:
+        pytest.skip(f"{module} is not installed: {why} (`nox -s docs` runs this check)")
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """The built site: `KML_DOCS_SITE` if set (nox builds it first), else built here."""
+    given = os.environ.get("KML_DOCS_SITE")
+    if given:
+        return pathlib.Path(given)
+    _needs("mkdocs", "the site cannot be built")
+    _needs("latex2mathml", "formulas cannot be converted")
+    out = tmp_path_factory.mktemp("site")
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--site-dir", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out
+
+
+@pytest.mark.slow
+def test_site_has_mathml_and_no_raw_formulas(site):
+    pages = sorted(site.glob("losses/*/index.html"))
+    assert pages
+    formulas = 0
+    for page in pages:
+        html = page.read_text()
+        assert 'class="arithmatex"' not in html, f"unconverted formula in {page}"
+        formulas += html.count("<math ")
+    assert formulas > 5
+    # Nothing loaded from another host: no MathJax/KaTeX script, no web font.
+    for page in [*pages, site / "index.html"]:
+        html = page.read_text()
+        assert not re.search(r"<(script|link)[^>]+(src|href)=\"(https?:)?//", html), page
+    api = (site / "api" / "index.html").read_text()
+    assert "keras_metric_losses.losses.PNLoss" in api
+    assert "LossFunctionWrapper" not in api  # private base classes are not shown
+    benchmarks = (site / "benchmarks" / "index.html").read_text()
+    assert "benchmarks.png" in benchmarks and (site / "benchmarks.png").exists()
+
+
+def _chromium():
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+@pytest.mark.slow
+def test_a_loss_page_renders_in_headless_chromium(site, tmp_path):
+    browser = _chromium()
+    if browser is None:
+        pytest.skip(
+            "Chromium is not installed (Debian: `apt-get install chromium`): the browser "
+            "screenshot of a loss page is skipped"
+        )
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site), **{})
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/losses/npairs/"
+    shot = pathlib.Path(os.environ.get("KML_DOCS_SCREENSHOT", tmp_path / "npairs.png"))
+    common = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
+    try:
+        result = subprocess.run(
+            [*common, f"--screenshot={shot}", "--window-size=1100,1400", url],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 0 and shot.exists(), result.stderr[-2000:]
+        dom = subprocess.run(
+            [*common, "--dump-dom", url], capture_output=True, text=True, timeout=120, check=False
+        ).stdout
+    finally:
+        server.shutdown()
+    assert "<math" in dom and "\\[" not in dom
+    image = shot.read_bytes()
+    assert image[:8] == b"\x89PNG\r\n\x1a\n" and len(image) > 50_000
+    print(f"screenshot of {url}: {shot}")
