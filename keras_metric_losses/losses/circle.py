@@ -93,9 +93,11 @@ def circle_loss(
     | original | here |
     | --- | --- |
     | TF Similarity `CircleLoss(distance, gamma, margin)` | the defaults |
-    | PML `CircleLoss(m, gamma)` (cosine similarity, normalises) | `joint=True, normalize=True, reducer="pml", margin=m` |
+    | PML `CircleLoss(m, gamma)` (normalises) | `joint=True, normalize=True, reducer="pml"` |
     | `keras.losses.Circle(gamma, margin)` (unit embeddings) | `joint=True, reducer="pml"` |
     | `keras.losses.circle(...)` (per anchor) | `circle_loss(..., joint=True)` |
+
+    (PML's `m` is `margin`.)
 
     PML treats the weights `max(m + D, 0)` and `max(1 + m - D, 0)` as constants in the
     gradient (`detach`); here, as in TF Similarity and Keras, they are differentiated: same

@@ -206,7 +206,6 @@ _CONTRASTIVE_CHECKS = {
 }
 
 
-
 def _batch_contrastive(y_true, y_pred, distance, pos_margin, neg_margin, normalize, reducer,
                        cross_replica, ref_embeddings, ref_labels):  # fmt: skip
     pairs = pair_terms.batch_pairs(
@@ -499,4 +498,3 @@ class SignalToNoiseRatioContrastiveLoss(LossFunctionWrapper):
             reducer=reducer,
             cross_replica=cross_replica,
         )
-

@@ -35,7 +35,8 @@ def multi_similarity_elements(
     `N'_i = {j in N_i: D_ij < max_{P_i} D + epsilon}`. With `s = D + lmda - center`:
 
     ```
-    loss_i = log(1 + sum_{P'_i} exp(alpha s_ij)) / alpha + log(1 + sum_{N'_i} exp(-beta s_ij)) / beta
+    loss_i = log(1 + sum_{P'_i} exp(alpha s_ij)) / alpha
+           + log(1 + sum_{N'_i} exp(-beta s_ij)) / beta
     ```
 
     0 where `P'_i` or `N'_i` is empty, unless `one_sided`: then an empty side adds 0.

@@ -61,12 +61,14 @@ class PairDistances(Kind):
             "non-square y_pred": NotApplicable("y_pred is not a matrix"),
             "string labels": Raises(TypeError, r"`y_true` must hold numbers.*y_true.dtype="),
             "non-integral labels": Raises(
-                ValueError, rf"{flags}.*1 of its values are neither \(first: 1.5 at index \(0,\)\)",
+                ValueError,
+                rf"{flags}.*1 of its values are neither \(first: 1.5 at index \(0,\)\)",
                 traced=False,
             ),
             "NaN labels": _not_finite_vector("y_true", 1, 0),
             "out-of-range labels": Raises(
-                ValueError, rf"{flags}.*2 of its values are neither \(first: 6 at index \(1,\)\)",
+                ValueError,
+                rf"{flags}.*2 of its values are neither \(first: 6 at index \(1,\)\)",
                 traced=False,
             ),
             "NaN in y_pred": _not_finite_vector("y_pred", 1, 0),
@@ -468,4 +470,3 @@ GOLDEN = {
     **{("tfsim_metric.json", call): check_tfsim for call in TFSIM_CLASSES},
     **{("pml_pair.json", call): check_pml for call in _PML_CALLS},
 }
-
