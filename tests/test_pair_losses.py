@@ -378,3 +378,19 @@ def test_tuplet_gradient_of_a_duplicate_positive_is_finite():
 def test_bad_hyperparameters_name_the_argument(cls, kwargs, match):
     with pytest.raises(ValueError, match=match):
         cls(**kwargs)
+
+
+def test_snr_contrastive_leaves_out_an_embedding_without_variance():
+    """A constant embedding (here the zero vector that float16 `UnitNormalization` returns when
+    its sum of squares overflows) has no SNR: its pairs are left out, finite gradients."""
+    labels = np.array([0, 0, 1, 1])
+    embeddings = np.array([[0.0, 0.0, 0.0], [1.0, 0.2, 0.0], [0.0, 0.0, 1.0], [0.1, 0.0, 1.0]],
+                          "float32")  # fmt: skip
+    value, grad = value_and_grad(
+        lambda e: keras.ops.sum(kml.signal_to_noise_ratio_contrastive_loss(labels, e)), embeddings
+    )
+    # (As a key the zero vector still moves the others' losses, through the normalisation
+    # x / max(|x|, 1e-12), whose slope at 0 is 1e12: large, but finite, as in PML.)
+    assert np.isfinite(value) and np.isfinite(grad).all()
+    values = numpy(kml.signal_to_noise_ratio_contrastive_loss(labels, embeddings))
+    assert values[0] == 0.0 and np.all(values[1:] > 0.0)

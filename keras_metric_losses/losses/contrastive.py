@@ -168,19 +168,38 @@ class ContrastiveLoss(LossFunctionWrapper):
 # --- pytorch-metric-learning: every pair of a labelled batch ----------------------------------
 
 
+def _snr_matrix(pairs):
+    """`(D, defined)`: the SNR distances `var(q - k) / var(q)` with a safe denominator, and the
+    `[b, 1]` queries whose variance is not 0 (a constant embedding, such as a zero vector, has
+    no signal: its ratios are `x / 0`)."""
+    queries = pairs.queries - ops.mean(pairs.queries, axis=-1, keepdims=True)
+    keys = pairs.keys - ops.mean(pairs.keys, axis=-1, keepdims=True)
+    signal = ops.sum(ops.square(queries), axis=-1, keepdims=True)
+    defined = signal > 0
+    noise = distances.squared_euclidean(queries, keys)
+    return noise / ops.where(defined, signal, ops.ones_like(signal)), defined
+
+
 def contrastive_elements(pairs, distance="euclidean", pos_margin=0.0, neg_margin=1.0):
     """PML's unreduced contrastive terms, dense: `{"pos_loss": (values, mask), "neg_loss":
     (values, mask)}` with `[b, K]` values (0 outside the mask) and the masks of the pairs.
 
     `pos_loss = max(D - pos_margin, 0)` on positive pairs and `neg_loss = max(neg_margin - D,
     0)` on negative pairs, the margins flipped for a similarity (`distances.larger_is_closer`).
+    With `distance="snr"` a query of zero variance has no pairs (PML: NaN).
     """
-    matrix, similarity = pair_terms.pair_matrix(pairs, distance)
+    positive, negative = pairs.positive, pairs.negative
+    if distance == "snr":
+        matrix, defined = _snr_matrix(pairs)
+        similarity = False
+        positive, negative = ops.logical_and(positive, defined), ops.logical_and(negative, defined)
+    else:
+        matrix, similarity = pair_terms.pair_matrix(pairs, distance)
     pos = ops.relu(pair_terms.beyond(matrix, pos_margin, similarity))
     neg = ops.relu(pair_terms.beyond(neg_margin, matrix, similarity))
     return {
-        "pos_loss": (pair_terms.masked(pos, pairs.positive), pairs.positive),
-        "neg_loss": (pair_terms.masked(neg, pairs.negative), pairs.negative),
+        "pos_loss": (pair_terms.masked(pos, positive), positive),
+        "neg_loss": (pair_terms.masked(neg, negative), negative),
     }
 
 
@@ -403,8 +422,9 @@ def signal_to_noise_ratio_contrastive_loss(
 
     as in `batch_contrastive_loss`, with the same `reducer` choices. PML normalises the
     embeddings first (`normalize=True`) and uses the unbiased variance; the ratio of two
-    variances does not depend on that choice. A constant embedding (zero variance) has no
-    defined ratio: its row is NaN, as in PML.
+    variances does not depend on that choice. A constant embedding (zero variance, such as a
+    zero vector) has no defined ratio: its pairs are left out (loss 0, zero gradient; PML:
+    NaN).
 
     Args:
         y_true: `[B]` or `[B, 1]` integer class labels.
