@@ -197,6 +197,210 @@ NCE_SEED = 7  # A fixed seed: `jax.jit` refuses unseeded random ops (Keras's JAX
 _nce_ours, _nce_tf = _sampled("nce_loss", "keras_metric_losses.losses.nce")
 _ssm_ours, _ssm_tf = _sampled("sampled_softmax_loss", "keras_metric_losses.losses.nce")
 
+# --- pair-based losses -----------------------------------------------------------------------
+
+
+def _pair_problem(ops, x):
+    """`(same, distances)`: each row paired with the next one (flags and Euclidean distances)."""
+    e, labels = x["embeddings"], x["labels"]
+    other, other_labels = ops.roll(e, 1, axis=0), ops.roll(labels, 1, axis=0)
+    same = ops.cast(ops.equal(labels, other_labels), "int32")
+    return same, ops.sqrt(ops.sum(ops.square(e - other), axis=1) + 1e-12)
+
+
+def pair_distance_floor():
+    """The pair distances the contrastive loss takes, and their sum: an O(B D) floor."""
+    from keras import ops
+
+    return lambda x: ops.sum(_pair_problem(ops, x)[1])
+
+
+def contrastive_ours():
+    from keras import ops
+
+    from keras_metric_losses import contrastive_loss
+
+    return lambda x: ops.mean(contrastive_loss(*_pair_problem(ops, x)))
+
+
+def contrastive_tfa():
+    import tensorflow as tf
+    import tensorflow_addons as tfa
+
+    class TFOps:  # the two ops `_pair_problem` needs, in TF 2.15
+        roll = staticmethod(lambda t, shift, axis: tf.roll(t, shift, axis))
+        cast, equal, sqrt = staticmethod(tf.cast), staticmethod(tf.equal), staticmethod(tf.sqrt)
+        sum = staticmethod(lambda t, axis: tf.reduce_sum(t, axis=axis))
+        square = staticmethod(tf.square)
+
+    return lambda x: tf.reduce_mean(tfa.losses.contrastive_loss(*_pair_problem(TFOps, x)))
+
+
+def _ours(name, **kwargs):
+    def build():
+        from keras import ops
+
+        import keras_metric_losses as kml
+
+        fn = getattr(kml, name)
+        return lambda x: ops.mean(fn(x["labels"], x["embeddings"], **kwargs))
+
+    return build
+
+
+def _pml(name, **kwargs):
+    def build():
+        import torch
+        from pytorch_metric_learning import losses
+
+        loss = getattr(losses, name)(**kwargs)
+        return lambda x: loss(x["embeddings"], x["labels"].to(torch.int64))
+
+    return build
+
+
+def _tfsim(name):
+    def build():
+        from tensorflow_similarity import losses
+
+        loss = getattr(losses, name)()
+        return lambda x: loss(x["labels"], x["embeddings"])
+
+    return build
+
+
+def lifted_tfa():
+    import tensorflow_addons as tfa
+
+    return lambda x: tfa.losses.lifted_struct_loss(x["labels"], x["embeddings"])
+
+
+def circle_keras():
+    import keras
+
+    loss = keras.losses.Circle()
+    return lambda x: loss(x["labels"], x["embeddings"])
+
+
+def _pair_case(name, module, ours, references, targets, note):
+    """A case on unit embeddings `[B, D]` with 4 examples per class, floor the `[B, B]` matmul."""
+    return Case(
+        name,
+        f"keras_metric_losses.losses.{module}",
+        inputs="embeddings",
+        wrt=("embeddings",),
+        ours=ours,
+        floor=similarity_floor,
+        references=references,
+        targets=targets,
+        note=note,
+    )
+
+
+PAIR_CASES = [
+    Case(
+        "contrastive",
+        "keras_metric_losses.losses.contrastive",
+        inputs="embeddings",
+        wrt=("embeddings",),
+        ours=contrastive_ours,
+        floor=pair_distance_floor,
+        references={"tfa.contrastive_loss": ("oracle", contrastive_tfa)},
+        targets={"tfa.contrastive_loss": 0.5},
+        note="TF Addons' loss on B pair distances (each row with the next); O(B D). The oracle's"
+        " floor is the [B, B] matmul, ours the pair distances.",
+    ),
+    _pair_case(
+        "lifted_struct",
+        "lifted",
+        _ours("lifted_struct_loss"),
+        {
+            "tfa.lifted_struct_loss": ("oracle", lifted_tfa),
+            "pml.LiftedStructureLoss": ("torch", _pml("LiftedStructureLoss")),
+        },
+        {"floor": 2.5, "tfa.lifted_struct_loss": 0.5},
+        "TF Addons' settings (margin 1, no normalisation); PML normalises (unit inputs here).",
+    ),
+    _pair_case(
+        "lifted_structure",
+        "lifted",
+        _ours("lifted_structure_loss", reducer="pml"),
+        {"pml.LiftedStructureLoss": ("torch", _pml("LiftedStructureLoss"))},
+        {"floor": 2.5, "pml.LiftedStructureLoss": 0.7},
+        "PML's settings and reducer.",
+    ),
+    _pair_case(
+        "generalized_lifted_structure",
+        "lifted",
+        _ours("generalized_lifted_structure_loss"),
+        {"pml.GeneralizedLiftedStructureLoss": ("torch", _pml("GeneralizedLiftedStructureLoss"))},
+        {"floor": 2.5, "pml.GeneralizedLiftedStructureLoss": 0.7},
+        "PML's settings.",
+    ),
+    _pair_case(
+        "batch_contrastive",
+        "contrastive",
+        _ours("batch_contrastive_loss", reducer="pml"),
+        {"pml.ContrastiveLoss": ("torch", _pml("ContrastiveLoss"))},
+        {"floor": 2.5, "pml.ContrastiveLoss": 0.7},
+        "PML's ContrastiveLoss (Euclidean on normalised embeddings, AvgNonZero per kind).",
+    ),
+    _pair_case(
+        "snr_contrastive",
+        "contrastive",
+        _ours("signal_to_noise_ratio_contrastive_loss", reducer="pml"),
+        {
+            "pml.SignalToNoiseRatioContrastiveLoss": (
+                "torch",
+                _pml("SignalToNoiseRatioContrastiveLoss"),
+            )
+        },
+        {"floor": 2.5, "pml.SignalToNoiseRatioContrastiveLoss": 0.7},
+        "PML's SNR contrastive loss.",
+    ),
+    _pair_case(
+        "multi_similarity",
+        "multi_similarity",
+        _ours("multi_similarity_loss"),
+        {
+            "tfsim.MultiSimilarityLoss": ("oracle", _tfsim("MultiSimilarityLoss")),
+            "pml.MultiSimilarityLoss": ("torch", _pml("MultiSimilarityLoss")),
+        },
+        {"floor": 2.5, "tfsim.MultiSimilarityLoss": 0.5, "pml.MultiSimilarityLoss": 0.7},
+        "TF Similarity's defaults (pair mining, beta 40); PML's defaults differ (no mining,"
+        " beta 50).",
+    ),
+    _pair_case(
+        "circle",
+        "circle",
+        _ours("circle_loss"),
+        {
+            "tfsim.CircleLoss": ("oracle", _tfsim("CircleLoss")),
+            "pml.CircleLoss": ("torch", _pml("CircleLoss")),
+            "keras.losses.Circle": ("tensorflow", circle_keras),
+        },
+        {"floor": 2.5, "tfsim.CircleLoss": 0.5, "pml.CircleLoss": 0.7},
+        "TF Similarity's form; PML and Keras compute the paper's (joint=True), same cost.",
+    ),
+    _pair_case(
+        "soft_nearest_neighbor",
+        "soft_nearest_neighbor",
+        _ours("soft_nearest_neighbor_loss"),
+        {"tfsim.SoftNearestNeighborLoss": ("oracle", _tfsim("SoftNearestNeighborLoss"))},
+        {"floor": 2.5, "tfsim.SoftNearestNeighborLoss": 0.5},
+        "squared Euclidean, temperature 1.",
+    ),
+    _pair_case(
+        "tuplet_margin",
+        "tuplet",
+        _ours("tuplet_margin_loss", reducer="pml"),
+        {"pml.TupletMarginLoss": ("torch", _pml("TupletMarginLoss"))},
+        {"floor": 2.5, "pml.TupletMarginLoss": 0.7},
+        "PML's settings (margin 5.73 degrees, scale 64).",
+    ),
+]
+
+
 # --- the registry ---------------------------------------------------------------------------
 
 _EMBED = {"inputs": "embeddings", "wrt": ("embeddings",), "floor": similarity_floor}
@@ -249,5 +453,6 @@ CASES = {
             note="C = 100,000 classes, 64 sampled; gradients w.r.t. weights and inputs.",
             **_NCE,
         ),
+        *PAIR_CASES,
     ]
 }

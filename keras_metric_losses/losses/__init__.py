@@ -1,5 +1,23 @@
 """The package's losses: a function (scalar or per-example) and a Keras `Loss` class each."""
 
+from keras_metric_losses.losses.circle import CircleLoss, circle_loss
+from keras_metric_losses.losses.contrastive import (
+    BatchContrastiveLoss,
+    ContrastiveLoss,
+    SignalToNoiseRatioContrastiveLoss,
+    batch_contrastive_loss,
+    contrastive_loss,
+    signal_to_noise_ratio_contrastive_loss,
+)
+from keras_metric_losses.losses.lifted import (
+    GeneralizedLiftedStructureLoss,
+    LiftedStructLoss,
+    LiftedStructureLoss,
+    generalized_lifted_structure_loss,
+    lifted_struct_loss,
+    lifted_structure_loss,
+)
+from keras_metric_losses.losses.multi_similarity import MultiSimilarityLoss, multi_similarity_loss
 from keras_metric_losses.losses.nce import (
     NCELoss,
     SampledSoftmaxLoss,
@@ -13,16 +31,41 @@ from keras_metric_losses.losses.npairs import (
     npairs_multilabel_loss,
 )
 from keras_metric_losses.losses.pn import PNLoss, pn_loss
+from keras_metric_losses.losses.soft_nearest_neighbor import (
+    SoftNearestNeighborLoss,
+    soft_nearest_neighbor_loss,
+)
+from keras_metric_losses.losses.tuplet import TupletMarginLoss, tuplet_margin_loss
 
 __all__ = [
+    "BatchContrastiveLoss",
+    "CircleLoss",
+    "ContrastiveLoss",
+    "GeneralizedLiftedStructureLoss",
+    "LiftedStructLoss",
+    "LiftedStructureLoss",
+    "MultiSimilarityLoss",
     "NCELoss",
     "NpairsLoss",
     "NpairsMultilabelLoss",
     "PNLoss",
     "SampledSoftmaxLoss",
+    "SignalToNoiseRatioContrastiveLoss",
+    "SoftNearestNeighborLoss",
+    "TupletMarginLoss",
+    "batch_contrastive_loss",
+    "circle_loss",
+    "contrastive_loss",
+    "generalized_lifted_structure_loss",
+    "lifted_struct_loss",
+    "lifted_structure_loss",
+    "multi_similarity_loss",
     "nce_loss",
     "npairs_loss",
     "npairs_multilabel_loss",
     "pn_loss",
     "sampled_softmax_loss",
+    "signal_to_noise_ratio_contrastive_loss",
+    "soft_nearest_neighbor_loss",
+    "tuplet_margin_loss",
 ]
