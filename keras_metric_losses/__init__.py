@@ -13,34 +13,50 @@ from keras_metric_losses import (
 )
 from keras_metric_losses.layers import PairwiseSimilarity
 from keras_metric_losses.losses import (
+    MarginLoss,
     NCELoss,
     NpairsLoss,
     NpairsMultilabelLoss,
     PNLoss,
     SampledSoftmaxLoss,
+    TripletHardLoss,
+    TripletLoss,
+    TripletMarginLoss,
+    TripletSemiHardLoss,
+    margin_loss,
     nce_loss,
     npairs_loss,
     npairs_multilabel_loss,
     pn_loss,
     sampled_softmax_loss,
+    triplet_hard_loss,
+    triplet_loss,
+    triplet_margin_loss,
+    triplet_semihard_loss,
 )
 from keras_metric_losses.sampling import log_uniform_candidate_sampler
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "MarginLoss",
     "NCELoss",
     "NpairsLoss",
     "NpairsMultilabelLoss",
     "PNLoss",
     "PairwiseSimilarity",
     "SampledSoftmaxLoss",
+    "TripletHardLoss",
+    "TripletLoss",
+    "TripletMarginLoss",
+    "TripletSemiHardLoss",
     "config",
     "distances",
     "distributed",
     "layers",
     "log_uniform_candidate_sampler",
     "losses",
+    "margin_loss",
     "mining",
     "nce_loss",
     "npairs_loss",
@@ -50,4 +66,8 @@ __all__ = [
     "reduction",
     "sampled_softmax_loss",
     "sampling",
+    "triplet_hard_loss",
+    "triplet_loss",
+    "triplet_margin_loss",
+    "triplet_semihard_loss",
 ]
