@@ -128,7 +128,10 @@ def embedding_pairs(
     else:
         keys, key_labels = queries, labels
         self_columns = ops.arange(ops.shape(labels)[0], dtype="int32")
-    positive, negative = mining.label_masks(labels, key_labels, self_columns)
+    # Without `self_columns` no key is the query itself (-1 is no column); `label_masks`
+    # would otherwise remove the "diagonal" columns 0..b-1 of the reference keys.
+    own_columns = ops.zeros_like(labels, "int32") - 1 if self_columns is None else self_columns
+    positive, negative = mining.label_masks(labels, key_labels, own_columns)
     return Pairs(queries, keys, labels, key_labels, positive, negative, self_columns)
 
 

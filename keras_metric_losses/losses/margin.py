@@ -161,7 +161,7 @@ def margin_loss(
     >>> embeddings = np.array([[1, 0], [0.6, 0.8], [0.8, 0.6], [0, 1]], "float32")
     >>> losses = kml.margin_loss(labels, embeddings, beta=0.5)
     >>> print(keras.ops.convert_to_numpy(losses).round(4))
-    [0.2    0.2    0.2    0.2   ]
+    [0.6282 0.8368 0.8368 0.6282]
 
     Reference: Wu et al., "Sampling Matters in Deep Embedding Learning", ICCV 2017;
     pytorch-metric-learning's `MarginLoss`.
@@ -221,7 +221,7 @@ class MarginLoss(LossFunctionWrapper):
     >>> labels = np.array([0, 0, 1, 1])
     >>> embeddings = np.array([[1, 0], [0.6, 0.8], [0.8, 0.6], [0, 1]], "float32")
     >>> round(float(kml.MarginLoss(beta=0.5, reducer="pml")(labels, embeddings)), 4)
-    0.2
+    0.4186
 
     Reference: Wu et al., ICCV 2017; pytorch-metric-learning's `MarginLoss`.
     """

@@ -211,7 +211,7 @@ def triplet_semihard_loss(y_true, y_pred, margin=1.0, distance_metric="L2", *, c
     >>> embeddings = np.array([[0, 0], [0, 1], [1, 1], [3, 1]], "float32")
     >>> losses = kml.triplet_semihard_loss(labels, embeddings)
     >>> print(keras.ops.convert_to_numpy(losses).round(4))
-    [0.5858 0.5858 0.     0.    ]
+    [0.5858 0.     1.5858 0.    ]
 
     Reference: Schroff et al., "FaceNet: A Unified Embedding for Face Recognition and
     Clustering", CVPR 2015; `tfa.losses.triplet_semihard_loss`.
@@ -278,7 +278,7 @@ def triplet_hard_loss(
     >>> embeddings = np.array([[0, 0], [0, 1], [1, 1], [3, 1]], "float32")
     >>> losses = kml.triplet_hard_loss(labels, embeddings)
     >>> print(keras.ops.convert_to_numpy(losses).round(4))
-    [0.     1.     1.5858 3.    ]
+    [0.5858 1.     2.     0.    ]
 
     Reference: Hermans et al., "In Defense of the Triplet Loss for Person Re-Identification",
     arXiv:1703.07737, 2017; `tfa.losses.triplet_hard_loss`.
@@ -322,7 +322,7 @@ class TripletSemiHardLoss(LossFunctionWrapper):
     >>> labels = np.array([0, 0, 1, 1])
     >>> embeddings = np.array([[0, 0], [0, 1], [1, 1], [3, 1]], "float32")
     >>> round(float(kml.TripletSemiHardLoss()(labels, embeddings)), 4)
-    0.2929
+    0.5429
 
     Reference: Schroff et al., CVPR 2015; `tfa.losses.TripletSemiHardLoss`.
     """
@@ -377,7 +377,7 @@ class TripletHardLoss(LossFunctionWrapper):
     >>> labels = np.array([0, 0, 1, 1])
     >>> embeddings = np.array([[0, 0], [0, 1], [1, 1], [3, 1]], "float32")
     >>> round(float(kml.TripletHardLoss()(labels, embeddings)), 4)
-    1.3964
+    0.8964
 
     Reference: Hermans et al., arXiv:1703.07737; `tfa.losses.TripletHardLoss`.
     """
@@ -777,7 +777,7 @@ def triplet_margin_loss(
     >>> embeddings = np.array([[1, 0], [0.6, 0.8], [0.8, 0.6], [0, 1]], "float32")
     >>> losses = kml.triplet_margin_loss(labels, embeddings, margin=0.1)
     >>> print(keras.ops.convert_to_numpy(losses).round(4))
-    [0.1    0.4325 0.4325 0.1   ]
+    [0.181  0.5368 0.5368 0.181 ]
 
     Reference: Weinberger and Saul, "Distance Metric Learning for Large Margin Nearest
     Neighbor Classification", JMLR 2009; Balntas et al., "Learning local feature descriptors
@@ -834,7 +834,7 @@ class TripletMarginLoss(LossFunctionWrapper):
     >>> labels = np.array([0, 0, 1, 1])
     >>> embeddings = np.array([[1, 0], [0.6, 0.8], [0.8, 0.6], [0, 1]], "float32")
     >>> round(float(kml.TripletMarginLoss(margin=0.1, reducer="pml")(labels, embeddings)), 4)
-    0.2662
+    0.4785
 
     Reference: Weinberger and Saul, JMLR 2009; pytorch-metric-learning's `TripletMarginLoss`.
     """
