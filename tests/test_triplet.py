@@ -119,7 +119,9 @@ def test_tf_addons_anchors_without_a_triplet_get_zero_and_zero_gradient():
     labels, e = batch([0, 0, 1, 2, 2, 3], seed=1)  # anchors 2 and 5 have no positive
     lonely = np.array([0, 0, 1, 0, 0, 1], "float32")
     for fn in (kml.triplet_hard_loss, kml.triplet_loss):
-        value, grad = value_and_grad(lambda x, f=fn: keras.ops.sum(f(labels, x) * lonely), e)
+        value, grad = value_and_grad(
+            lambda x, f=fn: keras.ops.sum(keras.ops.multiply(f(labels, x), lonely)), e
+        )
         assert value == 0.0 and np.all(grad == 0.0)
     one_class = np.full(6, 4)  # no negative: TF Addons returns the margin-based fallback
     for fn in (kml.triplet_semihard_loss, kml.triplet_hard_loss, kml.triplet_loss):
