@@ -37,12 +37,14 @@ def batch(labels, dim=3, seed=0, unit=False):
 
 
 @st.composite
-def distance_rows(draw):
-    rows, columns, thresholds = (draw(st.integers(1, 7)) for _ in range(3))
-    # Small integers: many exact ties between distances and thresholds.
-    d = draw(st.lists(st.integers(0, 4), min_size=rows * columns, max_size=rows * columns))
-    mask = draw(st.lists(st.booleans(), min_size=rows * columns, max_size=rows * columns))
-    t = draw(st.lists(st.integers(-1, 5), min_size=rows * thresholds, max_size=rows * thresholds))
+def distance_rows(draw, rows=5, columns=7, thresholds=4):
+    """Fixed shapes (one compilation per backend), random contents: small integers, so many
+    exact ties between distances and thresholds, and rows without any negative."""
+    size = rows * columns
+    d = draw(st.lists(st.integers(0, 4), min_size=size, max_size=size))
+    mask = draw(st.lists(st.booleans(), min_size=size, max_size=size))
+    count = rows * thresholds
+    t = draw(st.lists(st.integers(-1, 5), min_size=count, max_size=count))
     return (
         np.array(d, "float32").reshape(rows, columns),
         np.array(mask).reshape(rows, columns),
