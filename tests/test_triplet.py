@@ -317,6 +317,9 @@ PML_VARIANTS = [
     {"normalize_embeddings": False, "margin": 1.0},
     {"type_of_triplets": "semihard", "miner_margin": 0.3, "margin": 0.2},
     {"type_of_triplets": "hard", "distance": "cosine_similarity", "reducer": "pml"},
+    {"type_of_triplets": "easy", "distance": "squared_euclidean", "miner_margin": 0.5},
+    {"distance": "snr", "reducer": "pml", "margin": 0.3},
+    {"distance": "inner_product", "margin": 0.3},
 ]
 
 
@@ -325,6 +328,23 @@ def test_triplet_margin_loss_matches_the_oracle(kwargs):
     labels, e = batch([0, 1, 2, 0, 1, 2, 0, 3, 3, 1, 4], dim=4, seed=4)
     values = kml.triplet_margin_loss(labels, e, **kwargs)
     expected = pml_reference("TripletMarginLoss", labels, e, **kwargs)
+    np.testing.assert_allclose(numpy(values), expected, **TOLERANCE)
+
+
+MARGIN_VARIANTS = [
+    {},
+    {"reducer": "pml"},
+    {"distance": "cosine_similarity", "beta": 0.5, "reducer": "pml"},
+    {"normalize_embeddings": False, "beta": 2.0, "margin": 0.5},
+    {"distance": "snr", "beta": 1.0},
+]
+
+
+@pytest.mark.parametrize("kwargs", MARGIN_VARIANTS, ids=str)
+def test_margin_loss_matches_the_oracle(kwargs):
+    labels, e = batch([0, 1, 2, 0, 1, 2, 0, 3, 3, 1, 4], dim=4, seed=12)
+    values = kml.margin_loss(labels, e, **kwargs)
+    expected = pml_reference("MarginLoss", labels, e, **kwargs)
     np.testing.assert_allclose(numpy(values), expected, **TOLERANCE)
 
 

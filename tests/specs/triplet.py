@@ -48,19 +48,21 @@ def tfsim_triplet_reference(y_true, y_pred, **kwargs):
     return np.where(has_positive & has_negative, values, 0.0)
 
 
+# PML's distance objects (class, p, power) as our distance names (with L2 normalisation as
+# `normalize_embeddings`; PML's LpDistance(p=1) normalises by the L1 norm: not offered).
 PML_DISTANCES = {
     ("LpDistance", 2, 1): "euclidean",
     ("LpDistance", 2, 2): "squared_euclidean",
-    ("LpDistance", 1, 1): "manhattan",
     ("CosineSimilarity", 2, 1): "cosine_similarity",
     ("DotProductSimilarity", 2, 1): "inner_product",
     ("SNRDistance", 2, 1): "snr",
 }
 ORACLE_DISTANCES = {
     "euclidean": pml.Distance("lp"),
+    "squared_euclidean": pml.Distance("lp", power=2),
     "cosine_similarity": pml.Distance("cosine"),
     "inner_product": pml.Distance("dot"),
-    "squared_euclidean": pml.Distance("lp", power=2),
+    "snr": pml.Distance("snr"),
 }
 
 
