@@ -284,8 +284,6 @@ def triplet_hard_loss(
     arXiv:1703.07737, 2017; `tfa.losses.triplet_hard_loss`.
     """
     pairs_ = pairs.embedding_pairs(y_true, y_pred, cross_replica=cross_replica)
-    if _no_anchors(pairs_):
-        return _in_input_dtype(_empty_losses(pairs_), y_pred)
     losses = mined_per_anchor(pairs_, distance_metric, "hard", "hard", soft, margin, pn_step=False)
     return _in_input_dtype(losses, y_pred)
 
@@ -527,8 +525,6 @@ def triplet_loss(
         ref_labels=ref_labels,
         cross_replica=cross_replica,
     )
-    if _no_anchors(pairs_):
-        return _in_input_dtype(_empty_losses(pairs_), y_pred)
     losses = mined_per_anchor(
         pairs_,
         distance,
