@@ -165,6 +165,72 @@ def triplet_pml():
     return fn
 
 
+# --- triplet losses (TF Addons, TF Similarity, PML) -----------------------------------------
+
+# TripletMarginLoss enumerates every triplet as dense [B, B, B] tensors: 0.5 GiB per float32
+# tensor at B = 512, 4 GiB at 1024, 256 GiB at 4096. Larger batches are reported as errors.
+DENSE_TRIPLETS_MAX_BATCH = 512
+
+
+def _ours(name, max_batch=None, **kwargs):
+    """`mean(kml.<name>(labels, embeddings, **kwargs))`; refuses batches above `max_batch`."""
+
+    def build():
+        from keras import ops
+
+        import keras_metric_losses as kml
+
+        fn = getattr(kml, name)
+
+        def step(x):
+            batch = x["embeddings"].shape[0]
+            if max_batch is not None and batch > max_batch:
+                gib = batch**3 * 4 / 2**30
+                raise ValueError(
+                    f"not run: dense [B, B, B] triplets take {gib:.0f} GiB at B={batch}"
+                )
+            return ops.mean(fn(x["labels"], x["embeddings"], **kwargs))
+
+        return step
+
+    return build
+
+
+def _tfa(name, **kwargs):
+    def build():
+        import tensorflow_addons as tfa
+
+        fn = getattr(tfa.losses, name)
+        return lambda x: fn(x["labels"], x["embeddings"], **kwargs)
+
+    return build
+
+
+def triplet_tfsim():
+    from tensorflow_similarity.losses import TripletLoss
+
+    loss = TripletLoss()  # cosine, hard positives, semi-hard negatives, soft margin
+    return lambda x: loss(x["labels"], x["embeddings"])
+
+
+def _pml(loss_name, miner_name=None, **kwargs):
+    def build():
+        import torch
+        from pytorch_metric_learning import losses, miners
+
+        loss = getattr(losses, loss_name)(**kwargs)
+        miner = getattr(miners, miner_name)() if miner_name else None
+
+        def fn(x):
+            labels = x["labels"].to(torch.int64)
+            tuples = miner(x["embeddings"], labels) if miner else None
+            return loss(x["embeddings"], labels, tuples)
+
+        return fn
+
+    return build
+
+
 # --- NCE / sampled softmax (C = 100,000, 64 samples) ----------------------------------------
 
 
@@ -434,6 +500,67 @@ CASES = {
             targets={"floor": 2.5, "tfsim.PNLoss": 0.5},
             note="cosine, hard positives, semi-hard negatives, margin 1. PML has no PN loss: its"
             " reference is a cosine triplet margin loss on BatchEasyHardMiner(hard, semihard).",
+            **_EMBED,
+        ),
+        Case(
+            "triplet_semihard",
+            "keras_metric_losses.losses.triplet",
+            ours=_ours("triplet_semihard_loss"),
+            references={"tfa.triplet_semihard_loss": ("oracle", _tfa("triplet_semihard_loss"))},
+            memory=True,
+            targets={"floor": 2.5, "tfa.triplet_semihard_loss": 0.5},
+            note="L2, margin 1; mean of the per-anchor shares = TF Addons' scalar. TF Addons"
+            " builds a [B^2, B] tensor; ours sorts each row and binary-searches per pair.",
+            **_EMBED,
+        ),
+        Case(
+            "triplet_hard",
+            "keras_metric_losses.losses.triplet",
+            ours=_ours("triplet_hard_loss"),
+            references={
+                "tfa.triplet_hard_loss": ("oracle", _tfa("triplet_hard_loss")),
+                "pml.TripletMarginLoss+BatchHardMiner": (
+                    "torch",
+                    _pml("TripletMarginLoss", "BatchHardMiner", margin=1.0),
+                ),
+            },
+            memory=True,
+            targets={"floor": 2.5, "tfa.triplet_hard_loss": 0.5},
+            note="L2, margin 1, hinge. PML: BatchHardMiner (hardest positive and negative per"
+            " anchor, on the normalised = unit inputs) + TripletMarginLoss(margin=1).",
+            **_EMBED,
+        ),
+        Case(
+            "triplet_tfsim",
+            "keras_metric_losses.losses.triplet",
+            ours=_ours("triplet_loss"),
+            references={"tfsim.TripletLoss": ("oracle", triplet_tfsim)},
+            memory=True,
+            targets={"floor": 2.5, "tfsim.TripletLoss": 0.5},
+            note="TF Similarity's defaults: cosine, hard positives, semi-hard negatives, soft"
+            " margin.",
+            **_EMBED,
+        ),
+        Case(
+            "triplet_margin",
+            "keras_metric_losses.losses.triplet",
+            ours=_ours("triplet_margin_loss", DENSE_TRIPLETS_MAX_BATCH, reducer="pml"),
+            references={"pml.TripletMarginLoss": ("torch", _pml("TripletMarginLoss"))},
+            targets={"pml.TripletMarginLoss": 0.7},
+            note="All triplets, margin 0.05, PML's AvgNonZeroReducer. Ours is dense [B, B, B]"
+            f" (not run above B = {DENSE_TRIPLETS_MAX_BATCH}); PML lists the ~3 B^2 valid"
+            " triplets (4 examples per class).",
+            **_EMBED,
+        ),
+        Case(
+            "margin",
+            "keras_metric_losses.losses.margin",
+            ours=_ours("margin_loss", reducer="pml"),
+            references={"pml.MarginLoss": ("torch", _pml("MarginLoss"))},
+            memory=True,
+            targets={"floor": 2.5, "pml.MarginLoss": 0.7},
+            note="All triplets, beta 1.2, margin 0.2, PML's DivisorReducer; ours sums the"
+            " triplets from [B, B] pair terms.",
             **_EMBED,
         ),
         Case(

@@ -12,6 +12,13 @@ An anchor whose mask row is empty gets column 0 and `found = False`; callers dec
 an anchor contributes (`PNLoss` gives it loss 0 and zero gradient). `found` is read from the
 masked max/min itself (it differs from the fill value `-inf`/`+inf`), so distances are
 expected to be finite.
+
+Triplets. `semi_hard_negatives` mines one negative per (anchor, positive) pair from each
+anchor's sorted row (`O(B K log K)`), without enumerating triplets. `triplet_mask` and
+`triplet_margin_mask` do enumerate them: they return dense `[B, K, K]` masks (anchor,
+positive, negative), as do the losses built on them (`TripletMarginLoss`). That costs
+`B * K * K` elements per tensor: 16.8 million (64 MiB in float32) for a batch of 256,
+1.07 billion (4 GiB) for 1024. They are the only `O(B K^2)` functions of the package.
 """
 
 from keras import ops
@@ -22,6 +29,7 @@ from keras_metric_losses.ops import label_equality
 
 POSITIVE_STRATEGIES = ("hard", "easy")
 NEGATIVE_STRATEGIES = ("hard", "semi-hard", "easy")
+TYPES_OF_TRIPLETS = ("all", "hard", "semihard", "easy")
 
 
 @export
@@ -135,9 +143,10 @@ def masked_argmin(values, mask):
 def take_rows(matrix, index):
     """`matrix[i, index[i]]` for every row `i` (`[B, K]`, `[B]` -> `[B]`), by a gather.
 
-    Works for boolean masks too (`take_rows(mask, index)` tells whether the selected column
-    was a candidate). The gradient flows to the selected entries only. A gather from the
-    flattened matrix: `take_along_axis` costs a `[B, K]` copy on TensorFlow.
+    With `[B, T]` indices, `T` columns per row: `matrix[i, index[i, t]]` (`[B, T]`). Works for
+    boolean masks too (`take_rows(mask, index)` tells whether the selected column was a
+    candidate). The gradient flows to the selected entries only. A gather from the flattened
+    matrix: `take_along_axis` costs a `[B, K]` copy on TensorFlow.
 
     Example:
 
@@ -146,8 +155,11 @@ def take_rows(matrix, index):
     >>> row_values = mining.take_rows(np.array([[1.0, 2.0], [3.0, 4.0]]), np.array([1, 0]))
     """
     num_rows, num_columns = ops.shape(matrix)
+    index = ops.cast(index, "int32")
     rows = ops.arange(num_rows, dtype="int32") * num_columns
-    return ops.take(ops.reshape(matrix, (-1,)), rows + ops.cast(index, "int32"))
+    if len(index.shape) == 2:
+        rows = ops.expand_dims(rows, 1)
+    return ops.take(ops.reshape(matrix, (-1,)), rows + index)
 
 
 @export
@@ -256,3 +268,161 @@ def _first_index_of(filled, extreme):
     reached = ops.equal(filled, ops.expand_dims(extreme, -1))
     first = ops.amin(ops.where(reached, columns, num_columns), axis=-1)
     return ops.minimum(first, num_columns - 1)
+
+
+@export
+def semi_hard_negatives(distances, negative_mask, thresholds):
+    """For each anchor and each threshold, the closest negative strictly beyond the threshold,
+    or the anchor's farthest negative when none is (TF Addons' semi-hard rule).
+
+    TF Addons' `triplet_semihard_loss` uses one threshold per (anchor, positive) pair, the
+    positive's distance `D[a, p]`: `thresholds = distances` gives the semi-hard negative of
+    every pair at once. Each row's negatives are sorted once and every threshold is located by
+    a binary search (`ceil(log2(K + 1))` steps of `[B, T]` gathers), so the cost is
+    `O(B K log K + B T log K)` time and `O(B (K + T))` memory, not the `[B, T, K]` of the
+    comparisons themselves. The comparison is the exact `D[a, n] > threshold` of the original.
+    Among negatives at the same distance the column is any one of them (the value is the same).
+
+    Args:
+        distances: `[B, K]` distances (row = anchor).
+        negative_mask: `[B, K]` booleans, the negatives of each anchor.
+        thresholds: `[B, T]` distances to exceed (`T` thresholds per anchor).
+
+    Returns:
+        `(index, found)`: `[B, T]` int32 columns of the mined negatives and `[B]` booleans,
+        `True` where the anchor has a negative (`index` is an arbitrary column where not).
+
+    Example:
+
+    >>> import keras
+    >>> import numpy as np
+    >>> from keras_metric_losses import mining
+    >>> d = np.array([[0.0, 1.0, 3.0, 2.0]])
+    >>> negative = np.array([[False, False, True, True]])
+    >>> index, found = mining.semi_hard_negatives(d, negative, np.array([[0.5, 2.0, 5.0]]))
+    >>> keras.ops.convert_to_numpy(index).tolist()  # beyond 0.5: 3; beyond 2.0: 2; else 2
+    [[3, 2, 2]]
+    """
+    distances = ops.convert_to_tensor(distances)
+    thresholds = ops.cast(thresholds, distances.dtype)
+    filled = ops.where(negative_mask, distances, _INF[False])
+    order = ops.cast(ops.argsort(filled, axis=-1), "int32")  # negatives first, ascending
+    ascending = take_rows(filled, order)
+    num_negatives = ops.sum(ops.cast(negative_mask, "int32"), axis=-1)
+    # beyond[a, t] = the number of (sorted) negatives <= thresholds[a, t]: a binary search for
+    # the first sorted value > threshold, over [0, K]; the +inf fill is never <= a threshold.
+    num_columns = filled.shape[-1]
+    steps = 31 if num_columns is None else max(int(num_columns).bit_length(), 1)
+    num_columns = ops.shape(filled)[-1]
+    low = ops.zeros(ops.shape(thresholds), "int32")
+    high = low + num_columns
+    for _ in range(steps):
+        middle = (low + high) // 2
+        value = take_rows(ascending, ops.minimum(middle, num_columns - 1))
+        open_ = ops.less(low, high)
+        not_beyond = ops.less_equal(value, thresholds)
+        low = ops.where(ops.logical_and(open_, not_beyond), middle + 1, low)
+        high = ops.where(ops.logical_and(open_, ops.logical_not(not_beyond)), middle, high)
+    farthest = ops.expand_dims(ops.maximum(num_negatives - 1, 0), -1)
+    position = ops.where(ops.less(low, ops.expand_dims(num_negatives, -1)), low, farthest)
+    return take_rows(order, position), ops.greater(num_negatives, 0)
+
+
+@export
+def triplet_mask(positive_mask, negative_mask):
+    """`[B, K, K]` booleans, the valid triplets: `mask[a, p, n] = positive[a, p] and
+    negative[a, n]`.
+
+    Cost: `B * K * K` booleans (see the module docstring).
+
+    Args:
+        positive_mask: `[B, K]` booleans, the positives of each anchor.
+        negative_mask: `[B, K]` booleans, the negatives of each anchor.
+
+    Returns:
+        `[B, K, K]` booleans.
+
+    Example:
+
+    >>> import keras
+    >>> import numpy as np
+    >>> from keras_metric_losses import mining
+    >>> positive, negative = mining.label_masks(np.array([0, 0, 1]))
+    >>> int(keras.ops.convert_to_numpy(mining.triplet_mask(positive, negative)).sum())
+    2
+    """
+    positive = ops.expand_dims(ops.convert_to_tensor(positive_mask), 2)
+    return ops.logical_and(positive, ops.expand_dims(ops.convert_to_tensor(negative_mask), 1))
+
+
+@export
+def triplet_margin_mask(
+    distances,
+    positive_mask,
+    negative_mask,
+    margin=0.2,
+    type_of_triplets="all",
+    larger_is_closer=False,
+):
+    """The triplets that pytorch-metric-learning's `TripletMarginMiner` selects, as a mask.
+
+    With `t[a, p, n] = D[a, n] - D[a, p]` (for a similarity, `S[a, p] - S[a, n]`: how much
+    closer the positive is than the negative), among the valid triplets:
+
+    | `type_of_triplets` | selected |
+    | --- | --- |
+    | `"all"` | `t <= margin` |
+    | `"hard"` | `t <= margin` and `t <= 0` |
+    | `"semihard"` | `0 < t <= margin` |
+    | `"easy"` | `t > margin` |
+
+    PML 2.9 returns the same triplets as index lists in lexicographic `(a, p, n)` order: the
+    order of `numpy.nonzero` on this mask. Here the shape is static, so the miner runs under
+    `jax.jit`, XLA and `torch.compile`. Cost: `[B, K, K]` (see the module docstring).
+
+    Args:
+        distances: `[B, K]` distances, or similarities with `larger_is_closer=True`.
+        positive_mask: `[B, K]` booleans, the positives of each anchor.
+        negative_mask: `[B, K]` booleans, the negatives of each anchor.
+        margin: The miner's margin. Defaults to 0.2 (PML's default).
+        type_of_triplets: `"all"`, `"hard"`, `"semihard"` or `"easy"`. Defaults to `"all"`.
+        larger_is_closer: `True` for a similarity (PML's inverted distances). Defaults to
+            `False`.
+
+    Returns:
+        `[B, K, K]` booleans.
+
+    Raises:
+        ValueError: for an unknown `type_of_triplets`.
+
+    Example:
+
+    >>> import keras
+    >>> import numpy as np
+    >>> from keras_metric_losses import mining
+    >>> d = np.array([[0.0, 1.0, 1.1], [1.0, 0.0, 2.0], [1.1, 2.0, 0.0]])
+    >>> positive, negative = mining.label_masks(np.array([0, 0, 1]))
+    >>> mask = mining.triplet_margin_mask(d, positive, negative, 0.2, "semihard")
+    >>> np.argwhere(keras.ops.convert_to_numpy(mask)).tolist()  # (a, p, n)
+    [[0, 1, 2]]
+
+    Reference: pytorch-metric-learning's `miners.TripletMarginMiner`; Schroff et al.,
+    "FaceNet", CVPR 2015 (semi-hard negatives).
+    """
+    validation.one_of(type_of_triplets, "type_of_triplets", TYPES_OF_TRIPLETS)
+    distances = ops.convert_to_tensor(distances)
+    anchor_positive = ops.expand_dims(distances, 2)
+    anchor_negative = ops.expand_dims(distances, 1)
+    if larger_is_closer:
+        closer_by = anchor_positive - anchor_negative
+    else:
+        closer_by = anchor_negative - anchor_positive
+    if type_of_triplets == "easy":
+        selected = ops.greater(closer_by, margin)
+    else:
+        selected = ops.less_equal(closer_by, margin)
+        if type_of_triplets == "hard":
+            selected = ops.logical_and(selected, ops.less_equal(closer_by, 0))
+        elif type_of_triplets == "semihard":
+            selected = ops.logical_and(selected, ops.greater(closer_by, 0))
+    return ops.logical_and(triplet_mask(positive_mask, negative_mask), selected)

@@ -1,6 +1,9 @@
 """The package's losses: a function (scalar or per-example) and a Keras `Loss` class each."""
 
-from keras_metric_losses.losses.circle import CircleLoss, circle_loss
+from keras_metric_losses.losses.circle import (
+    CircleLoss,
+    circle_loss,
+)
 from keras_metric_losses.losses.contrastive import (
     BatchContrastiveLoss,
     ContrastiveLoss,
@@ -17,7 +20,14 @@ from keras_metric_losses.losses.lifted import (
     lifted_struct_loss,
     lifted_structure_loss,
 )
-from keras_metric_losses.losses.multi_similarity import MultiSimilarityLoss, multi_similarity_loss
+from keras_metric_losses.losses.margin import (
+    MarginLoss,
+    margin_loss,
+)
+from keras_metric_losses.losses.multi_similarity import (
+    MultiSimilarityLoss,
+    multi_similarity_loss,
+)
 from keras_metric_losses.losses.nce import (
     NCELoss,
     SampledSoftmaxLoss,
@@ -30,12 +40,28 @@ from keras_metric_losses.losses.npairs import (
     npairs_loss,
     npairs_multilabel_loss,
 )
-from keras_metric_losses.losses.pn import PNLoss, pn_loss
+from keras_metric_losses.losses.pn import (
+    PNLoss,
+    pn_loss,
+)
 from keras_metric_losses.losses.soft_nearest_neighbor import (
     SoftNearestNeighborLoss,
     soft_nearest_neighbor_loss,
 )
-from keras_metric_losses.losses.tuplet import TupletMarginLoss, tuplet_margin_loss
+from keras_metric_losses.losses.triplet import (
+    TripletHardLoss,
+    TripletLoss,
+    TripletMarginLoss,
+    TripletSemiHardLoss,
+    triplet_hard_loss,
+    triplet_loss,
+    triplet_margin_loss,
+    triplet_semihard_loss,
+)
+from keras_metric_losses.losses.tuplet import (
+    TupletMarginLoss,
+    tuplet_margin_loss,
+)
 
 __all__ = [
     "BatchContrastiveLoss",
@@ -44,6 +70,7 @@ __all__ = [
     "GeneralizedLiftedStructureLoss",
     "LiftedStructLoss",
     "LiftedStructureLoss",
+    "MarginLoss",
     "MultiSimilarityLoss",
     "NCELoss",
     "NpairsLoss",
@@ -52,6 +79,10 @@ __all__ = [
     "SampledSoftmaxLoss",
     "SignalToNoiseRatioContrastiveLoss",
     "SoftNearestNeighborLoss",
+    "TripletHardLoss",
+    "TripletLoss",
+    "TripletMarginLoss",
+    "TripletSemiHardLoss",
     "TupletMarginLoss",
     "batch_contrastive_loss",
     "circle_loss",
@@ -59,6 +90,7 @@ __all__ = [
     "generalized_lifted_structure_loss",
     "lifted_struct_loss",
     "lifted_structure_loss",
+    "margin_loss",
     "multi_similarity_loss",
     "nce_loss",
     "npairs_loss",
@@ -67,5 +99,9 @@ __all__ = [
     "sampled_softmax_loss",
     "signal_to_noise_ratio_contrastive_loss",
     "soft_nearest_neighbor_loss",
+    "triplet_hard_loss",
+    "triplet_loss",
+    "triplet_margin_loss",
+    "triplet_semihard_loss",
     "tuplet_margin_loss",
 ]

@@ -27,8 +27,12 @@ def _margin_unused_when_soft(values):
         )
 
 
-def _pn_per_anchor(pairs, distance, positive_strategy, negative_strategy, soft_margin, margin):
-    """Per-anchor PN losses `[b]` in the compute dtype, on the `Pairs` of the front end."""
+def mined_per_anchor(
+    pairs, distance, positive_strategy, negative_strategy, soft_margin, margin, pn_step
+):
+    """Per-anchor losses `[b]` in the compute dtype, on the `Pairs` of the front end, of a
+    triplet mined per anchor: PN (`pn_step=True`) or TensorFlow Similarity's `TripletLoss`
+    (`pn_step=False`, the negative distance is the anchor's own)."""
     if pairs.queries.shape[0] == 0:  # no anchors; TensorFlow cannot take the max of an empty row
         return ops.sum(pairs.queries, axis=1)  # `[0]`, with a (empty) gradient
     distance_fn = distances.get(distance)
@@ -45,15 +49,17 @@ def _pn_per_anchor(pairs, distance, positive_strategy, negative_strategy, soft_m
     )
 
     positive_distance = mining.take_rows(dist, positive)
-    # PN step: the negative is as close as the nearer of the anchor and the mined positive.
-    if pairs.keys_are_queries:  # read D[positive, negative] from the matrix
-        num_keys = ops.shape(dist)[1]
-        positive_to_negative = ops.take(ops.reshape(dist, (-1,)), positive * num_keys + negative)
-    else:  # the mined keys' distance, from their embeddings: [b, b] at most
-        keys = pairs.keys
-        pair = distance_fn(ops.take(keys, positive, axis=0), ops.take(keys, negative, axis=0))
-        positive_to_negative = ops.diagonal(pair)
-    negative_distance = ops.minimum(mining.take_rows(dist, negative), positive_to_negative)
+    negative_distance = mining.take_rows(dist, negative)
+    if pn_step:  # the negative is as close as the nearer of the anchor and the mined positive
+        if pairs.keys_are_queries:  # read D[positive, negative] from the matrix
+            num_keys = ops.shape(dist)[1]
+            flat = ops.reshape(dist, (-1,))
+            positive_to_negative = ops.take(flat, positive * num_keys + negative)
+        else:  # the mined keys' distance, from their embeddings: [b, b] at most
+            keys = pairs.keys
+            pair = distance_fn(ops.take(keys, positive, axis=0), ops.take(keys, negative, axis=0))
+            positive_to_negative = ops.diagonal(pair)
+        negative_distance = ops.minimum(negative_distance, positive_to_negative)
 
     difference = positive_distance - negative_distance
     losses = ops.softplus(difference) if soft_margin else ops.relu(difference + margin)
@@ -176,8 +182,14 @@ def pn_loss(
         ref_labels=ref_labels,
         cross_replica=cross_replica,
     )
-    losses = _pn_per_anchor(
-        pairs_, distance, positive_mining_strategy, negative_mining_strategy, soft_margin, margin
+    losses = mined_per_anchor(
+        pairs_,
+        distance,
+        positive_mining_strategy,
+        negative_mining_strategy,
+        soft_margin,
+        margin,
+        pn_step=True,
     )
     return ops.cast(losses, ops.convert_to_tensor(y_pred).dtype)
 
