@@ -61,8 +61,11 @@ def hyperparameters(*joint_checks, **checks):
             given = {name: value for name, value in zip(names, args, strict=False)}
             given.update(kwargs)
             checked = check({name: given.get(name, defaults[name]) for name in checks})
+            # Every checked value reaches `fn`, defaults included (a joint check may normalise
+            # one, e.g. `margin=None` -> 1.0 with `soft_margin=True`).
             args = [checked.get(name, value) for name, value in zip(names, args, strict=False)]
-            kwargs = {name: checked.get(name, value) for name, value in kwargs.items()}
+            positional = names[: len(args)]
+            kwargs.update({name: v for name, v in checked.items() if name not in positional})
             return fn(*args, **kwargs)
 
         checked_fn.check_hyperparameters = check
