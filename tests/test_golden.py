@@ -34,6 +34,13 @@ def eager(fn, *arrays):
     return fn(*arrays)
 
 
+def compiled_run(fn, *arrays):
+    return compiled(fn)(*arrays)
+
+
+eager.compiled, compiled_run.compiled = False, True  # for checks that compile a whole model
+
+
 @pytest.mark.parametrize("name, case", CASES)
 def test_reference_case(name, case):
     check_of(name, case)(case, eager)
@@ -44,4 +51,4 @@ def test_reference_case(name, case):
     "name, case", [c for c in CASES if not getattr(check_of(*c.values), "eager_only", False)]
 )
 def test_reference_case_compiled(name, case):
-    check_of(name, case)(case, lambda fn, *arrays: compiled(fn)(*arrays))
+    check_of(name, case)(case, compiled_run)

@@ -62,20 +62,15 @@ def batch_pairs(
 ):
     """The checked `Pairs` of a batch (see `embedding_pairs`), normalised if `normalize`.
 
-    With `ref_embeddings` no key is the anchor itself: every same-label key is a positive
-    (`self_columns` of -1; `mining.label_masks` would otherwise drop column `i` of row `i`).
+    With `ref_embeddings` no key is the anchor itself (unless a cross-batch memory says which
+    one is, through `pairs.memory_keys`).
     """
-    self_columns = None
-    if ref_embeddings is not None:
-        rows = ops.shape(ops.convert_to_tensor(y_pred))[0]
-        self_columns = ops.full((rows,), -1, dtype="int32")
     pairs = embedding_pairs(
         y_true,
         y_pred,
         ref_embeddings=ref_embeddings,
         ref_labels=ref_labels,
         cross_replica=cross_replica,
-        self_columns=self_columns,
     )
     return normalized(pairs) if normalize else pairs
 
