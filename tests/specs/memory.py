@@ -10,10 +10,10 @@ each step.
 
 import keras
 import numpy as np
-from specs.pair import TFSIM_CLASSES, pml_settings
 
 import keras_metric_losses as kml
 from keras_metric_losses.losses.base import LossFunctionWrapper
+from specs.pair import TFSIM_CLASSES, pml_settings
 
 SPECS = []
 RTOL, ATOL = 1e-5, 1e-6
