@@ -1,6 +1,7 @@
 """Layers that produce what the package's losses take."""
 
 from keras_metric_losses.layers.nce import NCE
+from keras_metric_losses.layers.proxies import ClassProxies
 from keras_metric_losses.layers.similarity import PairwiseSimilarity
 
-__all__ = ["NCE", "PairwiseSimilarity"]
+__all__ = ["ClassProxies", "NCE", "PairwiseSimilarity"]

@@ -1,0 +1,250 @@
+"""The class logits that the proxy and margin-softmax losses share with `layers.ClassProxies`.
+
+One core, written once against `keras.ops`, computes what every loss of the family and the
+layer need from `[B, D]` embeddings and `[C * K, D]` proxies (row `c * K + k` is sub-centre `k`
+of class `c`):
+
+- `class_cosines`: the `[B, C]` cosines `cos(x_i, p_c)`, pooled over the `K` sub-centres of a
+  class (`"max"`, as SubCenterArcFace, or a softmax over them, as SoftTriple);
+- `margin_target`: the true-class cosine with a margin (additive angular = ArcFace, additive
+  cosine = CosFace, multiplicative angular = SphereFace / L-Softmax), in float32 with finite
+  gradients at `cos = +-1` (no `acos` on the differentiated path);
+- `margin_logits`: the logits with the margin on the true class only, times the magnitudes that
+  SphereFace (`|x|`) and L-Softmax (`|x| |w|`) keep;
+- `class_cross_entropy`: softmax cross-entropy against integer labels, where an id outside
+  `[0, C)` matches no class (its row has no target: 0, with zero gradient);
+- `checked_inputs` / `checked_logits`: the shape, dtype and value checks, errors naming the
+  argument.
+
+Normalisation follows `torch.nn.functional.normalize` (pytorch-metric-learning's): `x / max(|x|,
+1e-12)`, with the norm's gradient 0 at `x = 0` (no NaN for an all-zero embedding).
+"""
+
+import math
+
+from keras import ops
+
+from keras_metric_losses import validation
+from keras_metric_losses.ops import compute_dtype, safe_sqrt
+
+NORMALIZE_EPSILON = 1e-12
+MARGIN_TYPES = ("additive_angular", "additive_cosine", "multiplicative_angular")
+POOLINGS = ("max", "softmax")
+
+
+def positive(value, name):
+    """A hyperparameter check: a finite real number `> 0`, returned as a float."""
+    return validation.real(value, name, low=0.0, low_open=True)
+
+
+def degrees(value, name):
+    """A hyperparameter check: an angle in degrees in `[0, 180]`, returned as a float."""
+    return validation.real(value, name, low=0.0, high=180.0)
+
+
+def finite(value, name):
+    """A hyperparameter check: a finite real number, returned as a float."""
+    return validation.real(value, name)
+
+
+def norm(x, axis=-1, keepdims=True):
+    """The L2 norm along `axis`, with value and gradient 0 at `x = 0`."""
+    return safe_sqrt(ops.sum(ops.square(x), axis=axis, keepdims=keepdims))
+
+
+def l2_normalize(x, axis=-1):
+    """`x / max(|x|, 1e-12)` along `axis`, as `torch.nn.functional.normalize`."""
+    return x / ops.maximum(norm(x, axis=axis), NORMALIZE_EPSILON)
+
+
+def cosines(embeddings, proxies):
+    """`[B, C * K]` cosines of the rows of `embeddings` `[B, D]` and `proxies` `[C * K, D]`."""
+    return ops.matmul(l2_normalize(embeddings), ops.transpose(l2_normalize(proxies)))
+
+
+def pool_sub_centers(values, sub_centers, pooling="max", gamma=0.1):
+    """`[B, C * K]` -> `[B, C]`: the `K` sub-centres of each class pooled.
+
+    `"max"`: the largest value (SubCenterArcFace). `"softmax"`: `sum_k softmax_k(v / gamma) v_k`
+    (SoftTriple's relaxed maximum; pytorch-metric-learning multiplies by `1 / gamma`).
+    """
+    if sub_centers == 1:
+        return values
+    grouped = ops.reshape(values, (ops.shape(values)[0], -1, sub_centers))
+    if pooling == "max":
+        return ops.max(grouped, axis=-1)
+    weights = ops.softmax(grouped * (1.0 / gamma), axis=-1)
+    return ops.sum(weights * grouped, axis=-1)
+
+
+def class_cosines(embeddings, proxies, sub_centers=1, pooling="max", gamma=0.1):
+    """`[B, C]` class cosines: `cosines` pooled over each class's `sub_centers`."""
+    return pool_sub_centers(cosines(embeddings, proxies), sub_centers, pooling, gamma)
+
+
+def target_mask(labels, num_classes):
+    """`[B, C]` booleans, `True` at `(i, labels[i])`; all `False` for an id outside `[0, C)`."""
+    classes = ops.arange(num_classes, dtype=labels.dtype)
+    return ops.equal(ops.expand_dims(labels, 1), ops.expand_dims(classes, 0))
+
+
+def true_class_values(values, mask):
+    """`[B]`: the entry of each row at its true class (0 where the row has none)."""
+    return ops.sum(ops.where(mask, values, ops.zeros_like(values)), axis=-1)
+
+
+def _int_power(x, exponent):
+    """`x ** exponent` for a Python int `exponent >= 0`, by products (`0 ** 0 = 1`, and no
+    `log` in the gradient)."""
+    result = ops.ones_like(x)
+    for _ in range(exponent):
+        result = result * x
+    return result
+
+
+def multiple_angle_cosine(cosine, margin):
+    """`cos(m theta)` as the Chebyshev polynomial `T_m` of `c = cos(theta)`:
+
+    `sum_{n=0}^{m // 2} (-1)^n binom(m, 2n) c^(m - 2n) (1 - c^2)^n`, on the cosine as given
+    (not clipped), as pytorch-metric-learning evaluates it.
+    """
+    sine_squared = 1.0 - ops.square(cosine)
+    terms = [
+        (-1) ** n
+        * math.comb(margin, 2 * n)
+        * _int_power(cosine, margin - 2 * n)
+        * _int_power(sine_squared, n)
+        for n in range(margin // 2 + 1)
+    ]
+    total = terms[0]
+    for term in terms[1:]:
+        total = total + term
+    return total
+
+
+def _angle_interval(cosine, margin):
+    """`k = floor(theta / (pi / m))` with `theta = acos(clip(c, -1, 1))`, from `m` comparisons
+    `c <= cos(j pi / m)` (no `acos`; piecewise constant, no gradient)."""
+    clipped = ops.clip(cosine, -1.0, 1.0)
+    k = ops.zeros_like(cosine)
+    for j in range(1, margin + 1):
+        k = k + ops.cast(clipped <= math.cos(j * math.pi / margin), cosine.dtype)
+    return ops.stop_gradient(k)
+
+
+def margin_target(cosine, margin_type, margin):
+    """The true-class cosine with a margin, elementwise.
+
+    - `"additive_angular"` (ArcFace, `margin` in degrees, `m` in radians): with
+      `c = clip(cosine, -1, 1)`, `cos(theta + m) = c cos m - sqrt(1 - c^2) sin m` while
+      `theta <= pi - m` (that is `c >= -cos m`), else `c - m sin m` (pytorch-metric-learning's
+      fallback, which keeps the logit decreasing in `theta`). The square root is `safe_sqrt`,
+      so the gradient is finite at `c = +-1` (where `acos` has an infinite derivative).
+    - `"additive_cosine"` (CosFace): `cosine - margin`.
+    - `"multiplicative_angular"` (SphereFace, L-Softmax; `margin` a Python int `m`):
+      `psi = (-1)^k cos(m theta) - 2k`, `k = floor(theta m / pi)`, `cos(m theta)` the
+      polynomial `multiple_angle_cosine` (no gradient through `k`).
+
+    `margin` is a Python number or (additive margins) a scalar tensor, so that it can be a
+    variable (a warm-up).
+    """
+    if margin_type == "additive_cosine":
+        return cosine - ops.cast(margin, cosine.dtype)
+    if margin_type == "multiplicative_angular":
+        k = _angle_interval(cosine, margin)
+        sign = 1.0 - 2.0 * ops.mod(k, 2.0)
+        return sign * multiple_angle_cosine(cosine, margin) - 2.0 * k
+    radians = ops.cast(margin, cosine.dtype) * (math.pi / 180.0)
+    cos_m, sin_m = ops.cos(radians), ops.sin(radians)
+    c = ops.clip(cosine, -1.0, 1.0)
+    rotated = c * cos_m - safe_sqrt(1.0 - ops.square(c)) * sin_m
+    return ops.where(c >= -cos_m, rotated, c - radians * sin_m)
+
+
+def margin_logits(cosine, mask, margin_type=None, margin=0.0, magnitude=None):
+    """`[B, C]` logits `magnitude * cosine`, the true class's cosine replaced by
+    `margin_target` (none with `margin_type=None`).
+
+    The margin is computed on the `[B]` true-class cosines only. `magnitude` (`None` for 1) is
+    a tensor broadcastable to `[B, C]`: `|x_i|` (SphereFace) or `|x_i| |w_c|` (L-Softmax).
+    """
+    logits = cosine
+    if margin_type is not None:
+        true = true_class_values(cosine, mask)
+        shift = margin_target(true, margin_type, margin) - true
+        logits = cosine + ops.where(mask, ops.expand_dims(shift, 1), ops.zeros_like(cosine))
+    return logits if magnitude is None else logits * magnitude
+
+
+def class_cross_entropy(logits, mask):
+    """`[B]` softmax cross-entropy `logsumexp(z_i) - z_i[y_i]`; 0 (zero gradient) for a row
+    whose `mask` is all `False` (an id outside `[0, C)`)."""
+    has_target = ops.any(mask, axis=-1)
+    loss = ops.logsumexp(logits, axis=-1) - true_class_values(logits, mask)
+    return ops.where(has_target, loss, ops.zeros_like(loss))
+
+
+def _same_batch(labels, values, true_name, pred_name):
+    batch, other = tuple(labels.shape)[0], tuple(values.shape)[0]
+    if None not in (batch, other) and batch != other:
+        raise ValueError(
+            f"`{true_name}` and `{pred_name}` must have the same batch size. Received: "
+            f"{true_name}.shape={tuple(labels.shape)} and {pred_name}.shape={tuple(values.shape)}"
+        )
+
+
+def checked_labels(labels, values, num_classes, true_name, pred_name):
+    """Integer labels `[B]` (from `[B]` or `[B, 1]`), checked against `values` `[B, ...]`."""
+    labels = validation.class_labels(validation.numeric_tensor(labels, true_name), true_name)
+    _same_batch(labels, values, true_name, pred_name)
+    validation.integral_labels(labels, true_name)
+    if num_classes is not None:
+        validation.class_ids_in_range(labels, num_classes, true_name)
+    return labels
+
+
+def checked_inputs(labels, embeddings, proxies, sub_centers=1):
+    """`(labels [B], embeddings [B, D], proxies [C * K, D], C)` of a loss function, checked.
+
+    Embeddings and proxies are returned in the compute dtype (float32 for half precision).
+
+    Raises:
+        ValueError: naming `labels`, `embeddings` or `proxies`, for wrong ranks, a batch or
+            feature mismatch, a proxy count that is not a multiple of the sub-centres; with
+            value checks on, non-integral labels, ids outside `[0, C)`, NaN or inf.
+        TypeError: for labels that are not numbers.
+    """
+    embeddings, proxies = ops.convert_to_tensor(embeddings), ops.convert_to_tensor(proxies)
+    validation.rank(embeddings, 2, "[batch, dim] embeddings", "embeddings")
+    validation.rank(proxies, 2, "[num_classes * sub_centers, dim] proxies", "proxies")
+    rows, dim = tuple(proxies.shape)
+    if rows is None or rows % sub_centers:
+        raise ValueError(
+            f"`proxies` must have a known number of rows, a multiple of sub_centers={sub_centers} "
+            f"(row c * K + k is sub-centre k of class c). Received: proxies.shape={(rows, dim)}"
+        )
+    if None not in (dim, embeddings.shape[1]) and dim != embeddings.shape[1]:
+        raise ValueError(
+            "`embeddings` and `proxies` must have the same number of features. Received: "
+            f"embeddings.shape={tuple(embeddings.shape)} and proxies.shape={(rows, dim)}"
+        )
+    num_classes = rows // sub_centers
+    labels = checked_labels(labels, embeddings, num_classes, "labels", "embeddings")
+    validation.finite(embeddings, "embeddings")
+    validation.finite(proxies, "proxies")
+    dtype = compute_dtype(embeddings)
+    return labels, ops.cast(embeddings, dtype), ops.cast(proxies, dtype), num_classes
+
+
+def checked_logits(y_true, y_pred):
+    """`(labels [B], y_pred [B, C] in the compute dtype)` of a loss class, checked."""
+    y_pred = ops.convert_to_tensor(y_pred)
+    validation.rank(y_pred, 2, "the [batch, num_classes] logits of `layers.ClassProxies`", "y_pred")
+    labels = checked_labels(y_true, y_pred, y_pred.shape[1], "y_true", "y_pred")
+    validation.finite(y_pred, "y_pred")
+    return labels, ops.cast(y_pred, compute_dtype(y_pred))
+
+
+def in_dtype_of(values, reference):
+    """`values` cast to the dtype of `reference` (the loss returns the input dtype)."""
+    return ops.cast(values, ops.convert_to_tensor(reference).dtype)
