@@ -15,7 +15,11 @@ from support import FUNCTIONS, LAYERS, LOSS_CLASSES, LOSS_FUNCTIONS, PUBLIC, num
 
 import keras_metric_losses as kml
 
-LAYER_ARGS = {"NCE": dict(num_classes=20, num_sampled=4), "PairwiseSimilarity": {}}
+LAYER_ARGS = {
+    "ClassProxies": dict(num_classes=20),
+    "NCE": dict(num_classes=20, num_sampled=4),
+    "PairwiseSimilarity": {},
+}
 CLASSES = [obj for obj in PUBLIC if inspect.isclass(obj)]
 
 

@@ -59,7 +59,8 @@ class ClassProxies(StrictConfig, keras.layers.Layer):
     | `ArcFaceLoss` | `ClassProxies(C, margin_type="additive_angular")` (28.6 degrees) |
     | `SubCenterArcFaceLoss` | `ClassProxies(C, sub_centers=3, margin_type="additive_angular")` |
     | `CosFaceLoss` | `ClassProxies(C, margin_type="additive_cosine")` (0.35) |
-    | `SphereFaceLoss` | `ClassProxies(C, normalize_embeddings=False, margin_type="multiplicative_angular")` |
+    | `SphereFaceLoss` | `ClassProxies(C, margin_type="multiplicative_angular",` |
+    | | `normalize_embeddings=False)` |
     | `LargeMarginSoftmaxLoss` | as SphereFace, with `normalize_proxies=False` too |
 
     The logits are computed in float32 for half-precision embeddings (the margin's angles are
@@ -159,9 +160,7 @@ class ClassProxies(StrictConfig, keras.layers.Layer):
             sub_center_pooling, "sub_center_pooling", POOLINGS
         )
         self.gamma = validation.real(gamma, "gamma", low=0.0, low_open=True)
-        self.normalize_embeddings = validation.boolean(
-            normalize_embeddings, "normalize_embeddings"
-        )
+        self.normalize_embeddings = validation.boolean(normalize_embeddings, "normalize_embeddings")
         self.normalize_proxies = validation.boolean(normalize_proxies, "normalize_proxies")
         if self.sub_centers > 1 and not self.normalize_proxies:
             raise ValueError(

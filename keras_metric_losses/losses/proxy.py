@@ -65,9 +65,7 @@ def _proxy_anchor_per_anchor(similarity, mask, margin, alpha):
     zeros = ops.zeros_like(similarity)
     positive_part = ops.sum(ops.where(mask, positive_share, zeros), axis=1)
     negative_part = ops.sum(ops.where(mask, zeros, negative_share), axis=1)
-    return (
-        ops.divide_no_nan(size, present) * positive_part + (size / num_classes) * negative_part
-    )
+    return ops.divide_no_nan(size, present) * positive_part + (size / num_classes) * negative_part
 
 
 _PROXY_ANCHOR_MATH = """
@@ -133,8 +131,7 @@ _PROXY_ANCHOR_MATH = """
 """,
 )
 def proxy_anchor_loss(labels, embeddings, proxies, margin=0.1, alpha=32.0):
-    """Proxy Anchor loss, as pytorch-metric-learning's `ProxyAnchorLoss`, as per-anchor shares.
-    """
+    """Proxy Anchor loss, as pytorch-metric-learning's `ProxyAnchorLoss`, as per-anchor shares."""
     labels, x, p, num_classes = checked_inputs(labels, embeddings, proxies)
     similarity = cosines(x, p)
     mask = target_mask(labels, num_classes)

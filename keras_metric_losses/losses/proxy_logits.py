@@ -70,7 +70,8 @@ def pool_sub_centers(values, sub_centers, pooling="max", gamma=0.1):
     """
     if sub_centers == 1:
         return values
-    grouped = ops.reshape(values, (ops.shape(values)[0], -1, sub_centers))
+    num_classes = values.shape[1] // sub_centers
+    grouped = ops.reshape(values, (ops.shape(values)[0], num_classes, sub_centers))
     if pooling == "max":
         return ops.max(grouped, axis=-1)
     weights = ops.softmax(grouped * (1.0 / gamma), axis=-1)
@@ -185,7 +186,7 @@ def class_cross_entropy(logits, mask):
 
 
 def _same_batch(labels, values, true_name, pred_name):
-    batch, other = tuple(labels.shape)[0], tuple(values.shape)[0]
+    batch, other = labels.shape[0], values.shape[0]
     if None not in (batch, other) and batch != other:
         raise ValueError(
             f"`{true_name}` and `{pred_name}` must have the same batch size. Received: "

@@ -104,11 +104,21 @@ def proxy_anchor_of_similarities(similarity, labels, margin=0.1, alpha=32.0):
     if present:
         values += batch / present * (mask @ np.where(counts > 0, pos / np.maximum(counts, 1), 0))
     others = batch - counts
-    return values + batch / num_classes * ((~mask) @ np.where(others > 0, neg / np.maximum(others, 1), 0))
+    negative_share = np.where(others > 0, neg / np.maximum(others, 1), 0)
+    return values + batch / num_classes * ((~mask) @ negative_share)
 
 
-def subcenter_arcface_oracle(embeddings, labels, W, num_classes, embedding_size=None, margin=28.6,
-                             scale=64, sub_centers=3, distance=None):
+def subcenter_arcface_oracle(
+    embeddings,
+    labels,
+    W,
+    num_classes,
+    embedding_size=None,
+    margin=28.6,
+    scale=64,
+    sub_centers=3,
+    distance=None,
+):
     """PML 2.9's `SubCenterArcFaceLoss` in float64 (the oracle module has none): the ArcFace of
     `pml_proxy_reference` on each class's largest sub-centre cosine (`W` `[D, C * K]`)."""
     labels = np.asarray(labels, np.int64).reshape(-1)
@@ -177,13 +187,15 @@ class Proxies(Kind):
         def function_reference(labels, embeddings):
             return self.reference(labels, embeddings, proxies)
 
+        loss = spec.cls(**spec.kwargs)
+
         def class_reference(labels, logits):
-            return mean(self.class_reference(logits, labels, **spec.kwargs))
+            return mean(self.class_reference(logits, labels, **loss.hyperparameters))
 
         entries = [
             Entry(spec.function.__name__, spec.function, function, np.asarray, self.predictions,
                   function_outcomes(), function_reference),
-            Entry(spec.cls.__name__, spec.cls, spec.cls(**spec.kwargs), np.asarray,
+            Entry(spec.cls.__name__, spec.cls, loss, np.asarray,
                   normal(NUM_CLASSES), class_outcomes(), class_reference),
         ]  # fmt: skip
         return entries + ([self.layer_entry()] if self.with_layer else [])
@@ -206,8 +218,8 @@ class Proxies(Kind):
             r"`embeddings` and `proxies` must have the same number of features. Received: "
             rf"embeddings.shape=\(4, {DIM - 1}\) and proxies.shape=\({NUM_CLASSES}, {DIM}\)",
         )
-        return Entry("ClassProxies", kml.layers.ClassProxies, loss, np.asarray, normal(DIM), outcomes,
-                     reference)  # fmt: skip
+        return Entry("ClassProxies", kml.layers.ClassProxies, loss, np.asarray, normal(DIM),
+                     outcomes, reference)  # fmt: skip
 
     def model(self, cross_replica=False):
         features = keras.Input((INPUT_DIM,))
