@@ -73,7 +73,7 @@ def pool_sub_centers(values, sub_centers, pooling="max", gamma=0.1):
     num_classes = values.shape[1] // sub_centers
     grouped = ops.reshape(values, (ops.shape(values)[0], num_classes, sub_centers))
     if pooling == "max":
-        return ops.max(grouped, axis=-1)
+        return ops.amax(grouped, axis=-1)  # `ops.max` breaks torch.compile(fullgraph=True)
     weights = ops.softmax(grouped * (1.0 / gamma), axis=-1)
     return ops.sum(weights * grouped, axis=-1)
 
