@@ -232,7 +232,8 @@ def checked_inputs(labels, embeddings, proxies, sub_centers=1):
     num_classes = rows // sub_centers
     labels = checked_labels(labels, embeddings, num_classes, "labels", "embeddings")
     validation.finite(embeddings, "embeddings")
-    validation.finite(proxies, "proxies")
+    if validation.is_concrete(embeddings):  # proxies captured by a traced function are constants
+        validation.finite(proxies, "proxies")
     dtype = compute_dtype(embeddings)
     return labels, ops.cast(embeddings, dtype), ops.cast(proxies, dtype), num_classes
 
