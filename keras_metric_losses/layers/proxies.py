@@ -12,11 +12,9 @@ from keras_metric_losses.api import StrictConfig, export
 from keras_metric_losses.losses.proxy_logits import (
     MARGIN_TYPES,
     POOLINGS,
+    ClassLogits,
+    Targets,
     checked_labels,
-    class_cosines,
-    margin_logits,
-    norm,
-    target_mask,
 )
 from keras_metric_losses.ops import compute_dtype
 
@@ -279,19 +277,15 @@ class ClassProxies(StrictConfig, keras.layers.Layer):
         if labels is not None:
             labels = checked_labels(labels, x, self.num_classes, "labels", "embeddings")
         validation.finite(x, "embeddings")
-        cosine = class_cosines(x, proxies, self.sub_centers, self.sub_center_pooling, self.gamma)
-        magnitude = None
-        if not self.normalize_embeddings:
-            magnitude = norm(x)
-        if not self.normalize_proxies:
-            proxy_norms = ops.transpose(norm(proxies))
-            magnitude = proxy_norms if magnitude is None else magnitude * proxy_norms
+        logits = ClassLogits(
+            x, proxies, 1.0, self.sub_centers, self.sub_center_pooling, self.gamma,
+            self.normalize_embeddings, self.normalize_proxies,
+        )  # fmt: skip
         if not apply_margin:
-            return cosine if magnitude is None else cosine * magnitude
+            return logits.logits
         margin = self.margin if self.margin_type not in ADDITIVE else self.current_margin()
-        logits = margin_logits(
-            cosine, target_mask(labels, self.num_classes), self.margin_type, margin, magnitude
-        )
+        targets = Targets(labels, self.num_classes)
+        logits = logits.with_margin(targets, self.margin_type, margin)
         if self.margin_warmup_steps and training is True:
             step = ops.minimum(self.warmup_step.value + 1.0, float(self.margin_warmup_steps))
             self.warmup_step.assign(step)

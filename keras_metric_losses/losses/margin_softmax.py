@@ -15,38 +15,27 @@ from keras_metric_losses import docstrings, validation
 from keras_metric_losses.api import export
 from keras_metric_losses.losses.base import LossFunctionWrapper, hyperparameters
 from keras_metric_losses.losses.proxy_logits import (
+    ClassLogits,
+    Targets,
     checked_inputs,
     checked_logits,
-    class_cosines,
     class_cross_entropy,
     degrees,
     finite,
     in_dtype_of,
-    l2_normalize,
-    margin_logits,
-    norm,
     positive,
-    target_mask,
 )
 
 
 def _margin_softmax(labels, embeddings, proxies, margin_type, margin, scale, sub_centers=1,
-                    magnitude=None):  # fmt: skip
-    """Per-example cross-entropy of `scale * margin_logits` from the weights, input dtype."""
+                    normalize_embeddings=True, normalize_proxies=True):  # fmt: skip
+    """Per-example cross-entropy of the scaled logits with a margin, in the input dtype."""
     labels, x, p, num_classes = checked_inputs(labels, embeddings, proxies, sub_centers)
-    cosine = class_cosines(x, p, sub_centers)
-    mask = target_mask(labels, num_classes)
-    scales = scale if magnitude is None else scale * magnitude(x, p)
-    logits = margin_logits(cosine, mask, margin_type, margin, scales)
-    return in_dtype_of(class_cross_entropy(logits, mask), embeddings)
-
-
-def _embedding_norms(x, p):
-    return norm(x)  # [B, 1]
-
-
-def _embedding_and_proxy_norms(x, p):
-    return norm(x) * ops.transpose(norm(p))  # [B, C]
+    targets = Targets(labels, num_classes)
+    logits = ClassLogits(x, p, scale, sub_centers, normalize_embeddings=normalize_embeddings,
+                         normalize_proxies=normalize_proxies)  # fmt: skip
+    loss = class_cross_entropy(logits.with_margin(targets, margin_type, margin), targets)
+    return in_dtype_of(loss, embeddings)
 
 
 # --- docstring parts -------------------------------------------------------------------------
@@ -178,10 +167,8 @@ def normalized_softmax_loss(labels, embeddings, proxies, temperature=0.05,
     (|w_c| T)`). PML's default (mean) reducer is the mean of the `[B]` values.
     """
     labels, x, p, num_classes = checked_inputs(labels, embeddings, proxies)
-    if normalize_embeddings:
-        x = l2_normalize(x)
-    logits = ops.matmul(x, ops.transpose(l2_normalize(p))) / temperature
-    loss = class_cross_entropy(logits, target_mask(labels, num_classes))
+    logits = ClassLogits(x, p, 1.0 / temperature, normalize_embeddings=normalize_embeddings)
+    loss = class_cross_entropy(logits.logits, Targets(labels, num_classes))
     return in_dtype_of(loss, embeddings)
 
 
@@ -339,7 +326,7 @@ def sphereface_loss(labels, embeddings, proxies, margin=4, scale=1.0):
     """
     return _margin_softmax(
         labels, embeddings, proxies, "multiplicative_angular", margin, scale,
-        magnitude=_embedding_norms,
+        normalize_embeddings=False,
     )  # fmt: skip
 
 
@@ -374,7 +361,7 @@ def large_margin_softmax_loss(labels, embeddings, proxies, margin=4, scale=1.0):
     """
     return _margin_softmax(
         labels, embeddings, proxies, "multiplicative_angular", margin, scale,
-        magnitude=_embedding_and_proxy_norms,
+        normalize_embeddings=False, normalize_proxies=False,
     )  # fmt: skip
 
 
@@ -384,13 +371,13 @@ def large_margin_softmax_loss(labels, embeddings, proxies, margin=4, scale=1.0):
 @hyperparameters(scale=positive)
 def _scaled_cross_entropy(y_true, y_pred, scale=1.0):
     labels, logits = checked_logits(y_true, y_pred)
-    return class_cross_entropy(scale * logits, target_mask(labels, ops.shape(logits)[1]))
+    return class_cross_entropy(scale * logits, Targets(labels, ops.shape(logits)[1]))
 
 
 @hyperparameters(temperature=positive)
 def _tempered_cross_entropy(y_true, y_pred, temperature=0.05):
     labels, logits = checked_logits(y_true, y_pred)
-    return class_cross_entropy(logits / temperature, target_mask(labels, ops.shape(logits)[1]))
+    return class_cross_entropy(logits / temperature, Targets(labels, ops.shape(logits)[1]))
 
 
 _CLASS_INTRO = """

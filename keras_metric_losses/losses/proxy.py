@@ -15,18 +15,17 @@ from keras_metric_losses import distances, docstrings, reduction, validation
 from keras_metric_losses.api import export
 from keras_metric_losses.losses.base import LossFunctionWrapper, hyperparameters
 from keras_metric_losses.losses.proxy_logits import (
+    ClassLogits,
+    Targets,
     checked_inputs,
     checked_logits,
-    class_cosines,
     class_cross_entropy,
     cosines,
     finite,
     in_dtype_of,
     l2_normalize,
     positive,
-    target_mask,
 )
-from keras_metric_losses.ops import masked_logsumexp
 
 REDUCERS = ("anchor", "pml")
 # pytorch-metric-learning drops a row when its float32 probability `softmax(z)[y]` underflows
@@ -41,31 +40,58 @@ def _reducer(value, name):
 # --- ProxyAnchor -----------------------------------------------------------------------------
 
 
-def _proxy_anchor_per_anchor(similarity, mask, margin, alpha):
+def _log1p_sum_exp_by_class(values, targets):
+    """`[C]`: `log(1 + sum_{i: y_i = c} exp(values_i))` over the `[B]` values, 0 for a class with
+    no example; one shift per class (a segment maximum), so nothing overflows or underflows."""
+    num_classes = targets.num_classes
+    values = ops.where(targets.valid, values, float("-inf"))
+    highest = ops.segment_max(ops.stop_gradient(values), targets.ids, num_segments=num_classes)
+    shift = ops.maximum(ops.where(ops.isfinite(highest), highest, 0.0), 0.0)  # >= 0: the "1 +"
+    terms = ops.exp(values - ops.take(shift, targets.ids))  # exp(-inf) = 0 for invalid rows
+    totals = ops.segment_sum(terms, targets.ids, num_segments=num_classes)
+    return ops.log(ops.exp(-shift) + totals) + shift
+
+
+def _log1p_sum_exp_of_columns(values):
+    """`[C]`: `log(1 + sum_i exp(values_ic))` over the rows of `[B, C]` values that may hold
+    `-inf` (left out: `exp(-inf) = 0`, with zero gradient); 0 for a column of `-inf` only."""
+    highest = ops.amax(ops.stop_gradient(values), axis=0)
+    shift = ops.maximum(highest, 0.0)  # finite: max(-inf, 0) = 0
+    totals = ops.sum(ops.exp(values - shift), axis=0)
+    return ops.log(ops.exp(-shift) + totals) + shift
+
+
+def _proxy_anchor_per_anchor(similarity, targets, margin, alpha):
     """Per-anchor shares `[B]` of the Proxy Anchor loss of `similarity` `[B, C]`.
 
     `pos[c] = log(1 + sum_{i: y_i = c} exp(-alpha (s_ic - margin)))`,
     `neg[c] = log(1 + sum_{i: y_i != c} exp(alpha (s_ic + margin)))`, and every proxy term is
     shared equally among the anchors that enter it:
     `a_i = B / P * pos[y_i] / n_{y_i} + B / C * sum_{c != y_i} neg[c] / (B - n_c)`.
+
+    Each row has one positive class, so the positive terms only need the `[B]` true-class
+    similarities (per-class sums over them); the negative terms are the one `[B, C]` pass,
+    with the positives at `-inf`. The shares are O(B + C): anchor `i`'s negative part is the
+    sum of every class's share minus its own class's.
     """
     batch, num_classes = similarity.shape
     if batch == 0:  # no anchor; the max of an empty column has no value on some backends
         return ops.sum(similarity, axis=1)
     dtype = similarity.dtype
-    positive_term = masked_logsumexp(alpha * (margin - similarity), mask, axis=0, add_one=True)
-    negative_term = masked_logsumexp(
-        alpha * (similarity + margin), ops.logical_not(mask), axis=0, add_one=True
-    )
-    counts = ops.sum(ops.cast(mask, dtype), axis=0)  # n_c
     size = ops.cast(ops.shape(similarity)[0], dtype)
+    valid = ops.cast(targets.valid, dtype)
+    counts = ops.segment_sum(valid, targets.ids, num_segments=num_classes)  # n_c
     present = ops.sum(ops.cast(counts > 0, dtype))  # P
-    positive_share = ops.divide_no_nan(positive_term, counts)
-    negative_share = ops.divide_no_nan(negative_term, size - counts)
-    zeros = ops.zeros_like(similarity)
-    positive_part = ops.sum(ops.where(mask, positive_share, zeros), axis=1)
-    negative_part = ops.sum(ops.where(mask, zeros, negative_share), axis=1)
-    return ops.divide_no_nan(size, present) * positive_part + (size / num_classes) * negative_part
+
+    positive = _log1p_sum_exp_by_class(alpha * (margin - targets.take(similarity)), targets)
+    negatives = targets.put(similarity, ops.full((batch,), float("-inf"), dtype))
+    negative = _log1p_sum_exp_of_columns(alpha * (negatives + margin))
+
+    positive_share = ops.divide_no_nan(positive, counts)
+    negative_share = ops.divide_no_nan(negative, size - counts)
+    own_negative = valid * ops.take(negative_share, targets.ids)
+    positive_part = ops.divide_no_nan(size, present) * valid * ops.take(positive_share, targets.ids)
+    return positive_part + (size / num_classes) * (ops.sum(negative_share) - own_negative)
 
 
 _PROXY_ANCHOR_MATH = """
@@ -133,16 +159,15 @@ _PROXY_ANCHOR_MATH = """
 def proxy_anchor_loss(labels, embeddings, proxies, margin=0.1, alpha=32.0):
     """Proxy Anchor loss, as pytorch-metric-learning's `ProxyAnchorLoss`, as per-anchor shares."""
     labels, x, p, num_classes = checked_inputs(labels, embeddings, proxies)
-    similarity = cosines(x, p)
-    mask = target_mask(labels, num_classes)
-    return in_dtype_of(_proxy_anchor_per_anchor(similarity, mask, margin, alpha), embeddings)
+    targets = Targets(labels, num_classes)
+    return in_dtype_of(_proxy_anchor_per_anchor(cosines(x, p), targets, margin, alpha), embeddings)
 
 
 @hyperparameters(margin=finite, alpha=positive)
 def _proxy_anchor_of_similarities(y_true, y_pred, margin=0.1, alpha=32.0):
     labels, similarity = checked_logits(y_true, y_pred)
-    mask = target_mask(labels, ops.shape(similarity)[1])
-    return _proxy_anchor_per_anchor(similarity, mask, margin, alpha)
+    targets = Targets(labels, ops.shape(similarity)[1])
+    return _proxy_anchor_per_anchor(similarity, targets, margin, alpha)
 
 
 @export
@@ -193,12 +218,12 @@ class ProxyAnchorLoss(LossFunctionWrapper):
 # --- ProxyNCA --------------------------------------------------------------------------------
 
 
-def _nca_reduced(losses, mask, reducer):
+def _nca_reduced(losses, targets, reducer):
     """`"anchor"`: the `[B]` cross-entropies; `"pml"`: shares of PML's mean over the rows it
     keeps (a target, and a float32 probability that does not underflow to 0)."""
     if reducer == "anchor":
         return losses
-    kept = ops.logical_and(ops.any(mask, axis=-1), losses < UNDERFLOW)
+    kept = ops.logical_and(targets.valid, losses < UNDERFLOW)
     return reduction.divided(losses, kept, ops.sum(ops.cast(kept, losses.dtype)))
 
 
@@ -274,20 +299,26 @@ def proxy_nca_loss(labels, embeddings, proxies, softmax_scale=1.0, distance="squ
     overrides that, and so do we: a single row works.
     """
     labels, x, p, num_classes = checked_inputs(labels, embeddings, proxies)
-    if normalize_embeddings:
-        x, p = l2_normalize(x), l2_normalize(p)
-    values = distances.get(distance)(x, p)
-    logits = softmax_scale * (values if distances.larger_is_closer(distance) else -values)
-    mask = target_mask(labels, num_classes)
-    return in_dtype_of(_nca_reduced(class_cross_entropy(logits, mask), mask, reducer), embeddings)
+    if normalize_embeddings and distance == "squared_euclidean":
+        # |x - p|^2 = 2 - 2 cos for unit vectors; the constant cancels in the softmax.
+        logits = ClassLogits(x, p, 2.0 * softmax_scale).logits
+    else:
+        if normalize_embeddings:
+            x, p = l2_normalize(x), l2_normalize(p)
+        values = distances.get(distance)(x, p)
+        logits = softmax_scale * (values if distances.larger_is_closer(distance) else -values)
+    targets = Targets(labels, num_classes)
+    losses = class_cross_entropy(logits, targets)
+    return in_dtype_of(_nca_reduced(losses, targets, reducer), embeddings)
 
 
 @hyperparameters(softmax_scale=positive, reducer=_reducer)
 def _proxy_nca_of_cosines(y_true, y_pred, softmax_scale=1.0, reducer="anchor"):
     labels, cosine = checked_logits(y_true, y_pred)
-    mask = target_mask(labels, ops.shape(cosine)[1])
+    targets = Targets(labels, ops.shape(cosine)[1])
     # -s |x - p|^2 = -s (2 - 2 cos) for unit vectors; the constant cancels in the softmax.
-    return _nca_reduced(class_cross_entropy((2.0 * softmax_scale) * cosine, mask), mask, reducer)
+    losses = class_cross_entropy((2.0 * softmax_scale) * cosine, targets)
+    return _nca_reduced(losses, targets, reducer)
 
 
 @export
@@ -339,9 +370,11 @@ class ProxyNCALoss(LossFunctionWrapper):
 # --- SoftTriple ------------------------------------------------------------------------------
 
 
-def _soft_triple_per_example(similarity, mask, la, margin):
-    logits = la * (similarity - margin * ops.cast(mask, similarity.dtype))
-    return class_cross_entropy(logits, mask)
+def _soft_triple_per_example(similarity, targets, la, margin):
+    """`CE(la * (S - margin onehot(y)))` of pooled similarities `S`: only the true class's
+    logit moves."""
+    lowered = targets.take(similarity) - margin
+    return class_cross_entropy(la * targets.put(similarity, lowered), targets)
 
 
 @export
@@ -403,16 +436,17 @@ def soft_triple_loss(labels, embeddings, proxies, centers_per_class=10, la=20.0,
     PML stores `1 / gamma` and multiplies; the values are the same.
     """
     labels, x, p, num_classes = checked_inputs(labels, embeddings, proxies, centers_per_class)
-    similarity = class_cosines(x, p, centers_per_class, "softmax", gamma)
-    mask = target_mask(labels, num_classes)
-    return in_dtype_of(_soft_triple_per_example(similarity, mask, la, margin), embeddings)
+    targets = Targets(labels, num_classes)
+    logits = ClassLogits(x, p, la, centers_per_class, "softmax", gamma)  # la * S
+    loss = class_cross_entropy(logits.with_margin(targets, "additive_cosine", margin), targets)
+    return in_dtype_of(loss, embeddings)
 
 
 @hyperparameters(la=positive, margin=finite)
 def _soft_triple_of_similarities(y_true, y_pred, la=20.0, margin=0.01):
     labels, similarity = checked_logits(y_true, y_pred)
     return _soft_triple_per_example(
-        similarity, target_mask(labels, ops.shape(similarity)[1]), la, margin
+        similarity, Targets(labels, ops.shape(similarity)[1]), la, margin
     )
 
 

@@ -4,13 +4,14 @@ One core, written once against `keras.ops`, computes what every loss of the fami
 layer need from `[B, D]` embeddings and `[C * K, D]` proxies (row `c * K + k` is sub-centre `k`
 of class `c`):
 
-- `class_cosines`: the `[B, C]` cosines `cos(x_i, p_c)`, pooled over the `K` sub-centres of a
-  class (`"max"`, as SubCenterArcFace, or a softmax over them, as SoftTriple);
+- `ClassLogits`: the `[B, C]` logits `scale * cos(x_i, p_c)` (times `|x_i|` and `|p_c|` where
+  they are not normalised, as SphereFace and L-Softmax), pooled over the `K` sub-centres of a
+  class (`"max"`, as SubCenterArcFace, or a softmax over them, as SoftTriple), the scale folded
+  into the matrix product; `with_margin` replaces the true class's logit by its margin target;
 - `margin_target`: the true-class cosine with a margin (additive angular = ArcFace, additive
   cosine = CosFace, multiplicative angular = SphereFace / L-Softmax), in float32 with finite
   gradients at `cos = +-1` (no `acos` on the differentiated path);
-- `margin_logits`: the logits with the margin on the true class only, times the magnitudes that
-  SphereFace (`|x|`) and L-Softmax (`|x| |w|`) keep;
+- `Targets`: the true classes of a batch, gathered in O(B) (`take`) or as a `[B, C]` mask;
 - `class_cross_entropy`: softmax cross-entropy against integer labels, where an id outside
   `[0, C)` matches no class (its row has no target: 0, with zero gradient);
 - `checked_inputs` / `checked_logits`: the shape, dtype and value checks, errors naming the
@@ -62,36 +63,99 @@ def cosines(embeddings, proxies):
     return ops.matmul(l2_normalize(embeddings), ops.transpose(l2_normalize(proxies)))
 
 
-def pool_sub_centers(values, sub_centers, pooling="max", gamma=0.1):
-    """`[B, C * K]` -> `[B, C]`: the `K` sub-centres of each class pooled.
+class ClassLogits:
+    """`[B, C]` class logits `scale * |x_i|^a |p_c|^b cos_ic` (`a = 0` when the embeddings are
+    normalised, `b = 0` when the proxies are), pooled over each class's `K` sub-centres.
 
-    `"max"`: the largest value (SubCenterArcFace). `"softmax"`: `sum_k softmax_k(v / gamma) v_k`
-    (SoftTriple's relaxed maximum; pytorch-metric-learning multiplies by `1 / gamma`).
+    The scale and the normalisations are applied to the `[B, D]` and `[C * K, D]` factors
+    before the one matrix product, so the `[B, C]` logits take no extra pass. `magnitude`
+    gives each row's factor at its true class (`scale |x_i|^a |p_y|^b`, norms at least 1e-12),
+    by which a true-class logit divides into its cosine (for a margin) and back.
+
+    Pooling over the sub-centres of a class: `"max"` (Sub-center ArcFace), the largest (a tie
+    shares the gradient as the backend's `maximum` does; PML's `max` gives it to the first);
+    `"softmax"` (SoftTriple), `sum_k softmax_k(cos_ick / gamma) v_ick`. `K > 1` needs
+    normalised proxies (a class's sub-centres then share the row's magnitude).
     """
-    if sub_centers == 1:
-        return values
-    num_classes = values.shape[1] // sub_centers
-    grouped = ops.reshape(values, (ops.shape(values)[0], num_classes, sub_centers))
-    if pooling == "max":
-        return ops.amax(grouped, axis=-1)  # `ops.max` breaks torch.compile(fullgraph=True)
-    weights = ops.softmax(grouped * (1.0 / gamma), axis=-1)
-    return ops.sum(weights * grouped, axis=-1)
+
+    def __init__(self, embeddings, proxies, scale=1.0, sub_centers=1, pooling="max", gamma=0.1,
+                 normalize_embeddings=True, normalize_proxies=True):  # fmt: skip
+        x, p = embeddings, proxies
+        x_norm = ops.maximum(norm(x), NORMALIZE_EPSILON)  # [B, 1]
+        p_norm = ops.maximum(norm(p), NORMALIZE_EPSILON)  # [C * K, 1]
+        row = scale if normalize_embeddings else scale * x_norm
+        x = x * (scale / x_norm if normalize_embeddings else scale)
+        p = p / p_norm if normalize_proxies else p
+        self.row, self.column = row, None if normalize_proxies else ops.squeeze(p_norm, 1)
+        if sub_centers > 1 and pooling == "max":
+            # One [B, C] product per sub-centre k (proxies k, K + k, ...) and their running
+            # maximum: no [B, C, K] tensor, and O(B C) passes forward and backward.
+            values = None
+            for k in range(sub_centers):
+                logits = ops.matmul(x, ops.transpose(p[k::sub_centers]))
+                values = logits if values is None else ops.maximum(values, logits)
+        else:
+            values = ops.matmul(x, ops.transpose(p))
+        if sub_centers > 1 and pooling == "softmax":
+            num_classes = values.shape[1] // sub_centers
+            grouped = ops.reshape(values, (ops.shape(values)[0], num_classes, sub_centers))
+            temperature = gamma * (row if normalize_embeddings else ops.expand_dims(row, 2))
+            weights = ops.softmax(grouped / temperature, axis=-1)
+            values = ops.sum(weights * grouped, axis=-1)
+        self.logits = values
+
+    def magnitude(self, targets):
+        """`[B]`: the factor `scale |x_i|^a |p_y|^b` of each row's true-class logit."""
+        row = self.row
+        if isinstance(row, (int, float)):
+            row = ops.full((ops.shape(self.logits)[0],), float(row), self.logits.dtype)
+        else:
+            row = ops.reshape(row, (-1,))
+        if self.column is None:
+            return row
+        return row * ops.take(self.column, targets.ids)
+
+    def with_margin(self, targets, margin_type=None, margin=0.0):
+        """The logits with each valid row's true-class logit replaced by its margin target
+        (`margin_target` of its cosine, times its magnitude); the logits as they are for
+        `margin_type=None`."""
+        if margin_type is None:
+            return self.logits
+        magnitude = self.magnitude(targets)
+        cosine = targets.take(self.logits) / magnitude
+        return targets.put(self.logits, margin_target(cosine, margin_type, margin) * magnitude)
 
 
-def class_cosines(embeddings, proxies, sub_centers=1, pooling="max", gamma=0.1):
-    """`[B, C]` class cosines: `cosines` pooled over each class's `sub_centers`."""
-    return pool_sub_centers(cosines(embeddings, proxies), sub_centers, pooling, gamma)
+class Targets:
+    """The true classes of a batch of `[B]` labels among `num_classes` classes.
 
+    `valid` `[B]`: the label is a class id in `[0, C)` (not NaN, not out of range); `ids` `[B]`
+    int32: the label where valid, else 0 (safe to gather with); `take(values)`: each row's
+    entry at its class, `[B]` from `[B, C]`, an O(B) gather rather than a pass over `[B, C]`;
+    `put(values, updates)`: the true-class entries replaced; `mask()`: the `[B, C]` booleans
+    `labels[i] == c` (all `False` for an invalid label).
+    Labels keep their dtype in the comparisons, so large integer ids stay exact.
+    """
 
-def target_mask(labels, num_classes):
-    """`[B, C]` booleans, `True` at `(i, labels[i])`; all `False` for an id outside `[0, C)`."""
-    classes = ops.arange(num_classes, dtype=labels.dtype)
-    return ops.equal(ops.expand_dims(labels, 1), ops.expand_dims(classes, 0))
+    def __init__(self, labels, num_classes):
+        self.labels, self.num_classes = labels, num_classes
+        self.valid = ops.logical_and(labels >= 0, labels < num_classes)
+        self.ids = ops.cast(ops.where(self.valid, labels, ops.zeros_like(labels)), "int32")
 
+    def mask(self):
+        classes = ops.arange(self.num_classes, dtype=self.labels.dtype)
+        return ops.equal(ops.expand_dims(self.labels, 1), ops.expand_dims(classes, 0))
 
-def true_class_values(values, mask):
-    """`[B]`: the entry of each row at its true class (0 where the row has none)."""
-    return ops.sum(ops.where(mask, values, ops.zeros_like(values)), axis=-1)
+    def take(self, values):
+        taken = ops.take_along_axis(values, ops.expand_dims(self.ids, 1), axis=1)
+        return ops.squeeze(taken, axis=1)
+
+    def put(self, values, updates):
+        """`[B, C]` `values` with each valid row's true-class entry replaced by `updates[i]`: a
+        copy and `B` writes (no `[B, C]` mask)."""
+        kept = ops.where(self.valid, ops.cast(updates, values.dtype), self.take(values))
+        rows = ops.arange(ops.shape(values)[0], dtype="int32")
+        return ops.scatter_update(values, ops.stack([rows, self.ids], axis=1), kept)
 
 
 def _int_power(x, exponent):
@@ -162,27 +226,11 @@ def margin_target(cosine, margin_type, margin):
     return ops.where(c >= -cos_m, rotated, c - radians * sin_m)
 
 
-def margin_logits(cosine, mask, margin_type=None, margin=0.0, magnitude=None):
-    """`[B, C]` logits `magnitude * cosine`, the true class's cosine replaced by
-    `margin_target` (none with `margin_type=None`).
-
-    The margin is computed on the `[B]` true-class cosines only. `magnitude` (`None` for 1) is
-    a tensor broadcastable to `[B, C]`: `|x_i|` (SphereFace) or `|x_i| |w_c|` (L-Softmax).
-    """
-    logits = cosine
-    if margin_type is not None:
-        true = true_class_values(cosine, mask)
-        shift = margin_target(true, margin_type, margin) - true
-        logits = cosine + ops.where(mask, ops.expand_dims(shift, 1), ops.zeros_like(cosine))
-    return logits if magnitude is None else logits * magnitude
-
-
-def class_cross_entropy(logits, mask):
-    """`[B]` softmax cross-entropy `logsumexp(z_i) - z_i[y_i]`; 0 (zero gradient) for a row
-    whose `mask` is all `False` (an id outside `[0, C)`)."""
-    has_target = ops.any(mask, axis=-1)
-    loss = ops.logsumexp(logits, axis=-1) - true_class_values(logits, mask)
-    return ops.where(has_target, loss, ops.zeros_like(loss))
+def class_cross_entropy(logits, targets):
+    """`[B]` softmax cross-entropy `-log_softmax(z_i)[y_i]`; 0 (zero gradient) for a row
+    without a valid label (an id outside `[0, C)`)."""
+    loss = -targets.take(ops.log_softmax(logits, axis=-1))
+    return ops.where(targets.valid, loss, ops.zeros_like(loss))
 
 
 def _same_batch(labels, values, true_name, pred_name):
