@@ -11,7 +11,7 @@ of class `c`):
 - `margin_target`: the true-class cosine with a margin (additive angular = ArcFace, additive
   cosine = CosFace, multiplicative angular = SphereFace / L-Softmax), in float32 with finite
   gradients at `cos = +-1` (no `acos` on the differentiated path);
-- `Targets`: the true classes of a batch, gathered in O(B) (`take`) or as a `[B, C]` mask;
+- `Targets`: the true classes of a batch, read (`take`) and written (`put`) in O(B);
 - `class_cross_entropy`: softmax cross-entropy against integer labels, where an id outside
   `[0, C)` matches no class (its row has no target: 0, with zero gradient);
 - `checked_inputs` / `checked_logits`: the shape, dtype and value checks, errors naming the
@@ -132,19 +132,15 @@ class Targets:
     `valid` `[B]`: the label is a class id in `[0, C)` (not NaN, not out of range); `ids` `[B]`
     int32: the label where valid, else 0 (safe to gather with); `take(values)`: each row's
     entry at its class, `[B]` from `[B, C]`, an O(B) gather rather than a pass over `[B, C]`;
-    `put(values, updates)`: the true-class entries replaced; `mask()`: the `[B, C]` booleans
-    `labels[i] == c` (all `False` for an invalid label).
-    Labels keep their dtype in the comparisons, so large integer ids stay exact.
+    `put(values, updates)`: a copy with the true-class entries replaced (no `[B, C]` mask).
+    Labels are compared with `0` and `C` in their own dtype before the cast to int32, so a
+    large int64 id is out of range rather than wrapped around.
     """
 
     def __init__(self, labels, num_classes):
         self.labels, self.num_classes = labels, num_classes
         self.valid = ops.logical_and(labels >= 0, labels < num_classes)
         self.ids = ops.cast(ops.where(self.valid, labels, ops.zeros_like(labels)), "int32")
-
-    def mask(self):
-        classes = ops.arange(self.num_classes, dtype=self.labels.dtype)
-        return ops.equal(ops.expand_dims(self.labels, 1), ops.expand_dims(classes, 0))
 
     def take(self, values):
         taken = ops.take_along_axis(values, ops.expand_dims(self.ids, 1), axis=1)
