@@ -72,8 +72,8 @@ class ClassLogits:
     gives each row's factor at its true class (`scale |x_i|^a |p_y|^b`, norms at least 1e-12),
     by which a true-class logit divides into its cosine (for a margin) and back.
 
-    Pooling over the sub-centres of a class: `"max"` (Sub-center ArcFace), the largest (a tie
-    shares the gradient as the backend's `maximum` does; PML's `max` gives it to the first);
+    Pooling over the sub-centres of a class: `"max"` (Sub-center ArcFace), the largest (the
+    first of equal ones, which takes the gradient, as with PML's `max`);
     `"softmax"` (SoftTriple), `sum_k softmax_k(cos_ick / gamma) v_ick`. `K > 1` needs
     normalised proxies (a class's sub-centres then share the row's magnitude).
     """
@@ -90,18 +90,26 @@ class ClassLogits:
         if sub_centers > 1 and pooling == "max":
             # One [B, C] product per sub-centre k (proxies k, K + k, ...) and their running
             # maximum: no [B, C, K] tensor, and O(B C) passes forward and backward.
+            # max(a, b) = a + relu(b - a): a tie keeps the first sub-centre and its gradient (as
+            # PML's `max`), and the backward pass is one threshold instead of `maximum`'s masks.
             values = None
             for k in range(sub_centers):
                 logits = ops.matmul(x, ops.transpose(p[k::sub_centers]))
-                values = logits if values is None else ops.maximum(values, logits)
+                values = logits if values is None else values + ops.relu(logits - values)
+        elif sub_centers > 1:  # "softmax"
+            # Proxies reordered centre-major ([K * C, D], row k * C + c): the product is
+            # [B, K, C] and the softmax runs over its middle axis, with the C classes
+            # contiguous (a softmax over a short last axis is slow on some backends).
+            num_classes, dim = p.shape[0] // sub_centers, p.shape[1]
+            by_centre = ops.reshape(p, (num_classes, sub_centers, dim))
+            by_centre = ops.reshape(ops.transpose(by_centre, (1, 0, 2)), (-1, dim))
+            values = ops.matmul(x, ops.transpose(by_centre))
+            grouped = ops.reshape(values, (ops.shape(values)[0], sub_centers, num_classes))
+            inverse = 1.0 / (gamma * (row if normalize_embeddings else ops.expand_dims(row, 2)))
+            weights = ops.softmax(grouped * inverse, axis=1)
+            values = ops.sum(weights * grouped, axis=1)
         else:
             values = ops.matmul(x, ops.transpose(p))
-        if sub_centers > 1 and pooling == "softmax":
-            num_classes = values.shape[1] // sub_centers
-            grouped = ops.reshape(values, (ops.shape(values)[0], num_classes, sub_centers))
-            temperature = gamma * (row if normalize_embeddings else ops.expand_dims(row, 2))
-            weights = ops.softmax(grouped / temperature, axis=-1)
-            values = ops.sum(weights * grouped, axis=-1)
         self.logits = values
 
     def magnitude(self, targets):
