@@ -20,6 +20,7 @@ import numpy as np
 EMBEDDING_DIM = 128
 NCE_CLASSES, NCE_SAMPLED = 100_000, 64
 EXAMPLES_PER_CLASS = 4
+PROXY_CLASSES = 1000  # proxy and margin-softmax losses: C = 1000 classes
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,21 @@ def nce_inputs(batch, rng):
     }
 
 
-INPUTS = {"embeddings": embedding_inputs, "nce": nce_inputs}
+def proxy_inputs(batch, rng):
+    """`[B, D]` embeddings (not normalised), `[B]` int32 labels in `[0, 1000)`, and the class
+    weights as `[C * K, D]` proxies for K = 1, 3 (Sub-center ArcFace) and 10 (SoftTriple)."""
+    weights = {
+        f"proxies{k}": rng.standard_normal((PROXY_CLASSES * k, EMBEDDING_DIM)).astype("float32")
+        for k in (1, 3, 10)
+    }
+    return {
+        "embeddings": rng.standard_normal((batch, EMBEDDING_DIM)).astype("float32"),
+        "labels": rng.integers(0, PROXY_CLASSES, batch).astype("int32"),
+        **weights,
+    }
+
+
+INPUTS = {"embeddings": embedding_inputs, "nce": nce_inputs, "proxy": proxy_inputs}
 
 
 # --- floors (keras.ops, so they run on every backend) ---------------------------------------
@@ -302,25 +317,30 @@ def contrastive_tfa():
     return lambda x: tf.reduce_mean(tfa.losses.contrastive_loss(*_pair_problem(TFOps, x)))
 
 
-def _ours(name, **kwargs):
+# --- proxy and margin-softmax losses (C = 1000) ---------------------------------------------
+
+
+def class_logits_floor(key="proxies1"):
+    """sum(E @ P.T): the `[B, C * K]` class-logits matmul forward and backward, nothing else."""
+
     def build():
         from keras import ops
 
-        import keras_metric_losses as kml
-
-        fn = getattr(kml, name)
-        return lambda x: ops.mean(fn(x["labels"], x["embeddings"], **kwargs))
+        return lambda x: ops.sum(ops.matmul(x["embeddings"], ops.transpose(x[key])))
 
     return build
 
 
-def _pml(name, **kwargs):
-    def build():
-        import torch
-        from pytorch_metric_learning import losses
+def _proxy_ours(name, key="proxies1", **kwargs):
+    """`mean(kml.<name>(labels, embeddings, proxies))`: the function with the weights."""
 
-        loss = getattr(losses, name)(**kwargs)
-        return lambda x: loss(x["embeddings"], x["labels"].to(torch.int64))
+    def build():
+        from keras import ops
+
+        import keras_metric_losses
+
+        fn = getattr(keras_metric_losses, name)
+        return lambda x: ops.mean(fn(x["labels"], x["embeddings"], x[key], **kwargs))
 
     return build
 
@@ -331,6 +351,30 @@ def _tfsim(name):
 
         loss = getattr(losses, name)()
         return lambda x: loss(x["labels"], x["embeddings"])
+
+    return build
+
+
+def _proxy_pml(name, weight, key="proxies1", **kwargs):
+    """PML's loss object, its trainable weight (`proxies` `[C, D]`, or `W` / `fc` `[D, C * K]`)
+    replaced by the benchmark's input so that the step differentiates it as ours does."""
+
+    def build():
+        import torch
+        from pytorch_metric_learning import losses
+
+        loss = getattr(losses, name)(
+            num_classes=PROXY_CLASSES, embedding_size=EMBEDDING_DIM, **kwargs
+        )
+        del loss._parameters[weight]  # a plain attribute from now on
+        loss.cast_types = lambda dtype, device: None  # the input has the right dtype already
+
+        def fn(x):
+            value = x[key] if weight == "proxies" else x[key].t()
+            setattr(loss, weight, value)
+            return loss(x["embeddings"], x["labels"].to(torch.int64))
+
+        return fn
 
     return build
 
@@ -467,6 +511,40 @@ PAIR_CASES = [
 ]
 
 
+def _proxy_case(name, fn, pml, weight, module, key="proxies1", note="", **kwargs):
+    return Case(
+        name,
+        f"keras_metric_losses.losses.{module}",
+        inputs="proxy",
+        wrt=("embeddings", key),
+        ours=_proxy_ours(fn, key, **kwargs),
+        floor=class_logits_floor(key),
+        references={f"pml.{pml}": ("torch", _proxy_pml(pml, weight, key, **kwargs))},
+        targets={f"pml.{pml}": 0.7},
+        note=f"C = {PROXY_CLASSES} classes, PML's defaults; gradients w.r.t. the embeddings and"
+        f" the weights.{note}",
+    )
+
+
+_SUB = {"sub_centers": 3}
+_TRIPLE = {"centers_per_class": 10}
+PROXY_CASES = [
+    _proxy_case("proxy_anchor", "proxy_anchor_loss", "ProxyAnchorLoss", "proxies", "proxy",
+                note=" Ours returns per-anchor shares; their mean is PML's scalar."),
+    _proxy_case("proxy_nca", "proxy_nca_loss", "ProxyNCALoss", "proxies", "proxy"),
+    _proxy_case("normalized_softmax", "normalized_softmax_loss", "NormalizedSoftmaxLoss", "W",
+                "margin_softmax"),
+    _proxy_case("soft_triple", "soft_triple_loss", "SoftTripleLoss", "fc", "proxy",
+                key="proxies10", note=" K = 10 centres per class.", **_TRIPLE),
+    _proxy_case("arcface", "arcface_loss", "ArcFaceLoss", "W", "margin_softmax"),
+    _proxy_case("subcenter_arcface", "subcenter_arcface_loss", "SubCenterArcFaceLoss", "W",
+                "margin_softmax", key="proxies3", note=" K = 3 sub-centres.", **_SUB),
+    _proxy_case("cosface", "cosface_loss", "CosFaceLoss", "W", "margin_softmax"),
+    _proxy_case("sphereface", "sphereface_loss", "SphereFaceLoss", "W", "margin_softmax"),
+    _proxy_case("large_margin_softmax", "large_margin_softmax_loss", "LargeMarginSoftmaxLoss",
+                "W", "margin_softmax"),
+]  # fmt: skip
+
 # --- the registry ---------------------------------------------------------------------------
 
 _EMBED = {"inputs": "embeddings", "wrt": ("embeddings",), "floor": similarity_floor}
@@ -581,5 +659,6 @@ CASES = {
             **_NCE,
         ),
         *PAIR_CASES,
+        *PROXY_CASES,
     ]
 }

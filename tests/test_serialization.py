@@ -19,6 +19,7 @@ LAYER_ARGS = {
     "NCE": dict(num_classes=20, num_sampled=4),
     "PairwiseSimilarity": {},
     "CrossBatchMemory": dict(loss=kml.PNLoss(), memory_size=16),
+    "ClassProxies": dict(num_classes=20),
 }
 CLASSES = [obj for obj in PUBLIC if inspect.isclass(obj)]
 

@@ -2,6 +2,12 @@
 
 from keras_metric_losses.layers.memory import CrossBatchMemory
 from keras_metric_losses.layers.nce import NCE
+from keras_metric_losses.layers.proxies import ClassProxies
 from keras_metric_losses.layers.similarity import PairwiseSimilarity
 
-__all__ = ["NCE", "CrossBatchMemory", "PairwiseSimilarity"]
+__all__ = [
+    "NCE",
+    "ClassProxies",
+    "CrossBatchMemory",
+    "PairwiseSimilarity",
+]

@@ -1,0 +1,352 @@
+"""A layer that owns the class proxies of the proxy and margin-softmax losses and returns their
+class logits."""
+
+import numbers
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_metric_losses import validation
+from keras_metric_losses.api import StrictConfig, export
+from keras_metric_losses.losses.proxy_logits import (
+    MARGIN_TYPES,
+    POOLINGS,
+    ClassLogits,
+    Targets,
+    checked_labels,
+)
+from keras_metric_losses.ops import compute_dtype
+
+# pytorch-metric-learning's default margin of each margin type (ArcFace's 28.6 degrees,
+# CosFace's 0.35, SphereFace's and L-Softmax's 4).
+DEFAULT_MARGINS = {"additive_angular": 28.6, "additive_cosine": 0.35, "multiplicative_angular": 4}
+ADDITIVE = ("additive_angular", "additive_cosine")
+
+
+@export
+class ClassProxies(StrictConfig, keras.layers.Layer):
+    """Class proxies (the class weights) and the class logits that the proxy and margin-softmax
+    losses take.
+
+    Owns `num_classes * sub_centers` trainable proxies `[C * K, D]` (row `c * K + k` is
+    sub-centre `k` of class `c`; `proxies` below), so they train with `model.fit`, and returns
+    `[B, C]` logits:
+
+    ```
+    cos_ic    = max_k cos(x_i, p_ck)          (K = 1: the cosine; "softmax" pooling: SoftTriple's
+                                               sum_k softmax_k(cos / gamma) cos)
+    logits_ic = |x_i|^a |p_c|^b cos_ic        (a = 1 unless normalize_embeddings,
+                                               b = 1 unless normalize_proxies)
+    ```
+
+    - `layer([embeddings, labels])` in training (`training=True`, as in `fit`, or `None`, a
+      direct call): the true class's cosine is replaced by its margin target
+      (`margin_type`): `cos(theta + m)` (`"additive_angular"`, ArcFace, `margin` in degrees),
+      `cos - m` (`"additive_cosine"`, CosFace) or `(-1)^k cos(m theta) - 2k`
+      (`"multiplicative_angular"`, SphereFace / L-Softmax, `margin` an int).
+    - `layer(embeddings)`, or `training=False` (`predict`, `evaluate`): the class logits
+      without margin, for inference (`argmax` is the predicted class).
+
+    Which loss takes which logits:
+
+    | loss class | layer arguments |
+    | --- | --- |
+    | `ProxyAnchorLoss`, `ProxyNCALoss`, `NormalizedSoftmaxLoss` | `ClassProxies(C)` (cosines) |
+    | `SoftTripleLoss` | `ClassProxies(C, sub_centers=10, sub_center_pooling="softmax")` |
+    | `ArcFaceLoss` | `ClassProxies(C, margin_type="additive_angular")` (28.6 degrees) |
+    | `SubCenterArcFaceLoss` | `ClassProxies(C, sub_centers=3, margin_type="additive_angular")` |
+    | `CosFaceLoss` | `ClassProxies(C, margin_type="additive_cosine")` (0.35) |
+    | `SphereFaceLoss` | `ClassProxies(C, margin_type="multiplicative_angular",` |
+    | | `normalize_embeddings=False)` |
+    | `LargeMarginSoftmaxLoss` | as SphereFace, with `normalize_proxies=False` too |
+
+    The logits are computed in float32 for half-precision embeddings (the margin's angles are
+    where float16 fails) and returned in float32; the proxies stay float32 under a mixed
+    precision policy (the layer does not autocast).
+
+    **Margin warm-up.** For the additive margins, the margin in use is the non-trainable
+    variable `margin_variable` (initialised to `margin`; assign to it, for example from a
+    callback, to schedule it yourself). With `margin_warmup_steps=N` the margin grows linearly
+    from 0 to `margin_variable` over the layer's first `N` training calls (a non-trainable
+    counter `warmup_step`, saved with the model, so a resumed training resumes the warm-up).
+
+    **A larger learning rate for the proxies** (Proxy Anchor uses 100 times the backbone's):
+    with `learning_rate_multiplier=r`, the stored variable `kernel` holds `proxies / r` and
+    receives the gradient of the proxies unchanged (`proxies = kernel + stop_gradient((r - 1)
+    kernel)`). Every optimizer step on the kernel is therefore `r` times larger on the
+    proxies: exactly `r` times the learning rate for SGD (with or without momentum) and for
+    Adam-type optimizers, whose steps do not depend on the gradient's scale. Decoupled weight
+    decay (`AdamW`'s `weight_decay`) keeps the base rate.
+
+    Labels outside `[0, num_classes)` match no class: no margin on their row (with value
+    checks on, concrete ones raise a `ValueError`).
+
+    Args:
+        num_classes: Number of classes `C` (a positive int).
+        sub_centers: Proxies per class `K`. Defaults to `1`.
+        sub_center_pooling: How a class's `K` cosines make its cosine: `"max"` (Sub-center
+            ArcFace) or `"softmax"` (SoftTriple). Defaults to `"max"`.
+        gamma: Temperature of the `"softmax"` pooling (SoftTriple's `gamma`). Defaults to `0.1`.
+        normalize_embeddings: Divide the logits by `|x_i|`. Defaults to `True`.
+        normalize_proxies: Divide the logits by `|p_c|` (required with `sub_centers > 1`).
+            Defaults to `True`.
+        margin_type: `None`, `"additive_angular"`, `"additive_cosine"` or
+            `"multiplicative_angular"`. Defaults to `None` (no margin).
+        margin: The margin; `None` takes pytorch-metric-learning's default for the type (28.6
+            degrees, 0.35, 4). Degrees in `[0, 180]` for `"additive_angular"`, a positive int
+            for `"multiplicative_angular"`. Defaults to `None`.
+        margin_warmup_steps: Training calls over which an additive margin grows linearly from
+            0. Defaults to `0` (no warm-up).
+        learning_rate_multiplier: `r > 0`, the factor on the proxies' optimizer steps.
+            Defaults to `1.0`.
+        proxies_initializer: Initializer of the proxies. Defaults to `"glorot_uniform"`.
+        **kwargs: Standard `keras.layers.Layer` arguments (`name`, `dtype`, ...).
+
+    Raises:
+        ValueError: for a count that is not a positive int, an unknown `margin_type` or
+            pooling, a margin out of range (or given without `margin_type`), a warm-up with a
+            multiplicative margin, sub-centres with `normalize_proxies=False`; when called,
+            for embeddings whose last dimension is unknown or differs from the proxies'.
+        TypeError: if a flag is not a bool.
+
+    Example: an ArcFace head on 10 classes, trained with `ArcFaceLoss`, then used for
+    prediction.
+
+    >>> import keras
+    >>> import numpy as np
+    >>> import keras_metric_losses as kml
+    >>> features, labels = keras.Input((8,)), keras.Input((), dtype="int32")
+    >>> embeddings = keras.layers.Dense(4)(features)
+    >>> proxies = kml.layers.ClassProxies(10, margin_type="additive_angular", name="proxies")
+    >>> model = keras.Model([features, labels], proxies([embeddings, labels]))
+    >>> model.compile(optimizer="adam", loss=kml.ArcFaceLoss(scale=16.0))
+    >>> x = np.random.default_rng(0).normal(size=(32, 8)).astype("float32")
+    >>> y = np.arange(32) % 10
+    >>> history = model.fit([x, y], y, batch_size=8, epochs=2, verbose=0)
+    >>> bool(np.isfinite(history.history["loss"]).all())
+    True
+    >>> classifier = keras.Model(features, proxies(embeddings))  # no labels: no margin
+    >>> classifier.predict(x, verbose=0).shape
+    (32, 10)
+
+    Reference: Movshovitz-Attias et al., "No Fuss Distance Metric Learning using Proxies", ICCV
+    2017; Kim et al., "Proxy Anchor Loss for Deep Metric Learning", CVPR 2020; Deng et al.,
+    "ArcFace", CVPR 2019.
+    """
+
+    def __init__(
+        self,
+        num_classes,
+        sub_centers=1,
+        sub_center_pooling="max",
+        gamma=0.1,
+        normalize_embeddings=True,
+        normalize_proxies=True,
+        margin_type=None,
+        margin=None,
+        margin_warmup_steps=0,
+        learning_rate_multiplier=1.0,
+        proxies_initializer="glorot_uniform",
+        **kwargs,
+    ):
+        kwargs.setdefault("autocast", False)
+        super().__init__(**kwargs)
+        self.num_classes = validation.positive_int(num_classes, "num_classes")
+        self.sub_centers = validation.positive_int(sub_centers, "sub_centers")
+        self.sub_center_pooling = validation.one_of(
+            sub_center_pooling, "sub_center_pooling", POOLINGS
+        )
+        self.gamma = validation.real(gamma, "gamma", low=0.0, low_open=True)
+        self.normalize_embeddings = validation.boolean(normalize_embeddings, "normalize_embeddings")
+        self.normalize_proxies = validation.boolean(normalize_proxies, "normalize_proxies")
+        if self.sub_centers > 1 and not self.normalize_proxies:
+            raise ValueError(
+                "Sub-centres are pooled by their cosines, so `normalize_proxies` must be True "
+                f"with sub_centers > 1. Received: normalize_proxies=False, "
+                f"sub_centers={self.sub_centers}"
+            )
+        if margin_type is not None:
+            margin_type = validation.one_of(margin_type, "margin_type", MARGIN_TYPES)
+        self.margin_type = margin_type
+        self.margin = _checked_margin(margin_type, margin)
+        self.margin_warmup_steps = _non_negative_int(margin_warmup_steps, "margin_warmup_steps")
+        if self.margin_warmup_steps and margin_type not in ADDITIVE:
+            raise ValueError(
+                "`margin_warmup_steps` needs an additive margin (`margin_type` "
+                f"'additive_angular' or 'additive_cosine'). Received: margin_type={margin_type!r},"
+                f" margin_warmup_steps={margin_warmup_steps!r}"
+            )
+        self.learning_rate_multiplier = validation.real(
+            learning_rate_multiplier, "learning_rate_multiplier", low=0.0, low_open=True
+        )
+        self.proxies_initializer = _initializer(proxies_initializer, "proxies_initializer")
+        if margin_type in ADDITIVE:
+            self.margin_variable = self.add_weight(
+                name="margin", shape=(), initializer=keras.initializers.Constant(self.margin),
+                dtype="float32", trainable=False, autocast=False,
+            )  # fmt: skip
+        if self.margin_warmup_steps:
+            self.warmup_step = self.add_weight(
+                name="warmup_step", shape=(), initializer="zeros", dtype="float32",
+                trainable=False, autocast=False,
+            )  # fmt: skip
+
+    def build(self, input_shape):
+        embedding_shape = input_shape[0] if _is_pair(input_shape) else input_shape
+        dim = embedding_shape[-1]
+        if dim is None:
+            raise ValueError(
+                "The last dimension of the embeddings must be known. Received: "
+                f"embeddings.shape={tuple(embedding_shape)}"
+            )
+        multiplier = self.learning_rate_multiplier
+        initializer = self.proxies_initializer
+
+        def kernel_initializer(shape, dtype=None):
+            return initializer(shape, dtype=dtype) / multiplier
+
+        self.kernel = self.add_weight(
+            name="kernel",
+            shape=(self.num_classes * self.sub_centers, dim),
+            initializer=kernel_initializer,
+            dtype="float32",
+            autocast=False,
+        )
+
+    @property
+    def proxies(self):
+        """The `[C * K, D]` proxies, `learning_rate_multiplier * kernel` (float32 tensor)."""
+        return self._proxies()
+
+    def _proxies(self):
+        kernel = self.kernel.value
+        if self.learning_rate_multiplier == 1.0:
+            return kernel
+        # The value is r * kernel; the kernel's gradient is the proxies' gradient.
+        return kernel + ops.stop_gradient(kernel * (self.learning_rate_multiplier - 1.0))
+
+    def set_proxies(self, proxies):
+        """Sets the proxies to `proxies` `[C * K, D]` (building the layer if needed)."""
+        proxies = ops.convert_to_tensor(proxies, "float32")
+        if not self.built:
+            self.build((None, proxies.shape[-1]))
+        self.kernel.assign(proxies / self.learning_rate_multiplier)
+
+    def current_margin(self):
+        """The margin the next training call applies (an additive margin's warm-up included),
+        as a float32 scalar tensor; the configured `margin` for a multiplicative one."""
+        if self.margin_type not in ADDITIVE:
+            return ops.convert_to_tensor(float(self.margin or 0.0), "float32")
+        margin = self.margin_variable.value
+        if self.margin_warmup_steps:
+            progress = ops.minimum(self.warmup_step.value / self.margin_warmup_steps, 1.0)
+            margin = margin * progress
+        return margin
+
+    def call(self, inputs, training=None):
+        if isinstance(inputs, (list, tuple)):
+            embeddings, labels = inputs
+            return self.logits(embeddings, labels, training=training)
+        return self.logits(inputs)
+
+    def logits(self, embeddings, labels=None, training=None):
+        """The `[B, C]` logits (what calling the layer returns), in at least float32.
+
+        Args:
+            embeddings: `[B, D]` embeddings.
+            labels: Optional `[B]` (or `[B, 1]`) integer class ids. With a `margin_type`, the
+                margin applies to their class unless `training=False`. Defaults to `None`.
+            training: `False` drops the margin; `True` also advances the margin warm-up.
+                Defaults to `None`.
+
+        Returns:
+            `[B, C]` logits: `float32` for half-precision embeddings, else their dtype.
+        """
+        x = ops.convert_to_tensor(embeddings)
+        validation.rank(x, 2, "[batch, dim] embeddings", "embeddings")
+        dtype = compute_dtype(x)
+        x = ops.cast(x, dtype)
+        proxies = ops.cast(self._proxies(), dtype)
+        if x.shape[-1] is not None and x.shape[-1] != proxies.shape[-1]:
+            raise ValueError(
+                "`embeddings` and `proxies` must have the same number of features. Received: "
+                f"embeddings.shape={tuple(x.shape)} and proxies.shape={tuple(proxies.shape)}"
+            )
+        apply_margin = labels is not None and self.margin_type is not None and training is not False
+        if labels is not None:
+            labels = checked_labels(labels, x, self.num_classes, "labels", "embeddings")
+        validation.finite(x, "embeddings")
+        logits = ClassLogits(
+            x, proxies, 1.0, self.sub_centers, self.sub_center_pooling, self.gamma,
+            self.normalize_embeddings, self.normalize_proxies,
+        )  # fmt: skip
+        if not apply_margin:
+            return logits.logits
+        margin = self.margin if self.margin_type not in ADDITIVE else self.current_margin()
+        targets = Targets(labels, self.num_classes)
+        logits = logits.with_margin(targets, self.margin_type, margin)
+        if self.margin_warmup_steps and training is True:
+            step = ops.minimum(self.warmup_step.value + 1.0, float(self.margin_warmup_steps))
+            self.warmup_step.assign(step)
+        return logits
+
+    def compute_output_shape(self, input_shape):
+        embedding_shape = input_shape[0] if _is_pair(input_shape) else input_shape
+        return (embedding_shape[0], self.num_classes)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "num_classes": self.num_classes,
+            "sub_centers": self.sub_centers,
+            "sub_center_pooling": self.sub_center_pooling,
+            "gamma": self.gamma,
+            "normalize_embeddings": self.normalize_embeddings,
+            "normalize_proxies": self.normalize_proxies,
+            "margin_type": self.margin_type,
+            "margin": self.margin,
+            "margin_warmup_steps": self.margin_warmup_steps,
+            "learning_rate_multiplier": self.learning_rate_multiplier,
+            "proxies_initializer": keras.initializers.serialize(self.proxies_initializer),
+        }
+
+
+def _checked_margin(margin_type, margin):
+    """The margin as configured: PML's default for the type when `None`."""
+    if margin_type is None:
+        if margin not in (None, 0, 0.0) or isinstance(margin, bool):
+            raise ValueError(
+                "`margin` needs a `margin_type` (the layer applies no margin without one). "
+                f"Received: margin={margin!r}, margin_type=None"
+            )
+        return None
+    if margin is None:
+        return DEFAULT_MARGINS[margin_type]
+    if margin_type == "multiplicative_angular":
+        return validation.positive_int(margin, "margin")
+    if margin_type == "additive_angular":
+        return validation.real(margin, "margin", low=0.0, high=180.0)
+    return validation.real(margin, "margin")
+
+
+def _non_negative_int(value, name):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < 0:
+        raise ValueError(f"`{name}` must be a non-negative int. Received: {name}={value!r}")
+    return int(value)
+
+
+def _initializer(identifier, name):
+    try:
+        return keras.initializers.get(identifier)
+    except ValueError as error:
+        raise ValueError(
+            f"`{name}` must be a Keras initializer, its name or its config. "
+            f"Received: {name}={identifier!r}"
+        ) from error
+
+
+def _is_pair(shape):
+    return (
+        isinstance(shape, (list, tuple)) and len(shape) == 2 and isinstance(shape[0], (list, tuple))
+    )

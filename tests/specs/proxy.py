@@ -1,0 +1,413 @@
+"""The proxy and margin-softmax losses (pytorch-metric-learning 2.9) and `layers.ClassProxies`.
+
+Each loss has a function of `(labels, embeddings, proxies)` and a class of the layer's `[B, C]`
+logits; the robustness table calls the function with fixed proxies, the class on random logits,
+and the layer (with the ArcFace loss) once. Golden cases of `pml_proxy.json` run through the
+functions, with PML's weights, and through the layer and the classes.
+"""
+
+import keras
+import numpy as np
+import pml_proxy_reference as oracle
+
+import keras_metric_losses as kml
+from specs import Spec
+from specs.faults import NOT_SQUARE, NUM_CLASSES, Raises, Value, not_finite, not_integral
+from specs.kinds import INPUT_DIM, Entry, Kind, clustered_inputs, mean, normal, shape_errors
+
+DIM, SUB_CENTERS, LAYER_CLASSES = 3, 2, 4
+RNG = np.random.default_rng(1)
+# `[C * K, D]` proxies of the functions: one per class, or SUB_CENTERS per class.
+PROXIES = {k: RNG.normal(size=(NUM_CLASSES * k, DIM)).astype("float32") for k in (1, SUB_CENTERS)}
+
+
+def _out_of_range(name):
+    return Raises(
+        ValueError,
+        rf"`{name}` must be class ids in \[0, num_classes\) with num_classes={NUM_CLASSES}. "
+        rf"Received: {name} with min=-1 and max=6",
+        traced=False,
+    )
+
+
+def _degenerate():
+    return {fault: Value() for fault in ("empty batch", "batch of one", "one class",
+                                         "all labels differ")}  # fmt: skip
+
+
+def function_outcomes():
+    """The faults of a loss function `fn(labels, embeddings, proxies)`."""
+    return {
+        **shape_errors("labels", "embeddings", (4, DIM)),
+        "y_true two columns": Raises(
+            ValueError, r"`labels`.*\[batch\].*Received: labels.shape=\(4, 2\)"
+        ),
+        "non-square y_pred": Raises(
+            ValueError,
+            r"`embeddings` and `proxies` must have the same number of features. Received: "
+            rf"embeddings.shape=\(4, {DIM - 1}\) and proxies.shape=\(",
+        ),
+        "non-integral labels": not_integral("labels"),
+        "NaN labels": not_integral("labels", first="nan"),
+        "out-of-range labels": _out_of_range("labels"),
+        "NaN in y_pred": not_finite("embeddings", (4, DIM), 1, 0),
+        "inf in y_pred": not_finite("embeddings", (4, DIM), 0, 1),
+        "-inf in y_pred": not_finite("embeddings", (4, DIM), 0, 1),
+        **_degenerate(),
+    }
+
+
+def class_outcomes():
+    """The faults of a loss class on `[B, C]` logits."""
+    return {
+        **shape_errors("y_true", "y_pred", (4, NUM_CLASSES)),
+        "y_true two columns": Raises(
+            ValueError, r"`y_true`.*\[batch\].*Received: y_true.shape=\(4, 2\)"
+        ),
+        "non-square y_pred": NOT_SQUARE,  # fewer columns: fewer classes
+        "non-integral labels": not_integral("y_true"),
+        "NaN labels": not_integral("y_true", first="nan"),
+        "out-of-range labels": _out_of_range("y_true"),
+        "NaN in y_pred": not_finite("y_pred", (4, NUM_CLASSES), 1, 0),
+        "inf in y_pred": not_finite("y_pred", (4, NUM_CLASSES), 0, 1),
+        "-inf in y_pred": not_finite("y_pred", (4, NUM_CLASSES), 0, 1),
+        **_degenerate(),
+    }
+
+
+# --- NumPy references on the classes' logits (float64) ---------------------------------------
+
+
+def cross_entropy(logits, labels):
+    logits = np.asarray(logits, np.float64)
+    return oracle.cross_entropy(logits, np.asarray(labels, np.int64).reshape(-1))
+
+
+def proxy_anchor_of_similarities(similarity, labels, margin=0.1, alpha=32.0):
+    """The per-anchor shares of `pml_proxy_reference.proxy_anchor_loss`, from a `[B, C]`
+    similarity matrix instead of embeddings and proxies."""
+    s = np.asarray(similarity, np.float64)
+    labels = np.asarray(labels, np.int64).reshape(-1)
+    batch, num_classes = s.shape
+    mask = labels[:, None] == np.arange(num_classes)[None, :]
+
+    def log1p_sum_exp(x, m):
+        x = np.where(m, x, -np.inf)
+        with_zero = np.concatenate([x, np.zeros((1, num_classes))], axis=0)
+        return np.where(m.any(axis=0), oracle.logsumexp(with_zero, axis=0), 0.0)
+
+    pos = log1p_sum_exp(alpha * (margin - s), mask)
+    neg = log1p_sum_exp(alpha * (s + margin), ~mask)
+    counts = mask.sum(axis=0)
+    present = np.count_nonzero(counts)
+    values = np.zeros(batch)
+    if present:
+        values += batch / present * (mask @ np.where(counts > 0, pos / np.maximum(counts, 1), 0))
+    others = batch - counts
+    negative_share = np.where(others > 0, neg / np.maximum(others, 1), 0)
+    return values + batch / num_classes * ((~mask) @ negative_share)
+
+
+def subcenter_arcface_oracle(
+    embeddings,
+    labels,
+    W,
+    num_classes,
+    embedding_size=None,
+    margin=28.6,
+    scale=64,
+    sub_centers=3,
+    distance=None,
+):
+    """PML 2.9's `SubCenterArcFaceLoss` in float64 (the oracle module has none): the ArcFace of
+    `pml_proxy_reference` on each class's largest sub-centre cosine (`W` `[D, C * K]`)."""
+    labels = np.asarray(labels, np.int64).reshape(-1)
+    cos, _ = oracle.distance_matrix(oracle.DEFAULT_DISTANCES["cosine"], embeddings, np.asarray(W).T)
+    cos = cos.reshape(len(labels), num_classes, sub_centers).max(axis=2)
+    rows = np.arange(len(labels))
+    logits = cos.copy()
+    logits[rows, labels] = oracle.arcface_target(cos[rows, labels], margin)
+    return oracle._rows_result(oracle.cross_entropy(scale * logits, labels), cos, scale * logits)
+
+
+# --- the kind: labels, embeddings and proxies (function), logits (class) ----------------------
+
+
+class Proxies(Kind):
+    """A proxy loss. The function takes labels, `[B, D]` embeddings and `PROXIES`; the class
+    takes the `[B, C]` logits of `layers.ClassProxies(**layer_kwargs)`.
+
+    Attributes:
+        oracle_fn: `pml_proxy_reference` function of the loss, called with PML's weight layout.
+        weight: the oracle's weight name (`"proxies"` `[C, D]`, `"W"` `[D, C]`, `"fc"`).
+        function_kwargs: hyperparameters of the function (and the oracle).
+        class_reference: `(logits, labels) -> [B]` NumPy values of the class.
+        layer_kwargs: arguments of the model's `ClassProxies`.
+        lipschitz: the class's loss moves by at most `lipschitz * max |d logits|`.
+    """
+
+    name = "proxies"
+    predictions = staticmethod(normal(DIM))
+
+    def __init__(self, oracle_fn, weight, function_kwargs, class_reference, layer_kwargs,
+                 lipschitz, sub_centers=1, with_layer=False):  # fmt: skip
+        self.with_layer = with_layer
+        self.oracle_fn, self.weight = oracle_fn, weight
+        self.function_kwargs, self.class_reference = function_kwargs, class_reference
+        self.layer_kwargs, self.lipschitz, self.sub_centers = layer_kwargs, lipschitz, sub_centers
+
+    @property
+    def needs_labels(self):
+        return self.layer_kwargs.get("margin_type") is not None
+
+    def oracle_weights(self, proxies):
+        return proxies if self.weight == "proxies" else np.asarray(proxies).T
+
+    def reference(self, labels, embeddings, proxies, **kwargs):
+        """The oracle's per-anchor values for `[C * K, D]` proxies."""
+        num_classes = len(proxies) // self.sub_centers
+        result = self.oracle_fn(np.asarray(embeddings, np.float64), np.reshape(labels, -1),
+                                self.oracle_weights(np.asarray(proxies, np.float64)),
+                                num_classes, **{**self.function_kwargs, **kwargs})  # fmt: skip
+        return result.per_anchor
+
+    def outcomes(self):
+        return function_outcomes()
+
+    def precision_bound(self, error):
+        return self.lipschitz * error.max()
+
+    def entries(self, spec):
+        proxies = PROXIES[self.sub_centers]
+        tensor = keras.ops.convert_to_tensor(proxies)  # compiled functions close over tensors
+
+        def function(labels, embeddings):
+            return spec.function(labels, embeddings, tensor, **self.function_kwargs)
+
+        def function_reference(labels, embeddings):
+            return self.reference(labels, embeddings, proxies)
+
+        loss = spec.cls(**spec.kwargs)
+
+        def class_reference(labels, logits):
+            return mean(self.class_reference(logits, labels, **loss.hyperparameters))
+
+        entries = [
+            Entry(spec.function.__name__, spec.function, function, np.asarray, self.predictions,
+                  function_outcomes(), function_reference),
+            Entry(spec.cls.__name__, spec.cls, loss, np.asarray,
+                  normal(NUM_CLASSES), class_outcomes(), class_reference),
+        ]  # fmt: skip
+        return entries + ([self.layer_entry()] if self.with_layer else [])
+
+    def layer_entry(self):
+        """`layers.ClassProxies` with the ArcFace margin, through `ArcFaceLoss`: the layer's own
+        checks name `labels` and `embeddings`."""
+        layer = kml.layers.ClassProxies(NUM_CLASSES, margin_type="additive_angular")
+        layer.set_proxies(PROXIES[1])
+
+        def loss(labels, embeddings):
+            return kml.ArcFaceLoss()(labels, layer.logits(embeddings, labels))
+
+        def reference(labels, embeddings):
+            return mean(self.reference(labels, embeddings, PROXIES[1]))
+
+        outcomes = function_outcomes()
+        outcomes["non-square y_pred"] = Raises(
+            ValueError,
+            r"`embeddings` and `proxies` must have the same number of features. Received: "
+            rf"embeddings.shape=\(4, {DIM - 1}\) and proxies.shape=\({NUM_CLASSES}, {DIM}\)",
+        )
+        return Entry("ClassProxies", kml.layers.ClassProxies, loss, np.asarray, normal(DIM),
+                     outcomes, reference)  # fmt: skip
+
+    def model(self, cross_replica=False):
+        features = keras.Input((INPUT_DIM,))
+        embeddings = keras.layers.Dense(DIM)(features)
+        layer = kml.layers.ClassProxies(LAYER_CLASSES, **self.layer_kwargs)
+        if not self.needs_labels:
+            return keras.Model(features, layer(embeddings))
+        labels = keras.Input((), dtype="int32")
+        return keras.Model([features, labels], layer([embeddings, labels]))
+
+    def data(self, batch=16, seed=0, scale=1.0):
+        (x, _), labels = clustered_inputs(batch, num_classes=LAYER_CLASSES, seed=seed,
+                                          scale=scale)  # fmt: skip
+        return ([x, labels] if self.needs_labels else x), labels
+
+
+def _scaled_ce(logits, labels, scale=1.0):
+    return cross_entropy(scale * np.asarray(logits, np.float64), labels)
+
+
+def _tempered_ce(logits, labels, temperature=0.05):
+    return cross_entropy(np.asarray(logits, np.float64) / temperature, labels)
+
+
+def _nca_ce(logits, labels, softmax_scale=1.0, reducer="anchor"):
+    return cross_entropy(2 * softmax_scale * np.asarray(logits, np.float64), labels)
+
+
+def _soft_triple_ce(logits, labels, la=20.0, margin=0.01):
+    s = np.asarray(logits, np.float64).copy()
+    labels = np.asarray(labels, np.int64).reshape(-1)
+    s[np.arange(len(labels)), labels] -= margin
+    return cross_entropy(la * s, labels)
+
+
+def _proxy_anchor_ref(logits, labels, margin=0.1, alpha=32.0):
+    return proxy_anchor_of_similarities(logits, labels, margin, alpha)
+
+
+ANGULAR = {"margin_type": "additive_angular"}
+# The classes' scales in the shared tests: small ones. At initialisation PML's defaults (scale
+# 64, alpha 32, ...) give weight gradients of 10-35 in the kinds' model; Keras' initial float16
+# loss scale (2**15) makes any above 2 overflow float16 (65504), and the first mixed_float16
+# step, which test_precision compares with float32, is then skipped. The defaults are checked by
+# the golden cases and tests/test_proxy.py.
+SPECS = [
+    Spec(kml.proxy_anchor_loss, kml.ProxyAnchorLoss,
+         Proxies(oracle.proxy_anchor_loss, "proxies", {}, _proxy_anchor_ref, {}, 2 * 2.0),
+         "proxy", kwargs={"alpha": 2.0}),
+    Spec(kml.proxy_nca_loss, kml.ProxyNCALoss,
+         Proxies(oracle.proxy_nca_loss, "proxies", {}, _nca_ce, {}, 4.0), "proxy"),
+    Spec(kml.normalized_softmax_loss, kml.NormalizedSoftmaxLoss,
+         Proxies(oracle.normalized_softmax_loss, "W", {}, _tempered_ce, {}, 2 / 0.5), "proxy",
+         kwargs={"temperature": 0.5}),
+    Spec(kml.arcface_loss, kml.ArcFaceLoss,
+         Proxies(oracle.arcface_loss, "W", {}, _scaled_ce, ANGULAR, 2 * 2.0, with_layer=True),
+         "margin", kwargs={"scale": 2.0}),
+    Spec(kml.subcenter_arcface_loss, kml.SubCenterArcFaceLoss,
+         Proxies(subcenter_arcface_oracle, "W", {"sub_centers": SUB_CENTERS}, _scaled_ce,
+                 {**ANGULAR, "sub_centers": SUB_CENTERS}, 2 * 2.0, SUB_CENTERS), "margin",
+         kwargs={"scale": 2.0}),
+    Spec(kml.cosface_loss, kml.CosFaceLoss,
+         Proxies(oracle.cosface_loss, "W", {}, _scaled_ce, {"margin_type": "additive_cosine"},
+                 2 * 2.0), "margin", kwargs={"scale": 2.0}),
+    Spec(kml.sphereface_loss, kml.SphereFaceLoss,
+         Proxies(oracle.sphereface_loss, "W", {}, _scaled_ce,
+                 {"normalize_embeddings": False, "margin_type": "multiplicative_angular"}, 0.5),
+         "margin", kwargs={"scale": 0.25}),
+    Spec(kml.large_margin_softmax_loss, kml.LargeMarginSoftmaxLoss,
+         Proxies(oracle.large_margin_softmax_loss, "W", {}, _scaled_ce,
+                 {"normalize_embeddings": False, "normalize_proxies": False,
+                  "margin_type": "multiplicative_angular"}, 0.5), "margin",
+         kwargs={"scale": 0.25}),
+    Spec(kml.soft_triple_loss, kml.SoftTripleLoss,
+         Proxies(oracle.soft_triple_loss, "fc", {"centers_per_class": SUB_CENTERS}, _soft_triple_ce,
+                 {"sub_centers": SUB_CENTERS, "sub_center_pooling": "softmax"}, 2 * 2.5,
+                 SUB_CENTERS), "proxy", kwargs={"la": 2.5}),
+]  # fmt: skip
+
+
+# --- golden cases: pml_proxy.json ------------------------------------------------------------
+
+RTOL, ATOL = 1e-5, 1e-6
+FUNCTIONS = {spec.cls.__name__: spec for spec in SPECS}
+
+
+def case_proxies(case):
+    """The case's weights as `[C * K, D]` proxies (PML's `proxies`, `W.T` or `fc.T`)."""
+    if "proxies" in case:
+        return np.asarray(case["proxies"], case["dtype"])
+    weights = case["W"] if "W" in case else case["fc"]
+    return np.ascontiguousarray(np.asarray(weights, case["dtype"]).T)
+
+
+def translated(case):
+    """`(function kwargs, layer kwargs, class kwargs)` of a case: PML's constructor arguments
+    in this package's names (the distance object becomes `distance` / `normalize_embeddings`)."""
+    kwargs = dict(case["kwargs"])
+    distance = kwargs.pop("distance")
+    num_classes = kwargs.pop("num_classes")
+    kwargs.pop("embedding_size")
+    call, normalize = case["call"], distance.get("normalize_embeddings", True)
+    layer = {"num_classes": num_classes}
+    if call == "ProxyNCALoss":
+        power = distance.get("power", 1)
+        assert distance["class"] == "LpDistance" and distance.get("p", 2) == 2, distance
+        kwargs.update(normalize_embeddings=normalize, reducer="pml",
+                      distance="squared_euclidean" if power == 2 else "euclidean")  # fmt: skip
+        assert power in (1, 2), distance
+    elif call == "NormalizedSoftmaxLoss":
+        assert distance["class"] == "DotProductSimilarity", distance
+        kwargs["normalize_embeddings"] = normalize
+        layer["normalize_embeddings"] = normalize
+    else:
+        assert distance["class"] == "CosineSimilarity", distance
+    classes = {k: v for k, v in kwargs.items() if k not in ("distance", "normalize_embeddings")}
+    if call in ("ArcFaceLoss", "SubCenterArcFaceLoss", "CosFaceLoss", "SphereFaceLoss",
+                "LargeMarginSoftmaxLoss"):  # fmt: skip
+        margin_type = {"CosFaceLoss": "additive_cosine", "ArcFaceLoss": "additive_angular",
+                       "SubCenterArcFaceLoss": "additive_angular"}  # fmt: skip
+        layer.update(margin_type=margin_type.get(call, "multiplicative_angular"),
+                     margin=classes.pop("margin"))  # fmt: skip
+        if call in ("SphereFaceLoss", "LargeMarginSoftmaxLoss"):
+            layer["normalize_embeddings"] = False
+        if call == "LargeMarginSoftmaxLoss":
+            layer["normalize_proxies"] = False
+        if call == "SubCenterArcFaceLoss":
+            layer["sub_centers"] = classes.pop("sub_centers")
+    if call == "SoftTripleLoss":
+        layer.update(sub_centers=classes.pop("centers_per_class"), gamma=classes.pop("gamma"),
+                     sub_center_pooling="softmax")  # fmt: skip
+    return kwargs, layer, classes
+
+
+def check_case(case, run):
+    """The function with PML's weights, and the class on the layer's logits with the same
+    weights, give PML's per-example values (and, through `reducer="pml"` where PML's reducer
+    keeps only some rows, its scalar) to 1e-5 relative + 1e-6."""
+    spec = FUNCTIONS[case["call"]]
+    labels = np.asarray(case["labels"])
+    embeddings = np.asarray(case["embeddings"], case["dtype"])
+    proxies = case_proxies(case)
+    kwargs, layer_kwargs, class_kwargs = translated(case)
+    tensor = keras.ops.convert_to_tensor(proxies)
+
+    def function(labels, embeddings):
+        return spec.function(labels, embeddings, tensor, **kwargs)
+
+    values = keras.ops.convert_to_numpy(run(function, labels, embeddings))
+    assert values.shape == labels.shape and values.dtype == np.float32
+    expected = case["expected"]
+    np.testing.assert_allclose(values.mean(), expected, rtol=RTOL, atol=ATOL)
+    # Every row's value: PML's own where it has one per row, else the float64 oracle's
+    # per-anchor decomposition (ProxyAnchor; checked against PML's per-proxy elements by
+    # test_proxy_ssl_reference.py).
+    if "expected_per_example" in case and case["call"] != "ProxyNCALoss":
+        per_example = case["expected_per_example"]
+    else:
+        per_example = spec.kind.reference(labels, embeddings, proxies, **_oracle_kwargs(case))
+    if case["call"] == "ProxyNCALoss":  # "pml": shares of the kept rows; elements: kept rows
+        element = case["expected_elements"]["loss"]
+        anchor = keras.ops.convert_to_numpy(
+            run(lambda y, e: spec.function(y, e, tensor, **{**kwargs, "reducer": "anchor"}),
+                labels, embeddings))  # fmt: skip
+        np.testing.assert_allclose(anchor[element["indices"]], element["losses"], rtol=RTOL,
+                                   atol=ATOL)  # fmt: skip
+    else:
+        np.testing.assert_allclose(values, per_example, rtol=RTOL, atol=ATOL)
+    if "distance" in kwargs and kwargs["distance"] != "squared_euclidean":
+        return  # the class takes cosines: ProxyNCA with another distance is the function's
+    layer = kml.layers.ClassProxies(**layer_kwargs)
+    layer.set_proxies(proxies)
+    loss = spec.cls(reduction=None, **class_kwargs)
+
+    def through_layer(labels, embeddings):
+        return loss(labels, layer.logits(embeddings, labels))
+
+    class_values = keras.ops.convert_to_numpy(run(through_layer, labels, embeddings))
+    np.testing.assert_allclose(class_values, values, rtol=RTOL, atol=ATOL)
+
+
+def _oracle_kwargs(case):
+    kwargs = {k: v for k, v in case["kwargs"].items() if k not in ("num_classes", "embedding_size")}
+    if case["call"] == "SoftTripleLoss":
+        kwargs.pop("centers_per_class")
+    if case["call"] == "SubCenterArcFaceLoss":
+        kwargs.pop("sub_centers")
+    return kwargs
+
+
+GOLDEN = {("pml_proxy.json", spec.cls.__name__): check_case for spec in SPECS}
