@@ -128,6 +128,36 @@ def npairs_tfa():
     return lambda x: tfa.losses.npairs_loss(x["labels"], tf.matmul(x[e], x[e], transpose_b=True))
 
 
+def _multi_hot(ops, labels, classes=8):
+    """Two labels per example, `label % 8` and `(label + 1) % 8`: `[B, 8]` multi-hot."""
+    labels = ops.cast(labels, "int32")
+    return ops.one_hot(labels % classes, classes) + ops.one_hot((labels + 1) % classes, classes)
+
+
+def npairs_multilabel_ours():
+    from keras import ops
+
+    from keras_metric_losses import npairs_multilabel_loss
+
+    def fn(x):
+        similarity = ops.matmul(x["embeddings"], ops.transpose(x["embeddings"]))
+        return ops.mean(npairs_multilabel_loss(_multi_hot(ops, x["labels"]), similarity))
+
+    return fn
+
+
+def npairs_multilabel_tfa():
+    import tensorflow as tf
+    import tensorflow_addons as tfa
+
+    def fn(x):
+        similarity = tf.matmul(x["embeddings"], x["embeddings"], transpose_b=True)
+        return tfa.losses.npairs_multilabel_loss(_multi_hot(tf, x["labels"]),
+                                                 similarity)  # fmt: skip
+
+    return fn
+
+
 def npairs_pml():
     import torch
     from pytorch_metric_learning import losses
@@ -564,6 +594,15 @@ CASES = {
             memory=True,
             targets={"floor": 1.3, "tfa.npairs_loss": 0.8},
             note="npairs_loss(labels, E @ E.T); PML's NPairsLoss keeps one pair per label.",
+            **_EMBED,
+        ),
+        Case(
+            "npairs_multilabel",
+            "keras_metric_losses.losses.npairs",
+            ours=npairs_multilabel_ours,
+            references={"tfa.npairs_multilabel_loss": ("oracle", npairs_multilabel_tfa)},
+            targets={"floor": 1.3, "tfa.npairs_multilabel_loss": 0.8},
+            note="npairs_multilabel_loss(two labels of 8 per example, E @ E.T).",
             **_EMBED,
         ),
         Case(

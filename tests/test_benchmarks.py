@@ -1,0 +1,31 @@
+"""The benchmark registry (`benchmarks/cases.py`): every loss has a case, and every case's
+steps build and run on this backend at a small batch (the timings themselves are not tests)."""
+
+import pathlib
+import sys
+
+import keras
+import numpy as np
+import pytest
+from specs import SPECS
+
+BENCHMARKS = pathlib.Path(__file__).parent.parent / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+import cases  # noqa: E402
+
+SOURCE = (BENCHMARKS / "cases.py").read_text()
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
+def test_every_loss_has_a_benchmark_case(spec):
+    assert f'"{spec.function.__name__}"' in SOURCE or f"{spec.function.__name__}(" in SOURCE
+
+
+@pytest.mark.parametrize("name", sorted(cases.CASES))
+def test_case_runs_at_a_small_batch(name):
+    case = cases.CASES[name]
+    arrays = cases.INPUTS[case.inputs](16, np.random.default_rng(0))
+    x = {k: keras.ops.convert_to_tensor(v) for k, v in arrays.items()}
+    for builder in (case.ours, case.floor):
+        value = keras.ops.convert_to_numpy(builder()(x))
+        assert np.isfinite(value).all() and np.ndim(value) == 0, (name, value)
