@@ -1,0 +1,114 @@
+"""Instance loss (pytorch-metric-learning's `InstanceLoss`): a softmax over the batch's
+scaled cosine similarities, with a target column from the label's rank."""
+
+from keras import ops
+
+from keras_metric_losses import distances, mining, pairs, validation
+from keras_metric_losses.api import export
+from keras_metric_losses.losses.base import LossFunctionWrapper, hyperparameters
+
+
+def label_ranks(labels):
+    """`[B]` int32 rank of each label among the sorted distinct labels of the batch (what
+    `torch.unique(labels, return_inverse=True)` returns), with `[B, B]` masks: the number of
+    distinct labels smaller than `labels[i]`, each counted at its first occurrence."""
+    batch = ops.shape(labels)[0]
+    same = ops.equal(ops.expand_dims(labels, 1), ops.expand_dims(labels, 0))
+    rows = ops.expand_dims(ops.arange(batch, dtype="int32"), 1)
+    columns = ops.expand_dims(ops.arange(batch, dtype="int32"), 0)
+    # first[j]: no earlier column holds label j's label.
+    repeated = ops.any(ops.logical_and(same, ops.less(columns, rows)), axis=1)
+    first = ops.logical_not(repeated)
+    smaller = ops.less(ops.expand_dims(labels, 0), ops.expand_dims(labels, 1))  # [i, j]
+    counted = ops.logical_and(smaller, ops.expand_dims(first, 0))
+    return ops.cast(ops.sum(ops.cast(counted, "int32"), axis=1), "int32")
+
+
+@export
+@hyperparameters(gamma=lambda v, n: validation.real(v, n, low=0.0, low_open=True))
+def instance_loss(y_true, y_pred, *, gamma=64.0):
+    """Instance loss of a batch of embeddings, one value per example, as
+    pytorch-metric-learning's `InstanceLoss`.
+
+    With `S` the `[B, B]` cosine similarities of the batch (the diagonal included) and
+    `t_i` the rank of `y_true[i]` among the sorted distinct labels of the batch:
+
+    ```
+    loss_i = log sum_j exp(gamma * S[i, j]) - gamma * S[i, t_i]
+    ```
+
+    a softmax cross-entropy whose classes are the batch's columns. The target is a *column*,
+    so it is the example itself only when the batch's labels are `0..B-1` in batch order (the
+    instance-classification setting of the paper: pass `y_true = arange(B)`, or per-batch
+    instance ids in order); with other labels the target is whichever example sits in column
+    `t_i`, as in pytorch-metric-learning. PML's `MeanReducer` is the mean over all rows, so
+    Keras' default reduction gives PML's value.
+
+    Every batch gives a finite value: a batch of one gives 0, an empty batch `[]`.
+
+    Args:
+        y_true: `[B]` or `[B, 1]` integer labels.
+        y_pred: `[B, D]` embeddings (normalised here, as PML's `CosineSimilarity`).
+        gamma: Keyword-only. Scale of the similarities, `> 0`. Defaults to 64.
+
+    Returns:
+        `[B]` per-example losses in the dtype of `y_pred`.
+
+    Raises:
+        ValueError: for `gamma <= 0`, labels not `[B]`/`[B, 1]`, `y_pred` not rank 2, or
+            different batch sizes. With value checks on, also non-integral labels and
+            non-finite embeddings.
+        TypeError: if the labels are not numbers.
+
+    Example:
+
+    >>> import keras
+    >>> import numpy as np
+    >>> import keras_metric_losses as kml
+    >>> embeddings = np.array([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]])
+    >>> losses = kml.instance_loss(np.arange(3), embeddings, gamma=4.0)
+    >>> print(keras.ops.convert_to_numpy(losses).round(4))
+    [0.199  0.5015 0.3837]
+
+    Reference: Zheng et al., "Dual-Path Convolutional Image-Text Embeddings with Instance
+    Loss", ACM TOMM 2020.
+    """
+    pairs_ = pairs.embedding_pairs(y_true, y_pred)
+    logits = distances.cosine_similarity(pairs_.queries, pairs_.queries) * gamma
+    if logits.shape[0] == 0:  # an empty batch: no max to take
+        return ops.cast(ops.sum(logits, axis=-1), ops.convert_to_tensor(y_pred).dtype)
+    targets = label_ranks(pairs_.labels)
+    # The target's logit is subtracted before the log-sum-exp, so its term is exactly 0 and
+    # the loss is not the difference of two numbers of size `gamma`.
+    shifted = logits - ops.expand_dims(mining.take_rows(logits, targets), -1)
+    losses = ops.logsumexp(shifted, axis=-1)
+    return ops.cast(losses, ops.convert_to_tensor(y_pred).dtype)
+
+
+@export
+class InstanceLoss(LossFunctionWrapper):
+    """Instance loss over a batch of embeddings (`instance_loss`), one value per example.
+
+    With the default reduction the value is pytorch-metric-learning's `InstanceLoss()`.
+
+    Args:
+        gamma: Scale of the cosine similarities, `> 0`. Defaults to 64.
+        name: Name of the loss. Defaults to `"instance_loss"`.
+        reduction: Keras reduction. Defaults to `"sum_over_batch_size"`.
+        dtype: Loss dtype or policy. Defaults to `keras.config.floatx()`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> import keras_metric_losses as kml
+    >>> embeddings = np.array([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]])
+    >>> round(float(kml.InstanceLoss(gamma=4.0)(np.arange(3), embeddings)), 4)
+    0.3614
+
+    Reference: Zheng et al., ACM TOMM 2020.
+    """
+
+    def __init__(
+        self, gamma=64.0, name="instance_loss", reduction="sum_over_batch_size", dtype=None
+    ):
+        super().__init__(instance_loss, name=name, reduction=reduction, dtype=dtype, gamma=gamma)
