@@ -196,12 +196,18 @@ def _num_rows(queries, keys, cross_replica, reference):
 def class_contrast(y_true, embeddings, distance, temperature, cross_replica, ref_embeddings,
                    ref_labels):  # fmt: skip
     """`Contrast` of integer class labels (through the embedding front end)."""
+    self_columns = None
+    if ref_embeddings is not None:
+        # No key of a reference set is the anchor itself (`embedding_pairs` would otherwise
+        # take key `i` as anchor `i`'s own column and drop CLIP's positive pairs).
+        self_columns = ops.full((ops.shape(embeddings)[0],), -1, dtype="int32")
     pairs_ = pairs.embedding_pairs(
         y_true,
         embeddings,
         ref_embeddings=ref_embeddings,
         ref_labels=ref_labels,
         cross_replica=cross_replica,
+        self_columns=self_columns,
     )
     logits = similarity_logits(pairs_.queries, pairs_.keys, distance, temperature)
     return Contrast(
