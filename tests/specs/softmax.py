@@ -170,6 +170,10 @@ SPECS = [
         ScaledEmbeddings(64.0, multiview=False),
         "softmax",
         reference=instance_reference,
+        # The gradient is a softmax of 64 * cosine: float16 rounding of the embeddings (5e-4)
+        # moves it by ~64 times that, beyond the shared rounding-count tolerance. The value
+        # bound holds; test_infonce checks that half precision is computed in float32.
+        precision=False,
     ),
     Spec(
         kml.fast_ap_loss,

@@ -139,6 +139,7 @@ SPECS = [
         reference=simclr_reference,
         class_outcomes=STRING_LABELS,
         cross_replica=True,
+        precision=False,  # a softmax of cosine / 0.05: as InstanceLoss (specs/softmax.py)
     ),
     Spec(
         kml.barlow_loss,
