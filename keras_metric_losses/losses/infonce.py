@@ -31,7 +31,7 @@ from keras import ops
 from keras_metric_losses import distances, distributed, pairs, validation
 from keras_metric_losses.api import export
 from keras_metric_losses.losses.base import LossFunctionWrapper, hyperparameters
-from keras_metric_losses.ops import compute_dtype, masked_logsumexp
+from keras_metric_losses.ops import compute_dtype, lowest_finite, masked_logsumexp
 
 REDUCERS = ("anchor", "pml")
 
@@ -98,6 +98,13 @@ def contrastive_terms(logits, positive_weights, denominator, *, pairwise=False):
     if logits.shape[-1] == 0:  # no keys (an empty batch): nothing to sum, no max to take
         zeros = ops.sum(logits, axis=-1)
         return Terms(zeros, zeros, logits if pairwise else None)
+    # Logits relative to the row's largest logit among the keys used (a constant for the
+    # gradient): `lse - logits` is then a sum of a log of a number >= 1 and a difference of
+    # nearby logits, accurate and >= 0 even when both are ~1 / temperature.
+    used = ops.logical_or(denominator, positive_weights > 0)
+    largest = ops.amax(ops.where(used, logits, lowest_finite(logits.dtype)), axis=-1, keepdims=True)
+    shift = ops.where(ops.any(used, axis=-1, keepdims=True), largest, 0.0)
+    logits = logits - ops.stop_gradient(shift)
     lse = ops.expand_dims(masked_logsumexp(logits, denominator), -1)
     if pairwise:
         has_denominator = ops.any(denominator, axis=-1, keepdims=True)
