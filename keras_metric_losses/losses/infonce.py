@@ -74,16 +74,19 @@ def contrastive_terms(logits, positive_weights, denominator, *, pairwise=False):
     With `lse[i] = log sum_{k in denominator[i]} exp(logits[i, k])`:
 
     ```
-    pairwise=False:  -log p[i, j] = lse[i] - logits[i, j]              (SupCon; j is in the
-                                                                         denominator)
-    pairwise=True:   -log p[i, j] = log(1 + exp(lse[i] - logits[i, j])) (NT-Xent: the positive
-                                                                         j plus the
-                                                                         denominator = negatives)
+    pairwise=False:  -log p[i, j] = lse[i] - logits[i, j]
+    pairwise=True:   -log p[i, j] = log(1 + exp(lse[i] - logits[i, j]))
     ```
 
-    In the pairwise form an anchor with an empty denominator (no negative) has `p = 1` and
-    terms 0. The log-sum-exp is `ops.masked_logsumexp` (0 and a zero gradient for an empty row),
-    so neither values nor gradients are `inf` or NaN for any mask.
+    The first is SupCon's (the positives are part of the denominator); the second NT-Xent's
+    (positive `j` against a denominator of negatives). In the pairwise form an anchor with an
+    empty denominator (no negative) has `p = 1` and terms 0. The log-sum-exp is
+    `ops.masked_logsumexp` (0 and a zero gradient for an empty row), so neither values nor
+    gradients are `inf` or NaN for any mask.
+
+    Everything is a reduction over the key columns: a row maximum, a masked log-sum-exp, then
+    weighted sums given it. A tiled version (row blocks x column blocks) computes the maximum
+    and log-sum-exp online over column blocks, then the weighted sums block by block.
 
     Args:
         logits: `[b, K]` float logits (finite).
