@@ -98,6 +98,10 @@ def contrastive_terms(logits, positive_weights, denominator, *, pairwise=False):
     Returns:
         A `Terms`.
     """
+    logits, positive_weights = (
+        ops.convert_to_tensor(logits),
+        ops.convert_to_tensor(positive_weights),
+    )
     if logits.shape[-1] == 0:  # no keys (an empty batch): nothing to sum, no max to take
         zeros = ops.sum(logits, axis=-1)
         return Terms(zeros, zeros, logits if pairwise else None)

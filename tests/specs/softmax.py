@@ -138,6 +138,14 @@ def instance_reference(labels, embeddings, gamma=64.0):
     return pml.instance_loss(embeddings, labels, gamma=gamma).natural
 
 
+# Mixed precision (tests/test_precision.py): gradients of a softmax of `similarity /
+# temperature` scale with 1 / temperature. Under `mixed_float16` the loss-scale optimizer starts
+# at 2**15, so gradients above ~2 overflow float16 and it skips the first step (observed on
+# PyTorch for NTXent and multi-label SupCon: weights unchanged, scale halved): the first-step
+# comparison is then meaningless, and these specs only check that training stays finite. That
+# half-precision inputs are computed in float32 is checked in test_infonce.py.
+SOFTMAX_PRECISION = "first float16 step skipped by the loss scale"
+
 SPECS = [
     Spec(
         kml.ntxent_loss,
@@ -147,6 +155,7 @@ SPECS = [
         kwargs={"reducer": "pml"},  # the batch aggregate, also across replicas
         reference=multiview(lambda y, e: ntxent_reference(y, e, reducer="pml")),
         cross_replica=True,
+        precision=False,  # see SOFTMAX_PRECISION
     ),
     Spec(
         kml.supcon_loss,
@@ -163,6 +172,7 @@ SPECS = [
         "softmax",
         reference=multiview(supcon_multilabel_reference),
         cross_replica=True,
+        precision=False,  # see SOFTMAX_PRECISION
     ),
     Spec(
         kml.instance_loss,
