@@ -236,9 +236,35 @@ def _pml_embedding_case(ours_name, module, pml_name, pml_kwargs=None, ours_kwarg
 
 
 _INFONCE = "keras_metric_losses.losses.infonce"
-_ntxent_ours, _ntxent_pml = _pml_embedding_case(
+_ntxent_ours, _ntxent_pml_unguarded = _pml_embedding_case(
     "ntxent_loss", _INFONCE, "NTXentLoss", ours_kwargs={"reducer": "pml"}
 )
+# PML's NTXentLoss builds a [positive pairs, negative pairs] matrix (and several copies for exp
+# and autograd): 3,072 x 1,044,480 float32 at B=1024 with 4 per class, 12.8 GB a copy (the
+# process is OOM-killed on a 24 GB machine). Larger products are refused, as a recorded error.
+PML_NTXENT_MAX_ELEMENTS = 2.5e8
+
+
+def _ntxent_pml():
+    import numpy as np
+
+    loss = _ntxent_pml_unguarded()
+
+    def fn(x):
+        labels = np.asarray(x["labels"].detach().cpu())
+        counts = np.unique(labels, return_counts=True)[1]
+        positive_pairs = float(np.sum(counts * (counts - 1)))
+        negative_pairs = float(len(labels) ** 2 - np.sum(counts**2))
+        if positive_pairs * negative_pairs > PML_NTXENT_MAX_ELEMENTS:
+            raise MemoryError(
+                f"PML's NTXentLoss would build a [{positive_pairs:.0f}, {negative_pairs:.0f}] "
+                "matrix; refused"
+            )
+        return loss(x)
+
+    return fn
+
+
 _supcon_ours, _supcon_pml = _pml_embedding_case(
     "supcon_loss", _INFONCE, "SupConLoss", ours_kwargs={"reducer": "pml"}
 )
@@ -354,7 +380,8 @@ CASES = {
             references={"pml.NTXentLoss": ("torch", _ntxent_pml)},
             memory=True,
             targets={"pml.NTXentLoss": 0.7},
-            note="temperature 0.07, cosine; ours with reducer='pml' (PML's scalar).",
+            note="temperature 0.07, cosine; ours with reducer='pml' (PML's scalar). PML builds a"
+            " [positive pairs, negative pairs] matrix: refused above 2.5e8 elements (B > ~360).",
             **_EMBED,
         ),
         Case(

@@ -3,25 +3,22 @@ scaled cosine similarities, with a target column from the label's rank."""
 
 from keras import ops
 
-from keras_metric_losses import distances, mining, pairs, validation
+from keras_metric_losses import distances, mining, validation
 from keras_metric_losses.api import export
 from keras_metric_losses.losses.base import LossFunctionWrapper, hyperparameters
+from keras_metric_losses.ops import compute_dtype
 
 
 def label_ranks(labels):
     """`[B]` int32 rank of each label among the sorted distinct labels of the batch (what
-    `torch.unique(labels, return_inverse=True)` returns), with `[B, B]` masks: the number of
-    distinct labels smaller than `labels[i]`, each counted at its first occurrence."""
-    batch = ops.shape(labels)[0]
-    same = ops.equal(ops.expand_dims(labels, 1), ops.expand_dims(labels, 0))
-    rows = ops.expand_dims(ops.arange(batch, dtype="int32"), 1)
-    columns = ops.expand_dims(ops.arange(batch, dtype="int32"), 0)
-    # first[j]: no earlier column holds label j's label.
-    repeated = ops.any(ops.logical_and(same, ops.less(columns, rows)), axis=1)
-    first = ops.logical_not(repeated)
-    smaller = ops.less(ops.expand_dims(labels, 0), ops.expand_dims(labels, 1))  # [i, j]
-    counted = ops.logical_and(smaller, ops.expand_dims(first, 0))
-    return ops.cast(ops.sum(ops.cast(counted, "int32"), axis=1), "int32")
+    `torch.unique(labels, return_inverse=True)` returns), by a sort and a binary search: the
+    distinct values of the sorted labels are counted up to each label's first position."""
+    ordered = ops.sort(labels)
+    first = ops.concatenate(
+        [ops.ones_like(ordered[:1], dtype="bool"), ops.not_equal(ordered[1:], ordered[:-1])]
+    )
+    ranks = ops.cumsum(ops.cast(first, "int32")) - 1
+    return ops.take(ranks, ops.searchsorted(ordered, labels, side="left"))
 
 
 @export
@@ -73,11 +70,18 @@ def instance_loss(y_true, y_pred, *, gamma=64.0):
     Reference: Zheng et al., "Dual-Path Convolutional Image-Text Embeddings with Instance
     Loss", ACM TOMM 2020.
     """
-    pairs_ = pairs.embedding_pairs(y_true, y_pred)
-    logits = distances.cosine_similarity(pairs_.queries, pairs_.queries) * gamma
+    # The embedding front end's checks, without its [B, B] label masks (unused here).
+    labels = validation.class_labels(validation.numeric_tensor(y_true, "y_true"))
+    embeddings = ops.convert_to_tensor(y_pred)
+    validation.rank(embeddings, 2, "a [batch, dim] matrix of embeddings", "y_pred")
+    validation.same_batch(labels, embeddings)
+    validation.integral_labels(labels, "y_true")
+    validation.finite(embeddings, "y_pred")
+    unit = ops.normalize(ops.cast(embeddings, compute_dtype(embeddings)), axis=-1)
+    logits = distances.inner_product(unit, unit) * gamma
     if logits.shape[0] == 0:  # an empty batch: no max to take
         return ops.cast(ops.sum(logits, axis=-1), ops.convert_to_tensor(y_pred).dtype)
-    targets = label_ranks(pairs_.labels)
+    targets = label_ranks(labels)
     # The target's logit is subtracted before the log-sum-exp, so its term is exactly 0 and
     # the loss is not the difference of two numbers of size `gamma`.
     shifted = logits - ops.expand_dims(mining.take_rows(logits, targets), -1)
