@@ -18,7 +18,9 @@ def label_ranks(labels):
         [ops.ones_like(ordered[:1], dtype="bool"), ops.not_equal(ordered[1:], ordered[:-1])]
     )
     ranks = ops.cumsum(ops.cast(first, "int32")) - 1
-    return ops.take(ranks, ops.searchsorted(ordered, labels, side="left"))
+    # A NaN label (value checks off) is sorted last and found past the end: clipped.
+    position = ops.minimum(ops.searchsorted(ordered, labels, side="left"), ops.shape(labels)[0] - 1)
+    return ops.take(ranks, position)
 
 
 @export
