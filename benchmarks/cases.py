@@ -85,6 +85,16 @@ def proxy_inputs(batch, rng):
 INPUTS = {"embeddings": embedding_inputs, "nce": nce_inputs, "proxy": proxy_inputs}
 
 
+def view_inputs(batch, rng):
+    """Two views `[B, 2, D]` of `B` examples: a shared point plus noise (unnormalised)."""
+    base = rng.standard_normal((batch, 1, EMBEDDING_DIM))
+    noise = 0.3 * rng.standard_normal((batch, 2, EMBEDDING_DIM))
+    return {"views": (base + noise).astype("float32")}
+
+
+INPUTS = {"embeddings": embedding_inputs, "nce": nce_inputs, "views": view_inputs}
+
+
 # --- floors (keras.ops, so they run on every backend) ---------------------------------------
 
 
@@ -106,6 +116,13 @@ def sampled_logits_floor():
         return ops.sum(logits) + ops.sum(x["inputs"] * true)
 
     return fn
+
+
+def views_floor():
+    """sum(A @ B.T) of the two views: one [B, B] matmul forward and backward."""
+    from keras import ops
+
+    return lambda x: ops.sum(ops.matmul(x["views"][:, 0], ops.transpose(x["views"][:, 1])))
 
 
 # --- npairs ---------------------------------------------------------------------------------
@@ -574,11 +591,120 @@ PROXY_CASES = [
     _proxy_case("large_margin_softmax", "large_margin_softmax_loss", "LargeMarginSoftmaxLoss",
                 "W", "margin_softmax"),
 ]  # fmt: skip
+# --- softmax-contrastive (PML) and self-supervised (TF Similarity) ----------------------------
+
+
+def _pml_embedding_case(ours_name, module, pml_name, pml_kwargs=None, ours_kwargs=None):
+    """`(ours, pml)` builders: our function's mean (with PML's reducer where it has one) and
+    PML's loss class on the same labelled embeddings."""
+
+    def ours():
+        from keras import ops
+
+        fn = getattr(importlib.import_module(module), ours_name)
+        kwargs = ours_kwargs or {}
+        return lambda x: ops.mean(fn(x["labels"], x["embeddings"], **kwargs))
+
+    def pml():
+        import torch
+        from pytorch_metric_learning import losses
+
+        loss = getattr(losses, pml_name)(**(pml_kwargs or {}))
+        return lambda x: loss(x["embeddings"], x["labels"].to(torch.int64))
+
+    return ours, pml
+
+
+_INFONCE = "keras_metric_losses.losses.infonce"
+_ntxent_ours, _ntxent_pml_unguarded = _pml_embedding_case(
+    "ntxent_loss", _INFONCE, "NTXentLoss", ours_kwargs={"reducer": "pml"}
+)
+# PML's NTXentLoss builds a [positive pairs, negative pairs] matrix (and several copies for exp
+# and autograd): 3,072 x 1,044,480 float32 at B=1024 with 4 per class, 12.8 GB a copy (the
+# process is OOM-killed on a 24 GB machine). Larger products are refused, as a recorded error.
+PML_NTXENT_MAX_ELEMENTS = 2.5e8
+
+
+def _ntxent_pml():
+    import numpy as np
+
+    loss = _ntxent_pml_unguarded()
+
+    def fn(x):
+        labels = np.asarray(x["labels"].detach().cpu())
+        counts = np.unique(labels, return_counts=True)[1]
+        positive_pairs = float(np.sum(counts * (counts - 1)))
+        negative_pairs = float(len(labels) ** 2 - np.sum(counts**2))
+        if positive_pairs * negative_pairs > PML_NTXENT_MAX_ELEMENTS:
+            raise MemoryError(
+                f"PML's NTXentLoss would build a [{positive_pairs:.0f}, {negative_pairs:.0f}] "
+                "matrix; refused"
+            )
+        return loss(x)
+
+    return fn
+
+
+_supcon_ours, _supcon_pml = _pml_embedding_case(
+    "supcon_loss", _INFONCE, "SupConLoss", ours_kwargs={"reducer": "pml"}
+)
+_instance_ours, _instance_pml = _pml_embedding_case(
+    "instance_loss", "keras_metric_losses.losses.instance", "InstanceLoss"
+)
+_fast_ap_ours, _fast_ap_pml = _pml_embedding_case(
+    "fast_ap_loss",
+    "keras_metric_losses.losses.fastap",
+    "FastAPLoss",
+    ours_kwargs={"reducer": "pml"},
+)
+
+
+def supcon_multilabel_ours():
+    """Multi-hot labels from the class ids (one label each, plus the next class for every
+    other example), built inside the step: a [B, C] one-hot is cheap next to [B, B]."""
+    from keras import ops
+
+    from keras_metric_losses.losses.infonce import supcon_multilabel_loss
+
+    def fn(x):
+        labels = x["labels"]
+        classes = ops.shape(x["embeddings"])[0] // EXAMPLES_PER_CLASS + 1
+        multi_hot = (
+            ops.one_hot(labels, classes)
+            + ops.one_hot((labels + 1) % classes, classes)
+            * (ops.cast(labels % 2, "float32")[:, None])
+        )
+        return ops.mean(supcon_multilabel_loss(multi_hot, x["embeddings"]))
+
+    return fn
+
+
+def _ssl_case(ours_name, tfsim_name):
+    def ours():
+        from keras import ops
+
+        fn = getattr(importlib.import_module("keras_metric_losses.losses.ssl"), ours_name)
+        return lambda x: ops.mean(fn(None, x["views"]))
+
+    def tfsim():
+        import tensorflow as tf
+        from tensorflow_similarity import losses
+
+        loss = getattr(losses, tfsim_name)()
+        return lambda x: tf.reduce_mean(loss(x["views"][:, 0], x["views"][:, 1]))
+
+    return ours, tfsim
+
+
+_SSL = {name: _ssl_case(f"{name}_loss", tfsim) for name, tfsim in [
+    ("simclr", "SimCLRLoss"), ("barlow", "Barlow"), ("vicreg", "VicReg"), ("simsiam", "SimSiamLoss")
+]}  # fmt: skip
 
 # --- the registry ---------------------------------------------------------------------------
 
 _EMBED = {"inputs": "embeddings", "wrt": ("embeddings",), "floor": similarity_floor}
 _NCE = {"inputs": "nce", "wrt": ("weights", "inputs"), "floor": sampled_logits_floor}
+_VIEWS = {"inputs": "views", "wrt": ("views",), "floor": views_floor}
 
 CASES = {
     case.name: case
@@ -699,5 +825,67 @@ CASES = {
         ),
         *PAIR_CASES,
         *PROXY_CASES,
+        Case(
+            "ntxent",
+            _INFONCE,
+            ours=_ntxent_ours,
+            references={"pml.NTXentLoss": ("torch", _ntxent_pml)},
+            memory=True,
+            targets={"pml.NTXentLoss": 0.7},
+            note="temperature 0.07, cosine; ours with reducer='pml' (PML's scalar). PML builds a"
+            " [positive pairs, negative pairs] matrix: refused above 2.5e8 elements (B > ~360).",
+            **_EMBED,
+        ),
+        Case(
+            "supcon",
+            _INFONCE,
+            ours=_supcon_ours,
+            references={"pml.SupConLoss": ("torch", _supcon_pml)},
+            memory=True,
+            targets={"pml.SupConLoss": 0.7},
+            note="temperature 0.1, cosine; ours with reducer='pml' (PML's scalar).",
+            **_EMBED,
+        ),
+        Case(
+            "supcon_multilabel",
+            _INFONCE,
+            ours=supcon_multilabel_ours,
+            note="multi-hot labels (one or two classes) built in the step; no library has it.",
+            **_EMBED,
+        ),
+        Case(
+            "instance",
+            "keras_metric_losses.losses.instance",
+            ours=_instance_ours,
+            references={"pml.InstanceLoss": ("torch", _instance_pml)},
+            targets={"pml.InstanceLoss": 0.7},
+            note="gamma 64.",
+            **_EMBED,
+        ),
+        Case(
+            "fast_ap",
+            "keras_metric_losses.losses.fastap",
+            ours=_fast_ap_ours,
+            references={"pml.FastAPLoss": ("torch", _fast_ap_pml)},
+            targets={"pml.FastAPLoss": 0.7},
+            note="10 bins: a [B, B, 11] histogram tensor; ours with reducer='pml'.",
+            **_EMBED,
+        ),
+        *[
+            Case(
+                name,
+                "keras_metric_losses.losses.ssl",
+                ours=_SSL[name][0],
+                references={f"tfsim.{tfsim}": ("oracle", _SSL[name][1])},
+                note=f"two views [B, 2, {EMBEDDING_DIM}]; TF Similarity's {tfsim}(za, zb).",
+                **_VIEWS,
+            )
+            for name, tfsim in [
+                ("simclr", "SimCLRLoss"),
+                ("barlow", "Barlow"),
+                ("vicreg", "VicReg"),
+                ("simsiam", "SimSiamLoss"),
+            ]
+        ],
     ]
 }
