@@ -50,6 +50,12 @@ def _is_compiled(run):
 
 def _pml_loss(inner):
     """Our loss with PML's settings for `{"call", "kwargs"}` (PML's default reducer)."""
+    if inner["call"] == "NTXentLoss":
+        kwargs = inner["kwargs"]
+        assert kwargs["distance"]["class"] == "CosineSimilarity", kwargs["distance"]
+        return kml.NTXentLoss(
+            temperature=kwargs["temperature"], distance="cosine_similarity", reducer="pml"
+        )
     fn, settings, _, _ = pml_settings(inner)
     return LossFunctionWrapper(fn, name=inner["call"], **settings)
 
