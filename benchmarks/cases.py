@@ -82,9 +82,6 @@ def proxy_inputs(batch, rng):
     }
 
 
-INPUTS = {"embeddings": embedding_inputs, "nce": nce_inputs, "proxy": proxy_inputs}
-
-
 def view_inputs(batch, rng):
     """Two views `[B, 2, D]` of `B` examples: a shared point plus noise (unnormalised)."""
     base = rng.standard_normal((batch, 1, EMBEDDING_DIM))
@@ -92,7 +89,12 @@ def view_inputs(batch, rng):
     return {"views": (base + noise).astype("float32")}
 
 
-INPUTS = {"embeddings": embedding_inputs, "nce": nce_inputs, "views": view_inputs}
+INPUTS = {
+    "embeddings": embedding_inputs,
+    "nce": nce_inputs,
+    "proxy": proxy_inputs,
+    "views": view_inputs,
+}
 
 
 # --- floors (keras.ops, so they run on every backend) ---------------------------------------
@@ -696,9 +698,12 @@ def _ssl_case(ours_name, tfsim_name):
     return ours, tfsim
 
 
-_SSL = {name: _ssl_case(f"{name}_loss", tfsim) for name, tfsim in [
-    ("simclr", "SimCLRLoss"), ("barlow", "Barlow"), ("vicreg", "VicReg"), ("simsiam", "SimSiamLoss")
-]}  # fmt: skip
+_SSL = {
+    "simclr": _ssl_case("simclr_loss", "SimCLRLoss"),
+    "barlow": _ssl_case("barlow_loss", "Barlow"),
+    "vicreg": _ssl_case("vicreg_loss", "VicReg"),
+    "simsiam": _ssl_case("simsiam_loss", "SimSiamLoss"),
+}
 
 # --- the registry ---------------------------------------------------------------------------
 

@@ -757,7 +757,8 @@ def test_import_with_docstrings_stripped():
     root = os.path.dirname(os.path.dirname(os.path.abspath(kml.__file__)))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
     code = "import keras_metric_losses as k; assert k.nce_loss.__doc__ is None; print(k.__file__)"
+    # Run from `root`: `python -c` puts the working directory first on the path.
     result = subprocess.run([sys.executable, "-OO", "-c", code], capture_output=True, text=True,
-                            env=env, check=False)  # fmt: skip
+                            env=env, cwd=root, check=False)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == kml.__file__
