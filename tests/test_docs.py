@@ -6,6 +6,8 @@ Chromium (Debian: `apt-get install chromium`). Each skips with a message where i
 missing.
 """
 
+import ast
+import doctest
 import functools
 import http.server
 import importlib.util
@@ -83,6 +85,58 @@ def test_migration_after_blocks_run_as_written(tmp_path, monkeypatch):
     for block in blocks:
         exec(compile(block, "migration.md", "exec"), namespace)
     assert isinstance(namespace["trained"], keras.Model)
+
+
+FENCE = re.compile(r"^(?P<indent>\s*)(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
+
+
+def fenced_blocks(path):
+    """The fenced code blocks of a Markdown file: (info string, first line number, code)."""
+    blocks, opened = [], None
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        match = FENCE.match(line)
+        if opened is None:
+            if match:
+                opened = (match["indent"], match["fence"], match["info"].strip(), number, [])
+        elif (
+            match
+            and match["fence"][0] == opened[1][0]
+            and len(match["fence"]) >= len(opened[1])
+            and not match["info"].strip()
+        ):
+            blocks.append((opened[2], opened[3], "\n".join(opened[4])))
+            opened = None
+        else:
+            assert not (match and match["info"].strip()), (
+                f"{path.relative_to(ROOT)}:{number}: a fence opens inside the block of line "
+                f"{opened[3]} (a closing fence is missing)"
+            )
+            indent = opened[0]
+            opened[4].append(line[len(indent) :] if line.startswith(indent) else line)
+    assert opened is None, f"{path.relative_to(ROOT)}:{opened[3]}: code fence never closed"
+    return blocks
+
+
+def test_every_python_block_in_the_docs_parses():
+    paths = [ROOT / "README.md", *sorted(DOCS.rglob("*.md"))]
+    checked = 0
+    for path in paths:
+        for info, number, code in fenced_blocks(path):
+            if info.split(" ")[0] not in ("python", "py"):
+                continue
+            first = code.strip().splitlines()[0] if code.strip() else "(empty block)"
+            # A console session (`>>>` prompts, as in a doctest): each example must parse.
+            examples = doctest.DocTestParser().get_examples(code) if first.startswith(">>>") else []
+            try:
+                for source in [example.source for example in examples] or [code]:
+                    ast.parse(source)
+            except SyntaxError as error:
+                pytest.fail(
+                    f"{path.relative_to(ROOT)}:{number}: the python block starting with "
+                    f"{first!r} does not parse: {error}"
+                )
+            checked += 1
+    assert checked > 20
 
 
 # --- loss identifiers --------------------------------------------------------------------------
