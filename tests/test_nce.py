@@ -2,9 +2,6 @@
 
 import doctest
 import math
-import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -750,15 +747,3 @@ def test_docstring_examples(module):
         runner.run(test, out=report.append)
     assert tests and runner.failures == 0, "".join(report)
     assert not any("+SKIP" in example.source for t in tests for example in t.examples)
-
-
-def test_import_with_docstrings_stripped():
-    # `python -OO` sets every __doc__ to None; building a docstring with += raised TypeError.
-    root = os.path.dirname(os.path.dirname(os.path.abspath(kml.__file__)))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
-    code = "import keras_metric_losses as k; assert k.nce_loss.__doc__ is None; print(k.__file__)"
-    # Run from `root`: `python -c` puts the working directory first on the path.
-    result = subprocess.run([sys.executable, "-OO", "-c", code], capture_output=True, text=True,
-                            env=env, cwd=root, check=False)  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip().splitlines()[-1] == kml.__file__
