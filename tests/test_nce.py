@@ -381,6 +381,7 @@ def repeated_draws(fn, trials, seed=0):
     return np.stack([numpy(fn(generator)) for _ in range(trials)])
 
 
+@pytest.mark.slow  # thousands of sampler draws
 @pytest.mark.parametrize("case", SAMPLER, ids=[c["id"] for c in SAMPLER])
 def test_unique_inclusion_frequencies_match_tensorflow(case):
     range_max, num_sampled, golden_trials = case["range_max"], case["num_sampled"], case["trials"]
@@ -406,6 +407,7 @@ def test_unique_inclusion_frequencies_match_tensorflow(case):
     assert (np.abs(frequency - golden) <= 5 * error + 1.0 / trials).all()
 
 
+@pytest.mark.slow  # thousands of sampler draws
 def test_head_and_tail_race_matches_the_full_race():
     # range_max 5,000: 256 head classes race, the tail comes from K i.i.d. draws.
     range_max, num_sampled, trials = 5000, 16, 1000
