@@ -79,7 +79,7 @@ def target_rows(results, ratios):
                     "ratio_of_mins": r[key + " (min)"],
                     "other_run": r[key + " (other run)"],
                     "limit": limit,
-                    "met": value is not None and value <= limit,
+                    "met": None if value is None else value <= limit,  # None: not measured
                 }
             )
     rows.sort(key=lambda t: (_mode_order(t["mode"]), t["case"], t["backend"], t["against"]))
@@ -214,7 +214,7 @@ def markdown(results):
                 _f(t["ratio"]) + (" †" if t.get("other_run") else ""),
                 _f(t["ratio_of_mins"]),
                 f"<= {t['limit']}",
-                "yes" if t["met"] else "**no**",
+                {True: "yes", False: "**no**", None: "not measured"}[t["met"]],
             )
             for t in results["targets"]
         ],
