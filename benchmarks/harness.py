@@ -13,7 +13,18 @@ import sys
 import time
 from pathlib import Path
 
-MODES = ("eager", "compiled")
+# The report's order: the path `model.fit` runs by default first, then compiled, then eager.
+MODES = ("default", "compiled", "eager")
+
+# What each mode runs on each backend. *default* is what `model.fit` compiles its train step
+# with on a machine without an accelerator: `jax.jit`; `tf.function` without XLA (Keras turns
+# `jit_compile="auto"` off on CPU-only machines); eager torch (Keras compiles torch only when
+# asked). *compiled* is each backend's compiler. The reference venv (TF 2.15) runs TF's paths.
+PATHS = {
+    "tensorflow": {"default": "tf.function", "compiled": "xla", "eager": "eager"},
+    "jax": {"default": "jax.jit", "compiled": "jax.jit", "eager": "eager"},
+    "torch": {"default": "eager", "compiled": "torch.compile", "eager": "eager"},
+}
 
 
 def to_native(backend, arrays, wrt):
@@ -31,19 +42,22 @@ def to_native(backend, arrays, wrt):
     return {k: torch.tensor(v, requires_grad=k in wrt) for k, v in arrays.items()}
 
 
-def make_step(backend, fn, inputs, wrt, compiled):
+def make_step(backend, fn, inputs, wrt, mode):
     """Returns `step()`: forward+backward of `fn(inputs)` w.r.t. `inputs[wrt]`, synchronised.
 
-    Compiled means `jax.jit`, `tf.function(jit_compile=True)` or `torch.compile` (default mode).
+    `mode` is one of `MODES`; `PATHS[backend][mode]` says what it runs: compiled means
+    `jax.jit`, `tf.function(jit_compile=True)` or `torch.compile` (its default mode); default
+    means `jax.jit`, `tf.function` without XLA, or eager torch.
     """
     diff = {k: inputs[k] for k in wrt}
     rest = {k: v for k, v in inputs.items() if k not in wrt}
+    path = PATHS[backend][mode]
     return {"tensorflow": _tf_step, "jax": _jax_step, "torch": _torch_step}[backend](
-        fn, diff, rest, compiled
+        fn, diff, rest, path
     )
 
 
-def _tf_step(fn, diff, rest, compiled):
+def _tf_step(fn, diff, rest, path):
     import tensorflow as tf
 
     def grad(diff, rest):
@@ -53,7 +67,9 @@ def _tf_step(fn, diff, rest, compiled):
         return loss, tape.gradient(loss, diff)
 
     note = None
-    if compiled:  # XLA, or a plain graph where XLA cannot compile the function (noted).
+    if path == "tf.function":  # the graph `model.fit` runs on a CPU-only machine
+        grad = tf.function(grad, jit_compile=False)
+    elif path == "xla":  # XLA, or a plain graph where XLA cannot compile the function (noted).
         xla = tf.function(grad, jit_compile=True)
         try:
             xla(diff, rest)
@@ -71,19 +87,19 @@ def _tf_step(fn, diff, rest, compiled):
     return step
 
 
-def _jax_step(fn, diff, rest, compiled):
+def _jax_step(fn, diff, rest, path):
     import jax
 
     grad = jax.value_and_grad(lambda diff, rest: fn({**rest, **diff}))
-    if compiled:
+    if path == "jax.jit":
         grad = jax.jit(grad)
     return lambda: jax.block_until_ready(grad(diff, rest))
 
 
-def _torch_step(fn, diff, rest, compiled):
+def _torch_step(fn, diff, rest, path):
     import torch
 
-    forward = torch.compile(fn) if compiled else fn
+    forward = torch.compile(fn) if path == "torch.compile" else fn
     tensors = list(diff.values())
 
     def step():

@@ -3,8 +3,9 @@
 usage: oracle_runner.py JOB.json OUT.json   (the venv from shared/oracle/setup.sh)
 
 Runs the `"oracle"` references of each case, plus the same [B, B] matmul floor written in plain
-TF 2.15, on the driver's .npz inputs, eager and under `tf.function(jit_compile=True)`. It never
-imports keras_metric_losses (which needs Keras 3).
+TF 2.15 (one-sided where the case's floor is), on the driver's .npz inputs, on TF's paths of
+`harness.PATHS`: `tf.function` (the default path), `tf.function(jit_compile=True)` and eager.
+It never imports keras_metric_losses (which needs Keras 3).
 """
 
 import json
@@ -22,14 +23,25 @@ def tf_similarity_floor():
     return lambda x: tf.reduce_sum(tf.matmul(x[e], x[e], transpose_b=True))
 
 
+def tf_one_sided_floor():
+    """`cases.one_sided_similarity_floor` in TF 2.15: the gradient w.r.t. A only."""
+    import tensorflow as tf
+
+    e = "embeddings"
+    return lambda x: tf.reduce_sum(tf.matmul(x[e], tf.stop_gradient(x[e]), transpose_b=True))
+
+
 def main():
+    from cases import one_sided_similarity_floor
     from runner import run_job, versions
 
     job = json.loads(Path(sys.argv[1]).read_text())
 
     def variants_of(case):  # Only the references: the oracle venv does not have our package.
         refs = {n: b for n, (where, b) in case.references.items() if where == "oracle"}
-        return {**refs, "floor": tf_similarity_floor} if refs else {}
+        one_sided = case.floor is one_sided_similarity_floor
+        floor = tf_one_sided_floor if one_sided else tf_similarity_floor
+        return {**refs, "floor": floor} if refs else {}
 
     records = run_job(job, "tensorflow", variants_of, "oracle")
     libs = ["tensorflow", "tensorflow_addons", "tensorflow_similarity"]

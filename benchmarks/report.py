@@ -1,33 +1,43 @@
 """Turns the merged records into ratios, results.json, docs/benchmarks.md and a PNG plot.
 
-Ratios compare medians from the same mode (eager with eager, compiled with compiled) and batch
-size: ours / floor within one backend process, ours / reference across processes (every
-reference is compared with our loss on every backend; all ran on this machine in the same run).
+Ratios compare medians from the same mode (default with default, compiled with compiled, eager
+with eager) and batch size: ours / floor within one backend process, ours / reference across
+processes (every reference is compared with our loss on every backend; all ran on this machine).
+A ratio whose two records come from different runs (`run.py --merge`) is marked.
 """
 
 import json
+from pathlib import Path
 
 from cases import CASES
+from harness import MODES, PATHS
 
-TARGET_BATCH, TARGET_MODE, MEMORY_TARGET_BATCH = 1024, "compiled", 8192
+TARGET_BATCH, MEMORY_TARGET_BATCH = 1024, 8192
+TARGET_MODES = ("default", "compiled")  # `Case.default_targets`, `Case.targets`
+NOTES = Path(__file__).resolve().parent / "notes.md"  # hand-written analysis, if present
 
 
-def _index(records):
+def _index(records, date=None):
     return {
-        (r["case"], r["backend"], r["mode"], r["batch"], r["variant"]): r
+        (r["case"], r["backend"], r["mode"], r["batch"], r["variant"]): {"run": date, **r}
         for r in records
         if "median_ms" in r
     }
 
 
+def _mode_order(mode):
+    return MODES.index(mode) if mode in MODES else len(MODES)
+
+
 def ratio_rows(results):
     """One row per (case, backend, mode, batch) with our time and ours / floor and / references."""
-    index, rows = _index(results["time"]), []
-    for (case, backend, mode, batch, variant), ours in sorted(index.items()):
+    index, rows = _index(results["time"], results["meta"]["date"]), []
+    order = sorted(index.items(), key=lambda kv: (kv[0][0], _mode_order(kv[0][2]), kv[0]))
+    for (case, backend, mode, batch, variant), ours in order:
         if variant != "ours":
             continue
         row = {"case": case, "backend": backend, "mode": mode, "batch": batch}
-        row["ours_ms"] = ours["median_ms"]
+        row["ours_ms"], row["run"] = ours["median_ms"], ours["run"]
         others = {"floor": index.get((case, backend, mode, batch, "floor"))}
         for name, (where, _) in CASES[case].references.items():
             others[name] = index.get((case, where, mode, batch, name))
@@ -36,18 +46,24 @@ def ratio_rows(results):
             row[key] = ours["median_ms"] / other["median_ms"] if other else None
             # Ratio of the fastest steps: less sensitive to a loaded machine than the medians.
             row[key + " (min)"] = ours["min_ms"] / other["min_ms"] if other else None
+            row[key + " (other run)"] = bool(other) and other["run"] != ours["run"]
         rows.append(row)
     return rows
 
 
+def _limits(case, mode):
+    return CASES[case].default_targets if mode == "default" else CASES[case].targets
+
+
 def target_rows(results, ratios):
-    """The issue's targets at B=1024 compiled (references: TF Addons / TF Similarity on every
-    backend, a backend's own reference on that backend), and the large-batch memory multiple."""
+    """The targets at B=1024 on the default path (`Case.default_targets`) and compiled
+    (`Case.targets`); references: the TF 2.15 venv's on every backend, a backend's own
+    reference on that backend."""
     rows = []
     for r in ratios:
-        if (r["batch"], r["mode"]) != (TARGET_BATCH, TARGET_MODE):
+        if r["batch"] != TARGET_BATCH or r["mode"] not in TARGET_MODES:
             continue
-        for against, limit in CASES[r["case"]].targets.items():
+        for against, limit in _limits(r["case"], r["mode"]).items():
             where = "floor" if against == "floor" else CASES[r["case"]].references[against][0]
             if where not in ("floor", "oracle", r["backend"]):
                 continue
@@ -57,13 +73,16 @@ def target_rows(results, ratios):
                 {
                     "case": r["case"],
                     "backend": r["backend"],
+                    "mode": r["mode"],
                     "against": against,
                     "ratio": value,
                     "ratio_of_mins": r[key + " (min)"],
+                    "other_run": r[key + " (other run)"],
                     "limit": limit,
-                    "met": value is not None and value <= limit,
+                    "met": None if value is None else value <= limit,  # None: not measured
                 }
             )
+    rows.sort(key=lambda t: (_mode_order(t["mode"]), t["case"], t["backend"], t["against"]))
     return rows
 
 
@@ -97,16 +116,45 @@ def _table(header, rows):
     return lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
 
 
+def _runs_text(meta):
+    runs = meta.get("runs") or [meta]
+    out = []
+    for run in runs:
+        m = run["machine"]
+        parts = [f"**{run['date']}** (`{run['command']}`"]
+        if "backends" in run:
+            parts.append(f"; backends {', '.join(run['backends'])}")
+        if "modes" in run:
+            parts.append(f"; modes {', '.join(run['modes'])}")
+        if "cases" in run and len(run["cases"]) < len(CASES):
+            parts.append(f"; cases {', '.join(run['cases'])}")
+        parts.append(
+            f"): batch sizes {run['sizes']}, memory at B = {run['memory_sizes']}, median of "
+            f"{run['steps']} steps after {run['warmup']} warm-up steps. Machine: {m['cpu']}, "
+            f"{m['nproc']} cores, {m['memory_gib']} GiB, {m['platform']}, Python {m['python']}."
+        )
+        out.append("- " + "".join(parts))
+    return out
+
+
+def _paths_text():
+    return [
+        f"| {backend} | " + " | ".join(f"`{PATHS[backend][m]}`" for m in MODES) + " |"
+        for backend in PATHS
+    ]
+
+
 def markdown(results):
-    meta, m = results["meta"], results["meta"]["machine"]
-    kind = "QUICK run (fewer sizes)" if meta["quick"] else "Full run"
+    meta = results["meta"]
     out = [
         "# Benchmarks",
         "",
-        f"**{kind}**, {meta['date']}, `{meta['command']}`. Machine: {m['cpu']}, {m['nproc']} "
-        f"cores, {m['memory_gib']} GiB, {m['platform']}, Python {m['python']}. Batch sizes "
-        f"{meta['sizes']}, D = 128; memory at B = {meta['memory_sizes']}. Regenerate with "
-        "`nox -s bench` (full) or `nox -s bench -- --quick`.",
+        "Generated by `benchmarks/report.py` from `benchmarks/results.json`. Regenerate with",
+        "`nox -s bench` (full) or `nox -s bench -- --quick`; `benchmarks/run.py --merge` adds a",
+        "partial run (some backends, cases, modes) to the existing results. Runs whose records",
+        "are in this report:",
+        "",
+        *_runs_text(meta),
         "",
         "Versions: "
         + "; ".join(
@@ -115,41 +163,126 @@ def markdown(results):
         ),
         "",
         "Each figure is forward + backward of a scalar loss w.r.t. its inputs, synchronised, in",
-        f"ms: median of {meta['steps']} steps after {meta['warmup']} warm-up steps (min-max in the",
-        "timing tables). In one process the variants (ours, the floor, that process's references)",
-        "alternate step by step on the same inputs; the reference venv (TF 2.15.1, TF Addons, TF",
-        "Similarity) runs right after the backends for each batch size on the same .npz inputs.",
-        "*Compiled* is `jax.jit`, `tf.function(jit_compile=True)` or `torch.compile`. *Floor*: the",
-        "bare `[B, B]` matmul `sum(E @ E.T)` (npairs, PN; D = 128) or the gather + matmul of the",
-        "sampled logits (NCE), on the same backend. Ratios < 1 mean ours is faster. *Met* judges",
-        "the ratio of medians; the ratio of the fastest steps is shown because the references run",
-        "in another process, so a change in machine load between processes skews the medians.",
+        "ms: the median of the run's steps (min-max in the timing tables). In one process the",
+        "variants (ours, the floor, that process's references) alternate step by step on the same",
+        "inputs; the reference venv (TF 2.15.1, TF Addons, TF Similarity) runs right after the",
+        "backends for each batch size on the same .npz inputs. The modes:",
+        "",
+        "| backend | " + " | ".join(MODES) + " |",
+        "|---|" + "---|" * len(MODES),
+        *_paths_text(),
+        "",
+        "*default* is what `model.fit` runs on a machine without an accelerator: JAX's `jax.jit`,",
+        "TensorFlow's `tf.function` without XLA (Keras turns `jit_compile='auto'` off on CPU-only",
+        "machines), eager PyTorch (Keras compiles torch only when asked); the TF 2.15 reference",
+        "venv runs TF's paths. Where two modes run the same step (JAX's default and compiled) it",
+        "is timed once and reported under both. *compiled* falls back to `tf.function` where XLA",
+        "cannot compile a TF step (noted in the timing tables).",
+        "",
+        "*Floor*: npairs and PN: `sum(A @ B.T)` with the gradient w.r.t. A only (B = a",
+        "`stop_gradient` copy of the same embeddings; the npairs loss is also differentiated",
+        "through A only); other losses on embeddings: the bare `[B, B]` matmul `sum(E @ E.T)`;",
+        "NCE: the gather + matmul of the sampled logits; proxies: `sum(E @ P.T)`; two views:",
+        "`sum(V0 @ V1.T)`; on the same backend and path. Ratios < 1 mean ours is faster. *Met*",
+        "judges the ratio of medians; the ratio of the fastest steps is shown because the",
+        "references run in another process, so a change in machine load between processes skews",
+        "the medians. A ratio marked † divides records of two different runs.",
         "",
         "![Forward + backward time per step against the batch size, per backend and loss]"
         "(benchmarks.png)",
         "",
-        f"## Targets (B={TARGET_BATCH}, {TARGET_MODE})",
+        f"## Targets (B={TARGET_BATCH}; default path, then compiled)",
         "",
     ]
     out += _table(
-        ["loss", "backend", "ours / ...", "ratio (medians)", "ratio (mins)", "target", "met"],
+        [
+            "loss",
+            "backend",
+            "path",
+            "ours / ...",
+            "ratio (medians)",
+            "ratio (mins)",
+            "target",
+            "met",
+        ],
         [
             (
                 t["case"],
                 t["backend"],
+                t["mode"],
                 t["against"],
-                _f(t["ratio"]),
+                _f(t["ratio"]) + (" †" if t.get("other_run") else ""),
                 _f(t["ratio_of_mins"]),
                 f"<= {t['limit']}",
-                "yes" if t["met"] else "**no**",
+                {True: "yes", False: "**no**", None: "not measured"}[t["met"]],
             )
             for t in results["targets"]
         ],
     )
+    if NOTES.exists():
+        out += ["", NOTES.read_text().strip()]
+    out += _summary_section(results)
     out += _memory_section(results)
     for case in [c for c in CASES if any(r.get("case") == c for r in results["time"])]:
         out += _case_section(results, case)
     return "\n".join(out) + "\n"
+
+
+def _refs_cell(row, case, key_suffix=""):
+    cells = []
+    for name in CASES[case].references:
+        value = row.get(f"vs {name}{key_suffix}")
+        if value is not None:
+            mark = " †" if row.get(f"vs {name} (other run)") else ""
+            cells.append(f"{name} {value:.2f}{mark}")
+    return "; ".join(cells) or "n/a"
+
+
+def _summary_section(results):
+    """Every case, every backend at B = TARGET_BATCH: the default path first, then compiled."""
+    out = [
+        "",
+        f"## Every loss at B = {TARGET_BATCH}: default path, then compiled",
+        "",
+        "Ours in ms and as ratios (medians) to the floor and to each reference measured on that",
+        "path. A loss without a row here was not measured at this batch size in these runs.",
+        "",
+    ]
+    rows = []
+    for case in CASES:
+        measured = [
+            r for r in results["ratios"] if r["case"] == case and r["batch"] == TARGET_BATCH
+        ]
+        backends = sorted({r["backend"] for r in measured})
+        if not backends:
+            rows.append((case, "-", "not measured", "", "", "not measured", "", ""))
+            continue
+        for backend in backends:
+            cells = [case, backend]
+            for mode in TARGET_MODES:
+                r = next(
+                    (x for x in measured if (x["backend"], x["mode"]) == (backend, mode)), None
+                )
+                if r is None:
+                    cells += ["not measured", "", ""]
+                else:
+                    mark = " †" if r.get("vs_floor (other run)") else ""
+                    cells += [_f(r["ours_ms"]), _f(r["vs_floor"]) + mark, _refs_cell(r, case)]
+            rows.append(tuple(cells))
+    out += _table(
+        [
+            "loss",
+            "backend",
+            "default ms",
+            "default / floor",
+            "default / references",
+            "compiled ms",
+            "compiled / floor",
+            "compiled / references",
+        ],
+        rows,
+    )
+    return out
 
 
 def _memory_section(results):
@@ -190,7 +323,10 @@ def _memory_section(results):
 
 def _case_section(results, case):
     ratios = [r for r in results["ratios"] if r["case"] == case]
-    timings = [r for r in results["time"] if r.get("case") == case]
+    timings = sorted(
+        (r for r in results["time"] if r.get("case") == case),
+        key=lambda r: (r.get("batch", 0), _mode_order(r.get("mode")), r.get("backend", "")),
+    )
     out = ["", f"## {case}", "", CASES[case].note, ""]
     skipped = {r["skipped"] for r in timings if "skipped" in r}
     if not ratios:
@@ -204,15 +340,17 @@ def _case_section(results, case):
                 r["mode"],
                 r["batch"],
                 _f(r["ours_ms"]),
-                _f(r["vs_floor"]),
-                *[_f(r[k]) for k in refs],
+                _f(r["vs_floor"]) + (" †" if r["vs_floor (other run)"] else ""),
+                *[_f(r[k]) + (" †" if r[k + " (other run)"] else "") for k in refs],
             )
-            for r in ratios
+            for r in sorted(
+                ratios, key=lambda r: (r["batch"], _mode_order(r["mode"]), r["backend"])
+            )
         ],
     )
     out += ["", "Timings (ms, median and min-max):", ""]
     out += _table(
-        ["process", "mode", "B", "variant", "median", "min-max", "note"],
+        ["process", "mode", "B", "variant", "median", "min-max", "run", "note"],
         [
             (
                 r["backend"],
@@ -221,6 +359,7 @@ def _case_section(results, case):
                 r["variant"],
                 _f(r["median_ms"]),
                 f"{_f(r['min_ms'])}-{_f(r['max_ms'])}",
+                r.get("run", results["meta"]["date"]),
                 r.get("note", ""),
             )
             if "median_ms" in r
@@ -231,6 +370,7 @@ def _case_section(results, case):
                 r.get("variant", ""),
                 "error",
                 "",
+                r.get("run", results["meta"]["date"]),
                 r["error"].splitlines()[0][:120],
             )
             for r in timings
@@ -263,14 +403,15 @@ def plot(results, path):
             )
             ax.plot(
                 *zip(*points, strict=True),
-                "-o" if mode == "compiled" else "--x",
+                {"default": "-o", "compiled": ":s"}.get(mode, "--x"),
                 label=f"{case}: {variant} ({mode})",
                 markersize=3,
             )
         ax.set(xscale="log", yscale="log", xlabel="batch size B", ylabel="ms / step", title=backend)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
-    kind = "quick run" if results["meta"]["quick"] else "full run"
-    fig.suptitle(f"forward+backward time vs batch size ({kind}, {results['meta']['date']})")
+    runs = results["meta"].get("runs") or [results["meta"]]
+    dates = ", ".join(sorted({r["date"][:10] for r in runs}))
+    fig.suptitle(f"forward+backward time vs batch size (runs of {dates})")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -2,12 +2,19 @@
 
 usage: run.py --python jax=PY --python tensorflow=PY --python torch=PY [--oracle-python PY]
               [--quick] [--cases npairs,pn] [--sizes 256,1024] [--steps N] [--memory-sizes 8192]
+              [--modes default,compiled,eager] [--merge]
 
 `nox -s bench [-- --quick]` builds the environments and calls this. It writes the inputs once
 per batch size to .npz files, runs for each batch size every backend's runner and then the oracle
 (so ours and the references alternate; inside a process the variants alternate step by step),
 then one fresh process per (backend, loss, batch size, mode, ours|floor) for peak memory, and
 finally writes benchmarks/results.json, docs/benchmarks.md and docs/benchmarks.png (see report.py).
+
+Modes (`harness.PATHS`): *default* is the path `model.fit` runs on a CPU-only machine, *compiled*
+each backend's compiler, *eager* no compilation. `--merge` keeps the records of the existing
+results file that this run does not measure again (another backend, case, size, mode, variant), so
+that a run can be split into parts (one backend at a time on a shared machine); every record
+keeps the date of the run that measured it.
 """
 
 import argparse
@@ -24,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 from cases import CASES, INPUTS
-from harness import MODES
+from harness import MODES, PATHS
 from report import write_reports
 
 HERE = Path(__file__).resolve().parent
@@ -43,6 +50,8 @@ def parse_args(argv=None):
     p.add_argument("--memory-sizes", help="comma-separated batch sizes for peak memory ('' = none)")
     p.add_argument("--steps", type=int)
     p.add_argument("--warmup", type=int)
+    p.add_argument("--modes", default=",".join(MODES), help="comma-separated, from " + str(MODES))
+    p.add_argument("--merge", action="store_true", help="keep the results not measured again")
     p.add_argument("--out", default=str(HERE / "results.json"))
     p.add_argument("--docs", default=str(HERE.parent / "docs"))
     args = p.parse_args(argv)
@@ -54,6 +63,7 @@ def parse_args(argv=None):
     args.steps = args.steps or preset["steps"]
     args.warmup = args.warmup or preset["warmup"]
     args.cases = [c for c in args.cases.split(",") if c]
+    args.modes = [m for m in MODES if m in args.modes.split(",")]  # in the report's order
     args.pythons = dict(item.split("=", 1) for item in args.python)
     if not args.pythons:
         p.error("give at least one --python BACKEND=PYTHON")
@@ -156,6 +166,49 @@ def machine():
     }
 
 
+def command_line(argv=None):
+    """This run's command, without the pythons' paths (`--python jax=...`)."""
+    shown, argv = [], sys.argv[1:] if argv is None else argv
+    for i, arg in enumerate(argv):
+        previous = argv[i - 1] if i else ""
+        if arg.startswith("--oracle-python=") or previous == "--oracle-python":
+            arg = arg.split("=")[0] + "=..." if arg.startswith("--") else "..."
+        elif arg.startswith("--python=") or previous == "--python":
+            arg = arg.rsplit("=", 1)[0] + "=..."
+        shown.append(arg)
+    return " ".join(["benchmarks/run.py", *shown])
+
+
+def _first_mode_of_path(backend, mode, modes):
+    """Whether `mode` is the first of `modes` to run its path on `backend` (JAX's default and
+    compiled are both `jax.jit`: measured once)."""
+    return next(m for m in modes if PATHS[backend][m] == PATHS[backend][mode]) == mode
+
+
+def _record_key(r):
+    return (r.get("case"), r.get("backend"), r.get("batch"), r.get("mode"), r.get("variant"))
+
+
+def merge(old, new):
+    """`new`, plus the records of `old` for (case, backend, batch, mode, variant) that `new`
+    lacks (a reference this run cannot import keeps its earlier timing).
+
+    Old records without a run date get their file's date; the new meta lists every run whose
+    records remain (`meta["runs"]`), newest first.
+    """
+    old_date = old["meta"]["date"]
+    merged = {"versions": {**old.get("versions", {}), **new["versions"]}, "meta": new["meta"]}
+    for task in ("time", "memory"):
+        fresh = {_record_key(r) for r in new[task]}
+        kept = [{"run": old_date, **r} for r in old.get(task, []) if _record_key(r) not in fresh]
+        merged[task] = kept + new[task]
+    previous = old["meta"].get("runs") or [{k: v for k, v in old["meta"].items() if k != "runs"}]
+    current = {k: v for k, v in new["meta"].items() if k != "runs"}
+    dates = {r["run"] for task in ("time", "memory") for r in merged[task]}
+    merged["meta"]["runs"] = [current] + [m for m in previous if m["date"] in dates]
+    return merged
+
+
 def main(argv=None):
     args = parse_args(argv)
     memory_cases = [c for c in args.cases if CASES[c].memory]
@@ -163,6 +216,7 @@ def main(argv=None):
     with tempfile.TemporaryDirectory(prefix="kml-bench-") as inputs_dir:
         write_inputs(inputs_dir, args.cases, sorted({*args.sizes, *args.memory_sizes}))
         common = {"inputs_dir": inputs_dir, "steps": args.steps, "warmup": args.warmup}
+        common["modes"] = args.modes
         for batch in args.sizes:
             job = {"task": "time", "batch": batch, "cases": args.cases, **common}
             for backend, python in args.pythons.items():
@@ -171,34 +225,44 @@ def main(argv=None):
                 jobs.append(("oracle", args.oracle_python, "oracle_runner.py", job, process_env()))
         importable = {b: importable_cases(py, b, memory_cases) for b, py in args.pythons.items()}
         for batch in args.memory_sizes:  # A fresh process for each measurement.
-            for case, mode, variant in itertools.product(memory_cases, MODES, ("ours", "floor")):
+            for case, mode, variant in itertools.product(
+                memory_cases, args.modes, ("ours", "floor")
+            ):
                 job = {"task": "memory", "batch": batch, "cases": [case], **common}
                 job.update(mode=mode, variant=variant)
                 for backend, python in args.pythons.items():
-                    if case in importable[backend]:
+                    if case in importable[backend] and _first_mode_of_path(
+                        backend, mode, args.modes
+                    ):
                         env = process_env(backend, memory=True)
                         jobs.append((backend, python, "runner.py", job, env))
 
         progress = Progress(len(jobs))
+        date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         results = {"time": [], "memory": [], "versions": {}}
         for label, python, script, job, env in jobs:
             what = " ".join(str(job[k]) for k in ("mode", "variant") if k in job)
             progress(f"{label}: {job['task']} B={job['batch']} {','.join(job['cases'])} {what}")
             out = run_process(python, script, job, env, progress, label)
-            results[job["task"]] += out["records"]
+            results[job["task"]] += [{**r, "run": date} for r in out["records"]]
             results["versions"].setdefault(label, out.get("versions"))
             progress(f"{label}: done", advance=True)
 
     results["meta"] = {
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": date,
         "quick": args.quick,
         "sizes": args.sizes,
         "memory_sizes": args.memory_sizes,
         "steps": args.steps,
         "warmup": args.warmup,
         "machine": machine(),
-        "command": "nox -s bench" + (" -- --quick" if args.quick else ""),
+        "command": command_line(argv),
+        "modes": args.modes,
+        "backends": sorted([*args.pythons, *(["oracle"] if args.oracle_python else [])]),
+        "cases": args.cases,
     }
+    if args.merge and Path(args.out).exists():
+        results = merge(json.loads(Path(args.out).read_text()), results)
     write_reports(results, Path(args.out), Path(args.docs))
     print(f"wrote {args.out}, {args.docs}/benchmarks.md, {args.docs}/benchmarks.png")
 

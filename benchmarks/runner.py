@@ -3,10 +3,12 @@
 usage: runner.py JOB.json OUT.json
 
 A job is `{"task": "time" | "memory", "batch": B, "cases": [...], "inputs_dir": DIR, "steps": N,
-"warmup": W, "modes": ["eager", "compiled"]}`. Timing runs our loss, the floor and this backend's
-references alternately on the same inputs. A memory job (one case, plus `"mode"` and `"variant"`:
-`"ours"` or `"floor"`) measures one step's peak RSS growth and is meant for a fresh process.
-`oracle_runner.py` reuses `run_job` with the reference venv's variants.
+"warmup": W, "modes": ["default", "compiled", "eager"]}` (`harness.PATHS`). Timing runs our
+loss, the floor and this backend's references alternately on the same inputs; a path that two
+modes share (JAX: default = compiled) is timed once and recorded under both. A memory job
+(one case, plus `"mode"` and `"variant"`: `"ours"` or `"floor"`) measures one step's peak RSS
+growth and is meant for a fresh process. `oracle_runner.py` reuses `run_job` with the reference
+venv's variants.
 """
 
 import json
@@ -18,6 +20,7 @@ import numpy as np
 from cases import CASES, INPUTS, available
 from harness import (
     MODES,
+    PATHS,
     log,
     make_step,
     max_rss_mb,
@@ -46,18 +49,26 @@ def run_job(job, backend, variants_of, tag):
         if not variants:  # Nothing of this case runs in this process.
             continue
         inputs = to_native(backend, load_inputs(job["inputs_dir"], case, batch), case.wrt)
+        timed_paths = {}  # path -> (mode, its records): a path two modes share is timed once
         for mode in job.get("modes", MODES):
-            log(f"[{tag}] {job['task']} {name} B={batch} {mode}")
-            steps = {}
+            path = PATHS[backend][mode]
+            if path in timed_paths:  # e.g. JAX: default = compiled = jax.jit
+                first, done = timed_paths[path]
+                log(f"[{tag}] {job['task']} {name} B={batch} {mode}: same step as {first}")
+                same = f"same step as {first} ({path}), timed once"
+                records += [{**r, "mode": mode, "note": same} for r in done]
+                continue
+            log(f"[{tag}] {job['task']} {name} B={batch} {mode} ({path})")
+            steps, done = {}, []
             for variant, builder in variants.items():
                 try:
-                    steps[variant] = make_step(
-                        backend, builder(), inputs, case.wrt, mode == "compiled"
-                    )
+                    steps[variant] = make_step(backend, builder(), inputs, case.wrt, mode)
                 except Exception as e:
-                    records.append({**base, "mode": mode, "variant": variant, "error": repr(e)})
+                    done.append({**base, "mode": mode, "variant": variant, "error": repr(e)})
             timed = time_alternating(steps, job["steps"], job["warmup"])
-            records += [{**base, "mode": mode, "variant": v, **r} for v, r in timed.items()]
+            done += [{**base, "mode": mode, "variant": v, **r} for v, r in timed.items()]
+            timed_paths[path] = (mode, done)
+            records += done
     return records
 
 
@@ -75,13 +86,13 @@ def run_memory(job, backend):
     if not available(case):
         return [{**base, "skipped": f"{case.module} not importable"}]
     log(f"[{backend}] memory {case.name} B={batch} {mode} {variant}")
-    fn, compiled = (case.ours if variant == "ours" else case.floor)(), mode == "compiled"
+    fn = (case.ours if variant == "ours" else case.floor)()
     small = to_native(backend, INPUTS[case.inputs](8, np.random.default_rng(0)), case.wrt)
-    make_step(backend, fn, small, case.wrt, compiled)()
+    make_step(backend, fn, small, case.wrt, mode)()
     inputs = to_native(backend, load_inputs(job["inputs_dir"], case, batch), case.wrt)
 
     def work():
-        step = make_step(backend, fn, inputs, case.wrt, compiled)
+        step = make_step(backend, fn, inputs, case.wrt, mode)
         step()
         step()
 

@@ -10,6 +10,7 @@ from keras_metric_losses.losses.base import (
     TensorFlowSimilarityConfig,
     hyperparameters,
 )
+from keras_metric_losses.ops import positive_part, safe_sqrt
 
 STRATEGY_CHECKS = {
     "positive_mining_strategy": lambda v, n: validation.one_of(v, n, mining.POSITIVE_STRATEGIES),
@@ -36,7 +37,10 @@ def mined_per_anchor(
     if pairs.queries.shape[0] == 0:  # no anchors; TensorFlow cannot take the max of an empty row
         return ops.sum(pairs.queries, axis=1)  # `[0]`, with a (empty) gradient
     distance_fn = distances.get(distance)
+    paired = _PAIRED.get(distance_fn)
     dist = distance_fn(pairs.queries, pairs.keys)
+    if paired is not None:  # mine without gradient; the 2-3 b selected distances are recomputed
+        dist = ops.stop_gradient(dist)
     positive, has_positive = mining.mine_positives(dist, pairs.positive, positive_strategy)
     threshold = None
     if negative_strategy == "semi-hard":  # beyond the *farthest* positive, whatever the strategy
@@ -47,23 +51,72 @@ def mined_per_anchor(
     negative, has_negative = mining.mine_negatives(
         dist, pairs.negative, negative_strategy, threshold=threshold
     )
-
-    positive_distance = mining.take_rows(dist, positive)
-    negative_distance = mining.take_rows(dist, negative)
-    if pn_step:  # the negative is as close as the nearer of the anchor and the mined positive
-        if pairs.keys_are_queries:  # read D[positive, negative] from the matrix
-            num_keys = ops.shape(dist)[1]
-            flat = ops.reshape(dist, (-1,))
-            positive_to_negative = ops.take(flat, positive * num_keys + negative)
-        else:  # the mined keys' distance, from their embeddings: [b, b] at most
-            keys = pairs.keys
-            pair = distance_fn(ops.take(keys, positive, axis=0), ops.take(keys, negative, axis=0))
-            positive_to_negative = ops.diagonal(pair)
-        negative_distance = ops.minimum(negative_distance, positive_to_negative)
-
+    if paired is not None:  # the PN step's D[positive, negative] is recomputed likewise
+        positive_keys = ops.take(pairs.keys, positive, axis=0)
+        negative_keys = ops.take(pairs.keys, negative, axis=0)
+        positive_distance = paired(pairs.queries, positive_keys)
+        negative_distance = paired(pairs.queries, negative_keys)
+        if pn_step:
+            positive_to_negative = paired(positive_keys, negative_keys)
+            negative_distance = ops.minimum(negative_distance, positive_to_negative)
+    else:
+        positive_distance = mining.take_rows(dist, positive)
+        negative_distance = mining.take_rows(dist, negative)
+        if pn_step:  # the negative is as close as the nearer of the anchor and mined positive
+            if pairs.keys_are_queries:  # read D[positive, negative] from the matrix
+                num_keys = ops.shape(dist)[1]
+                flat = ops.reshape(dist, (-1,))
+                positive_to_negative = ops.take(flat, positive * num_keys + negative)
+            else:  # the mined keys' distance, from their embeddings: [b, b] at most
+                keys = pairs.keys
+                pair = distance_fn(
+                    ops.take(keys, positive, axis=0), ops.take(keys, negative, axis=0)
+                )
+                positive_to_negative = ops.diagonal(pair)
+            negative_distance = ops.minimum(negative_distance, positive_to_negative)
     difference = positive_distance - negative_distance
     losses = ops.softplus(difference) if soft_margin else ops.relu(difference + margin)
     return ops.where(ops.logical_and(has_positive, has_negative), losses, 0)
+
+
+def _paired_squared_norm_expansion(query, key):
+    """`distances._squared_norm_expansion` of row `i` with row `i` (`[n, D]`, `[n, D]` -> `[n]`),
+    in the same order of operations."""
+    query_norms = ops.sum(ops.square(query), axis=1)
+    key_norms = ops.sum(ops.square(key), axis=1)
+    products = 2.0 * ops.sum(query * key, axis=1)
+    return positive_part(query_norms - products + key_norms)
+
+
+def _paired_snr(query, key):
+    query = query - ops.mean(query, axis=-1, keepdims=True)
+    key = key - ops.mean(key, axis=-1, keepdims=True)
+    return _paired_squared_norm_expansion(query, key) / ops.sum(ops.square(query), axis=1)
+
+
+def _paired_cosine(query, key):
+    return positive_part(1.0 - ops.sum(query * key, axis=1))
+
+
+def _unit(x):
+    return ops.normalize(x, axis=-1)
+
+
+# `distance(query[i], key[i])` for the rows of two `[n, D]` matrices, `[n]`, of each built-in
+# distance: the value of the `[Q, K]` matrix's entry, computed from the two embeddings only.
+# With one of these, mining reads a matrix without gradient and the mined distances are
+# recomputed from the embeddings: the backward pass is `O(b D)` instead of a `[b, K]` pass and
+# two `[b, K] x [K, D]` matmuls. A user's callable differentiates through its matrix.
+_PAIRED = {
+    distances.cosine: _paired_cosine,
+    distances.angular: lambda q, k: _paired_cosine(_unit(q), _unit(k)),
+    distances.euclidean: lambda q, k: safe_sqrt(_paired_squared_norm_expansion(q, k)),
+    distances.squared_euclidean: _paired_squared_norm_expansion,
+    distances.manhattan: lambda q, k: ops.sum(ops.abs(q - k), axis=-1),
+    distances.snr: _paired_snr,
+    distances.inner_product: lambda q, k: ops.sum(q * k, axis=-1),
+    distances.cosine_similarity: lambda q, k: ops.sum(_unit(q) * _unit(k), axis=-1),
+}
 
 
 @export
@@ -125,7 +178,10 @@ def pn_loss(
     embeddings of every replica (`tf.distribute`, `torch.distributed`).
 
     Cost: one `[B, B]` distance matrix, a few masked `argmin`/`argmax` reductions over it and
-    `[B]` gathers: memory `O(B^2)` (`O(B^2 D)` for `"manhattan"`).
+    `[B]` gathers: memory `O(B^2)` (`O(B^2 D)` for `"manhattan"`). With a built-in distance the
+    matrix only mines (no gradient) and the three mined distances of each anchor are recomputed
+    from the embeddings, so the backward pass is `O(B D)`; a user's callable distance is
+    differentiated through its matrix.
 
     Args:
         y_true: `[B]` or `[B, 1]` integer class labels.
