@@ -3,11 +3,13 @@
 The files are copies of `shared/golden/` (TF Addons 0.23.0, TF Similarity 0.17.1, TensorFlow
 2.15.1, pytorch-metric-learning 2.9.0). Each `(file name, case["call"])` has one check in
 `specs.GOLDEN`, which takes a case and `run(fn, *arrays)`: the eager call here, the backend's
-compiler in the slow tier (one case per code path). No code depends on how many cases a file holds.
+compiler in the slow tier (see `compiled_cases`). No code depends on how many cases a file
+holds.
 """
 
 import json
 
+import keras
 import pytest
 from specs import GOLDEN
 from support import DATA, compiled
@@ -38,7 +40,8 @@ def compiled_run(fn, *arrays):
     return compiled(fn)(*arrays)
 
 
-eager.compiled, compiled_run.compiled = False, True  # for checks that compile a whole model
+# Checks that build a whole model compile it where `run.compiled` is set.
+eager.compiled, compiled_run.compiled = False, True
 
 
 @pytest.mark.parametrize("name, case", CASES)
@@ -58,18 +61,21 @@ def code_path(name, case):
     return name, json.dumps(fields, sort_keys=True)
 
 
-def one_case_per_code_path(params):
-    """The compiled tier runs the first case of each code path (the eager tier runs them all):
-    compiling costs seconds per case (`torch.compile`), tracing is what it adds."""
+def compiled_cases(params):
+    """The compiled tier: the first case of each code path (the eager tier runs them all). On
+    torch, where Dynamo takes seconds to trace each case (Keras never compiles torch unless
+    asked), the first case of each `(file, call)`."""
+    torch = keras.backend.backend() == "torch"
     seen = set()
     for param in params:
-        path = code_path(*param.values)
-        if path not in seen and not getattr(check_of(*param.values), "eager_only", False):
+        name, case = param.values
+        path = (name, case.get("call")) if torch else code_path(name, case)
+        if path not in seen and not getattr(check_of(name, case), "eager_only", False):
             seen.add(path)
             yield param
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name, case", list(one_case_per_code_path(CASES)))
+@pytest.mark.parametrize("name, case", list(compiled_cases(CASES)))
 def test_reference_case_compiled(name, case):
     check_of(name, case)(case, compiled_run)
