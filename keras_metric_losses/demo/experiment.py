@@ -218,7 +218,9 @@ def train(recipe, split, make_network, seed, progress=None):
     model = recipe.model(network, split.num_classes, recipe)
     own = {id(v) for v in network.weights}
     numpy_init([v for v in model.weights if id(v) not in own], seed + 1000)  # heads
-    model.compile(optimizer=keras.optimizers.Adam(recipe.learning_rate), loss=recipe.build_loss())
+    # A model whose layer adds the loss (cross-batch memory) is compiled without one.
+    loss = None if getattr(recipe.model, "adds_loss", False) else recipe.build_loss()
+    model.compile(optimizer=keras.optimizers.Adam(recipe.learning_rate), loss=loss)
     classes_per_batch = min(recipe.classes_per_batch, split.num_classes)
     epochs, steps_per_epoch = schedule(recipe.steps)
     sampler = kml.data.ClassBalancedSampler(
