@@ -193,6 +193,23 @@ def test_layer_recipes_build_a_model_that_trains_the_network(name):
     assert all(changed)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["nce", "memory"])
+def test_a_reused_compiled_model_trains_as_a_fresh_one(name):
+    """The demo compiles each recipe once and resets the model for the next seed: the same
+    weights after training as a model built and compiled for that seed (NCE's sampler and
+    the memory are state that must be reset too)."""
+    split = experiment.load_digits_split()
+    recipe = dataclasses.replace(RECIPES[name], steps=20)
+    compiled = {}
+    experiment.train(recipe, split, experiment.mlp_network, 0, compiled=compiled)
+    reused, _ = experiment.train(recipe, split, experiment.mlp_network, 1, compiled=compiled)
+    assert reused is compiled["network"]
+    fresh, _ = experiment.train(recipe, split, experiment.mlp_network, 1)
+    for a, b in zip(reused.weights, fresh.weights, strict=True):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+
+
 def test_a_recipe_brings_its_control_and_the_verdict_compares_them():
     assert with_controls(["memory"]) == ["small-batch", "memory"]
     assert with_controls(["pn", "small-batch", "memory"]) == ["pn", "small-batch", "memory"]
