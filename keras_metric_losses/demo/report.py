@@ -141,7 +141,7 @@ def plot_embeddings(results, split, path, backend, pairs_per_row=3):
     )
     fig.suptitle(f"Held-out classes, before and after training (seed 0, {backend} backend)")
     fig.tight_layout(rect=(0, 0, 0.93, 1))
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=80)
     plt.close(fig)
 
 
