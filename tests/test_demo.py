@@ -185,10 +185,11 @@ def test_a_reused_compiled_model_trains_as_a_fresh_one(name):
     split = experiment.load_digits_split()
     recipe = dataclasses.replace(RECIPES[name], steps=20)
     compiled = {}
-    experiment.train(recipe, split, experiment.mlp_network, 0, compiled=compiled)
-    reused, _ = experiment.train(recipe, split, experiment.mlp_network, 1, compiled=compiled)
+    with experiment.small_network_threads():
+        experiment.train(recipe, split, experiment.mlp_network, 0, compiled=compiled)
+        reused, _ = experiment.train(recipe, split, experiment.mlp_network, 1, compiled=compiled)
+        fresh, _ = experiment.train(recipe, split, experiment.mlp_network, 1)
     assert reused is compiled["network"]
-    fresh, _ = experiment.train(recipe, split, experiment.mlp_network, 1)
     for a, b in zip(reused.weights, fresh.weights, strict=True):
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
 
