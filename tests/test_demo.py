@@ -1,5 +1,6 @@
 """The demo: backend choice, command line, protocol and baselines, `--data DIR`."""
 
+import dataclasses
 import importlib.util
 import json
 import os
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 
 from keras_metric_losses.demo import experiment, report
-from keras_metric_losses.demo.__main__ import main, parser
+from keras_metric_losses.demo.__main__ import main, parser, with_controls
 from keras_metric_losses.demo.recipes import RECIPES, SOFTMAX_BASELINE
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -142,13 +143,71 @@ def test_help_describes_every_option():
 # --- recipes and protocol ------------------------------------------------------------------
 
 
+# The loss of each family in the default run (the brief of issue 18: one loss per family).
+FAMILY_LOSSES = {
+    "npairs": "NpairsLoss",
+    "pn": "PNLoss",
+    "nce": "SampledSoftmaxLoss",
+    "triplet": "TripletSemiHardLoss",
+    "ms": "MultiSimilarityLoss",
+    "proxy": "ProxyAnchorLoss",
+    "arcface": "ArcFaceLoss",
+    "supcon": "SupConLoss",
+    "small-batch": "MultiSimilarityLoss",
+    "memory": "MultiSimilarityLoss",
+}
+
+
 def test_one_recipe_per_family_with_its_settings_shown():
     families = [recipe.family for recipe in RECIPES.values()]
     assert len(families) == len(set(families))
+    assert {name: r.loss.__name__ for name, r in RECIPES.items()} == FAMILY_LOSSES
     for recipe in RECIPES.values():
         assert recipe.steps > 0 and recipe.learning_rate > 0
         assert recipe.settings().startswith(recipe.loss.__name__)
+        if getattr(recipe.model, "description", None):  # the layer it trains through
+            assert recipe.model.description in recipe.settings()
     assert SOFTMAX_BASELINE.baseline and not any(r.baseline for r in RECIPES.values())
+    # Cross-batch memory is shown against its control: the same loss and batches, no memory.
+    memory, control = RECIPES["memory"], RECIPES[RECIPES["memory"].control]
+    assert "CrossBatchMemory(memory_size=" in memory.settings()
+    assert dataclasses.replace(memory, model=control.model, control="", title="") == (
+        dataclasses.replace(control, title="", family=memory.family)
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["nce", "memory"])
+def test_a_reused_compiled_model_trains_as_a_fresh_one(name):
+    """The demo compiles each recipe once and resets the model for the next seed: the same
+    weights after training as a model built and compiled for that seed (NCE's sampler and
+    the memory are state that must be reset too)."""
+    split = experiment.load_digits_split()
+    recipe = dataclasses.replace(RECIPES[name], steps=20)
+    compiled = {}
+    with experiment.small_network_threads():
+        experiment.train(recipe, split, experiment.mlp_network, 0, compiled=compiled)
+        reused, _ = experiment.train(recipe, split, experiment.mlp_network, 1, compiled=compiled)
+        fresh, _ = experiment.train(recipe, split, experiment.mlp_network, 1)
+    assert reused is compiled["network"]
+    for a, b in zip(reused.weights, fresh.weights, strict=True):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+
+
+def test_a_recipe_brings_its_control_and_the_verdict_compares_them():
+    assert with_controls(["memory"]) == ["small-batch", "memory"]
+    assert with_controls(["pn", "small-batch", "memory"]) == ["pn", "small-batch", "memory"]
+    untrained = experiment.Result("untrained", [{"unseen": {"map@r": 0.3}}])
+    control = experiment.Result("control", [], RECIPES["small-batch"])
+    memory = experiment.Result("memory", [], RECIPES["memory"])
+    control.runs.append({"unseen": {"map@r": 0.35}, "test": {"map@r": 0.8}})
+    memory.runs.append({"unseen": {"map@r": 0.4}, "test": {"map@r": 0.9}})
+    text, failures = report.verdicts(
+        {"untrained": untrained, "small-batch": control, "memory": memory}
+    )
+    assert not failures
+    assert "against control (the same loss and batches): MAP@R +0.050 held-out classes" in text
+    assert "+0.100 held-out images (held-out classes better in 1 of 1 seeds)" in text
 
 
 def test_split_holds_out_classes_and_images():

@@ -130,6 +130,14 @@ def parser():
     return p
 
 
+def with_controls(names):
+    """The recipes `names`, each preceded by its control (`Recipe.control`), once each."""
+    selected = []
+    for name in names:
+        selected += [n for n in (RECIPES[name].control, name) if n and n not in selected]
+    return selected
+
+
 def _with_steps(recipe, steps):
     return recipe if steps is None else dataclasses.replace(recipe, steps=steps)
 
@@ -146,7 +154,7 @@ def _run(args):
         from keras_metric_losses.demo import own_data
 
         return own_data.run(args)
-    names = args.loss or list(RECIPES)
+    names = with_controls(args.loss or list(RECIPES))
     seeds = list(range(3 if args.seeds is None else args.seeds))
     recipes = {"softmax": _with_steps(SOFTMAX_BASELINE, args.steps)}
     recipes.update({name: _with_steps(RECIPES[name], args.steps) for name in names})

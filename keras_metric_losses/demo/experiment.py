@@ -212,13 +212,56 @@ def schedule(steps, longest_epoch=50):
     return epochs, -(-steps // epochs)
 
 
-def train(recipe, split, make_network, seed, progress=None):
-    """Trains a fresh network (seed `seed`) with `recipe`; returns it and the final loss."""
+def _build_model(recipe, split, make_network, seed):
+    """The training model of `recipe` around a fresh network of seed `seed`, compiled."""
     network = build_network(make_network, split.x_train.shape[1:], seed)
     model = recipe.model(network, split.num_classes, recipe)
     own = {id(v) for v in network.weights}
     numpy_init([v for v in model.weights if id(v) not in own], seed + 1000)  # heads
-    model.compile(optimizer=keras.optimizers.Adam(recipe.learning_rate), loss=recipe.build_loss())
+    # A model whose layer adds the loss (cross-batch memory) is compiled without one.
+    loss = None if getattr(recipe.model, "adds_loss", False) else recipe.build_loss()
+    model.compile(optimizer=keras.optimizers.Adam(recipe.learning_rate), loss=loss)
+    model.optimizer.build(model.trainable_variables)
+    return model, network
+
+
+def _restart(compiled, recipe, split, make_network, seed):
+    """The compiled model of an earlier seed, set to exactly the state a fresh `_build_model`
+    of seed `seed` has (every weight and the optimizer's state), so that its compiled training
+    step is reused: compiling costs more than the 150 steps themselves. `None` if the fresh
+    model's weights do not match the compiled one's."""
+    fresh, _ = _build_model(recipe, split, make_network, seed)
+    state = _state(fresh)
+    if len(state) != len(compiled["state"]) or any(
+        tuple(a.shape) != tuple(b.shape) or a.dtype != b.dtype
+        for a, b in zip(compiled["state"], state, strict=True)
+    ):
+        return None
+    for target, source in zip(compiled["state"], state, strict=True):
+        target.assign(source.value)
+    return compiled["model"], compiled["network"]
+
+
+def _state(model):
+    """Everything training changes, in a fixed order: the model's variables (weights, layer
+    state such as a memory or a seed generator's) and the optimizer's, taken before `fit`
+    (which adds its metrics' variables)."""
+    return [*model.variables, *model.optimizer.variables]
+
+
+def train(recipe, split, make_network, seed, progress=None, compiled=None):
+    """Trains a network of seed `seed` with `recipe`; returns it and the final loss.
+
+    With a dict `compiled` (one per recipe, shared over its seeds), the model compiled for the
+    first seed is kept there and set to the next seed's fresh initial state instead of being
+    rebuilt and compiled again (the same training, faster)."""
+    model = network = None
+    if compiled is not None and compiled.get("recipe") is recipe:
+        model, network = _restart(compiled, recipe, split, make_network, seed) or (None, None)
+    if model is None:
+        model, network = _build_model(recipe, split, make_network, seed)
+        if compiled is not None:
+            compiled.update(recipe=recipe, model=model, network=network, state=_state(model))
     classes_per_batch = min(recipe.classes_per_batch, split.num_classes)
     epochs, steps_per_epoch = schedule(recipe.steps)
     sampler = kml.data.ClassBalancedSampler(
@@ -230,8 +273,14 @@ def train(recipe, split, make_network, seed, progress=None):
         seed=seed,
     )
     callbacks = [StepProgress(progress)] if progress is not None else []
+    # The sampler's batches are already random; `shuffle=False` keeps Keras from reordering
+    # them with the global NumPy state (which compiling a model consumes).
     history = model.fit(
-        _Batches(sampler, recipe.transform()), epochs=epochs, verbose=0, callbacks=callbacks
+        _Batches(sampler, recipe.transform()),
+        epochs=epochs,
+        verbose=0,
+        callbacks=callbacks,
+        shuffle=False,
     )
     return network, history.history["loss"][-1]
 
@@ -271,9 +320,10 @@ def run_protocol(split, recipes, seeds, make_network, report=print, progress=Non
     done, start = 0, time.perf_counter()
     for key, recipe in recipes.items():
         result = results[key] = Result(recipe.title, [], recipe)
+        compiled = {}
         for seed in seeds:
             began = time.perf_counter()
-            network, _ = train(recipe, split, make_network, seed, progress)
+            network, _ = train(recipe, split, make_network, seed, progress, compiled)
             result.runs.append(evaluate(network, split))
             result.seconds += time.perf_counter() - began
             done += 1

@@ -10,17 +10,20 @@ shared embedding network (`network: inputs -> [B, D] embeddings`):
   (`kml.PairwiseSimilarity`) to the loss (N-pair losses); batches become `[anchors,
   positives]` (`pairs_batch`);
 - `class_layer_model(layer)`: a layer that owns class weights turns the embeddings (and the
-  labels, for a sampled layer such as `kml.layers.NCE`) into logits for the loss (NCE, sampled
-  softmax, proxy losses).
+  labels, for a sampled layer such as `kml.layers.NCE` or a margin of
+  `kml.layers.ClassProxies`) into logits for the loss (NCE, sampled softmax, proxy and
+  margin-softmax losses);
+- `memory_model(memory_size)`: `kml.layers.CrossBatchMemory` wraps the loss and adds it to the
+  model (the model is compiled without a loss).
 
 Adding a loss to the demo is one entry in `RECIPES`, for example
 
-    "triplet": Recipe(
-        "TripletLoss", family="triplet", loss=kml.TripletLoss, loss_args={"margin": 0.2},
+    "lifted": Recipe(
+        "LiftedStructLoss", family="lifted structure", loss=kml.LiftedStructLoss,
         normalize=True,
     ),
 
-then `python -m keras_metric_losses.demo --loss triplet` and, if it does not beat the untrained
+then `python -m keras_metric_losses.demo --loss lifted` and, if it does not beat the untrained
 network on held-out-class MAP@R, tune `loss_args`, `learning_rate`, `steps`,
 `classes_per_batch` x `samples_per_class` (or explain why in `note`). The labels the recipes
 see are class indices `0..K-1` of the training classes.
@@ -64,29 +67,79 @@ def pairs_batch(x, y):
 
 
 pairs_model.batch = pairs_batch
+pairs_model.description = "on PairwiseSimilarity(anchors, positives)"
 
 
-def class_layer_model(layer, takes_labels=False):
+class _StaticBatch(keras.layers.Layer):
+    """WORKAROUND (TensorFlow only), to remove once `losses/proxy.py` is fixed:
+    `ProxyAnchorLoss` builds a tensor from the static batch size of its `y_pred`
+    (`ops.full((batch,), ...)` in `_proxy_anchor_per_anchor`), which is `None` when Keras traces
+    `fit` on TensorFlow with a `PyDataset`, `tf.data` or generator input, and raises `TypeError:
+    Failed to convert elements of (None,) to Tensor`. Every demo batch has the same size, so
+    the logits are reshaped to it, which makes it static."""
+
+    def __init__(self, batch_size, **kwargs):
+        super().__init__(**kwargs)
+        self.batch_size = batch_size
+
+    def call(self, logits):
+        return keras.ops.reshape(logits, (self.batch_size, logits.shape[-1]))
+
+    def compute_output_shape(self, input_shape):
+        return (self.batch_size, input_shape[-1])
+
+
+def class_layer_model(layer, takes_labels=False, description=None, static_batch=False):
     """A builder for a layer that owns class weights: `layer(num_classes)` maps the embeddings
-    (and, with `takes_labels`, the `[B, 1]` labels, fed as a second input) to logits."""
+    (and, with `takes_labels`, the `[B, 1]` labels, fed as a second input) to logits;
+    `description` (the layer and its arguments) is shown with the settings. `static_batch`:
+    on TensorFlow, give the logits the batch's static size (see `_StaticBatch`)."""
 
     def build(network, num_classes, recipe):
         inputs = keras.Input(network.input_shape[1:])
         embeddings = network(inputs)
         if recipe.normalize:
             embeddings = keras.layers.UnitNormalization()(embeddings)
-        if not takes_labels:
-            return keras.Model(inputs, layer(num_classes)(embeddings))
-        labels = keras.Input((1,), dtype="int32")
-        return keras.Model([inputs, labels], layer(num_classes)([embeddings, labels]))
+        if takes_labels:
+            labels = keras.Input((1,), dtype="int32")
+            inputs, logits = [inputs, labels], layer(num_classes)([embeddings, labels])
+        else:
+            logits = layer(num_classes)(embeddings)
+        if static_batch and keras.backend.backend() == "tensorflow":
+            classes_per_batch = min(recipe.classes_per_batch, num_classes)
+            logits = _StaticBatch(classes_per_batch * recipe.samples_per_class)(logits)
+        return keras.Model(inputs, logits)
 
     build.batch = labels_as_input_batch if takes_labels else None
+    build.description = description
     return build
 
 
 def labels_as_input_batch(x, y):
-    """`((x, labels), labels)`: the model also takes the labels (sampled class layers)."""
+    """`((x, labels), labels)`: the model also takes the labels (sampled class layers, margins,
+    cross-batch memory)."""
     return (x, y[:, None].astype("int32")), y
+
+
+def memory_model(memory_size):
+    """A builder for cross-batch memory: `kml.layers.CrossBatchMemory(loss, memory_size)` on the
+    (unit-normalised if `recipe.normalize`) embeddings and the labels (a second input) adds the
+    recipe's loss of the batch against the memory to the model (`add_loss`): the model is
+    compiled without a loss (`build.adds_loss`)."""
+
+    def build(network, num_classes, recipe):
+        inputs = keras.Input(network.input_shape[1:])
+        labels = keras.Input((1,), dtype="int32")
+        embeddings = network(inputs)
+        if recipe.normalize:
+            embeddings = keras.layers.UnitNormalization()(embeddings)
+        memory = kml.layers.CrossBatchMemory(recipe.build_loss(), memory_size=memory_size)
+        return keras.Model([inputs, labels], memory([embeddings, labels]))
+
+    build.batch = labels_as_input_batch
+    build.adds_loss = True
+    build.description = f"in CrossBatchMemory(memory_size={memory_size})"
+    return build
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,6 +160,8 @@ class Recipe:
         classes_per_batch: Classes per batch (at most the number of training classes).
         samples_per_class: Samples of each class per batch.
         note: Shown with the results: a reason if the loss cannot beat the untrained network.
+        control: The key of another recipe this one is compared with in the results (the same
+            loss and batches without cross-batch memory); it is trained along with this one.
         baseline: A baseline rather than a loss of the package (not required to beat the
             untrained network).
     """
@@ -123,6 +178,7 @@ class Recipe:
     classes_per_batch: int = 5
     samples_per_class: int = 8
     note: str = ""
+    control: str = ""
     baseline: bool = False
 
     def build_loss(self):
@@ -142,6 +198,9 @@ class Recipe:
         ]
         if self.normalize:
             parts.append("unit-normalised embeddings")
+        description = getattr(self.model, "description", None)
+        if description:
+            parts.insert(1, description)
         return ", ".join(parts)
 
 
@@ -153,6 +212,16 @@ def _nce_head(num_classes):
     return kml.layers.NCE(num_classes, num_sampled=2, remove_accidental_hits=True, seed=0)
 
 
+def _proxies(num_classes):
+    return kml.layers.ClassProxies(num_classes, learning_rate_multiplier=100.0, name="proxies")
+
+
+def _arcface_head(num_classes):
+    return kml.layers.ClassProxies(
+        num_classes, margin_type="additive_angular", margin=28.6, name="proxies"
+    )
+
+
 # The softmax classifier on the same classes: the baseline metric learning must beat
 # (Musgrave et al., "A Metric Learning Reality Check", ECCV 2020). Its embedding is the
 # network's output, below the classification layer.
@@ -161,7 +230,7 @@ SOFTMAX_BASELINE = Recipe(
     family="baseline",
     loss=keras.losses.SparseCategoricalCrossentropy,
     loss_args={"from_logits": True},
-    model=class_layer_model(_softmax_head),
+    model=class_layer_model(_softmax_head, description="on a Dense(num_classes) layer"),
     baseline=True,
 )
 
@@ -183,6 +252,69 @@ RECIPES = {
         "SampledSoftmaxLoss",
         family="sampled softmax (NCE layer)",
         loss=kml.SampledSoftmaxLoss,
-        model=class_layer_model(_nce_head, takes_labels=True),
+        model=class_layer_model(
+            _nce_head,
+            takes_labels=True,
+            description="on layers.NCE(num_sampled=2, remove_accidental_hits=True)",
+        ),
+    ),
+    "triplet": Recipe(
+        "TripletSemiHardLoss",
+        family="triplet (TF Addons semi-hard)",
+        loss=kml.TripletSemiHardLoss,
+        loss_args={"margin": 0.2},
+        normalize=True,
+    ),
+    "ms": Recipe(
+        "MultiSimilarityLoss",
+        family="pair weighting",
+        loss=kml.MultiSimilarityLoss,
+        normalize=True,
+    ),
+    "proxy": Recipe(
+        "ProxyAnchorLoss",
+        family="proxy (ClassProxies layer)",
+        loss=kml.ProxyAnchorLoss,
+        model=class_layer_model(
+            _proxies,
+            description="on layers.ClassProxies(learning_rate_multiplier=100.0)",
+            static_batch=True,  # a workaround on TensorFlow: see `_StaticBatch`
+        ),
+    ),
+    "arcface": Recipe(
+        "ArcFaceLoss",
+        family="margin softmax (ClassProxies layer)",
+        loss=kml.ArcFaceLoss,
+        loss_args={"scale": 16.0},
+        model=class_layer_model(
+            _arcface_head,
+            takes_labels=True,
+            description="on layers.ClassProxies(margin_type='additive_angular', margin=28.6)",
+        ),
+    ),
+    "supcon": Recipe(
+        "SupConLoss",
+        family="supervised contrastive (softmax over the batch)",
+        loss=kml.SupConLoss,
+        loss_args={"temperature": 0.1},
+        normalize=True,
+    ),
+    "small-batch": Recipe(
+        "MS 2x4, no memory",
+        family="cross-batch memory: its control",
+        loss=kml.MultiSimilarityLoss,
+        normalize=True,
+        classes_per_batch=2,
+        samples_per_class=4,
+    ),
+    "memory": Recipe(
+        "MS 2x4 + memory (XBM)",
+        family="cross-batch memory",
+        loss=kml.MultiSimilarityLoss,
+        model=memory_model(128),
+        normalize=True,
+        classes_per_batch=2,
+        samples_per_class=4,
+        control="small-batch",
     ),
 }

@@ -52,6 +52,9 @@ def verdicts(results):
             f"{result.title:<24} {verdict} the untrained network on held-out-class MAP@R: "
             f"{gain:+.3f} (better in {wins} of {len(result.runs)} seeds)"
         )
+        control = results.get(result.recipe.control) if result.recipe.control else None
+        if control is not None:
+            line += f"\n{'':<24} {_against(result, control)}"
         if result.recipe.note:
             line += f"\n{'':<24} note: {result.recipe.note}"
         line += f"\n{'':<24} settings: {result.recipe.settings()}"
@@ -59,6 +62,22 @@ def verdicts(results):
         if gain <= 0 and not result.recipe.baseline:
             failures.append(key)
     return "\n".join(lines), failures
+
+
+def _against(result, control):
+    """The gains of `result` over its `control` recipe (the same loss without memory)."""
+    gains = [
+        f"{result.mean(which, 'map@r') - control.mean(which, 'map@r'):+.3f} {title}"
+        for which, title in (("unseen", "held-out classes"), ("test", "held-out images"))
+    ]
+    wins = sum(
+        run["unseen"]["map@r"] > base["unseen"]["map@r"]
+        for run, base in zip(result.runs, control.runs, strict=True)
+    )
+    return (
+        f"against {control.title} (the same loss and batches): MAP@R {gains[0]}, {gains[1]} "
+        f"(held-out classes better in {wins} of {len(result.runs)} seeds)"
+    )
 
 
 def _project(embeddings):
@@ -81,7 +100,7 @@ def _scatter(ax, embeddings, labels, names, title):
     ax.set_yticks([])
 
 
-def plot_embeddings(results, split, path, backend, pairs_per_row=2):
+def plot_embeddings(results, split, path, backend, pairs_per_row=3):
     """Held-out-class embeddings (seed 0), projected on their first two principal axes:
     for each loss and the softmax baseline, the untrained network ("before") next to it."""
     import matplotlib
@@ -122,7 +141,7 @@ def plot_embeddings(results, split, path, backend, pairs_per_row=2):
     )
     fig.suptitle(f"Held-out classes, before and after training (seed 0, {backend} backend)")
     fig.tight_layout(rect=(0, 0, 0.93, 1))
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=80)
     plt.close(fig)
 
 
