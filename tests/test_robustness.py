@@ -19,7 +19,7 @@ from nce_reference import reference_logits, reference_losses
 from pn_reference import distance_matrix, pn_reference
 from references import reference_per_anchor
 from specs import SPECS
-from specs.faults import FAULTS, Raises, Value
+from specs.faults import FAULTS, Raises, Value, valid
 from support import compiled, numpy, value_and_grad
 
 import keras_metric_losses as kml
@@ -158,6 +158,24 @@ def test_degenerate_inputs_give_documented_finite_values_and_gradients(entry):
         assert grad.shape == y_pred.shape and np.isfinite(grad).all(), grad
 
     _check_all(entry, Value, check)
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="only TensorFlow traces `fit` with an unknown batch size (datasets, generators)",
+)
+@pytest.mark.parametrize("entry", ENTRIES)
+def test_traces_with_an_unknown_batch_size(entry):
+    import tensorflow as tf
+
+    y_true, y_pred = (np.asarray(a) for a in valid(entry))
+    signature = [
+        tf.TensorSpec((None, *a.shape[1:]), tf.as_dtype(a.dtype)) for a in (y_true, y_pred)
+    ]
+    traced = tf.function(lambda y, p: entry.loss(y, p), input_signature=signature)
+    np.testing.assert_allclose(
+        numpy(traced(y_true, y_pred)), numpy(entry.loss(y_true, y_pred)), rtol=1e-5, atol=1e-7
+    )
 
 
 def test_value_checks_run_eagerly_when_on_and_are_skipped_when_traced():

@@ -70,30 +70,10 @@ pairs_model.batch = pairs_batch
 pairs_model.description = "on PairwiseSimilarity(anchors, positives)"
 
 
-class _StaticBatch(keras.layers.Layer):
-    """WORKAROUND (TensorFlow only), to remove once `losses/proxy.py` is fixed:
-    `ProxyAnchorLoss` builds a tensor from the static batch size of its `y_pred`
-    (`ops.full((batch,), ...)` in `_proxy_anchor_per_anchor`), which is `None` when Keras traces
-    `fit` on TensorFlow with a `PyDataset`, `tf.data` or generator input, and raises `TypeError:
-    Failed to convert elements of (None,) to Tensor`. Every demo batch has the same size, so
-    the logits are reshaped to it, which makes it static."""
-
-    def __init__(self, batch_size, **kwargs):
-        super().__init__(**kwargs)
-        self.batch_size = batch_size
-
-    def call(self, logits):
-        return keras.ops.reshape(logits, (self.batch_size, logits.shape[-1]))
-
-    def compute_output_shape(self, input_shape):
-        return (self.batch_size, input_shape[-1])
-
-
-def class_layer_model(layer, takes_labels=False, description=None, static_batch=False):
+def class_layer_model(layer, takes_labels=False, description=None):
     """A builder for a layer that owns class weights: `layer(num_classes)` maps the embeddings
     (and, with `takes_labels`, the `[B, 1]` labels, fed as a second input) to logits;
-    `description` (the layer and its arguments) is shown with the settings. `static_batch`:
-    on TensorFlow, give the logits the batch's static size (see `_StaticBatch`)."""
+    `description` (the layer and its arguments) is shown with the settings."""
 
     def build(network, num_classes, recipe):
         inputs = keras.Input(network.input_shape[1:])
@@ -105,9 +85,6 @@ def class_layer_model(layer, takes_labels=False, description=None, static_batch=
             inputs, logits = [inputs, labels], layer(num_classes)([embeddings, labels])
         else:
             logits = layer(num_classes)(embeddings)
-        if static_batch and keras.backend.backend() == "tensorflow":
-            classes_per_batch = min(recipe.classes_per_batch, num_classes)
-            logits = _StaticBatch(classes_per_batch * recipe.samples_per_class)(logits)
         return keras.Model(inputs, logits)
 
     build.batch = labels_as_input_batch if takes_labels else None
@@ -278,7 +255,6 @@ RECIPES = {
         model=class_layer_model(
             _proxies,
             description="on layers.ClassProxies(learning_rate_multiplier=100.0)",
-            static_batch=True,  # a workaround on TensorFlow: see `_StaticBatch`
         ),
     ),
     "arcface": Recipe(

@@ -84,7 +84,7 @@ def _proxy_anchor_per_anchor(similarity, targets, margin, alpha):
     present = ops.sum(ops.cast(counts > 0, dtype))  # P
 
     positive = _log1p_sum_exp_by_class(alpha * (margin - targets.take(similarity)), targets)
-    negatives = targets.put(similarity, ops.full((batch,), float("-inf"), dtype))
+    negatives = targets.put(similarity, ops.full_like(targets.take(similarity), float("-inf")))
     negative = _log1p_sum_exp_of_columns(alpha * (negatives + margin))
 
     positive_share = ops.divide_no_nan(positive, counts)

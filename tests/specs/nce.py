@@ -22,7 +22,7 @@ LAYER_CLASSES, LAYER_SAMPLED = 12, 5
 
 def sampled_values(labels):
     """Fixed candidates, as tensors (also inside compiled functions)."""
-    true_count = keras.ops.full((np.shape(labels)[0], 1), 0.3, "float32")
+    true_count = keras.ops.full((keras.ops.shape(labels)[0], 1), 0.3, "float32")
     return CANDIDATES, true_count, CANDIDATE_COUNTS
 
 
