@@ -728,6 +728,38 @@ _SSL = {
     "simsiam": _ssl_case("simsiam_loss", "SimSiamLoss"),
 }
 
+# --- cross-batch memory (memory_size 8192, contrastive loss) --------------------------------
+
+XBM_MEMORY_SIZE = 8192
+
+
+def xbm_ours():
+    """One training step of `layers.CrossBatchMemory`: the write into the ring buffer and the
+    contrastive loss of the batch against the filled slots. The layer is built once; its
+    memory keeps filling from step to step (full after 8192 / B steps), as in training."""
+
+    import keras_metric_losses as kml
+
+    memory = kml.layers.CrossBatchMemory(kml.BatchContrastiveLoss(reducer="pml"), XBM_MEMORY_SIZE)
+    memory.build([(None, EMBEDDING_DIM), (None,)])
+
+    def step(x):
+        memory([x["embeddings"], x["labels"]], training=True)
+        return memory.losses[-1]
+
+    return step
+
+
+def xbm_pml():
+    import torch
+    from pytorch_metric_learning import losses
+
+    memory = losses.CrossBatchMemory(
+        losses.ContrastiveLoss(), EMBEDDING_DIM, memory_size=XBM_MEMORY_SIZE
+    )
+    return lambda x: memory(x["embeddings"], x["labels"].to(torch.int64))
+
+
 # --- the registry ---------------------------------------------------------------------------
 
 _EMBED = {"inputs": "embeddings", "wrt": ("embeddings",), "floor": similarity_floor}
@@ -752,6 +784,16 @@ CASES = {
             " rows only; floor sum(E @ stop_gradient(E).T). PML's NPairsLoss keeps one pair per"
             " label (its gradient flows through both sides).",
             **{**_EMBED, "floor": one_sided_similarity_floor},
+        ),
+        Case(
+            "xbm",
+            "keras_metric_losses.layers.memory",
+            ours=xbm_ours,
+            references={"pml.CrossBatchMemory": ("torch", xbm_pml)},
+            note=f"CrossBatchMemory(ContrastiveLoss, memory_size={XBM_MEMORY_SIZE}): write and"
+            " loss per step, the memory built once and filling over the steps (PML likewise);"
+            " gradient w.r.t. the batch embeddings.",
+            **_EMBED,
         ),
         Case(
             "npairs_multilabel",

@@ -6,6 +6,7 @@ this file with `sys.executable`:
 
     python distributed_worker.py jax|tensorflow OUT.json
     python distributed_worker.py torch OUT.json RANK STORE_FILE
+    python distributed_worker.py BACKEND OUT.json [RANK STORE_FILE] --memory
 
 Each run trains one step (SGD, learning rate 1, so the gradient is `w_before - w_after`) of the
 model of every spec with a `cross_replica` option (on its kind's data) and of an `NCE` model (on
@@ -15,6 +16,11 @@ initial weights. For the `NCE` layer it also writes the candidates
 `(sampled, true_expected_count, sampled_expected_count)` that each replica draws for the global
 labels at the first step. The module is also imported by the test for `problem()`,
 `nce_weights()` and the arguments.
+
+With `--memory` it trains instead a `CrossBatchMemory` model (`memory_model()`) for the
+`MEMORY_STEPS` global batches of `memory_batches()` (SGD, `MEMORY_LEARNING_RATE`), with and
+without `cross_replica=True`, and writes per step the loss, the weights before the step and, on
+every replica, the memory state after it (or the error a backend raises).
 """
 
 import json
@@ -50,6 +56,34 @@ def nce_weights():
         rng.normal(size=(classes, 4)).astype("float32"),
         (0.1 * rng.normal(size=classes)).astype("float32"),
     )
+
+
+MEMORY_SIZE = 24  # the second global batch wraps around
+MEMORY_STEPS = 2
+MEMORY_LEARNING_RATE = 0.5
+MEMORY_STATE = ("embedding_memory", "label_memory", "position", "filled")
+
+
+def memory_batches():
+    """`MEMORY_STEPS` global batches `(x [16, 6], labels [16])`."""
+    anchors, positives, labels, _ = problem()
+    return [(anchors, labels), (positives, labels[::-1].copy())]
+
+
+def memory_model(cross_replica=False):
+    """`Dense(4)` (weights `problem()[3]`, no bias) into a `CrossBatchMemory` of a `PNLoss`."""
+    import keras
+
+    import keras_metric_losses as kml
+
+    x, y = keras.Input((6,)), keras.Input((), dtype="int32")
+    dense = keras.layers.Dense(4, use_bias=False, name="dense")
+    memory = kml.layers.CrossBatchMemory(
+        kml.PNLoss(), MEMORY_SIZE, cross_replica=cross_replica, name="memory"
+    )
+    model = keras.Model([x, y], memory([dense(x), y]))
+    dense.set_weights([problem()[3]])
+    return model
 
 
 def _flat(arrays):
@@ -131,6 +165,55 @@ def _fit_one_step(strategy=None):
     return results
 
 
+def _memory_fits(strategy=None, replicas=None):
+    """`model.fit` on each global batch in turn (JAX DataParallel, TF MirroredStrategy);
+    `replicas(variable)` gives the variable's value on every replica."""
+    import contextlib
+
+    import keras
+
+    results = {}
+    for cross_replica in (True, False):
+        with strategy.scope() if strategy else contextlib.nullcontext():
+            model = memory_model(cross_replica)
+            model.compile(optimizer=keras.optimizers.SGD(MEMORY_LEARNING_RATE))
+        memory, steps = model.get_layer("memory"), []
+        try:
+            for x, y in memory_batches():
+                before = model.get_layer("dense").get_weights()[0].tolist()
+                history = model.fit([x, y], batch_size=GLOBAL_BATCH, shuffle=False, verbose=0)
+                state = {name: replicas(getattr(memory, name)) for name in MEMORY_STATE}
+                steps.append({"loss": history.history["loss"][0], "kernel": before, **state})
+            result = {"steps": steps}
+        except Exception as error:  # the test checks which error
+            result = {"error": f"{type(error).__name__}: {error}"}
+        results[f"memory/cross_replica={cross_replica}"] = result
+    return results
+
+
+def run_jax_memory():
+    import jax
+    import keras
+
+    assert len(jax.devices()) == REPLICAS, jax.devices()
+    keras.distribution.set_distribution(keras.distribution.DataParallel(devices=jax.devices()))
+
+    def replicas(variable):
+        shards = sorted(variable.value.addressable_shards, key=lambda s: s.device.id)
+        return [np.asarray(s.data).tolist() for s in shards]
+
+    return _memory_fits(replicas=replicas)
+
+
+def run_tensorflow_memory():
+    strategy = _mirrored_strategy()
+
+    def replicas(variable):
+        return [np.asarray(v).tolist() for v in strategy.experimental_local_results(variable.value)]
+
+    return _memory_fits(strategy, replicas)
+
+
 def run_jax():
     import jax
     import keras
@@ -152,8 +235,7 @@ def run_jax():
     return results
 
 
-def run_tensorflow():
-    import keras
+def _mirrored_strategy():
     import tensorflow as tf
 
     cpu = tf.config.list_physical_devices("CPU")[0]
@@ -163,6 +245,14 @@ def run_tensorflow():
     devices = [f"/cpu:{i}" for i in range(REPLICAS)]
     strategy = tf.distribute.MirroredStrategy(devices)
     assert strategy.num_replicas_in_sync == REPLICAS
+    return strategy
+
+
+def run_tensorflow():
+    import keras
+    import tensorflow as tf
+
+    strategy = _mirrored_strategy()
     results = _fit_one_step(strategy)
     for cross_replica in (True, False):
         with strategy.scope():  # a mirrored seed generator, as in the layer
@@ -218,7 +308,44 @@ def run_torch(rank, store):
     return results
 
 
+def run_torch_memory(rank, store):
+    """A custom loop: each process trains on its slice, gradients and losses averaged."""
+    import torch
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=REPLICAS)
+    from keras import ops
+
+    rows = slice(rank * GLOBAL_BATCH // REPLICAS, (rank + 1) * GLOBAL_BATCH // REPLICAS)
+    results = {}
+    for cross_replica in (True, False):
+        model = memory_model(cross_replica)
+        memory, kernel = model.get_layer("memory"), model.get_layer("dense").kernel
+        steps = []
+        for x, y in memory_batches():
+            before = ops.convert_to_numpy(kernel).tolist()
+            model([x[rows], y[rows]], training=True)
+            loss = sum(model.losses)
+            (grad,) = torch.autograd.grad(loss, [kernel.value])
+            loss = loss.detach().clone()
+            for value in (loss, grad):
+                dist.all_reduce(value, op=dist.ReduceOp.SUM)
+                value /= REPLICAS
+            kernel.assign(kernel.value.detach() - MEMORY_LEARNING_RATE * grad)
+            state = {
+                name: [ops.convert_to_numpy(getattr(memory, name)).tolist()]
+                for name in MEMORY_STATE
+            }
+            steps.append({"loss": float(loss), "kernel": before, **state})
+        results[f"memory/cross_replica={cross_replica}"] = {"steps": steps}
+    dist.barrier()
+    dist.destroy_process_group()
+    return results
+
+
 def main(argv):
+    memory = "--memory" in argv
+    argv = [a for a in argv if a != "--memory"]
     backend, out = argv[1], argv[2]
     if backend == "jax":
         os.environ["XLA_FLAGS"] = (
@@ -226,11 +353,12 @@ def main(argv):
         )
     os.environ["KERAS_BACKEND"] = backend
     if backend == "jax":
-        results = run_jax()
+        results = run_jax_memory() if memory else run_jax()
     elif backend == "tensorflow":
-        results = run_tensorflow()
+        results = run_tensorflow_memory() if memory else run_tensorflow()
     else:
-        results = run_torch(int(argv[3]), argv[4])
+        run = run_torch_memory if memory else run_torch
+        results = run(int(argv[3]), argv[4])
     with open(out, "w") as f:
         json.dump(results, f)
 

@@ -8,6 +8,11 @@ of one device on the full batch, computed here. Only the current backend's run i
 For the `NCE` layer (sampled softmax) the reference is one device with the same candidates:
 with `cross_replica=True` the single-device draw on the global batch, without it each
 replica's own draw on its slice.
+
+For `layers.CrossBatchMemory` (a second worker run, `--memory`) the reference is one device fed
+the global batches (`cross_replica=True`, and JAX either way: every replica holds that memory)
+or each replica's slices (`cross_replica=False` under `torch.distributed`: each process holds
+its own); under `tf.distribute` `cross_replica=False` raises.
 """
 
 import json
@@ -20,10 +25,14 @@ import numpy as np
 import pytest
 from distributed_worker import (
     GLOBAL_BATCH,
+    MEMORY_LEARNING_RATE,
+    MEMORY_STATE,
     NCE_ARGUMENTS,
     NCE_SEED,
     REPLICAS,
     distributed_specs,
+    memory_batches,
+    memory_model,
     nce_weights,
     problem,
     spec_problem,
@@ -41,9 +50,10 @@ TIMEOUT = 180
 SPECS = distributed_specs()
 
 
-def run_worker(tmp_path, *args):
+def run_worker(tmp_path, *args, memory=False):
     out = tmp_path / f"out{args[0] if args else ''}.json"
     command = [sys.executable, str(WORKER), BACKEND, str(out), *map(str, args)]
+    command += ["--memory"] if memory else []
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True), out
 
 
@@ -227,6 +237,100 @@ def test_torch_distributed_custom_loop_gathers_across_processes(tmp_path):
     for result in results:
         assert_nce(result["nce/cross_replica=True"])
         assert_nce(result["nce/cross_replica=False"], own)
+
+
+def memory_reference(kernels, streams):
+    """One device, one memory model per stream of batches: before step `t` its kernel is set to
+    `kernels[t]` (the distributed run's), then one SGD step. Per step: the mean loss and mean
+    kernel after the step over the streams, and each stream's memory state."""
+    models = [memory_model() for _ in streams]
+    for model in models:
+        model.compile(optimizer=keras.optimizers.SGD(MEMORY_LEARNING_RATE))
+    steps = []
+    for t, kernel in enumerate(kernels):
+        losses, after, states = [], [], []
+        for model, stream in zip(models, streams, strict=True):
+            dense, memory = model.get_layer("dense"), model.get_layer("memory")
+            dense.set_weights([np.asarray(kernel, "float32")])
+            losses.append(float(model.train_on_batch(list(stream[t]))))
+            after.append(dense.get_weights()[0])
+            states.append({name: numpy(getattr(memory, name)) for name in MEMORY_STATE})
+        steps.append({"loss": np.mean(losses), "kernel": np.mean(after, axis=0), "states": states})
+    return steps
+
+
+def assert_memory(result, holds):
+    """`holds[r]`: the stream whose single-device memory replica `r` holds ("global" or
+    "local": replica r's slices)."""
+    assert "error" not in result, result.get("error")
+    batches = memory_batches()
+    global_stream = [(x, y) for x, y in batches]
+    local_streams = [[(x[rows], y[rows]) for x, y in batches] for rows in REPLICA_ROWS]
+    streams = [global_stream] if set(holds) == {"global"} else local_streams
+    steps = result["steps"]
+    expected = memory_reference([step["kernel"] for step in steps], streams)
+    for t, (step, reference) in enumerate(zip(steps, expected, strict=True)):
+        np.testing.assert_allclose(step["loss"], reference["loss"], rtol=1e-5, err_msg=f"step {t}")
+        if t + 1 < len(steps):  # the averaged gradient of the step
+            np.testing.assert_allclose(
+                steps[t + 1]["kernel"], reference["kernel"], rtol=1e-5, atol=1e-6
+            )
+        assert len(step["position"]) == len(holds)
+        for replica, hold in enumerate(holds):
+            state = reference["states"][0 if hold == "global" else replica]
+            where = f"step {t}, replica {replica}"
+            for name in ("label_memory", "position", "filled"):
+                assert step[name][replica] == state[name].tolist(), (where, name)
+            np.testing.assert_allclose(
+                step["embedding_memory"][replica], state["embedding_memory"], rtol=1e-5,
+                atol=1e-6, err_msg=where,
+            )  # fmt: skip
+    # The two rules differ on this problem: replica 0's memory is not what the other rule gives.
+    other = local_streams[:1] if streams is not local_streams else [global_stream]
+    other = memory_reference([step["kernel"] for step in steps], other)
+    assert steps[-1]["label_memory"][0] != other[-1]["states"][0]["label_memory"].tolist()
+
+
+@pytest.mark.slow
+@only("jax")
+def test_jax_data_parallel_cross_batch_memory_holds_the_global_batches(tmp_path):
+    result = results_of(*run_worker(tmp_path, memory=True))
+    for cross_replica in (True, False):  # one program over the global batch either way
+        assert_memory(result[f"memory/cross_replica={cross_replica}"], ["global"] * REPLICAS)
+
+
+@pytest.mark.slow
+@only("tensorflow")
+def test_tensorflow_mirrored_cross_batch_memory_is_global_or_refused(tmp_path):
+    result = results_of(*run_worker(tmp_path, memory=True))
+    assert_memory(result["memory/cross_replica=True"], ["global"] * REPLICAS)
+    error = result["memory/cross_replica=False"]["error"]
+    assert error.startswith("ValueError") and "Received: cross_replica=False" in error, error
+
+
+@pytest.mark.slow
+@only("torch")
+def test_torch_distributed_cross_batch_memory_is_global_or_per_process(tmp_path):
+    store = tmp_path / "store"
+    workers = [run_worker(tmp_path, rank, store, memory=True) for rank in range(REPLICAS)]
+    results = [results_of(*worker) for worker in workers]
+
+    def merged(cross_replica):
+        """Rank 0's losses and kernels (every rank reports the averaged ones), every rank's
+        memory state."""
+        key = f"memory/cross_replica={cross_replica}"
+        steps = [dict(step) for step in results[0][key]["steps"]]
+        for t, step in enumerate(steps):
+            for other in results[1:]:
+                theirs = other[key]["steps"][t]
+                np.testing.assert_allclose(theirs["loss"], step["loss"], rtol=1e-6)
+                np.testing.assert_allclose(theirs["kernel"], step["kernel"], rtol=1e-6)
+            for name in MEMORY_STATE:
+                step[name] = [r[key]["steps"][t][name][0] for r in results]
+        return {"steps": steps}
+
+    assert_memory(merged(True), ["global"] * REPLICAS)
+    assert_memory(merged(False), ["local"] * REPLICAS)
 
 
 # One device: the option is the identity, and the rectangular path matches NumPy.

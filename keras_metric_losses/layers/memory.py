@@ -1,5 +1,7 @@
 """Cross-batch memory: a small batch meets the embeddings of many past batches."""
 
+import threading
+
 import keras
 from keras import ops
 
@@ -44,11 +46,17 @@ class CrossBatchMemory(StrictConfig, keras.layers.Layer):
     shared front end, `kml.pairs`). Per step the loss costs one `[B, memory_size]` distance
     matrix (plus what the loss adds); the memory costs `memory_size * (D + 1)` numbers.
 
-    Under `tf.distribute` and `torch.distributed` each replica gathers the global batch
-    (`kml.distributed.all_gather`) and writes it, so every replica holds the same memory of
-    global batches and compares its own rows with it (`cross_replica=True`); with
-    `cross_replica=False` each replica's memory holds its own rows. Under JAX's
-    `keras.distribution.DataParallel` the step sees the global batch either way.
+    Distributed training (see the docs page):
+
+    - `cross_replica=True` (`tf.distribute`, `torch.distributed`): each replica gathers the
+      global batch (`kml.distributed.all_gather`, replica 0's rows first) and writes all of it,
+      so every replica holds the same memory, the one a single device fed the global batches
+      holds; each replica's own rows are the queries.
+    - `cross_replica=False`: under `torch.distributed` each process's memory holds its own
+      rows only; under `tf.distribute` with several replicas it raises (the memory weights are
+      mirrored: one value for every replica).
+    - JAX's `keras.distribution.DataParallel`: the step sees the global batch, so the memory
+      holds the global batches either way (the option changes nothing).
 
     Args:
         loss: A loss of this package on labels and embeddings (for example
@@ -72,8 +80,8 @@ class CrossBatchMemory(StrictConfig, keras.layers.Layer):
 
     Raises:
         ValueError: for a `memory_size` that is not a positive int, an unknown `mode`, negative
-            `warmup_steps`, an embedding dimension that is unknown, or a batch larger than the
-            memory.
+            `warmup_steps`, an embedding dimension that is unknown, a batch larger than the
+            memory, or `cross_replica=False` under `tf.distribute` with several replicas.
         TypeError: if `loss` is not a loss of this package.
 
     Example:
@@ -152,8 +160,31 @@ class CrossBatchMemory(StrictConfig, keras.layers.Layer):
         enqueue_mask = inputs[2] if len(inputs) > 2 else None
         if training:
             labels = ops.cast(validation.class_labels(ops.convert_to_tensor(labels)), "int32")
-            self.add_loss(self._step(embeddings, labels, enqueue_mask))
+            loss = self._step(embeddings, labels, enqueue_mask)
+            if _per_thread():
+                self._thread_losses().append(loss)
+            else:
+                self.add_loss(loss)
         return embeddings
+
+    # Under `tf.distribute.MirroredStrategy` the replicas call the layer in parallel threads,
+    # and Keras keeps a layer's added losses in one Python list (`_losses`): each replica's
+    # model would collect the other replicas' losses too. There the loss is kept per thread
+    # instead (what Keras' `losses` and `_clear_losses` read and clear).
+    def _thread_losses(self):
+        local = self.__dict__.setdefault("_per_thread_losses", threading.local())
+        if not hasattr(local, "losses"):
+            local.losses = []
+        return local.losses
+
+    def _get_own_losses(self):
+        own = super()._get_own_losses()
+        return own + self._thread_losses()[:] if _per_thread() else own
+
+    def _clear_losses(self):
+        super()._clear_losses()
+        if _per_thread():
+            self._thread_losses().clear()
 
     def _step(self, embeddings, labels, enqueue_mask):
         batch = embeddings.shape[0]
@@ -161,6 +192,17 @@ class CrossBatchMemory(StrictConfig, keras.layers.Layer):
             raise ValueError(
                 "A batch larger than the memory needs an `enqueue_mask`. Received: "
                 f"batch size {batch} and memory_size={self.memory_size}"
+            )
+        if (
+            not self.cross_replica
+            and keras.backend.backend() == "tensorflow"
+            and distributed.replica_context()[1] > 1
+        ):
+            raise ValueError(
+                "Under `tf.distribute` with several replicas `CrossBatchMemory` needs "
+                "`cross_replica=True`: its memory weights are mirrored (one value for every "
+                "replica, taken from the first), so it cannot hold each replica's own rows. "
+                "Received: cross_replica=False"
             )
         values = ops.stop_gradient(ops.cast(embeddings, self.embedding_memory.dtype))
         local_rows = None  # the global rows of this replica's batch (cross_replica)
@@ -253,6 +295,12 @@ class CrossBatchMemory(StrictConfig, keras.layers.Layer):
         }
 
 
+def _per_thread():
+    """Whether added losses are kept per thread: in a TensorFlow replica context of several
+    replicas."""
+    return keras.backend.backend() == "tensorflow" and distributed.replica_context()[1] > 1
+
+
 class _Reduce(keras.losses.Loss):
     def call(self, y_true, y_pred):
         return y_pred
@@ -261,4 +309,10 @@ class _Reduce(keras.losses.Loss):
 def _reduce(loss, per_anchor):
     """The scalar of `per_anchor` values with `loss`'s reduction (a mean by default)."""
     reduce = _Reduce(name=loss.name, reduction=loss.reduction or "sum", dtype=loss.dtype_policy)
-    return reduce(per_anchor, per_anchor)
+    value = reduce(per_anchor, per_anchor)
+    replicas = distributed.replica_context()[1]
+    if keras.backend.backend() == "tensorflow" and replicas > 1:
+        # `Loss.__call__` divides by the replicas for a compiled loss; Keras divides an added
+        # loss again (`_aggregate_additional_loss`): undo the first.
+        value = ops.multiply(value, ops.cast(replicas, value.dtype))
+    return value

@@ -12,6 +12,8 @@ import keras
 import numpy as np
 
 import keras_metric_losses as kml
+from keras_metric_losses import pairs as pairs_lib
+from keras_metric_losses.losses import infonce, pair_terms
 from keras_metric_losses.losses.base import LossFunctionWrapper
 from specs.pair import TFSIM_CLASSES, pml_settings
 
@@ -60,16 +62,99 @@ def _pml_loss(inner):
     return LossFunctionWrapper(fn, name=inner["call"], **settings)
 
 
+def _element_recorder(loss, inner, record):
+    """Makes the layer's loss also append, per call, PML's unreduced elements `{name: (values
+    [b, K], mask [b, K])}` of the pairs it is given: the same front end (`embedding_pairs`)
+    inside the layer's `memory_keys` context (keys = the memory, slots masked until filled,
+    each query's own slot removed, masked rows not queries). The layer adds one scalar, so
+    the elements are read from inside its loss function, in the eager tier (`run_eagerly`)."""
+    fn = loss.fn
+
+    def recording(y_true, y_pred, *, ref_embeddings, ref_labels, **hyperparameters):
+        if inner["call"] == "NTXentLoss":
+            contrast = infonce.class_contrast(
+                y_true, y_pred, "cosine_similarity", inner["kwargs"]["temperature"], False,
+                ref_embeddings, ref_labels,
+            )  # fmt: skip
+            _, terms = infonce.ntxent_values(contrast, "anchor", False)
+            _to_host({"loss": (terms.pair_terms, contrast.positive > 0)}, record)
+        else:
+            _, _, elements_fn, element_kwargs = pml_settings(inner)
+            pairs = pairs_lib.embedding_pairs(
+                y_true, y_pred, ref_embeddings=ref_embeddings, ref_labels=ref_labels
+            )
+            if hyperparameters.get("normalize", True):
+                pairs = pair_terms.normalized(pairs)
+            _to_host(elements_fn(pairs, **element_kwargs), record)
+        return fn(
+            y_true, y_pred, ref_embeddings=ref_embeddings, ref_labels=ref_labels, **hyperparameters
+        )
+
+    loss.fn = recording
+
+
+def _to_host(elements, record):
+    """Appends `{name: (values, mask)}` as NumPy to `record`. JAX traces even an eager train
+    step (for the gradient), so there the arrays come out through `jax.debug.callback`."""
+    names = sorted(elements)
+    flat = [t for name in names for t in elements[name]]
+
+    def store(*arrays):
+        arrays = [np.asarray(a) for a in arrays]
+        record.append({n: (arrays[2 * i], arrays[2 * i + 1]) for i, n in enumerate(names)})
+
+    if keras.backend.backend() == "jax":
+        import jax
+
+        jax.debug.callback(store, *flat)
+    else:
+        store(*(keras.ops.convert_to_numpy(t) for t in flat))
+
+
+def _check_elements(elements, step, where):
+    """Our dense elements against PML's list: counts, `[query, memory slot]` indices (queries
+    numbered among the rows that are queries, as PML does with an `enqueue_mask`) in
+    `torch.where`'s row-major order, and values."""
+    expected_elements = step["expected_elements"]
+    assert sorted(elements) == sorted(expected_elements), where
+    mask_rows = step.get("enqueue_mask")
+    queries = np.ones(len(step["labels"]), bool) if mask_rows is None else ~np.asarray(mask_rows)
+    query_number = np.cumsum(queries) - 1
+    for name, (values, mask) in elements.items():
+        expected = expected_elements[name]
+        mask = mask.astype(bool)
+        what = f"{where}: {name}"
+        if expected["indexed_by"] == "zero_loss":
+            assert not mask.any(), what
+            continue
+        assert mask.sum() == expected["count"], (what, mask.sum(), expected["count"])
+        if expected.get("omitted"):
+            continue
+        rows, columns = np.nonzero(mask)
+        assert queries[rows].all(), what
+        np.testing.assert_array_equal([query_number[rows], columns], expected["indices"], what)
+        np.testing.assert_allclose(
+            values[rows, columns], expected["losses"], rtol=RTOL, atol=ATOL, err_msg=what
+        )
+
+
 def check_pml(case, run):
-    """Per step: PML's scalar, the write position, whether the buffer was filled, the labels."""
+    """Per step: PML's scalar, the write position, whether the buffer was filled, the labels,
+    and (eager tier) every unreduced element with its `[query, memory slot]` index."""
     kwargs = case["kwargs"]
     loss = _pml_loss(kwargs["loss"])
+    record = []
+    if not _is_compiled(run):  # a compiled step has no concrete elements to read
+        _element_recorder(loss, kwargs["loss"], record)
     memory = kml.layers.CrossBatchMemory(loss, kwargs["memory_size"], mode="pml")
     masked = any(step.get("enqueue_mask") is not None for step in case["steps"])
     steps = _replay(memory, case["steps"], kwargs["embedding_size"], _is_compiled(run), masked)
     for index, (step, value, layer) in enumerate(steps):
         where = f"{case['id']} step {index}"
         np.testing.assert_allclose(value, step["expected"], rtol=RTOL, atol=ATOL, err_msg=where)
+        if not _is_compiled(run):
+            assert len(record) == index + 1, where  # one loss call per step
+            _check_elements(record[index], step, where)
         assert int(keras.ops.convert_to_numpy(layer.position)) == step["queue_idx_after"], where
         filled = int(keras.ops.convert_to_numpy(layer.filled)) == kwargs["memory_size"]
         assert filled == step["has_been_filled_after"], where
