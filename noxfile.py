@@ -37,7 +37,9 @@ def tests(session, backend):
     session.install("--no-deps", "--force-reinstall", ".")
     session.env["KERAS_BACKEND"] = backend
     session.env["KERAS_HOME"] = session.create_tmp()
-    session.run("pytest", *session.posargs, env={"CUDA_VISIBLE_DEVICES": ""})
+    # One worker per core, at most 4 (each holds a backend); `-n 0` in posargs runs in-process.
+    workers = ("-n", "auto", "--maxprocesses", "4")
+    session.run("pytest", *workers, *session.posargs, env={"CUDA_VISIBLE_DEVICES": ""})
 
 
 @nox.session
