@@ -24,6 +24,7 @@ The loops are `keras.ops.scan`s with static shapes (a compiled loop under `jax.j
 holds a few `[block_size, block_size]` tiles.
 """
 
+import keras
 from keras import ops
 
 from keras_metric_losses.ops import lowest_finite
@@ -203,11 +204,12 @@ def blockwise_terms(queries, keys, labels, key_labels, *, scale, pairwise, block
                 tuple(total + x for total, x in zip(carry[1], terms, strict=True)),
             )
 
-        return ops.fori_loop(0, ops.shape(query_blocks)[0], loop, (buffers, totals))
+        return _fori_loop(ops.shape(query_blocks)[0], loop, (buffers, totals))
 
+    # Padding and slicing stay outside the custom gradient (autodiff handles them; inside,
+    # `keras.ops.pad`'s name registry is a side effect that `torch.compile` refuses).
     @ops.custom_gradient
-    def compute(queries_, keys_):
-        query_blocks, key_blocks = _blocks(queries_, rows), _blocks(keys_, columns)
+    def compute(query_blocks, key_blocks):
         count = ops.shape(query_blocks)[0]
         (stats, saved), _ = row_loop(
             lambda i, query_block, row: (forward_block(query_block, row, key_blocks), ()),
@@ -219,7 +221,7 @@ def blockwise_terms(queries, keys, labels, key_labels, *, scale, pairwise, block
         def grad(*args, upstream=None):
             if upstream is None:  # JAX and TensorFlow pass it positionally, PyTorch by name
                 (upstream,) = args
-            upstream = _blocks(upstream[:, WEIGHTED_SUM], rows)
+            upstream = ops.reshape(upstream[:, WEIGHTED_SUM], (-1, rows))
 
             def body(i, query_block, row):
                 query_grad, key_grads = backward_block(
@@ -237,27 +239,41 @@ def blockwise_terms(queries, keys, labels, key_labels, *, scale, pairwise, block
                 (ops.zeros(ops.shape(key_blocks), dtype),),
                 query_blocks,
             )
-            query_grads = ops.reshape(query_grads, (-1, ops.shape(queries_)[1]))[:num_rows]
-            key_grads = ops.reshape(key_grads, (-1, ops.shape(keys_)[1]))[:num_keys]
             return query_grads, key_grads
 
-        return ops.reshape(stats, (-1, 4))[:num_rows], grad
+        return ops.reshape(stats, (-1, 4)), grad
 
-    return compute(queries, keys)
+    return compute(_blocks(queries, rows), _blocks(keys, columns))[:num_rows]
+
+
+# PyTorch runs loops in Python (eagerly, and unrolled by `torch.compile`).
+_PYTHON_LOOPS = keras.backend.backend() == "torch"
+
+
+def _fori_loop(count, body, init):
+    """`keras.ops.fori_loop(0, count, body, init)` (written out on PyTorch, see `_scan`)."""
+    if not _PYTHON_LOOPS:
+        return ops.fori_loop(0, count, body, init)
+    for index in range(count):
+        init = body(index, init)
+    return init
 
 
 def _scan(step, init, xs):
-    """`keras.ops.scan` of `carry = step(carry, x)` whose outputs are the carries.
+    """`keras.ops.scan` of `carry = step(carry, x)` over the first axis of the tuple `xs`,
+    with the carries (flat tuples of tensors) as outputs: `(last carry, stacked carries)`.
 
-    (TensorFlow's `keras.ops.scan` needs each step's output to match the carry in structure,
-    shapes and dtypes.)
+    TensorFlow's `keras.ops.scan` needs each step's output to match the carry. On PyTorch the
+    loop is written here: `keras.ops.scan` is a Python loop there too, but its `keras.tree`
+    calls stop `torch.compile` inside the `torch.autograd.Function` of `custom_gradient`.
     """
-
-    def body(carry, x):
-        carry = step(carry, x)
-        return carry, carry
-
-    return ops.scan(body, init, xs)
+    if not _PYTHON_LOOPS:
+        return ops.scan(lambda carry, x: (step(carry, x),) * 2, init, xs)
+    carries = []
+    for index in range(ops.shape(xs[0])[0]):
+        init = step(init, tuple(x[index] for x in xs))
+        carries.append(init)
+    return init, tuple(ops.stack(parts) for parts in zip(*carries, strict=True))
 
 
 def _put(buffer, index, value):
