@@ -168,17 +168,20 @@ def compiled_value_and_grad(fn, x, xla=True):
     return numpy(value), numpy(grad)
 
 
+def weighted_sum(fn, labels, weights, block_size):
+    def loss(e):
+        return keras.ops.sum(fn(labels, e, temperature=0.1, block_size=block_size) * weights)
+
+    return loss
+
+
 def check_compiled(xla=True):
     x = RNG.normal(size=(10, 5)).astype("float32")
     labels = keras.ops.convert_to_tensor(RNG.integers(0, 3, 10))
     weights = keras.ops.convert_to_tensor(RNG.normal(size=10).astype("float32"))
     for fn in (kml.supcon_loss, kml.ntxent_loss):
-
-        def loss(e, block_size=None, fn=fn):
-            return keras.ops.sum(fn(labels, e, block_size=block_size) * weights)
-
-        value, grad = value_and_grad(loss, x)
-        tiled, tiled_grad = compiled_value_and_grad(lambda e, loss=loss: loss(e, 4), x, xla)
+        value, grad = value_and_grad(weighted_sum(fn, labels, weights, None), x)
+        tiled, tiled_grad = compiled_value_and_grad(weighted_sum(fn, labels, weights, 4), x, xla)
         assert_tiled_matches(tiled, value)
         assert_tiled_matches(tiled_grad, grad)
 
