@@ -14,9 +14,10 @@ denominator mask and the positive weights; the losses differ only in what they h
 and each anchor's loss is `sum_j w[i, j] * (-log p[i, j]) / sum_j w[i, j]`.
 
 `contrastive_terms` is a row reduction over the key columns: a masked log-sum-exp, then weighted
-sums given that log-sum-exp. A tiled version (row blocks x column blocks, `block_size`) computes
-the log-sum-exp with an online log-sum-exp over column blocks and then the weighted sums block by
-block; the losses above then only change which function they call.
+sums given that log-sum-exp. With `block_size` the losses call its tiled twin,
+`kml.tiling.blockwise_terms` (row blocks x column blocks, an online log-sum-exp, a backward pass
+that recomputes the tiles): the `[B, B]` matrices are never built, and the memory grows with `B`.
+Both give an `AnchorStats`, from which the reducers compute the values.
 
 Inputs: `y_true` labels and `y_pred` embeddings `[B, D]` (pytorch-metric-learning's form), or
 `[B, V, D]`: `V` views of each example (SimCLR / SupCon's multi-view batch). A multi-view batch
@@ -28,7 +29,7 @@ import dataclasses
 
 from keras import ops
 
-from keras_metric_losses import distances, distributed, pairs, validation
+from keras_metric_losses import distances, distributed, pairs, tiling, validation
 from keras_metric_losses.api import export
 from keras_metric_losses.losses.base import LossFunctionWrapper, hyperparameters
 from keras_metric_losses.ops import compute_dtype, lowest_finite, masked_logsumexp
@@ -43,6 +44,11 @@ def check_temperature(value, name):
 
 def check_reducer(value, name):
     return validation.one_of(value, name, REDUCERS)
+
+
+def check_block_size(value, name):
+    """`None` (dense) or the rows and columns of a tile: an int `>= 1`."""
+    return None if value is None else validation.positive_int(value, name)
 
 
 # --- the core: per-anchor log-softmax terms ------------------------------------------------
@@ -66,6 +72,31 @@ class Terms:
     def anchor_mean(self):
         """`[b]` weighted mean of `-log p` over each anchor's positives (0 without one)."""
         return ops.divide_no_nan(self.weighted_sum, self.total_weight)
+
+
+@dataclasses.dataclass(frozen=True)
+class AnchorStats:
+    """What the reducers need of each anchor, computed densely or by tiles.
+
+    Attributes:
+        terms: `Terms` (`weighted_sum` has the gradient).
+        positive_pairs: `[b]` number of keys with a positive weight.
+        negative_pairs: `[b]` number of negative keys.
+        num_rows: Number of anchors of the (global) batch.
+    """
+
+    terms: Terms
+    positive_pairs: object
+    negative_pairs: object
+    num_rows: object
+
+    @property
+    def has_positive(self):
+        return self.positive_pairs > 0
+
+    @property
+    def has_negative(self):
+        return self.negative_pairs > 0
 
 
 def contrastive_terms(logits, positive_weights, denominator, *, pairwise=False):
@@ -145,14 +176,6 @@ class Contrast:
     candidates: object
     num_rows: object
 
-    @property
-    def has_positive(self):
-        return ops.any(self.positive > 0, axis=-1)
-
-    @property
-    def has_negative(self):
-        return ops.any(self.negative, axis=-1)
-
 
 def split_views(y_true, y_pred, multilabel=False):
     """Flattens a `[B, V, D]` multi-view batch to `[V * B, D]`, view by view, with the labels
@@ -231,12 +254,65 @@ def class_contrast(y_true, embeddings, distance, temperature, cross_replica, ref
 def multilabel_contrast(y_true, embeddings, distance, temperature, cross_replica,
                         ref_embeddings, ref_labels):  # fmt: skip
     """`Contrast` of multi-hot labels: positive weights are the label overlaps."""
+    batch = batch_keys(y_true, embeddings, cross_replica, ref_embeddings, ref_labels,
+                       multilabel=True)  # fmt: skip
+    logits = similarity_logits(batch.queries, batch.keys, distance, temperature)
+    dtype = logits.dtype
+    overlap = ops.matmul(
+        ops.cast(batch.labels, dtype), ops.transpose(ops.cast(batch.key_labels, dtype))
+    )
+    if batch.self_columns is None:
+        candidates = ops.ones_like(overlap, dtype="bool")
+    else:
+        columns = ops.arange(ops.shape(batch.keys)[0], dtype="int32")
+        candidates = ops.not_equal(
+            ops.expand_dims(columns, 0), ops.expand_dims(batch.self_columns, 1)
+        )
+    positive = ops.where(candidates, overlap, 0.0)
+    negative = ops.logical_and(candidates, ops.equal(overlap, 0.0))
+    return Contrast(logits, positive, negative, candidates, batch.num_rows)
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchKeys:
+    """Checked anchors and keys without any `[b, K]` mask (what the tiled losses start from).
+
+    Attributes:
+        queries: `[b, D]` embeddings in the compute dtype.
+        labels: `[b]` class labels or `[b, C]` multi-hot labels.
+        keys: `[K, D]` key embeddings (`queries` itself by default).
+        key_labels: `[K]` or `[K, C]` labels of the keys.
+        self_columns: `[b]` int32 key column of each anchor, or `None`.
+        key_valid: `[K]` booleans, the keys that take part (a cross-batch memory), or `None`.
+        anchor_valid: `[b]` booleans, the anchors that have pairs, or `None`.
+        num_rows: Number of anchors of the (global) batch.
+    """
+
+    queries: object
+    labels: object
+    keys: object
+    key_labels: object
+    self_columns: object
+    key_valid: object
+    anchor_valid: object
+    num_rows: object
+
+
+def batch_keys(y_true, embeddings, cross_replica, ref_embeddings, ref_labels, multilabel):
+    """The checks and keys of `pairs.embedding_pairs` (class labels) or of the multi-label
+    losses, without the masks: a `BatchKeys`."""
     labels = validation.numeric_tensor(y_true, "y_true")
-    check_multi_hot(labels, "y_true")
+    if multilabel:
+        check_multi_hot(labels, "y_true")
+    else:
+        labels = validation.class_labels(labels)
     embeddings = ops.convert_to_tensor(embeddings)
     validation.rank(embeddings, 2, "a [batch, dim] matrix of embeddings", "y_pred")
     validation.same_batch(labels, embeddings)
-    validation.finite(labels, "y_true")
+    if multilabel:
+        validation.finite(labels, "y_true")
+    else:
+        validation.integral_labels(labels, "y_true")
     validation.finite(embeddings, "y_pred")
     queries = ops.cast(embeddings, compute_dtype(embeddings))
     if (ref_embeddings is None) != (ref_labels is None):
@@ -244,31 +320,31 @@ def multilabel_contrast(y_true, embeddings, distance, temperature, cross_replica
             "`ref_embeddings` and `ref_labels` go together: pass both or neither. Received: "
             f"ref_embeddings={_shape_of(ref_embeddings)}, ref_labels={_shape_of(ref_labels)}"
         )
-    self_columns = None
+    self_columns = key_valid = anchor_valid = None
     if ref_embeddings is not None:
         if cross_replica:
             raise ValueError(
                 "`ref_embeddings` replaces the keys, so it cannot be combined with "
                 "`cross_replica=True`. Received: cross_replica=True"
             )
-        keys, key_labels = _multilabel_reference(ref_embeddings, ref_labels, queries, labels)
+        if multilabel:
+            keys, key_labels = _multilabel_reference(ref_embeddings, ref_labels, queries, labels)
+        else:  # the embedding front end's keys, and a cross-batch memory's slots
+            keys, key_labels = pairs._reference_keys(ref_embeddings, ref_labels, queries)
+            memory = pairs._memory
+            self_columns, key_valid, anchor_valid = (
+                memory["self_columns"],
+                memory["valid"],
+                memory["queries"],
+            )
     elif cross_replica:
         keys, key_labels, self_columns = distributed.gather_keys(queries, labels)
     else:
         keys, key_labels = queries, labels
         self_columns = ops.arange(ops.shape(queries)[0], dtype="int32")
-    logits = similarity_logits(queries, keys, distance, temperature)
-    dtype = logits.dtype
-    overlap = ops.matmul(ops.cast(labels, dtype), ops.transpose(ops.cast(key_labels, dtype)))
-    if self_columns is None:
-        candidates = ops.ones_like(overlap, dtype="bool")
-    else:
-        columns = ops.arange(ops.shape(keys)[0], dtype="int32")
-        candidates = ops.not_equal(ops.expand_dims(columns, 0), ops.expand_dims(self_columns, 1))
-    positive = ops.where(candidates, overlap, 0.0)
-    negative = ops.logical_and(candidates, ops.equal(overlap, 0.0))
     rows = _num_rows(queries, keys, cross_replica, ref_embeddings is not None)
-    return Contrast(logits, positive, negative, candidates, rows)
+    return BatchKeys(queries, labels, keys, key_labels, self_columns, key_valid, anchor_valid,
+                     rows)  # fmt: skip
 
 
 def _multilabel_reference(ref_embeddings, ref_labels, queries, labels):
@@ -299,6 +375,64 @@ def _shape_of(x):
     return None if x is None else f"<shape {tuple(ops.shape(x))}>"
 
 
+# --- per-anchor statistics: dense or tiled --------------------------------------------------
+
+# Distances the tiled losses compute: an inner product of (normalised) embeddings.
+_TILED_DISTANCES = {distances.cosine_similarity: True, distances.inner_product: False}
+
+
+def dense_stats(contrast, pairwise):
+    """`AnchorStats` of a `Contrast` (its `[b, K]` matrices)."""
+    denominator = contrast.negative if pairwise else contrast.candidates
+    terms = contrastive_terms(contrast.logits, contrast.positive, denominator, pairwise=pairwise)
+    dtype = contrast.logits.dtype
+    return AnchorStats(
+        terms,
+        ops.sum(ops.cast(contrast.positive > 0, dtype), axis=-1),
+        ops.sum(ops.cast(contrast.negative, dtype), axis=-1),
+        contrast.num_rows,
+    )
+
+
+def tiled_stats(y_true, embeddings, distance, temperature, cross_replica, ref_embeddings,
+                ref_labels, multilabel, pairwise, block_size):  # fmt: skip
+    """`AnchorStats` by tiles of `block_size` rows and columns (`tiling.blockwise_terms`)."""
+    fn = distances.get(distance)
+    if fn not in _TILED_DISTANCES:
+        raise ValueError(
+            "`block_size` computes the logits as inner products of the embeddings: it supports "
+            "`distance='cosine_similarity'` and `'inner_product'`. Received: "
+            f"distance={distance!r}, block_size={block_size}"
+        )
+    batch = batch_keys(y_true, embeddings, cross_replica, ref_embeddings, ref_labels,
+                       multilabel)  # fmt: skip
+    queries, keys = batch.queries, batch.keys
+    if _TILED_DISTANCES[fn]:  # cosine similarity: the inner product of unit vectors
+        normalized = ops.normalize(queries, axis=-1)
+        keys = normalized if keys is queries else ops.normalize(keys, axis=-1)
+        queries = normalized
+    stats = tiling.blockwise_terms(
+        queries,
+        keys,
+        batch.labels,
+        batch.key_labels,
+        scale=1.0 / temperature,
+        pairwise=pairwise,
+        block_size=block_size,
+        multilabel=multilabel,
+        self_columns=batch.self_columns,
+        key_valid=batch.key_valid,
+        anchor_valid=batch.anchor_valid,
+    )
+    column = lambda k: stats[:, k]  # noqa: E731
+    return AnchorStats(
+        Terms(column(tiling.WEIGHTED_SUM), column(tiling.TOTAL_WEIGHT)),
+        column(tiling.POSITIVE_PAIRS),
+        column(tiling.NEGATIVE_PAIRS),
+        batch.num_rows,
+    )
+
+
 # --- pytorch-metric-learning's batch aggregates --------------------------------------------
 
 
@@ -311,11 +445,11 @@ def batch_total(x, cross_replica):
     return ops.sum(distributed.all_gather(ops.reshape(x, (1,))))
 
 
-def pml_has_pairs(contrast, cross_replica):
+def pml_has_pairs(stats, cross_replica):
     """pytorch-metric-learning computes a pair loss only when the batch has a positive pair and
     a negative pair, and not at most one of each (`GenericPairLoss`)."""
-    positives = batch_total(ops.sum(ops.cast(contrast.positive > 0, "float32")), cross_replica)
-    negatives = batch_total(ops.sum(ops.cast(contrast.negative, "float32")), cross_replica)
+    positives = batch_total(ops.sum(stats.positive_pairs), cross_replica)
+    negatives = batch_total(ops.sum(stats.negative_pairs), cross_replica)
     some = ops.logical_and(positives > 0, negatives > 0)
     return ops.logical_and(some, ops.logical_or(positives > 1, negatives > 1))
 
@@ -331,43 +465,46 @@ def pml_share(row_sums, count, num_rows, enabled):
 # --- the losses' per-anchor values -----------------------------------------------------------
 
 
-def ntxent_values(contrast, reducer, cross_replica):
-    """Per-anchor NT-Xent values `[b]` of a `Contrast`, and the `Terms`."""
-    terms = contrastive_terms(contrast.logits, contrast.positive, contrast.negative, pairwise=True)
+def ntxent_values(stats, reducer, cross_replica):
+    """Per-anchor NT-Xent values `[b]` of `AnchorStats` (pairwise terms)."""
+    terms = stats.terms
     if reducer == "anchor":
-        return terms.anchor_mean, terms
+        return terms.anchor_mean
     # MeanReducer over the positive pairs of the batch.
-    count = batch_total(ops.sum(contrast.positive), cross_replica)
-    enabled = pml_has_pairs(contrast, cross_replica)
-    return pml_share(terms.weighted_sum, count, contrast.num_rows, enabled), terms
+    count = batch_total(ops.sum(terms.total_weight), cross_replica)
+    enabled = pml_has_pairs(stats, cross_replica)
+    return pml_share(terms.weighted_sum, count, stats.num_rows, enabled)
 
 
-def supcon_values(contrast, reducer, cross_replica):
-    """Per-anchor SupCon values `[b]` of a `Contrast` (single- or multi-label)."""
-    terms = contrastive_terms(
-        contrast.logits, contrast.positive, contrast.candidates, pairwise=False
-    )
-    losses = terms.anchor_mean
+def supcon_values(stats, reducer, cross_replica):
+    """Per-anchor SupCon values `[b]` of `AnchorStats` (single- or multi-label)."""
+    losses = stats.terms.anchor_mean
     if reducer == "anchor":
-        valid = ops.logical_and(contrast.has_positive, contrast.has_negative)
+        valid = ops.logical_and(stats.has_positive, stats.has_negative)
         return ops.where(valid, losses, 0.0)
     # AvgNonZeroReducer over the anchors: those with a loss > 0 count.
     count = batch_total(ops.sum(ops.cast(losses > 0, "float32")), cross_replica)
-    enabled = pml_has_pairs(contrast, cross_replica)
-    return pml_share(losses, count, contrast.num_rows, enabled)
+    enabled = pml_has_pairs(stats, cross_replica)
+    return pml_share(losses, count, stats.num_rows, enabled)
 
 
 def _in_input_dtype(values, y_pred):
     return ops.cast(values, ops.convert_to_tensor(y_pred).dtype)
 
 
-def _contrast_of(y_true, y_pred, distance, temperature, cross_replica, ref_embeddings,
-                 ref_labels, multilabel):  # fmt: skip
+def _stats_of(y_true, y_pred, distance, temperature, cross_replica, ref_embeddings, ref_labels,
+              multilabel, pairwise, block_size):  # fmt: skip
+    """`(AnchorStats, views)` of a batch: dense, or by tiles with a `block_size`."""
     labels, embeddings, views = split_views(y_true, y_pred, multilabel)
+    if block_size is not None:
+        stats = tiled_stats(labels, embeddings, distance, temperature, cross_replica,
+                            ref_embeddings, ref_labels, multilabel, pairwise,
+                            block_size)  # fmt: skip
+        return stats, views
     build = multilabel_contrast if multilabel else class_contrast
     contrast = build(labels, embeddings, distance, temperature, cross_replica, ref_embeddings,
                      ref_labels)  # fmt: skip
-    return contrast, views
+    return dense_stats(contrast, pairwise), views
 
 
 _COMMON_CHECKS = {
@@ -375,6 +512,7 @@ _COMMON_CHECKS = {
     "distance": distances.check,
     "reducer": check_reducer,
     "cross_replica": validation.boolean,
+    "block_size": check_block_size,
 }
 
 
@@ -390,6 +528,7 @@ def ntxent_loss(
     cross_replica=False,
     ref_embeddings=None,
     ref_labels=None,
+    block_size=None,
 ):
     """NT-Xent (InfoNCE) loss of a batch of embeddings, one value per example, as
     pytorch-metric-learning's `NTXentLoss`.
@@ -446,6 +585,10 @@ def ntxent_loss(
             `False`.
         ref_embeddings: Keyword-only. Optional `[K, D]` keys (the other tower, a gallery).
         ref_labels: Keyword-only. `[K]` labels of `ref_embeddings`.
+        block_size: Keyword-only. `None` (default) computes the `[B, K]` logits at once; an
+            int computes the loss by tiles of `block_size` rows and columns (the same values
+            and gradients, memory that grows with `B` rather than `B**2`; see
+            `kml.tiling`). Only for `distance` `"cosine_similarity"` or `"inner_product"`.
 
     Returns:
         `[B]` per-example losses in the dtype of `y_pred`.
@@ -472,9 +615,9 @@ def ntxent_loss(
     Representations" (SimCLR), ICML 2020; Oord et al., "Representation Learning with
     Contrastive Predictive Coding" (InfoNCE), 2018; Radford et al., CLIP, ICML 2021.
     """
-    contrast, views = _contrast_of(y_true, y_pred, distance, temperature, cross_replica,
-                                   ref_embeddings, ref_labels, multilabel=False)  # fmt: skip
-    values, _ = ntxent_values(contrast, reducer, cross_replica)
+    stats, views = _stats_of(y_true, y_pred, distance, temperature, cross_replica, ref_embeddings,
+                             ref_labels, False, True, block_size)  # fmt: skip
+    values = ntxent_values(stats, reducer, cross_replica)
     return _in_input_dtype(merge_views(values, y_pred, views), y_pred)
 
 
@@ -483,8 +626,7 @@ def ntxent_pair_losses(y_true, y_pred, *, temperature=0.07, distance="cosine_sim
     mask)` of `[B, D]` embeddings. PML's element list is `l` at the mask's row-major order
     (empty when the batch has no positive or no negative pair)."""
     contrast = class_contrast(y_true, y_pred, distance, temperature, False, None, None)
-    _, terms = ntxent_values(contrast, "anchor", False)
-    return terms.pair_terms, contrast.positive > 0
+    return dense_stats(contrast, pairwise=True).terms.pair_terms, contrast.positive > 0
 
 
 @export
@@ -499,6 +641,7 @@ def supcon_loss(
     cross_replica=False,
     ref_embeddings=None,
     ref_labels=None,
+    block_size=None,
 ):
     """Supervised contrastive (SupCon) loss of a batch of embeddings, one value per example, as
     pytorch-metric-learning's `SupConLoss`.
@@ -538,6 +681,10 @@ def supcon_loss(
             `False`.
         ref_embeddings: Keyword-only. Optional `[K, D]` keys.
         ref_labels: Keyword-only. `[K]` labels of `ref_embeddings`.
+        block_size: Keyword-only. `None` (default) computes the `[B, K]` logits at once; an
+            int computes the loss by tiles of `block_size` rows and columns (the same values
+            and gradients, memory that grows with `B` rather than `B**2`; see
+            `kml.tiling`). Only for `distance` `"cosine_similarity"` or `"inner_product"`.
 
     Returns:
         `[B]` per-example losses in the dtype of `y_pred`.
@@ -558,9 +705,9 @@ def supcon_loss(
 
     Reference: Khosla et al., "Supervised Contrastive Learning", NeurIPS 2020.
     """
-    contrast, views = _contrast_of(y_true, y_pred, distance, temperature, cross_replica,
-                                   ref_embeddings, ref_labels, multilabel=False)  # fmt: skip
-    values = supcon_values(contrast, reducer, cross_replica)
+    stats, views = _stats_of(y_true, y_pred, distance, temperature, cross_replica, ref_embeddings,
+                             ref_labels, False, False, block_size)  # fmt: skip
+    values = supcon_values(stats, reducer, cross_replica)
     return _in_input_dtype(merge_views(values, y_pred, views), y_pred)
 
 
@@ -576,6 +723,7 @@ def supcon_multilabel_loss(
     cross_replica=False,
     ref_embeddings=None,
     ref_labels=None,
+    block_size=None,
 ):
     """Multi-label supervised contrastive loss, one value per example: SupCon with positives
     weighted by their label overlap.
@@ -612,6 +760,10 @@ def supcon_multilabel_loss(
             `False`.
         ref_embeddings: Keyword-only. Optional `[K, D]` keys.
         ref_labels: Keyword-only. `[K, C]` multi-hot labels of `ref_embeddings`.
+        block_size: Keyword-only. `None` (default) computes the `[B, K]` logits at once; an
+            int computes the loss by tiles of `block_size` rows and columns (the same values
+            and gradients, memory that grows with `B` rather than `B**2`; see
+            `kml.tiling`). Only for `distance` `"cosine_similarity"` or `"inner_product"`.
 
     Returns:
         `[B]` per-example losses in the dtype of `y_pred`.
@@ -636,18 +788,18 @@ def supcon_multilabel_loss(
     Reference: Khosla et al., "Supervised Contrastive Learning", NeurIPS 2020 (the loss);
     Sohn, NeurIPS 2016 (overlap-weighted multilabel targets).
     """
-    contrast, views = _contrast_of(y_true, y_pred, distance, temperature, cross_replica,
-                                   ref_embeddings, ref_labels, multilabel=True)  # fmt: skip
-    values = supcon_values(contrast, reducer, cross_replica)
+    stats, views = _stats_of(y_true, y_pred, distance, temperature, cross_replica, ref_embeddings,
+                             ref_labels, True, False, block_size)  # fmt: skip
+    values = supcon_values(stats, reducer, cross_replica)
     return _in_input_dtype(merge_views(values, y_pred, views), y_pred)
 
 
 class _SoftmaxContrastiveLoss(LossFunctionWrapper):
     def __init__(self, fn, name, reduction, dtype, temperature, distance, reducer,
-                 cross_replica):  # fmt: skip
+                 cross_replica, block_size):  # fmt: skip
         super().__init__(fn, name=name, reduction=reduction, dtype=dtype,
                          temperature=temperature, distance=distance, reducer=reducer,
-                         cross_replica=cross_replica)  # fmt: skip
+                         cross_replica=cross_replica, block_size=block_size)  # fmt: skip
 
 
 @export
@@ -670,6 +822,8 @@ class NTXentLoss(_SoftmaxContrastiveLoss):
         cross_replica: Keyword-only. Compare with the embeddings of every replica
             (`tf.distribute`, `torch.distributed`): the global batch's loss and gradients.
             Defaults to `False`.
+        block_size: Keyword-only. `None` (dense, default) or the tile size of the tiled
+            computation (see the loss function). Defaults to `None`.
 
     Example:
 
@@ -693,9 +847,10 @@ class NTXentLoss(_SoftmaxContrastiveLoss):
         dtype=None,
         *,
         cross_replica=False,
+        block_size=None,
     ):
         super().__init__(ntxent_loss, name, reduction, dtype, temperature, distance, reducer,
-                         cross_replica)  # fmt: skip
+                         cross_replica, block_size)  # fmt: skip
 
 
 @export
@@ -716,6 +871,8 @@ class SupConLoss(_SoftmaxContrastiveLoss):
         dtype: Loss dtype or policy. Defaults to `keras.config.floatx()`.
         cross_replica: Keyword-only. Compare with the embeddings of every replica. Defaults to
             `False`.
+        block_size: Keyword-only. `None` (dense, default) or the tile size of the tiled
+            computation (see the loss function). Defaults to `None`.
 
     Example:
 
@@ -738,9 +895,10 @@ class SupConLoss(_SoftmaxContrastiveLoss):
         dtype=None,
         *,
         cross_replica=False,
+        block_size=None,
     ):
         super().__init__(supcon_loss, name, reduction, dtype, temperature, distance, reducer,
-                         cross_replica)  # fmt: skip
+                         cross_replica, block_size)  # fmt: skip
 
 
 @export
@@ -759,6 +917,8 @@ class SupConMultilabelLoss(_SoftmaxContrastiveLoss):
         dtype: Loss dtype or policy. Defaults to `keras.config.floatx()`.
         cross_replica: Keyword-only. Compare with the embeddings (and gather the labels) of
             every replica. Defaults to `False`.
+        block_size: Keyword-only. `None` (dense, default) or the tile size of the tiled
+            computation (see the loss function). Defaults to `None`.
 
     Example:
 
@@ -782,6 +942,7 @@ class SupConMultilabelLoss(_SoftmaxContrastiveLoss):
         dtype=None,
         *,
         cross_replica=False,
+        block_size=None,
     ):
         super().__init__(supcon_multilabel_loss, name, reduction, dtype, temperature, distance,
-                         reducer, cross_replica)  # fmt: skip
+                         reducer, cross_replica, block_size)  # fmt: skip

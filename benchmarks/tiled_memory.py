@@ -1,0 +1,113 @@
+"""Peak memory and speed of `SupConLoss` forward+backward, dense against tiled (`block_size`).
+
+Each measurement runs in its own process (the backend is fixed at import, and the peak RSS of
+a process only grows), so the peak is that of one step:
+
+    KERAS_BACKEND=jax python benchmarks/tiled_memory.py --batch 32768 --block-size 1024
+
+prints one JSON line: the backend, the batch, the block size (`null`: dense), the growth of the
+peak resident set size over the step (`ru_maxrss` after the step minus the RSS before it, MiB),
+and the median time of `--steps` steps after a first (compiling) one. The step is compiled as
+`model.fit` runs it by default: `jax.jit` on JAX, `tf.function` (no XLA) on TensorFlow, eager
+on PyTorch. `--sweep` runs the table of docs/tiling.md, one subprocess per cell.
+"""
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+
+def rss_mib():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def measure(batch, dim, block_size, steps):
+    import keras
+    import numpy as np
+
+    import keras_metric_losses as kml
+
+    backend = keras.backend.backend()
+    rng = np.random.default_rng(0)
+    x = keras.ops.convert_to_tensor(rng.normal(size=(batch, dim)).astype("float32"))
+    y = keras.ops.convert_to_tensor(rng.integers(0, batch // 4, batch).astype("int32"))
+    loss = kml.SupConLoss(block_size=block_size)
+    if backend == "jax":
+        import jax
+
+        grad = jax.jit(jax.value_and_grad(lambda e: loss(y, e)))
+
+        def step():
+            return jax.block_until_ready(grad(x))
+
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        @tf.function
+        def step():
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                value = loss(y, x)
+            return value, tape.gradient(value, x)
+
+    else:
+
+        def step():
+            e = x.detach().requires_grad_(True)
+            value = loss(y, e)
+            value.backward()
+            return value, e.grad
+
+    before = rss_mib()
+    times = []
+    for _ in range(steps + 1):
+        start = time.perf_counter()
+        value = keras.ops.convert_to_numpy(step()[0])
+        times.append(time.perf_counter() - start)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {
+        "backend": backend,
+        "batch": batch,
+        "dim": dim,
+        "block_size": block_size,
+        "peak_growth_mib": round(peak - before, 1),
+        "first_step_s": round(times[0], 3),
+        "median_step_s": round(statistics.median(times[1:]), 4) if steps else None,
+        "loss": float(value),
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=4096)
+    parser.add_argument("--dim", type=int, default=128)
+    parser.add_argument("--block-size", type=int, default=None)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--sweep", nargs="*", metavar="BATCH", type=int)
+    parser.add_argument("--sweep-block-size", type=int, default=1024)
+    parser.add_argument("--dense-max", type=int, default=8192, help="largest dense batch")
+    args = parser.parse_args()
+    if args.sweep is None:
+        print(json.dumps(measure(args.batch, args.dim, args.block_size, args.steps)), flush=True)
+        return
+    for batch in args.sweep:
+        blocks = [args.sweep_block_size] + ([None] if batch <= args.dense_max else [])
+        for block in blocks:
+            command = [sys.executable, __file__, "--batch", str(batch), "--dim", str(args.dim),
+                       "--steps", str(args.steps if batch <= 4096 else 0)]  # fmt: skip
+            if block is not None:
+                command += ["--block-size", str(block)]
+            result = subprocess.run(command, capture_output=True, text=True, check=False)
+            lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+            print(lines[-1] if lines else json.dumps({"batch": batch, "block_size": block,
+                  "error": result.stderr[-500:]}), flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

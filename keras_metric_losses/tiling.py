@@ -1,0 +1,306 @@
+"""Blockwise (tiled) softmax contrastive terms: memory that grows with the batch, not its square.
+
+The softmax contrastive losses (`ntxent_loss`, `supcon_loss`, `supcon_multilabel_loss`) reduce
+a `[b, K]` matrix of logits `x[i, j] = scale * q_i . k_j` row by row: a masked log-sum-exp over
+each anchor's denominator, then sums over its positives given that log-sum-exp. Here the
+matrix is never built. Row blocks of queries meet column blocks of keys (`block_size` rows and
+columns at a time, the batch padded to a multiple of it with masked rows and columns), and the
+label masks of each tile are built from the labels of its rows and columns:
+
+1. an online log-sum-exp over the column blocks (a running maximum `m_i` and a running sum
+   `l_i = sum_j exp(x[i, j] - m_i)` rescaled when the maximum grows), with the counts of
+   positive and negative keys;
+2. a second sweep for the sums over the positives, `sum_j w[i, j] * t(lse_i - x[i, j])` with
+   `t` the identity (SupCon) or `softplus` (NT-Xent, whose denominator holds the negatives
+   only), and their slopes `a_i = sum_j w[i, j] * t'(lse_i - x[i, j])`;
+3. the backward pass (`keras.ops.custom_gradient`) recomputes each tile's softmax from the
+   saved `lse_i` and `a_i`, as flash attention and Inf-CL (Wang et al., 2024) do, and
+   accumulates `dq = G k` and `dk = G^T q` with the tile's logit gradient
+   `G[i, j] = u_i * scale * (a_i p[i, j] - w[i, j] t'(lse_i - x[i, j]))`.
+
+The loops are `keras.ops.scan`s with static shapes (a compiled loop under `jax.jit` and
+`tf.function`; a Python loop in eager PyTorch, unrolled by `torch.compile`). What is kept is
+`O((b + K) * D)`: the padded embeddings, their gradients, and per-row statistics; each step
+holds a few `[block_size, block_size]` tiles.
+"""
+
+import keras
+from keras import ops
+
+from keras_metric_losses.ops import lowest_finite
+
+# Columns of the `[b, 4]` statistics that `blockwise_terms` returns.
+WEIGHTED_SUM, TOTAL_WEIGHT, POSITIVE_PAIRS, NEGATIVE_PAIRS = range(4)
+
+
+def blockwise_terms(queries, keys, labels, key_labels, *, scale, pairwise, block_size,
+                    multilabel=False, self_columns=None, key_valid=None,
+                    anchor_valid=None):  # fmt: skip
+    """Per-anchor softmax contrastive statistics of `x = scale * queries @ keys^T`, by tiles.
+
+    With `w[i, j]` the positive weight of key `j` for anchor `i` (1 for the same class, or the
+    label overlap `Y_i . Y_j` with `multilabel=True`; 0 for the anchor itself, masked keys and
+    masked anchors), the negatives `N_i` (no label in common) and the denominator `A_i` (every
+    key but the anchor itself, or `N_i` with `pairwise=True`), `lse_i` the log-sum-exp of
+    `x[i, A_i]` (0 when `A_i` is empty):
+
+    ```
+    weighted_sum_i = sum_j w[i, j] * (lse_i - x[i, j])                  (pairwise=False)
+    weighted_sum_i = sum_j w[i, j] * log(1 + exp(lse_i - x[i, j]))      (pairwise=True,
+                                                                         0 if N_i is empty)
+    ```
+
+    These equal `contrastive_terms(x, w, A, pairwise=...)`'s `weighted_sum` (exactly, up to
+    rounding); only `weighted_sum` has a gradient.
+
+    Args:
+        queries: `[b, D]` float embeddings of the anchors (compute dtype).
+        keys: `[K, D]` float embeddings of the keys (may be `queries` itself).
+        labels: `[b]` class labels, or `[b, C]` multi-hot labels with `multilabel=True`.
+        key_labels: `[K]` (or `[K, C]`) labels of the keys.
+        scale: Python float, the logits' factor (`1 / temperature`).
+        pairwise: NT-Xent's form (a softmax per positive against the negatives).
+        block_size: Python int, rows and columns per tile.
+        multilabel: Multi-hot labels, positives weighted by their overlap. Defaults to `False`.
+        self_columns: Optional `[b]` int key column of each anchor itself (not its positive,
+            not in its denominator). Defaults to `None` (no key is an anchor).
+        key_valid: Optional `[K]` booleans, the keys that take part. Defaults to all.
+        anchor_valid: Optional `[b]` booleans, the anchors that have pairs. Defaults to all.
+
+    Returns:
+        `[b, 4]` statistics in the queries' dtype, by column: `weighted_sum`, `total_weight`
+        (`sum_j w[i, j]`), the number of positive keys (`w > 0`), the number of negatives.
+    """
+    dtype = queries.dtype
+    num_rows, num_keys = ops.shape(queries)[0], ops.shape(keys)[0]
+    if 0 in (num_rows, num_keys):  # nothing to pair: zero statistics and zero gradients
+        return ops.zeros((num_rows, 4), dtype) + 0.0 * ops.sum(queries) + 0.0 * ops.sum(keys)
+    rows = _block(num_rows, block_size)
+    columns = _block(num_keys, block_size)
+    if self_columns is None:
+        self_columns = ops.full((num_rows,), -1, dtype="int32")
+    row_data = (
+        _blocks(labels, rows),
+        _blocks(ops.cast(self_columns, "int32"), rows, fill=-1),
+        _blocks(_valid(anchor_valid, num_rows), rows, fill=False),
+    )
+    column_data = (
+        _blocks(key_labels, columns),
+        ops.reshape(ops.arange(_padded(num_keys, columns), dtype="int32"), (-1, columns)),
+        _blocks(_valid(key_valid, num_keys), columns, fill=False),
+    )
+    lowest = lowest_finite(dtype)
+
+    def tile(query_block, row, key_block, column):
+        """Logits, positive weights, negatives and denominator of one tile."""
+        (row_labels, row_self, row_valid), (column_labels, column_index, column_valid) = row, column
+        logits = ops.matmul(query_block, ops.transpose(key_block)) * scale
+        candidates = ops.logical_and(
+            ops.logical_and(ops.expand_dims(row_valid, 1), ops.expand_dims(column_valid, 0)),
+            ops.not_equal(ops.expand_dims(column_index, 0), ops.expand_dims(row_self, 1)),
+        )
+        if multilabel:
+            overlap = ops.matmul(
+                ops.cast(row_labels, dtype), ops.transpose(ops.cast(column_labels, dtype))
+            )
+            weights = ops.where(candidates, overlap, 0.0)
+            negative = ops.logical_and(candidates, ops.equal(overlap, 0.0))
+        else:
+            same = ops.equal(ops.expand_dims(row_labels, 1), ops.expand_dims(column_labels, 0))
+            weights = ops.cast(ops.logical_and(candidates, same), dtype)
+            negative = ops.logical_and(candidates, ops.logical_not(same))
+        return logits, weights, negative, negative if pairwise else candidates
+
+    def slope(t):
+        """`t'` of the term `t(lse - x)` of a positive: `sigmoid` for softplus, else 1."""
+        return ops.sigmoid(t) if pairwise else ops.ones_like(t)
+
+    def sweep(step, init, query_block, row, key_blocks):
+        """`step(carry, tile)` over the column blocks of one row block; the last carry."""
+
+        def body(carry, column):
+            return step(carry, tile(query_block, row, column[0], column[1:]))
+
+        return _scan(body, init, (key_blocks, *column_data))[0]
+
+    def online(carry, tile_):
+        """Online log-sum-exp over the denominator, and the counts of pairs."""
+        maximum, total, weight, positives, negatives = carry
+        logits, weights, negative, denominator = tile_
+        masked = ops.where(denominator, logits, lowest)
+        new_maximum = ops.maximum(maximum, ops.amax(masked, axis=-1))
+        shifted = ops.where(denominator, ops.exp(masked - ops.expand_dims(new_maximum, 1)), 0.0)
+        return (
+            new_maximum,
+            total * ops.exp(maximum - new_maximum) + ops.sum(shifted, axis=-1),
+            weight + ops.sum(weights, axis=-1),
+            positives + ops.sum(ops.cast(weights > 0, dtype), axis=-1),
+            negatives + ops.sum(ops.cast(negative, dtype), axis=-1),
+        )
+
+    def forward_block(query_block, row, key_blocks):
+        """`[r, 4]` statistics and the saved `[r, 3]` (lse, slopes, direct) of a row block."""
+        zeros = ops.zeros((rows,), dtype)
+        init = (ops.full((rows,), lowest, dtype), zeros, zeros, zeros, zeros)
+        maximum, total, weight, positives, negatives = sweep(
+            online, init, query_block, row, key_blocks
+        )
+        has_denominator = total > 0
+        maximum = ops.where(has_denominator, maximum, 0.0)
+        log_total = ops.log(ops.where(has_denominator, total, 1.0))
+
+        def positive_sums(carry, tile_):
+            weighted_sum, slopes = carry
+            logits, weights = tile_[:2]
+            # `lse - x` as `log l - (x - m)`: the difference of nearby logits is exact.
+            t = ops.expand_dims(log_total, 1) - (logits - ops.expand_dims(maximum, 1))
+            term = ops.softplus(t) if pairwise else t
+            return (
+                weighted_sum + ops.sum(weights * term, axis=-1),
+                slopes + ops.sum(weights * slope(t), axis=-1),
+            )
+
+        weighted_sum, slopes = sweep(positive_sums, (zeros, zeros), query_block, row, key_blocks)
+        # Pairwise without a negative: p = 1, the terms are 0 (`direct` turns off the positives'
+        # own gradient; SupCon's positives are in the denominator, never empty with them).
+        direct = ops.cast(has_denominator, dtype) if pairwise else ops.ones_like(total)
+        stats = ops.stack([weighted_sum * direct, weight, positives, negatives], axis=-1)
+        return stats, ops.stack([maximum + log_total, slopes * direct, direct], axis=-1)
+
+    def backward_block(query_block, row, saved, upstream, key_blocks):
+        """`dq` `[r, D]` of a row block and its share `[nc, c, D]` of `dk`."""
+        lse, slopes, direct = (saved[:, k] for k in range(3))
+        factor = ops.expand_dims(upstream * scale, 1)
+
+        def step(carry, column):
+            query_grad, _ = carry
+            key_block = column[0]
+            logits, weights, _, denominator = tile(query_block, row, key_block, column[1:])
+            t = ops.expand_dims(lse, 1) - logits
+            probabilities = ops.exp(ops.where(denominator, -t, lowest))
+            grad = ops.expand_dims(slopes, 1) * probabilities - weights * slope(t) * (
+                ops.expand_dims(direct, 1)
+            )
+            grad = grad * factor
+            return (
+                query_grad + ops.matmul(grad, key_block),
+                ops.matmul(ops.transpose(grad), query_block),
+            )
+
+        init = (ops.zeros(ops.shape(query_block), dtype), ops.zeros(ops.shape(key_blocks)[1:]))
+        (query_grad, _), (_, key_grads) = _scan(step, init, (key_blocks, *column_data))
+        return query_grad, key_grads
+
+    def row_loop(body, buffers, totals, query_blocks):
+        """`body(i, query_block, row) -> (outputs, terms)` over the row blocks `i`: each
+        `[r, ...]` output goes to row `i` of its `[nr, r, ...]` buffer, each term is summed
+        into its total. Returns `(buffers, totals)`."""
+
+        def loop(i, carry):
+            row = tuple(ops.take(x, i, axis=0) for x in row_data)
+            outputs, terms = body(i, ops.take(query_blocks, i, axis=0), row)
+            return (
+                tuple(_put(buffer, i, x) for buffer, x in zip(carry[0], outputs, strict=True)),
+                tuple(total + x for total, x in zip(carry[1], terms, strict=True)),
+            )
+
+        return _fori_loop(ops.shape(query_blocks)[0], loop, (buffers, totals))
+
+    # Padding and slicing stay outside the custom gradient (autodiff handles them; inside,
+    # `keras.ops.pad`'s name registry is a side effect that `torch.compile` refuses).
+    @ops.custom_gradient
+    def compute(query_blocks, key_blocks):
+        count = ops.shape(query_blocks)[0]
+        (stats, saved), _ = row_loop(
+            lambda i, query_block, row: (forward_block(query_block, row, key_blocks), ()),
+            (ops.zeros((count, rows, 4), dtype), ops.zeros((count, rows, 3), dtype)),
+            (),
+            query_blocks,
+        )
+
+        def grad(*args, upstream=None):
+            if upstream is None:  # JAX and TensorFlow pass it positionally, PyTorch by name
+                (upstream,) = args
+            upstream = ops.reshape(upstream[:, WEIGHTED_SUM], (-1, rows))
+
+            def body(i, query_block, row):
+                query_grad, key_grads = backward_block(
+                    query_block,
+                    row,
+                    ops.take(saved, i, axis=0),
+                    ops.take(upstream, i, axis=0),
+                    key_blocks,
+                )
+                return (query_grad,), (key_grads,)
+
+            (query_grads,), (key_grads,) = row_loop(
+                body,
+                (ops.zeros(ops.shape(query_blocks), dtype),),
+                (ops.zeros(ops.shape(key_blocks), dtype),),
+                query_blocks,
+            )
+            return query_grads, key_grads
+
+        return ops.reshape(stats, (-1, 4)), grad
+
+    return compute(_blocks(queries, rows), _blocks(keys, columns))[:num_rows]
+
+
+# PyTorch runs loops in Python (eagerly, and unrolled by `torch.compile`).
+_PYTHON_LOOPS = keras.backend.backend() == "torch"
+
+
+def _fori_loop(count, body, init):
+    """`keras.ops.fori_loop(0, count, body, init)` (written out on PyTorch, see `_scan`)."""
+    if not _PYTHON_LOOPS:
+        return ops.fori_loop(0, count, body, init)
+    for index in range(count):
+        init = body(index, init)
+    return init
+
+
+def _scan(step, init, xs):
+    """`keras.ops.scan` of `carry = step(carry, x)` over the first axis of the tuple `xs`,
+    with the carries (flat tuples of tensors) as outputs: `(last carry, stacked carries)`.
+
+    TensorFlow's `keras.ops.scan` needs each step's output to match the carry. On PyTorch the
+    loop is written here: `keras.ops.scan` is a Python loop there too, but its `keras.tree`
+    calls stop `torch.compile` inside the `torch.autograd.Function` of `custom_gradient`.
+    """
+    if not _PYTHON_LOOPS:
+        return ops.scan(lambda carry, x: (step(carry, x),) * 2, init, xs)
+    carries = []
+    for index in range(ops.shape(xs[0])[0]):
+        init = step(init, tuple(x[index] for x in xs))
+        carries.append(init)
+    return init, tuple(ops.stack(parts) for parts in zip(*carries, strict=True))
+
+
+def _put(buffer, index, value):
+    """`buffer` `[n, ...]` with row `index` replaced by `value`: a `where`, since
+    `keras.ops.slice_update` copies the buffer on PyTorch and is an XLA op on TensorFlow."""
+    rows = ops.arange(ops.shape(buffer)[0], dtype="int32")
+    selected = ops.reshape(ops.equal(rows, index), (-1,) + (1,) * (len(buffer.shape) - 1))
+    return ops.where(selected, ops.expand_dims(value, 0), buffer)
+
+
+def _block(size, block_size):
+    """Rows of a block: `block_size`, or the whole axis when it is shorter (static)."""
+    return min(block_size, size) if isinstance(size, int) else block_size
+
+
+def _padded(size, block):
+    return size + (-size) % block
+
+
+def _valid(mask, size):
+    return ops.ones((size,), dtype="bool") if mask is None else ops.cast(mask, "bool")
+
+
+def _blocks(x, block, fill=0):
+    """`[n, ...]` -> `[ceil(n / block), block, ...]`, the last block padded with `fill`."""
+    x = ops.convert_to_tensor(x)
+    padding = (-ops.shape(x)[0]) % block
+    if not isinstance(padding, int) or padding:
+        x = ops.pad(x, [(0, padding)] + [(0, 0)] * (len(x.shape) - 1), constant_values=fill)
+    return ops.reshape(x, (-1, block, *ops.shape(x)[1:]))
