@@ -438,7 +438,9 @@ GRADIENT_CASES = [
 ]
 
 
-@pytest.mark.parametrize("fn, reference, kwargs", GRADIENT_CASES, ids=lambda x: str(x)[:40])
+@pytest.mark.parametrize(
+    "fn, reference, kwargs", GRADIENT_CASES, ids=[case[0].__name__ for case in GRADIENT_CASES]
+)
 def test_gradient_matches_finite_differences(fn, reference, kwargs):
     labels, e = batch([0, 1, 2, 0, 1, 2, 0, 1], dim=3, seed=10)
     _, grad = value_and_grad(lambda x: keras.ops.mean(fn(labels, x, **kwargs)), e)
