@@ -21,6 +21,7 @@ positive, negative), as do the losses built on them (`TripletMarginLoss`). That 
 1.07 billion (4 GiB) for 1024. They are the only `O(B K^2)` functions of the package.
 """
 
+import keras
 from keras import ops
 
 from keras_metric_losses import validation
@@ -227,18 +228,33 @@ def mine_negatives(distances, negative_mask, strategy="semi-hard", threshold=Non
     if strategy != "semi-hard":
         index, _, found = _select(distances, negative_mask, largest=strategy == "easy")
         return index, found
+    farthest_filled = ops.where(negative_mask, distances, _INF[True])
+    beyond = ops.greater(farthest_filled, ops.expand_dims(threshold, 1))
+    beyond_filled = ops.where(beyond, distances, _INF[False])
+    if _ARG_REDUCTIONS:  # the closest negative beyond the threshold, else the farthest one
+        farthest_index, farthest = _arg_extreme(farthest_filled, largest=True)
+        closest_index, closest_beyond = _arg_extreme(beyond_filled, largest=False)
+        none_beyond = ops.equal(closest_beyond, _INF[False])
+        index = ops.where(none_beyond, farthest_index, closest_index)
+        return index, ops.not_equal(farthest, _INF[True])
     # The value of the semi-hard negative first (the closest beyond the threshold, else the
     # farthest), then one search for its column: every negative at that distance is beyond
     # the threshold exactly when the closest one beyond it exists.
-    farthest_filled = ops.where(negative_mask, distances, _INF[True])
     farthest = ops.amax(farthest_filled, axis=-1)
-    beyond = ops.greater(farthest_filled, ops.expand_dims(threshold, 1))
-    closest_beyond = ops.amin(ops.where(beyond, distances, _INF[False]), axis=-1)
+    closest_beyond = ops.amin(beyond_filled, axis=-1)
     extreme = ops.where(ops.equal(closest_beyond, _INF[False]), farthest, closest_beyond)
     return _first_index_of(farthest_filled, extreme), ops.not_equal(farthest, _INF[True])
 
 
 _INF = {True: float("-inf"), False: float("inf")}  # the fill value of a largest/smallest search
+
+
+# Whether `ops.argmax`/`ops.argmin` are the selections: on torch, whose arg-reductions take
+# the first index on ties (documented, also under `torch.compile`) in one pass, where the
+# search of `_first_index_of` runs three `[B, K]` kernels after the max (eager torch runs each
+# kernel on its own). TensorFlow documents no tie rule for `argmax`, and XLA's CPU
+# arg-reductions are 2-3x slower than the search, which it fuses.
+_ARG_REDUCTIONS = keras.backend.backend() == "torch"
 
 
 def _select(values, mask, largest):
@@ -248,8 +264,19 @@ def _select(values, mask, largest):
     set; `found` is `extreme != fill`, `index` the first column holding `extreme` (0 if none).
     """
     filled = ops.where(mask, values, _INF[largest])
-    extreme = (ops.amax if largest else ops.amin)(filled, axis=-1)
-    return _first_index_of(filled, extreme), extreme, ops.not_equal(extreme, _INF[largest])
+    if _ARG_REDUCTIONS:
+        index, extreme = _arg_extreme(filled, largest)
+    else:
+        extreme = (ops.amax if largest else ops.amin)(filled, axis=-1)
+        index = _first_index_of(filled, extreme)
+    return index, extreme, ops.not_equal(extreme, _INF[largest])
+
+
+def _arg_extreme(filled, largest):
+    """`(index, value)`: the first column of each row's max (min) of `filled` by
+    `ops.argmax` (`ops.argmin`), and its value, read by a `[B]` gather."""
+    index = (ops.argmax if largest else ops.argmin)(filled, axis=-1)
+    return index, take_rows(filled, index)
 
 
 def _first_index_of(filled, extreme):
