@@ -9,7 +9,8 @@ prints one JSON line: the backend, the batch, the block size (`null`: dense), th
 peak resident set size over the step (`ru_maxrss` after the step minus the RSS before it, MiB),
 and the median time of `--steps` steps after a first (compiling) one. The step is compiled as
 `model.fit` runs it by default: `jax.jit` on JAX, `tf.function` (no XLA) on TensorFlow, eager
-on PyTorch. `--sweep` runs the table of docs/tiling.md, one subprocess per cell.
+on PyTorch. `--sweep` runs the table of docs/tiling.md, one subprocess per cell; `--plot PNG`
+draws the measured peaks kept in `tiled_memory.json` against the batch size.
 """
 
 import argparse
@@ -20,6 +21,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 
 def rss_mib():
@@ -83,6 +85,31 @@ def measure(batch, dim, block_size, steps):
     }
 
 
+def plot(path):
+    """Peak memory growth against the batch size, dense and tiled, per backend (log-log)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data = json.loads((Path(__file__).parent / "tiled_memory.json").read_text())
+    figure, axis = plt.subplots(figsize=(6, 4))
+    for backend, colour in (("jax", "C0"), ("tensorflow", "C1"), ("torch", "C2")):
+        rows = [row for row in data["rows"] if row["backend"] == backend]
+        for key, style, label in (
+            ("dense_peak_mib", "--o", "dense"),
+            ("tiled_peak_mib", "-s", "tiled"),
+        ):
+            batches = [row["batch"] for row in rows if row[key] is not None]
+            peaks = [row[key] for row in rows if row[key] is not None]
+            axis.plot(batches, peaks, style, color=colour, label=f"{backend} {label}")
+    axis.set(xscale="log", yscale="log", xlabel="batch size B", ylabel="peak memory growth (MiB)",
+             title="SupConLoss forward + backward, D = 128, block_size = 1024")  # fmt: skip
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=4096)
@@ -92,7 +119,11 @@ def main():
     parser.add_argument("--sweep", nargs="*", metavar="BATCH", type=int)
     parser.add_argument("--sweep-block-size", type=int, default=1024)
     parser.add_argument("--dense-max", type=int, default=8192, help="largest dense batch")
+    parser.add_argument("--plot", metavar="PNG", help="plot tiled_memory.json to this file")
     args = parser.parse_args()
+    if args.plot:
+        plot(args.plot)
+        return
     if args.sweep is None:
         print(json.dumps(measure(args.batch, args.dim, args.block_size, args.steps)), flush=True)
         return
