@@ -76,7 +76,7 @@ def _element_recorder(loss, inner, record):
                 y_true, y_pred, "cosine_similarity", inner["kwargs"]["temperature"], False,
                 ref_embeddings, ref_labels,
             )  # fmt: skip
-            _, terms = infonce.ntxent_values(contrast, "anchor", False)
+            terms = infonce.dense_stats(contrast, pairwise=True).terms
             _to_host({"loss": (terms.pair_terms, contrast.positive > 0)}, record)
         else:
             _, _, elements_fn, element_kwargs = pml_settings(inner)
