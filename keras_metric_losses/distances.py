@@ -373,6 +373,54 @@ def larger_is_closer(distance):
     return bool(getattr(fn, "larger_is_closer", False))
 
 
+def _paired_squared_norm_expansion(query, key):
+    """`_squared_norm_expansion` of row `i` with row `i` (`[n, D]`, `[n, D]` -> `[n]`), in the
+    same order of operations."""
+    query_norms = ops.sum(ops.square(query), axis=1)
+    key_norms = ops.sum(ops.square(key), axis=1)
+    products = 2.0 * ops.sum(query * key, axis=1)
+    return positive_part(query_norms - products + key_norms)
+
+
+def _paired_snr(query, key):
+    query = query - ops.mean(query, axis=-1, keepdims=True)
+    key = key - ops.mean(key, axis=-1, keepdims=True)
+    return _paired_squared_norm_expansion(query, key) / ops.sum(ops.square(query), axis=1)
+
+
+def _paired_cosine(query, key):
+    return positive_part(1.0 - ops.sum(query * key, axis=1))
+
+
+def _unit(x):
+    return ops.normalize(x, axis=-1)
+
+
+# `distance(query[i], key[i])` for the rows of two `[n, D]` matrices, `[n]`, of each built-in
+# distance: the value of the `[Q, K]` matrix's entry, computed from the two embeddings only.
+_ROWWISE = {
+    cosine: _paired_cosine,
+    angular: lambda q, k: _paired_cosine(_unit(q), _unit(k)),
+    euclidean: lambda q, k: safe_sqrt(_paired_squared_norm_expansion(q, k)),
+    squared_euclidean: _paired_squared_norm_expansion,
+    manhattan: lambda q, k: ops.sum(ops.abs(q - k), axis=-1),
+    snr: _paired_snr,
+    inner_product: lambda q, k: ops.sum(q * k, axis=-1),
+    cosine_similarity: lambda q, k: ops.sum(_unit(q) * _unit(k), axis=-1),
+}
+
+
+def rowwise(distance):
+    """The row-wise form `fn(query, key) -> [n]` (`distance(query[i], key[i])` of two `[n, D]`
+    matrices) of a built-in distance, or `None` for a user's callable.
+
+    With it, a loss can mine on the `[Q, K]` matrix without gradient and recompute only the
+    selected distances from the embeddings (`PNLoss`): the backward pass is `O(b D)` instead
+    of a `[b, K]` pass and two `[b, K] x [K, D]` matmuls.
+    """
+    return _ROWWISE.get(get(distance))
+
+
 def check(distance, name="distance"):
     """A hyperparameter check: a built-in distance's canonical name, or a callable as given.
 

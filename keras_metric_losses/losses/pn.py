@@ -38,7 +38,7 @@ def mined_per_anchor(
     if pairs.queries.shape[0] == 0:  # no anchors; TensorFlow cannot take the max of an empty row
         return ops.sum(pairs.queries, axis=1)  # `[0]`, with a (empty) gradient
     distance_fn = distances.get(distance)
-    paired = _PAIRED.get(distance_fn)
+    paired = distances.rowwise(distance_fn)
     if paired is not None:  # mine without gradient; the 2-3 b selected distances are recomputed
         dist = ops.stop_gradient(_MINING.get(distance_fn, distance_fn)(pairs.queries, pairs.keys))
     else:
@@ -87,46 +87,6 @@ def mined_per_anchor(
     return ops.where(ops.logical_and(has_positive, has_negative), losses, 0)
 
 
-def _paired_squared_norm_expansion(query, key):
-    """`distances._squared_norm_expansion` of row `i` with row `i` (`[n, D]`, `[n, D]` -> `[n]`),
-    in the same order of operations."""
-    query_norms = ops.sum(ops.square(query), axis=1)
-    key_norms = ops.sum(ops.square(key), axis=1)
-    products = 2.0 * ops.sum(query * key, axis=1)
-    return positive_part(query_norms - products + key_norms)
-
-
-def _paired_snr(query, key):
-    query = query - ops.mean(query, axis=-1, keepdims=True)
-    key = key - ops.mean(key, axis=-1, keepdims=True)
-    return _paired_squared_norm_expansion(query, key) / ops.sum(ops.square(query), axis=1)
-
-
-def _paired_cosine(query, key):
-    return positive_part(1.0 - ops.sum(query * key, axis=1))
-
-
-def _unit(x):
-    return ops.normalize(x, axis=-1)
-
-
-# `distance(query[i], key[i])` for the rows of two `[n, D]` matrices, `[n]`, of each built-in
-# distance: the value of the `[Q, K]` matrix's entry, computed from the two embeddings only.
-# With one of these, mining reads a matrix without gradient and the mined distances are
-# recomputed from the embeddings: the backward pass is `O(b D)` instead of a `[b, K]` pass and
-# two `[b, K] x [K, D]` matmuls. A user's callable differentiates through its matrix.
-_PAIRED = {
-    distances.cosine: _paired_cosine,
-    distances.angular: lambda q, k: _paired_cosine(_unit(q), _unit(k)),
-    distances.euclidean: lambda q, k: safe_sqrt(_paired_squared_norm_expansion(q, k)),
-    distances.squared_euclidean: _paired_squared_norm_expansion,
-    distances.manhattan: lambda q, k: ops.sum(ops.abs(q - k), axis=-1),
-    distances.snr: _paired_snr,
-    distances.inner_product: lambda q, k: ops.sum(q * k, axis=-1),
-    distances.cosine_similarity: lambda q, k: ops.sum(_unit(q) * _unit(k), axis=-1),
-}
-
-
 # The mining matrix (no gradient) of a distance, where a cheaper formula gives the same values:
 # `max(x, 0)` is `positive_part(x)` bit for bit (both give 0 for x <= 0 and x itself above),
 # one `[B, B]` pass where `positive_part` runs three (it exists for the backward pass).
@@ -144,7 +104,7 @@ def _gram_squared_euclidean(gram, i, j):
 
 
 # Distances that are a function of the Gram matrix of the two rows: `(normalise the rows first,
-# distance(gram, i, j))`, the formulas of `_PAIRED` on the entries of the Gram matrix.
+# distance(gram, i, j))`, the formulas of `distances.rowwise` on the entries of the Gram matrix.
 _GRAM = {
     distances.cosine: (False, _gram_cosine),
     distances.angular: (True, _gram_cosine),
@@ -179,7 +139,7 @@ def _mined_from_gram(distance_fn, embeddings, positive, negative):
     rows = ops.stack([anchors, ops.cast(positive, "int32"), ops.cast(negative, "int32")], 1)
     triplets = ops.take(embeddings, rows, axis=0)  # [b, 3, D]
     if normalise:
-        triplets = _unit(triplets)
+        triplets = ops.normalize(triplets, axis=-1)
     gram = ops.matmul(triplets, ops.transpose(triplets, (0, 2, 1)))
     return distance_of(gram, 0, 1), distance_of(gram, 0, 2), distance_of(gram, 1, 2)
 
