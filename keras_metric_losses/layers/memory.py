@@ -161,7 +161,7 @@ class CrossBatchMemory(StrictConfig, keras.layers.Layer):
         if training:
             labels = ops.cast(validation.class_labels(ops.convert_to_tensor(labels)), "int32")
             loss = self._step(embeddings, labels, enqueue_mask)
-            if _per_thread():
+            if _tensorflow_replicas():
                 self._thread_losses().append(loss)
             else:
                 self.add_loss(loss)
@@ -179,11 +179,11 @@ class CrossBatchMemory(StrictConfig, keras.layers.Layer):
 
     def _get_own_losses(self):
         own = super()._get_own_losses()
-        return own + self._thread_losses()[:] if _per_thread() else own
+        return own + self._thread_losses()[:] if _tensorflow_replicas() else own
 
     def _clear_losses(self):
         super()._clear_losses()
-        if _per_thread():
+        if _tensorflow_replicas():
             self._thread_losses().clear()
 
     def _step(self, embeddings, labels, enqueue_mask):
@@ -193,11 +193,7 @@ class CrossBatchMemory(StrictConfig, keras.layers.Layer):
                 "A batch larger than the memory needs an `enqueue_mask`. Received: "
                 f"batch size {batch} and memory_size={self.memory_size}"
             )
-        if (
-            not self.cross_replica
-            and keras.backend.backend() == "tensorflow"
-            and distributed.replica_context()[1] > 1
-        ):
+        if not self.cross_replica and _tensorflow_replicas():
             raise ValueError(
                 "Under `tf.distribute` with several replicas `CrossBatchMemory` needs "
                 "`cross_replica=True`: its memory weights are mirrored (one value for every "
@@ -295,9 +291,9 @@ class CrossBatchMemory(StrictConfig, keras.layers.Layer):
         }
 
 
-def _per_thread():
-    """Whether added losses are kept per thread: in a TensorFlow replica context of several
-    replicas."""
+def _tensorflow_replicas():
+    """Whether this runs in a TensorFlow replica context of several replicas (`tf.distribute`):
+    there the added losses are kept per thread and the loss is scaled back (`_reduce`)."""
     return keras.backend.backend() == "tensorflow" and distributed.replica_context()[1] > 1
 
 
@@ -310,9 +306,8 @@ def _reduce(loss, per_anchor):
     """The scalar of `per_anchor` values with `loss`'s reduction (a mean by default)."""
     reduce = _Reduce(name=loss.name, reduction=loss.reduction or "sum", dtype=loss.dtype_policy)
     value = reduce(per_anchor, per_anchor)
-    replicas = distributed.replica_context()[1]
-    if keras.backend.backend() == "tensorflow" and replicas > 1:
+    if _tensorflow_replicas():
         # `Loss.__call__` divides by the replicas for a compiled loss; Keras divides an added
         # loss again (`_aggregate_additional_loss`): undo the first.
-        value = ops.multiply(value, ops.cast(replicas, value.dtype))
+        value = ops.multiply(value, ops.cast(distributed.replica_context()[1], value.dtype))
     return value
