@@ -1,9 +1,32 @@
 import os
 
-import keras
-import pytest
+# The tests' programs are tiny, so XLA (JAX, and TensorFlow's compiled tier) spends its time in
+# LLVM's optimisation passes, not in running them: compile without them (about 40% less time on
+# JAX). The HLO passes (fusion, simplification) still run, and codegen stays IEEE (no fast math).
+# Set before Keras loads a backend; flags a user already gave are kept.
+_FAST_COMPILE = ("--xla_backend_optimization_level=0", "--xla_llvm_disable_expensive_passes=true")
+os.environ["XLA_FLAGS"] = " ".join(
+    [os.environ.get("XLA_FLAGS", "")]
+    + [f for f in _FAST_COMPILE if f.split("=")[0] not in os.environ.get("XLA_FLAGS", "")]
+).strip()
 
-import keras_metric_losses
+# JAX (eager tests compile every op for each new shape) keeps its compilations on disk, shared by
+# the test workers and kept for the next run: a second run of the fast tier takes about a third
+# of the first. Unbounded (a size bound makes JAX scan the whole cache on every write): delete
+# the folder to reclaim it, or set `JAX_COMPILATION_CACHE_DIR` to put it elsewhere.
+_JAX_CACHE = {
+    "JAX_COMPILATION_CACHE_DIR": os.path.join(
+        os.path.expanduser("~"), ".cache", "keras-metric-losses-tests", "jax"
+    ),
+    "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+}
+for _name, _value in _JAX_CACHE.items():
+    os.environ.setdefault(_name, _value)
+
+import keras  # noqa: E402
+import pytest  # noqa: E402
+
+import keras_metric_losses  # noqa: E402
 
 
 def pytest_configure(config):

@@ -6,6 +6,7 @@ import pathlib
 
 import keras
 import numpy as np
+import pytest
 
 import keras_metric_losses as kml
 
@@ -24,6 +25,18 @@ FUNCTIONS = [obj for obj in PUBLIC if inspect.isfunction(obj)]
 LOSS_FUNCTIONS = [
     fn for fn in FUNCTIONS if list(inspect.signature(fn).parameters)[:2] == ["y_true", "y_pred"]
 ]
+
+
+def first_of_each(keyed_params):
+    """Splits a sweep between the tiers: `[(key, param)]` -> the params, the first of each key
+    as it is (the fast tier then runs each code path once: one loss per family and kind, say)
+    and the others marked `slow` (the full run still runs every one)."""
+    seen, params = set(), []
+    for key, param in keyed_params:
+        marks = [*param.marks, *([pytest.mark.slow] if key in seen else [])]
+        params.append(pytest.param(*param.values, id=param.id, marks=marks))
+        seen.add(key)
+    return params
 
 
 def golden_cases(name):

@@ -8,6 +8,7 @@ import sys
 
 import keras
 import numpy as np
+import pytest
 from support import numpy
 
 import keras_metric_losses as kml
@@ -55,6 +56,7 @@ print(json.dumps({"int": draws(3), "global": draws(None)}))
 """
 
 
+@pytest.mark.slow
 def test_sampled_losses_repeat_bit_for_bit_in_fresh_processes():
     env = {**os.environ, "KERAS_BACKEND": keras.backend.backend()}
     tests_dir = os.path.dirname(os.path.abspath(__file__))

@@ -51,7 +51,14 @@ def state(memory):
     }
 
 
-@pytest.mark.parametrize("sizes", [[6, 6, 6, 6], [5, 7, 3, 6], [1, 4, 9, 2]])
+@pytest.mark.parametrize(
+    "sizes",
+    [
+        [6, 6, 6, 6],
+        pytest.param([5, 7, 3, 6], marks=pytest.mark.slow),
+        pytest.param([1, 4, 9, 2], marks=pytest.mark.slow),
+    ],
+)
 def test_pml_ring_buffer_follows_the_reference(sizes):
     memory = kml.layers.CrossBatchMemory(kml.PNLoss(), memory_size=10)
     reference = ReferenceMemory(lambda *args: None, DIM, 10)

@@ -6,14 +6,19 @@ import keras
 import numpy as np
 import pytest
 from specs import SPECS
-from support import LOSS_FUNCTIONS, numpy
+from support import LOSS_FUNCTIONS, first_of_each, numpy
 
 import keras_metric_losses as kml
 
 PAIRED = [spec for spec in SPECS if spec.function in LOSS_FUNCTIONS]
 
 
-@pytest.mark.parametrize("spec", PAIRED, ids=lambda s: s.function.__name__)
+@pytest.mark.parametrize(
+    "spec",
+    first_of_each(
+        ((s.family, s.kind.name), pytest.param(s, id=s.function.__name__)) for s in PAIRED
+    ),
+)
 def test_function_and_class_give_the_same_weighted_loss(spec):
     """`compile(loss=fn)` and `compile(loss=Class())` evaluate to the same weighted mean: the
     function returns per-example values that Keras weights like the class's."""
