@@ -336,23 +336,31 @@ def semi_hard_negatives(distances, negative_mask, thresholds):
     order = ops.cast(ops.argsort(filled, axis=-1), "int32")  # negatives first, ascending
     ascending = take_rows(filled, order)
     num_negatives = ops.sum(ops.cast(negative_mask, "int32"), axis=-1)
-    # beyond[a, t] = the number of (sorted) negatives <= thresholds[a, t]: a binary search for
-    # the first sorted value > threshold, over [0, K]; the +inf fill is never <= a threshold.
-    num_columns = filled.shape[-1]
-    steps = 31 if num_columns is None else max(int(num_columns).bit_length(), 1)
-    num_columns = ops.shape(filled)[-1]
-    low = ops.zeros(ops.shape(thresholds), "int32")
-    high = low + num_columns
-    for _ in range(steps):
-        middle = (low + high) // 2
-        value = take_rows(ascending, ops.minimum(middle, num_columns - 1))
-        open_ = ops.less(low, high)
-        not_beyond = ops.less_equal(value, thresholds)
-        low = ops.where(ops.logical_and(open_, not_beyond), middle + 1, low)
-        high = ops.where(ops.logical_and(open_, ops.logical_not(not_beyond)), middle, high)
+    low = _count_not_beyond(ascending, thresholds)
     farthest = ops.expand_dims(ops.maximum(num_negatives - 1, 0), -1)
     position = ops.where(ops.less(low, ops.expand_dims(num_negatives, -1)), low, farthest)
     return take_rows(order, position), ops.greater(num_negatives, 0)
+
+
+def _count_not_beyond(ascending, thresholds):
+    """`[B, T]` int32: how many values of each ascending row `[B, K]` are `<= thresholds[b, t]`.
+
+    A branchless binary search over `[0, K]` (`ceil(log2(K + 1))` steps): each step probes one
+    column per threshold and moves the count on by the step where the probed value is not
+    beyond the threshold; a probe past the row reads the `+inf` appended to it. The `+inf`
+    values (also the fill of the non-negatives) are never `<=` a finite threshold.
+    """
+    num_columns = ascending.shape[-1]
+    steps = 31 if num_columns is None else max(int(num_columns).bit_length(), 1)
+    num_rows, width = ops.shape(ascending)[0], ops.shape(ascending)[1] + 1
+    padded = ops.pad(ascending, [(0, 0), (0, 1)], constant_values=float("inf"))
+    starts = ops.expand_dims(ops.arange(num_rows, dtype="int32") * width, 1)
+    flat, count = ops.reshape(padded, (-1,)), ops.zeros_like(thresholds, "int32")
+    last = width - 1
+    for step in (2**k for k in reversed(range(steps))):
+        probe = starts + ops.minimum(count + (step - 1), last)
+        count = count + ops.where(ops.less_equal(ops.take(flat, probe), thresholds), step, 0)
+    return count
 
 
 @export

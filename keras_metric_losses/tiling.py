@@ -10,9 +10,12 @@ label masks of each tile are built from the labels of its rows and columns:
 1. an online log-sum-exp over the column blocks (a running maximum `m_i` and a running sum
    `l_i = sum_j exp(x[i, j] - m_i)` rescaled when the maximum grows), with the counts of
    positive and negative keys;
-2. a second sweep for the sums over the positives, `sum_j w[i, j] * t(lse_i - x[i, j])` with
-   `t` the identity (SupCon) or `softplus` (NT-Xent, whose denominator holds the negatives
-   only), and their slopes `a_i = sum_j w[i, j] * t'(lse_i - x[i, j])`;
+2. the sums over the positives, `sum_j w[i, j] * t(lse_i - x[i, j])` with `t` the identity
+   (SupCon) or `softplus` (NT-Xent, whose denominator holds the negatives only), and their
+   slopes `a_i = sum_j w[i, j] * t'(lse_i - x[i, j])`: for SupCon in the same sweep, as
+   `W_i log l_i + sum_j w[i, j] (m_i - x[i, j])` (`W_i = sum_j w[i, j]`, two sums of terms
+   >= 0, the second moved along with `m_i`), and `a_i = W_i`; for NT-Xent, whose `softplus`
+   needs the final `lse_i`, in a second sweep;
 3. the backward pass (`keras.ops.custom_gradient`) recomputes each tile's softmax from the
    saved `lse_i` and `a_i`, as flash attention and Inf-CL (Wang et al., 2024) do, and
    accumulates `dq = G k` and `dk = G^T q` with the tile's logit gradient
@@ -124,46 +127,63 @@ def blockwise_terms(queries, keys, labels, key_labels, *, scale, pairwise, block
         return _scan(body, init, (key_blocks, *column_data))[0]
 
     def online(carry, tile_):
-        """Online log-sum-exp over the denominator, and the counts of pairs."""
-        maximum, total, weight, positives, negatives = carry
+        """Online log-sum-exp over the denominator, and the counts of pairs. Without
+        `pairwise`, also `gap_i = sum_j w[i, j] * (m_i - x[i, j])` (>= 0: SupCon's positives
+        are in the denominator, so `x[i, j] <= m_i`), moved along as the maximum `m_i` grows."""
+        maximum, total, weight, positives, negatives, *gap = carry
         logits, weights, negative, denominator = tile_
         masked = ops.where(denominator, logits, lowest)
         new_maximum = ops.maximum(maximum, ops.amax(masked, axis=-1))
         shifted = ops.where(denominator, ops.exp(masked - ops.expand_dims(new_maximum, 1)), 0.0)
+        if gap:  # sum_j w (m' - x) = sum_j w (m - x) + W (m' - m), plus this tile's terms
+            moved = ops.where(weight > 0, weight * (new_maximum - maximum), 0.0)  # m: lowest
+            gap = [
+                gap[0]
+                + moved
+                + ops.sum(weights * (ops.expand_dims(new_maximum, 1) - logits), axis=-1)
+            ]
         return (
             new_maximum,
             total * ops.exp(maximum - new_maximum) + ops.sum(shifted, axis=-1),
             weight + ops.sum(weights, axis=-1),
             positives + ops.sum(ops.cast(weights > 0, dtype), axis=-1),
             negatives + ops.sum(ops.cast(negative, dtype), axis=-1),
+            *gap,
         )
 
     def forward_block(query_block, row, key_blocks):
         """`[r, 4]` statistics and the saved `[r, 3]` (lse, slopes, direct) of a row block."""
         zeros = ops.zeros((rows,), dtype)
         init = (ops.full((rows,), lowest, dtype), zeros, zeros, zeros, zeros)
-        maximum, total, weight, positives, negatives = sweep(
-            online, init, query_block, row, key_blocks
+        maximum, total, weight, positives, negatives, *gap = sweep(
+            online, init if pairwise else (*init, zeros), query_block, row, key_blocks
         )
         has_denominator = total > 0
-        maximum = ops.where(has_denominator, maximum, 0.0)
         log_total = ops.log(ops.where(has_denominator, total, 1.0))
+        if not pairwise:
+            # SupCon in one sweep: sum_j w (lse - x) = W log l + sum_j w (m - x), two terms
+            # >= 0 (no cancellation); each positive's slope is 1, so a_i = W_i.
+            weighted_sum = weight * log_total + gap[0]
+            lse = ops.where(has_denominator, maximum, 0.0) + log_total
+            stats = ops.stack([weighted_sum, weight, positives, negatives], axis=-1)
+            return stats, ops.stack([lse, weight, ops.ones_like(total)], axis=-1)
+        maximum = ops.where(has_denominator, maximum, 0.0)
 
         def positive_sums(carry, tile_):
+            """NT-Xent's second sweep: `softplus(lse - x)` needs the final `lse`."""
             weighted_sum, slopes = carry
             logits, weights = tile_[:2]
             # `lse - x` as `log l - (x - m)`: the difference of nearby logits is exact.
             t = ops.expand_dims(log_total, 1) - (logits - ops.expand_dims(maximum, 1))
-            term = ops.softplus(t) if pairwise else t
             return (
-                weighted_sum + ops.sum(weights * term, axis=-1),
+                weighted_sum + ops.sum(weights * ops.softplus(t), axis=-1),
                 slopes + ops.sum(weights * slope(t), axis=-1),
             )
 
         weighted_sum, slopes = sweep(positive_sums, (zeros, zeros), query_block, row, key_blocks)
-        # Pairwise without a negative: p = 1, the terms are 0 (`direct` turns off the positives'
-        # own gradient; SupCon's positives are in the denominator, never empty with them).
-        direct = ops.cast(has_denominator, dtype) if pairwise else ops.ones_like(total)
+        # Without a negative: p = 1, the terms are 0 (`direct` turns off the positives' own
+        # gradient).
+        direct = ops.cast(has_denominator, dtype)
         stats = ops.stack([weighted_sum * direct, weight, positives, negatives], axis=-1)
         return stats, ops.stack([maximum + log_total, slopes * direct, direct], axis=-1)
 
