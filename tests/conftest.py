@@ -25,11 +25,13 @@ for _name, _value in _JAX_CACHE.items():
 
 import keras  # noqa: E402
 import pytest  # noqa: E402
+import support  # noqa: E402
 
 import keras_metric_losses  # noqa: E402
 
 
 def pytest_configure(config):
+    support.FAST_TIER = "not slow" in (config.getoption("markexpr") or "")
     expected = os.environ.get("KERAS_BACKEND")
     if expected and keras.backend.backend() != expected:
         raise pytest.UsageError(

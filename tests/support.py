@@ -27,6 +27,17 @@ LOSS_FUNCTIONS = [
 ]
 
 
+# True when the run deselects the slow tier (`-m "not slow"`); set by `conftest.py` before the
+# test modules are imported.
+FAST_TIER = False
+
+
+def examples(count):
+    """`max_examples` of a property test: `count` in a full run, a fifth of it (at least 3)
+    in the fast tier (each new shape compiles JAX's eager ops again)."""
+    return max(3, count // 5) if FAST_TIER else count
+
+
 def first_of_each(keyed_params):
     """Splits a sweep between the tiers: `[(key, param)]` -> the params, the first of each key
     as it is (the fast tier then runs each code path once: one loss per family and kind, say)

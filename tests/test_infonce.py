@@ -15,7 +15,7 @@ from specs.softmax import (
     supcon_multilabel_reference,
     supcon_reference,
 )
-from support import compiled, finite_difference_grad, numpy, value_and_grad
+from support import compiled, examples, finite_difference_grad, numpy, value_and_grad
 
 import keras_metric_losses as kml
 from keras_metric_losses.losses import infonce
@@ -80,7 +80,7 @@ def multilabel_batches(draw):
     return labels, rng.normal(size=(batch, 3)).astype("float32")
 
 
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=examples(10), deadline=None)
 @given(multilabel_batches(), st.sampled_from(["anchor", "pml"]), st.sampled_from([0.1, 0.5]))
 def test_supcon_multilabel_matches_its_numpy_reference(batch, reducer, temperature):
     labels, e = batch
@@ -148,7 +148,7 @@ REFERENCES = {
 }
 
 
-@settings(max_examples=12, deadline=None)
+@settings(max_examples=examples(12), deadline=None)
 @given(labelled_batches(), st.sampled_from(sorted(REFERENCES)), st.sampled_from(["anchor", "pml"]))
 def test_pml_losses_match_the_reference_and_permute_with_the_batch(batch, name, reducer):
     labels, y_pred, permutation = batch

@@ -13,7 +13,7 @@ import tf_metric_reference as tf_ref
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from specs.pair import SPECS
-from support import numpy, value_and_grad
+from support import examples, numpy, value_and_grad
 
 import keras_metric_losses as kml
 from keras_metric_losses.losses import circle as circle_module
@@ -328,7 +328,7 @@ def labelled_batches(draw):
 EMBEDDING_SPECS = [spec for spec in SPECS if spec.kind.name == "embeddings"]
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=examples(20), deadline=None)
 @given(batch=labelled_batches(), index=st.integers(0, len(EMBEDDING_SPECS) - 1))
 def test_per_anchor_values_match_the_oracles_and_permute_with_the_batch(batch, index):
     spec = EMBEDDING_SPECS[index]

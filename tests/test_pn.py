@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pn_reference import pn_reference
 from specs.pn import assert_matches_golden
-from support import finite_difference_grad, golden_cases, numpy, value_and_grad
+from support import examples, finite_difference_grad, golden_cases, numpy, value_and_grad
 
 import keras_metric_losses as kml
 
@@ -343,7 +343,7 @@ def batches(draw):
     return np.array(labels), np.array(values, "float32").reshape(batch, dim)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=examples(25), deadline=None)
 @given(
     batch=batches(),
     distance=st.sampled_from(DISTANCE_NAMES),

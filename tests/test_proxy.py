@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from specs.proxy import SPECS, subcenter_arcface_oracle
-from support import compiled, numpy, value_and_grad
+from support import compiled, examples, numpy, value_and_grad
 
 import keras_metric_losses as kml
 
@@ -40,7 +40,7 @@ def batches(draw):
     return labels, batch, dim, num_classes, seed, scale, permutation
 
 
-@settings(max_examples=12, deadline=None)
+@settings(max_examples=examples(12), deadline=None)
 @given(batches(), st.sampled_from(sorted(BY_NAME)), st.integers(1, 3))
 def test_functions_match_the_oracle_and_permute_with_the_batch(batch, name, sub_centers):
     labels, size, dim, num_classes, seed, scale, permutation = batch

@@ -20,7 +20,7 @@ from pn_reference import distance_matrix, pn_reference
 from references import reference_per_anchor
 from specs import SPECS
 from specs.faults import FAULTS, Raises, Value, valid
-from support import compiled, first_of_each, numpy, value_and_grad
+from support import compiled, examples, first_of_each, numpy, value_and_grad
 
 import keras_metric_losses as kml
 from keras_metric_losses import validation
@@ -238,7 +238,7 @@ def _renamed(labels, offset):
     return renamed % 2**31 if keras.backend.backend() == "jax" else renamed
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=examples(30), deadline=None)
 @given(labelled_similarity(), st.integers(0, 2**40))
 def test_npairs_properties(case, offset):
     labels, y_pred, permutation = case
@@ -268,7 +268,7 @@ def pn_batches(draw):
     return labels, embeddings, np.asarray(draw(st.permutations(range(batch))))
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=examples(25), deadline=None)
 @given(
     batch=pn_batches(),
     distance=st.sampled_from(PN_DISTANCES),
@@ -322,7 +322,7 @@ def nce_batches(draw):
     return (weights, biases, labels, inputs, (sampled, true_ec, sampled_ec)), permutation
 
 
-@settings(max_examples=15, deadline=None)  # every new shape recompiles JAX's eager ops
+@settings(max_examples=examples(15), deadline=None)  # every new shape recompiles JAX's eager ops
 @given(nce_batches(), st.booleans())
 def test_sampled_losses_match_the_numpy_reference_and_permute_with_the_batch(case, remove):
     (weights, biases, labels, inputs, values), permutation = case

@@ -17,7 +17,7 @@ from specs.triplet import (
     semihard_reference,
     tfsim_triplet_reference,
 )
-from support import compiled, finite_difference_grad, golden_cases, numpy, value_and_grad
+from support import compiled, examples, finite_difference_grad, golden_cases, numpy, value_and_grad
 
 import keras_metric_losses as kml
 from keras_metric_losses import distances, mining
@@ -60,7 +60,7 @@ def brute_force_semi_hard(d, mask, thresholds):
     return np.where(beyond.any(axis=-1), closest, farthest)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(distance_rows())
 def test_semi_hard_negatives_match_the_dense_definition(rows):
     d, mask, thresholds = rows
