@@ -160,14 +160,13 @@ def blockwise_terms(queries, keys, labels, key_labels, *, scale, pairwise, block
         )
         has_denominator = total > 0
         log_total = ops.log(ops.where(has_denominator, total, 1.0))
+        maximum = ops.where(has_denominator, maximum, 0.0)
         if not pairwise:
             # SupCon in one sweep: sum_j w (lse - x) = W log l + sum_j w (m - x), two terms
             # >= 0 (no cancellation); each positive's slope is 1, so a_i = W_i.
             weighted_sum = weight * log_total + gap[0]
-            lse = ops.where(has_denominator, maximum, 0.0) + log_total
             stats = ops.stack([weighted_sum, weight, positives, negatives], axis=-1)
-            return stats, ops.stack([lse, weight, ops.ones_like(total)], axis=-1)
-        maximum = ops.where(has_denominator, maximum, 0.0)
+            return stats, ops.stack([maximum + log_total, weight, ops.ones_like(total)], axis=-1)
 
         def positive_sums(carry, tile_):
             """NT-Xent's second sweep: `softplus(lse - x)` needs the final `lse`."""
