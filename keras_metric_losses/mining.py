@@ -348,7 +348,9 @@ def _count_not_beyond(ascending, thresholds):
     A branchless binary search over `[0, K]` (`ceil(log2(K + 1))` steps): each step probes one
     column per threshold and moves the count on by the step where the probed value is not
     beyond the threshold; a probe past the row reads the `+inf` appended to it. The `+inf`
-    values (also the fill of the non-negatives) are never `<=` a finite threshold.
+    values (also the fill of the non-negatives) are never `<=` a finite threshold. The probes
+    are `take_rows` gathers with the row offsets computed once for all steps (recomputing them
+    in every step made the eager torch step 1-8% slower at B = 1024).
     """
     num_columns = ascending.shape[-1]
     steps = 31 if num_columns is None else max(int(num_columns).bit_length(), 1)
