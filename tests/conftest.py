@@ -5,9 +5,9 @@ import os
 # JAX). The HLO passes (fusion, simplification) still run, and codegen stays IEEE (no fast math).
 # Set before Keras loads a backend; flags a user already gave are kept.
 _FAST_COMPILE = ("--xla_backend_optimization_level=0", "--xla_llvm_disable_expensive_passes=true")
+_USER_FLAGS = os.environ.get("XLA_FLAGS", "")
 os.environ["XLA_FLAGS"] = " ".join(
-    [os.environ.get("XLA_FLAGS", "")]
-    + [f for f in _FAST_COMPILE if f.split("=")[0] not in os.environ.get("XLA_FLAGS", "")]
+    [_USER_FLAGS, *(f for f in _FAST_COMPILE if f.split("=")[0] not in _USER_FLAGS)]
 ).strip()
 
 # JAX (eager tests compile every op for each new shape) keeps its compilations on disk, shared by
