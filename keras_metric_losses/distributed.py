@@ -21,26 +21,10 @@ initialised) every function here is the identity / single-replica answer.
 import keras
 from keras import ops
 
+from keras_metric_losses import backend
 from keras_metric_losses.api import export
 
 __all__ = ["all_gather", "gather_keys", "replica_context", "replica_seed"]
-
-
-def _tf_replica_context():
-    import tensorflow as tf
-
-    context = tf.distribute.get_replica_context()
-    if context is None or context.num_replicas_in_sync == 1:
-        return None
-    return context
-
-
-def _torch_process_group():
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        return dist
-    return None
 
 
 @export
@@ -64,45 +48,7 @@ def replica_context():
 
     Reference: `tf.distribute.ReplicaContext`; `torch.distributed.get_rank`.
     """
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        context = _tf_replica_context()
-        if context is not None:
-            return context.replica_id_in_sync_group, context.num_replicas_in_sync
-    elif backend == "torch":
-        dist = _torch_process_group()
-        if dist is not None:
-            return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def _torch_all_gather(x, dist):
-    import torch
-
-    class _AllGather(torch.autograd.Function):
-        """Concatenates every rank's `x` on axis 0; backward all-reduces (SUM) then slices."""
-
-        @staticmethod
-        def forward(ctx, tensor):
-            tensor = tensor.contiguous()
-            parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
-            dist.all_gather(parts, tensor)
-            ctx.rows = tensor.shape[0]
-            return torch.cat(parts, dim=0)
-
-        @staticmethod
-        def backward(ctx, grad):
-            grad = grad.contiguous()
-            dist.all_reduce(grad, op=dist.ReduceOp.SUM)
-            start = dist.get_rank() * ctx.rows
-            return grad[start : start + ctx.rows]
-
-    x = ops.convert_to_tensor(x)
-    if x.is_floating_point() and x.requires_grad:
-        return _AllGather.apply(x)
-    parts = [torch.empty_like(x.contiguous()) for _ in range(dist.get_world_size())]
-    dist.all_gather(parts, x.contiguous())
-    return torch.cat(parts, dim=0)
+    return backend.replica_context()
 
 
 @export
@@ -146,21 +92,8 @@ def all_gather(x):
 
     Reference: `tf.distribute.ReplicaContext.all_gather`; `torch.distributed.all_gather`.
     """
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        context = _tf_replica_context()
-        if context is not None:
-            x = ops.convert_to_tensor(x)
-            gathered = context.all_gather(x, axis=0)
-            trailing = tuple(x.shape)[1:]
-            if None in trailing:
-                return gathered
-            return ops.reshape(gathered, (-1, *trailing))  # keeps the static inner shape
-    elif backend == "torch":
-        dist = _torch_process_group()
-        if dist is not None:
-            return _torch_all_gather(x, dist)
-    return ops.convert_to_tensor(x)
+    gathered = backend.all_gather(x)
+    return ops.convert_to_tensor(x) if gathered is None else gathered
 
 
 @export

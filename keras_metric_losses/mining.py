@@ -21,10 +21,9 @@ positive, negative), as do the losses built on them (`TripletMarginLoss`). That 
 1.07 billion (4 GiB) for 1024. They are the only `O(B K^2)` functions of the package.
 """
 
-import keras
 from keras import ops
 
-from keras_metric_losses import validation
+from keras_metric_losses import backend, validation
 from keras_metric_losses.api import export
 from keras_metric_losses.ops import label_equality
 
@@ -231,7 +230,8 @@ def mine_negatives(distances, negative_mask, strategy="semi-hard", threshold=Non
     farthest_filled = ops.where(negative_mask, distances, _INF[True])
     beyond = ops.greater(farthest_filled, ops.expand_dims(threshold, 1))
     beyond_filled = ops.where(beyond, distances, _INF[False])
-    if _ARG_REDUCTIONS:  # the closest negative beyond the threshold, else the farthest one
+    # The closest negative beyond the threshold, else the farthest one.
+    if backend.FIRST_INDEX_ARG_REDUCTIONS:
         farthest_index, farthest = _arg_extreme(farthest_filled, largest=True)
         closest_index, closest_beyond = _arg_extreme(beyond_filled, largest=False)
         none_beyond = ops.equal(closest_beyond, _INF[False])
@@ -249,14 +249,6 @@ def mine_negatives(distances, negative_mask, strategy="semi-hard", threshold=Non
 _INF = {True: float("-inf"), False: float("inf")}  # the fill value of a largest/smallest search
 
 
-# Whether `ops.argmax`/`ops.argmin` are the selections: on torch, whose arg-reductions take
-# the first index on ties (documented, also under `torch.compile`) in one pass, where the
-# search of `_first_index_of` runs three `[B, K]` kernels after the max (eager torch runs each
-# kernel on its own). TensorFlow documents no tie rule for `argmax`, and XLA's CPU
-# arg-reductions are 2-3x slower than the search, which it fuses.
-_ARG_REDUCTIONS = keras.backend.backend() == "torch"
-
-
 def _select(values, mask, largest):
     """`(index, extreme, found)` of the largest (or smallest) masked value of each row.
 
@@ -264,7 +256,7 @@ def _select(values, mask, largest):
     set; `found` is `extreme != fill`, `index` the first column holding `extreme` (0 if none).
     """
     filled = ops.where(mask, values, _INF[largest])
-    if _ARG_REDUCTIONS:
+    if backend.FIRST_INDEX_ARG_REDUCTIONS:
         index, extreme = _arg_extreme(filled, largest)
     else:
         extreme = (ops.amax if largest else ops.amin)(filled, axis=-1)

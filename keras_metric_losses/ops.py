@@ -4,6 +4,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_metric_losses import backend
+
 _HALF_PRECISION = ("float16", "bfloat16")
 
 
@@ -20,6 +22,40 @@ def compute_dtype(x):
 def is_float_dtype(dtype):
     """Whether `dtype` (a name or a backend dtype) is a floating-point dtype."""
     return keras.backend.standardize_dtype(dtype).startswith(("float", "bfloat"))
+
+
+# The floor of the squared norm in `l2_normalize`: rows shorter than 1e-12 are divided by 1e-12.
+_NORM_FLOOR_SQUARED = 1e-24
+
+
+def l2_normalize(x, axis=-1):
+    """`x / max(|x|, 1e-12)` along `axis`: the package's one L2 normalisation.
+
+    The rule of `torch.nn.functional.normalize`, which pytorch-metric-learning's distances use
+    (TF Similarity's `tf.math.l2_normalize` floors the norm at 1e-6 instead, `keras.ops.normalize`
+    the squared norm at 1e-7: they differ only for rows shorter than that). Computed as
+    `x / sqrt(max(|x|^2, 1e-24))`, so a zero row stays 0 with a finite gradient, and in the dtype
+    of `x` (float64 stays float64 on every backend).
+
+    Example:
+
+    >>> import keras
+    >>> import numpy as np
+    >>> from keras_metric_losses import ops
+    >>> x = np.array([[3.0, 4.0], [0.0, 0.0]])
+    >>> keras.ops.convert_to_numpy(ops.l2_normalize(x)).tolist()
+    [[0.6, 0.8], [0.0, 0.0]]
+    """
+    x = ops.convert_to_tensor(x)
+    squared = ops.sum(ops.square(x), axis=axis, keepdims=True)
+    return x / ops.sqrt(ops.maximum(squared, ops.cast(_NORM_FLOOR_SQUARED, squared.dtype)))
+
+
+def in_dtype_of(values, reference):
+    """`values` cast to the dtype of `reference` when that is a float dtype (a loss returns the
+    dtype of its predictions), else left in the compute dtype (float32 for integer input)."""
+    dtype = ops.convert_to_tensor(reference).dtype
+    return ops.cast(values, dtype) if is_float_dtype(dtype) else values
 
 
 def label_equality(labels, key_labels=None):
@@ -63,7 +99,7 @@ def soft_target_cross_entropy(target_weights, logits):
     max(logits[i, j], lowest) / sum_j w[i, j]`: XLA fuses its backward, and both the
     written-out gradient and the `log_softmax` forward were ~5% slower there (B = 1024).
     """
-    if keras.backend.backend() == "jax":
+    if backend.ALWAYS_COMPILED:
         count = ops.sum(target_weights, axis=-1)
         finite_logits = ops.maximum(logits, lowest_finite(logits.dtype))
         weighted_logits = ops.sum(target_weights * finite_logits, axis=-1)

@@ -22,9 +22,18 @@ Every function returns 0 where `N` (or an anchor's count) is 0: no NaN, zero gra
 
 from keras import ops
 
+from keras_metric_losses import distributed, validation
 from keras_metric_losses.api import export
 
 __all__ = ["anchor_mean", "batch_mean", "divided", "nonzero_mean"]
+
+# The `reducer` hyperparameter: each anchor's own mean, or its share of PML's batch aggregate.
+REDUCERS = ("anchor", "pml")
+
+
+def check_reducer(value, name):
+    """A hyperparameter check: `"anchor"` or `"pml"`."""
+    return validation.one_of(value, name, REDUCERS)
 
 
 def _row_sums(values, mask):
@@ -124,3 +133,29 @@ def nonzero_mean(values, mask):
     values = ops.convert_to_tensor(values)
     positive = ops.logical_and(ops.convert_to_tensor(mask), values > 0)
     return divided(values, mask, _count(positive, values.dtype))
+
+
+def reduce_elements(values, mask, reducer, pml_rule=nonzero_mean):
+    """One value per anchor from `[b, ...]` element terms: the anchor's mean (`"anchor"`) or its
+    share of PML's batch aggregate (`"pml"`, `pml_rule` one of the functions above)."""
+    if reducer == "pml":
+        return pml_rule(values, mask)
+    return anchor_mean(values, mask)
+
+
+def batch_total(x, cross_replica):
+    """The sum of the scalar `x` over every replica's batch (no gradient): the global batch's
+    count under `cross_replica=True`, `x` itself otherwise."""
+    x = ops.stop_gradient(ops.cast(x, "float32"))
+    if not cross_replica:
+        return x
+    return ops.sum(distributed.all_gather(ops.reshape(x, (1,))))
+
+
+def share(row_sums, count, num_rows, enabled=True):
+    """Each anchor's share `N * row_sum / count` of `sum / count` (0 where not `enabled` or
+    where `count` is 0): Keras' mean over the `N` anchors of the (global) batch is the batch
+    aggregate."""
+    rows = ops.cast(num_rows, row_sums.dtype)
+    values = ops.divide_no_nan(rows * row_sums, ops.cast(count, row_sums.dtype))
+    return ops.where(enabled, values, 0.0)

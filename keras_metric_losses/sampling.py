@@ -18,20 +18,11 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_metric_losses import validation
+from keras_metric_losses import backend, validation
 from keras_metric_losses.api import export
 from keras_metric_losses.ops import compute_dtype, is_float_dtype, lowest_finite
 
 INT32_LIMIT = 2**31 - 1  # the most classes that int32 ids can index
-
-
-def _has_64_bit_types():
-    """Whether the backend computes in int64 and float64: always, except JAX without x64."""
-    if keras.backend.backend() != "jax":
-        return True
-    import jax
-
-    return bool(jax.config.jax_enable_x64)
 
 
 def index_dtypes(num_classes, name):
@@ -46,7 +37,7 @@ def index_dtypes(num_classes, name):
     """
     if num_classes <= INT32_LIMIT:
         return "int32", "float32"
-    if not _has_64_bit_types():
+    if not backend.has_64_bit_types():
         raise ValueError(
             f"`{name}` can be at most 2**31 - 1 = {INT32_LIMIT} on JAX without 64-bit types "
             "(class ids are int32); enable them with "

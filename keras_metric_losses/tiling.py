@@ -27,9 +27,9 @@ The loops are `keras.ops.scan`s with static shapes (a compiled loop under `jax.j
 holds a few `[block_size, block_size]` tiles.
 """
 
-import keras
 from keras import ops
 
+from keras_metric_losses import backend
 from keras_metric_losses.ops import lowest_finite
 
 # Columns of the `[b, 4]` statistics that `blockwise_terms` returns.
@@ -265,13 +265,9 @@ def blockwise_terms(queries, keys, labels, key_labels, *, scale, pairwise, block
     return compute(_blocks(queries, rows), _blocks(keys, columns))[:num_rows]
 
 
-# PyTorch runs loops in Python (eagerly, and unrolled by `torch.compile`).
-_PYTHON_LOOPS = keras.backend.backend() == "torch"
-
-
 def _fori_loop(count, body, init):
     """`keras.ops.fori_loop(0, count, body, init)` (written out on PyTorch, see `_scan`)."""
-    if not _PYTHON_LOOPS:
+    if not backend.PYTHON_LOOPS:
         return ops.fori_loop(0, count, body, init)
     for index in range(count):
         init = body(index, init)
@@ -286,7 +282,7 @@ def _scan(step, init, xs):
     loop is written here: `keras.ops.scan` is a Python loop there too, but its `keras.tree`
     calls stop `torch.compile` inside the `torch.autograd.Function` of `custom_gradient`.
     """
-    if not _PYTHON_LOOPS:
+    if not backend.PYTHON_LOOPS:
         return ops.scan(lambda carry, x: (step(carry, x),) * 2, init, xs)
     carries = []
     for index in range(ops.shape(xs[0])[0]):

@@ -17,7 +17,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_metric_losses import config
+from keras_metric_losses import backend, config
 from keras_metric_losses.ops import is_float_dtype
 
 _NUMERIC_PREFIXES = ("int", "uint", "float", "bfloat", "bool")
@@ -39,7 +39,7 @@ def numeric_tensor(x, name):
             for sparse data the backend has no sparse tensors for (SciPy, PyTorch sparse).
     """
     if _is_sparse(x):
-        if not _backend_sparse(x):
+        if not backend.backend_sparse(x):
             raise TypeError(
                 f"`{name}` is sparse ({type(x).__module__}.{type(x).__name__}), which the "
                 f"{keras.backend.backend()} backend does not take: pass a dense array "
@@ -71,12 +71,6 @@ def _is_sparse(x):
         or kind in ("SparseTensor", "BCOO", "BCSR")
         or str(getattr(x, "layout", "torch.strided")) != "torch.strided"
     )
-
-
-def _backend_sparse(x):
-    """Whether `x` is a sparse tensor of the current backend, which Keras densifies."""
-    kind, backend = type(x).__name__, keras.backend.backend()
-    return (backend, kind) in {("tensorflow", "SparseTensor"), ("jax", "BCOO")}
 
 
 def class_labels(y_true, name="y_true"):
@@ -185,6 +179,11 @@ def real(value, name, low=-math.inf, high=math.inf, low_open=False):
     return float(value)
 
 
+def positive_real(value, name):
+    """A hyperparameter check: a finite number `> 0`, returned as a float."""
+    return real(value, name, low=0.0, low_open=True)
+
+
 def same_batch(y_true, y_pred):
     """Checks that `y_true` and `y_pred` agree on the batch (first) dimension."""
     true_batch, pred_batch = _shape(y_true)[0], _shape(y_pred)[0]
@@ -203,31 +202,7 @@ def rank(x, expected, what, name):
 
 def reads_values(x):
     """Whether the value checks run on `x`: switched on, and `x` concrete (not traced)."""
-    return config.value_checks_enabled() and is_concrete(x)
-
-
-def is_concrete(x):
-    """Whether the values of tensor `x` can be read now, outside any traced program.
-
-    `False` for a `keras.KerasTensor`, a JAX tracer (`jax.jit`, `jax.grad`), inside a
-    `tf.function` graph and while `torch.compile` traces; `True` for eager tensors.
-    """
-    if isinstance(x, keras.KerasTensor):
-        return False
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        return tf.executing_eagerly()
-    if backend == "jax":
-        import jax
-
-        return not isinstance(x, jax.core.Tracer)
-    if backend == "torch":
-        import torch
-
-        return not torch.compiler.is_compiling()
-    return True
+    return config.value_checks_enabled() and backend.is_concrete(x)
 
 
 def _host(x):

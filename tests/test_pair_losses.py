@@ -16,14 +16,10 @@ from specs.pair import SPECS
 from support import examples, numpy, value_and_grad
 
 import keras_metric_losses as kml
-from keras_metric_losses.losses import circle as circle_module
 from keras_metric_losses.losses import contrastive as contrastive_module
 from keras_metric_losses.losses import lifted as lifted_module
-from keras_metric_losses.losses import multi_similarity as ms_module
-from keras_metric_losses.losses import pair_terms
-from keras_metric_losses.losses import soft_nearest_neighbor as snn_module
-from keras_metric_losses.losses import tuplet as tuplet_module
-from keras_metric_losses.pairs import embedding_pairs
+from keras_metric_losses.losses.pair import tuplet as tuplet_module
+from keras_metric_losses.pairs import Keys, build
 
 RNG = np.random.default_rng(0)
 
@@ -241,24 +237,23 @@ def keyed_pairs(labels, embeddings, key_labels, keys, self_columns=None):
     """`Pairs` of a batch against keys; `self_columns=None`: none of the keys is the query."""
     if self_columns is None:
         self_columns = np.full(len(labels), -1, "int32")
-    return embedding_pairs(
-        labels, embeddings, ref_embeddings=keys, ref_labels=key_labels, self_columns=self_columns
-    )
+    return build(labels, embeddings, Keys.memory(keys, key_labels, None, self_columns))
 
 
 @pytest.mark.parametrize(
-    "elements, call",
+    "loss, call",
     [
-        (ms_module.multi_similarity_elements, "MultiSimilarityLoss"),
-        (circle_module.circle_elements, "CircleLoss"),
-        (snn_module.soft_nearest_neighbor_elements, "SoftNearestNeighborLoss"),
+        (kml.MultiSimilarityLoss(), "MultiSimilarityLoss"),
+        (kml.CircleLoss(), "CircleLoss"),
+        (kml.SoftNearestNeighborLoss(), "SoftNearestNeighborLoss"),
     ],
+    ids=lambda x: x if isinstance(x, str) else "",
 )
-def test_tf_similarity_losses_over_a_memory(elements, call):
+def test_tf_similarity_losses_over_a_memory(loss, call):
     labels, embeddings, key_labels, keys = memory_batch()
-    pairs = keyed_pairs(labels, embeddings, key_labels, keys, np.arange(len(labels)))
+    memory = Keys.memory(keys, key_labels, None, np.arange(len(labels), dtype="int32"))
     expected = tf_ref.TFSIM_LOSSES[call](labels, embeddings, key_labels, keys)
-    close(elements(pairs), expected)
+    close(loss.per_example(labels, embeddings, memory), expected)
 
 
 PML_KEYED = [
@@ -276,9 +271,7 @@ PML_KEYED = [
     ),
     (
         pml.tuplet_margin_loss,
-        lambda p: pair_terms.reduce_pairs(
-            *tuplet_module.tuplet_margin_elements(p)["loss"], "pml", kml.reduction.batch_mean
-        ),
+        lambda p: tuplet_module.tuplet_margin_per_anchor(p, margin=5.73, scale=64.0, reducer="pml"),
     ),
 ]
 
@@ -292,7 +285,7 @@ def test_pml_losses_over_keys(oracle, ours, with_self):
         # rounded in float32, where the tuplet loss's cos(acos(S) - m) is ill-conditioned)
         key_labels, keys, self_index = key_labels[len(labels) :], keys[len(labels) :], None
     expected = oracle(embeddings, labels, keys, key_labels, self_index).per_anchor
-    pairs = pair_terms.normalized(keyed_pairs(labels, embeddings, key_labels, keys, self_index))
+    pairs = keyed_pairs(labels, embeddings, key_labels, keys, self_index).normalized()
     close(ours(pairs), expected)
 
 

@@ -23,7 +23,7 @@ from specs.faults import FAULTS, Raises, Value, valid
 from support import compiled, examples, first_of_each, numpy, value_and_grad
 
 import keras_metric_losses as kml
-from keras_metric_losses import validation
+from keras_metric_losses import backend, validation
 
 RNG = np.random.default_rng(0)
 TABLE = [entry for spec in SPECS for entry in spec.kind.entries(spec)]
@@ -187,14 +187,14 @@ def test_traces_with_an_unknown_batch_size(entry):
 
 def test_value_checks_run_eagerly_when_on_and_are_skipped_when_traced():
     x = np.array([[0.0, np.nan], [np.inf, -np.inf]], "float32")
-    assert validation.is_concrete(keras.ops.convert_to_tensor(x))
+    assert backend.is_concrete(keras.ops.convert_to_tensor(x))
     validation.finite(keras.ops.convert_to_tensor(x), "x")  # off by default: no read
     with kml.config.value_checks(), pytest.raises(ValueError, match=r"1 NaN and 2 inf values"):
         validation.finite(keras.ops.convert_to_tensor(x), "x")
     seen = []
 
     def traced(t):
-        seen.append(validation.is_concrete(t))
+        seen.append(backend.is_concrete(t))
         validation.finite(t, "x")
         validation.integral_labels(t, "x")
         validation.class_ids_in_range(t, 1, "x")

@@ -5,7 +5,7 @@ import threading
 import keras
 from keras import ops
 
-from keras_metric_losses import distributed, pairs, validation
+from keras_metric_losses import backend, distributed, pairs, validation
 from keras_metric_losses.api import StrictConfig, export
 from keras_metric_losses.losses.base import LossFunctionWrapper
 
@@ -161,7 +161,7 @@ class CrossBatchMemory(StrictConfig, keras.layers.Layer):
         if training:
             labels = ops.cast(validation.class_labels(ops.convert_to_tensor(labels)), "int32")
             loss = self._step(embeddings, labels, enqueue_mask)
-            if _tensorflow_replicas():
+            if backend.tensorflow_replicas():
                 self._thread_losses().append(loss)
             else:
                 self.add_loss(loss)
@@ -179,11 +179,11 @@ class CrossBatchMemory(StrictConfig, keras.layers.Layer):
 
     def _get_own_losses(self):
         own = super()._get_own_losses()
-        return own + self._thread_losses()[:] if _tensorflow_replicas() else own
+        return own + self._thread_losses()[:] if backend.tensorflow_replicas() else own
 
     def _clear_losses(self):
         super()._clear_losses()
-        if _tensorflow_replicas():
+        if backend.tensorflow_replicas():
             self._thread_losses().clear()
 
     def _step(self, embeddings, labels, enqueue_mask):
@@ -193,7 +193,7 @@ class CrossBatchMemory(StrictConfig, keras.layers.Layer):
                 "A batch larger than the memory needs an `enqueue_mask`. Received: "
                 f"batch size {batch} and memory_size={self.memory_size}"
             )
-        if not self.cross_replica and _tensorflow_replicas():
+        if not self.cross_replica and backend.tensorflow_replicas():
             raise ValueError(
                 "Under `tf.distribute` with several replicas `CrossBatchMemory` needs "
                 "`cross_replica=True`: its memory weights are mirrored (one value for every "
@@ -219,14 +219,18 @@ class CrossBatchMemory(StrictConfig, keras.layers.Layer):
         if local_rows is not None:
             self_columns = ops.take(self_columns, local_rows)
             queries = None if queries is None else ops.take(queries, local_rows)
-        with pairs.memory_keys(valid=valid, self_columns=self_columns, queries=queries):
-            per_anchor = self.loss.fn(
-                labels,
-                embeddings,
-                ref_embeddings=keys,
-                ref_labels=key_labels,
-                **self.loss.hyperparameters,
-            )
+        if hasattr(self.loss.fn, "per_example"):
+            memory = pairs.Keys.memory(keys, key_labels, valid, self_columns, queries)
+            per_anchor = self.loss.per_example(labels, embeddings, memory)
+        else:  # MIGRATION: 0.1.0 losses read the memory from module state
+            with pairs.memory_keys(valid=valid, self_columns=self_columns, queries=queries):
+                per_anchor = self.loss.fn(
+                    labels,
+                    embeddings,
+                    ref_embeddings=keys,
+                    ref_labels=key_labels,
+                    **self.loss.hyperparameters,
+                )
         return _reduce(self.loss, per_anchor)
 
     def _pml_write(self, values, labels, enqueue_mask):
@@ -291,12 +295,6 @@ class CrossBatchMemory(StrictConfig, keras.layers.Layer):
         }
 
 
-def _tensorflow_replicas():
-    """Whether this runs in a TensorFlow replica context of several replicas (`tf.distribute`):
-    there the added losses are kept per thread and the loss is scaled back (`_reduce`)."""
-    return keras.backend.backend() == "tensorflow" and distributed.replica_context()[1] > 1
-
-
 class _Reduce(keras.losses.Loss):
     def call(self, y_true, y_pred):
         return y_pred
@@ -306,7 +304,7 @@ def _reduce(loss, per_anchor):
     """The scalar of `per_anchor` values with `loss`'s reduction (a mean by default)."""
     reduce = _Reduce(name=loss.name, reduction=loss.reduction or "sum", dtype=loss.dtype_policy)
     value = reduce(per_anchor, per_anchor)
-    if _tensorflow_replicas():
+    if backend.tensorflow_replicas():
         # `Loss.__call__` divides by the replicas for a compiled loss; Keras divides an added
         # loss again (`_aggregate_additional_loss`): undo the first.
         value = ops.multiply(value, ops.cast(distributed.replica_context()[1], value.dtype))

@@ -1,6 +1,6 @@
 """The package's losses: a function (scalar or per-example) and a Keras `Loss` class each."""
 
-from keras_metric_losses.losses.circle import (
+from keras_metric_losses.losses.pair.circle import (
     CircleLoss,
     circle_loss,
 )
@@ -54,7 +54,7 @@ from keras_metric_losses.losses.margin_softmax import (
     sphereface_loss,
     subcenter_arcface_loss,
 )
-from keras_metric_losses.losses.multi_similarity import (
+from keras_metric_losses.losses.pair.multi_similarity import (
     MultiSimilarityLoss,
     multi_similarity_loss,
 )
@@ -82,7 +82,7 @@ from keras_metric_losses.losses.proxy import (
     proxy_nca_loss,
     soft_triple_loss,
 )
-from keras_metric_losses.losses.soft_nearest_neighbor import (
+from keras_metric_losses.losses.pair.soft_nearest_neighbor import (
     SoftNearestNeighborLoss,
     soft_nearest_neighbor_loss,
 )
@@ -106,7 +106,7 @@ from keras_metric_losses.losses.triplet import (
     triplet_margin_loss,
     triplet_semihard_loss,
 )
-from keras_metric_losses.losses.tuplet import (
+from keras_metric_losses.losses.pair.tuplet import (
     TupletMarginLoss,
     tuplet_margin_loss,
 )

@@ -1,82 +1,419 @@
-"""The two halves of every loss: a per-example function and a class that declares it.
+"""A loss is declared once: its elements function and one `declare` call.
 
-A loss function computes one value per example with `keras.ops` and declares its
-hyperparameters with `@hyperparameters(name=check, ...)`; the checks run on every call of the
-function and once when a class is built. A loss class is a declaration:
+The elements function computes one value per example with `keras.ops`, from the `Pairs` of the
+front end (`kml.pairs`) for losses on labels and embeddings, else from `(y_true, y_pred)`. Its
+docstring gives the summary, the math, the example and the paper. `declare` adds, from one
+`Hyperparameter(default, check, doc)` per hyperparameter and the options the loss supports:
+
+- the public function, with its signature, its checks and its `Args` / `Returns` / `Raises`;
+- the `keras.losses.Loss` class, with its signature (the original's positional arguments,
+  then `name`, `reduction`, `dtype`, then keyword-only ones), `get_config`, a strict
+  `from_config` and its `Args` (each hyperparameter's text once, for both);
+- the registration of both under the package name, and an entry in `DECLARED`, from which the
+  docs' tables and the coverage tests are made.
 
 ```python
-@export
-class TripletHardLoss(LossFunctionWrapper):
-    def __init__(self, margin=1.0, soft=False, distance_metric="L2", name="triplet_hard_loss",
-                 reduction="sum_over_batch_size", dtype=None):
-        super().__init__(triplet_hard_loss, name=name, reduction=reduction, dtype=dtype,
-                         margin=margin, soft=soft, distance_metric=distance_metric)
+def circle_elements(pairs, *, distance, gamma, margin, joint):
+    '''Circle loss, one value per anchor. ...'''
+    ...
+
+circle_loss, CircleLoss = declare(
+    circle_elements, function="circle_loss", cls="CircleLoss",
+    hyperparameters=dict(distance=Hyperparameter("cosine", distances.check, "A distance."), ...),
+    positional=("distance", "gamma", "margin"), options=(KEYS, CROSS_REPLICA),
+    class_doc='''Circle loss (`circle_loss`). ...''',
+)
 ```
 
-`get_config` / `from_config` follow from the declared hyperparameters; reduction,
-`sample_weight`, masks and distribution scaling are Keras' own.
+Reduction, `sample_weight`, masks and distribution scaling are Keras' own.
 """
 
-import functools
+import dataclasses
 import inspect
+import keyword
+import textwrap
 
 import keras
 
-from keras_metric_losses import validation
-from keras_metric_losses.api import StrictConfig
+from keras_metric_losses import pairs, reduction, validation
+from keras_metric_losses.api import StrictConfig, export
+
+# Options a loss on labels and embeddings may support, each a set of arguments of the function.
+KEYS = "keys"  # `ref_embeddings` / `ref_labels`, and a `CrossBatchMemory` around it
+CROSS_REPLICA = "cross_replica"  # the keys of every replica
+TILING = "tiling"  # `block_size`
+
+DECLARED = []  # every `Declaration`, in the order of definition
 
 
-def hyperparameters(*joint_checks, **checks):
-    """Declares the hyperparameters of a loss function and how each one is checked.
+@dataclasses.dataclass(frozen=True)
+class Hyperparameter:
+    """A hyperparameter: its default, its check and its documentation (written once).
 
-    Args:
-        *joint_checks: Callables `check(values)` on the dict of all declared hyperparameters
-            (defaults filled in), for rules that involve several of them; they raise.
-        **checks: `name=check` for keyword arguments of the decorated function, with
-            `check(value, name)` returning the accepted value (normalised, e.g. a NumPy int
+    Attributes:
+        default: The default value (of the function and the class).
+        check: `check(value, name)` returning the accepted value (normalised, e.g. a NumPy int
             as an int) or raising an error that names `name` and the value received.
-
-    Returns:
-        A decorator. The decorated function checks the hyperparameters it is called with, then
-        runs; `check_hyperparameters(fn, values)` checks them without running it.
+        doc: The `Args` text, without the default (`Defaults to ...` is added).
     """
 
-    def decorate(fn):
-        parameters = inspect.signature(fn).parameters
-        undeclared = set(checks) - set(parameters)
-        if undeclared:
-            raise TypeError(f"{fn.__name__} has no argument(s) {sorted(undeclared)}")
-        names = list(parameters)
-        defaults = {name: parameters[name].default for name in checks}
-
-        def check(values):
-            checked = {name: checks[name](value, name) for name, value in values.items()}
-            for joint in joint_checks:
-                joint(checked)
-            return checked
-
-        @functools.wraps(fn)
-        def checked_fn(*args, **kwargs):
-            # Plain dict work (no `Signature.bind`), so that `torch.compile` traces through it.
-            given = {name: value for name, value in zip(names, args, strict=False)}
-            given.update(kwargs)
-            checked = check({name: given.get(name, defaults[name]) for name in checks})
-            # Every checked value reaches `fn`, defaults included (a joint check may normalise
-            # one, e.g. `margin=None` -> 1.0 with `soft_margin=True`).
-            args = [checked.get(name, value) for name, value in zip(names, args, strict=False)]
-            positional = names[: len(args)]
-            kwargs.update({name: v for name, v in checked.items() if name not in positional})
-            return fn(*args, **kwargs)
-
-        checked_fn.check_hyperparameters = check
-        return checked_fn
-
-    return decorate
+    default: object
+    check: object
+    doc: str
 
 
-def check_hyperparameters(fn, values):
-    """`values` (every declared hyperparameter of `fn`) checked and normalised by `fn`'s checks."""
-    return fn.check_hyperparameters(values)
+def boolean(default, doc):
+    return Hyperparameter(default, validation.boolean, doc)
+
+
+def real(default, doc, **bounds):
+    return Hyperparameter(default, lambda v, n: validation.real(v, n, **bounds), doc)
+
+
+def positive_real(default, doc):
+    return Hyperparameter(default, validation.positive_real, doc)
+
+
+def one_of(default, allowed, doc):
+    return Hyperparameter(default, lambda v, n: validation.one_of(v, n, allowed), doc)
+
+
+def normalize(default):
+    """`normalize` (or PML's `normalize_embeddings`): the front end L2-normalises the queries
+    and keys (`ops.l2_normalize`, as PML's distances do by default)."""
+    return boolean(default, "L2-normalise the embeddings (and keys) first.")
+
+
+def reducer(doc):
+    """`reducer`: `"anchor"` (each anchor's own mean) or `"pml"` (its share of PML's batch
+    aggregate, see `kml.reduction`); `doc` says what each means for the loss."""
+    return Hyperparameter("anchor", reduction.check_reducer, doc)
+
+
+@dataclasses.dataclass(frozen=True)
+class Inputs:
+    """What a loss function takes besides its hyperparameters.
+
+    Attributes:
+        names: The argument names (`("y_true", "y_pred")` for a `keras.losses.Loss`).
+        docs: Their `Args` texts.
+        front_end: `None` (the elements function takes the arguments), or the keyword
+            arguments of `pairs.build` (`{}`, `{"multi_hot": True}`, `{"views": True}`): the
+            elements function then takes the `Pairs`.
+        returns: The `Returns` text.
+    """
+
+    names: tuple
+    docs: tuple
+    front_end: dict = None
+    returns: str = "`[B]` per-anchor losses in the dtype of `y_pred`."
+
+
+_CLASS_LABELS = "`[B]` or `[B, 1]` integer class labels."
+EMBEDDINGS = Inputs(("y_true", "y_pred"), (_CLASS_LABELS, "`[B, D]` embeddings."), {})
+VIEWS = Inputs(
+    ("y_true", "y_pred"),
+    (_CLASS_LABELS, "`[B, D]` embeddings, or `[B, V, D]`: `V` views of each example."),
+    {"views": True},
+    "`[B]` per-example losses in the dtype of `y_pred`.",
+)
+MULTI_HOT_VIEWS = dataclasses.replace(
+    VIEWS,
+    docs=("`[B, C]` multi-hot labels.", VIEWS.docs[1]),
+    front_end={"views": True, "multi_hot": True},
+)
+
+_OPTION_ARGS = {
+    CROSS_REPLICA: (
+        Hyperparameter(
+            False,
+            validation.boolean,
+            "Compare each anchor with the embeddings of every replica (`tf.distribute`, "
+            "`torch.distributed`; the identity on one device and under JAX).",
+        ),
+    ),
+    TILING: (
+        Hyperparameter(
+            None,
+            lambda v, n: None if v is None else validation.positive_int(v, n),
+            "`None` computes the `[B, K]` matrices at once; an int computes the loss by tiles of "
+            "`block_size` rows and columns (the same values and gradients, memory that grows "
+            "with `B` rather than `B**2`; see `kml.tiling`).",
+        ),
+    ),
+}
+_OPTION_NAMES = {CROSS_REPLICA: ("cross_replica",), TILING: ("block_size",)}
+_REFERENCE_DOCS = (
+    ("ref_embeddings", "Optional `[K, D]` keys (a gallery, the other tower) instead of the batch."),
+    ("ref_labels", "The `[K]` labels of `ref_embeddings` (`[K, C]` for multi-hot labels)."),
+)
+_CLASS_DOCS = (
+    ("name", "Name of the loss. Defaults to `{name!r}`."),
+    ("reduction", "Keras reduction. Defaults to `'sum_over_batch_size'`."),
+    (
+        "dtype",
+        "Loss dtype or dtype policy (half precision is computed in float32). Defaults to "
+        "`keras.config.floatx()`.",
+    ),
+)
+_EMBEDDING_RAISES = """Raises:
+    ValueError: for a hyperparameter out of range, labels not `[B]`/`[B, 1]`, `y_pred` not
+        rank 2, different batch sizes, or keys that do not match the batch. With value checks
+        on (`kml.config`), also for non-integral float labels and NaN or inf in `y_pred`.
+    TypeError: if the labels are not numbers, or a flag is not a bool."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Declaration:
+    """Everything `declare` knows of a loss (what the docs' tables and coverage tests read).
+
+    Attributes:
+        elements: The elements function.
+        function: The public function.
+        cls: The public `Loss` class.
+        family: The family module (`"pair"`, `"triplet"`, ...).
+        inputs: Its `Inputs`.
+        hyperparameters: `{name: Hyperparameter}` in signature order, options included.
+        options: The options it supports (`KEYS`, `CROSS_REPLICA`, `TILING`).
+        original: The loss it re-creates, or `None`.
+        summary: What it does, in one line.
+    """
+
+    elements: object
+    function: object
+    cls: object
+    family: str
+    inputs: Inputs
+    hyperparameters: dict
+    options: tuple
+    original: str
+    summary: str
+
+    @property
+    def supports_keys(self):
+        return KEYS in self.options
+
+
+def declare(
+    elements,
+    *,
+    function,
+    cls,
+    hyperparameters,
+    class_doc,
+    summary,
+    original=None,
+    name=None,
+    positional=(),
+    function_positional=False,
+    inputs=EMBEDDINGS,
+    options=(),
+    joint_checks=(),
+    bases=(),
+):
+    """Declares a loss: returns its public function and `Loss` class, registered.
+
+    Args:
+        elements: `elements(pairs, **hyperparameters) -> [b]` values in the compute dtype
+            (`inputs.front_end` set), else `elements(*inputs, **hyperparameters) -> [B]`
+            losses in the dtype of the predictions.
+        function: The public function's name.
+        cls: The class's name.
+        hyperparameters: `{name: Hyperparameter}`, in the signature's order.
+        class_doc: The class docstring: a summary pointing to the function, an example and the
+            paper (the `Args` are added).
+        summary: What the loss does, in one line (the README's table).
+        original: The loss it re-creates (`"tfa.losses.TripletSemiHardLoss"`), or `None`.
+        name: The class's default `name`. Defaults to `function`.
+        positional: The hyperparameters that the class takes positionally, in order (the
+            original's); the others are keyword-only.
+        function_positional: The function takes `positional` positionally too.
+        inputs: The function's `Inputs`. Defaults to `EMBEDDINGS`.
+        options: The options it supports: `KEYS`, `CROSS_REPLICA`, `TILING`.
+        joint_checks: Callables `check(values)` on every hyperparameter, for rules that
+            involve several of them; they raise (or return normalised values).
+        bases: Mixins of the class, before `LossFunctionWrapper` (config compatibility).
+
+    Returns:
+        `(function, cls)`.
+    """
+    every = dict(hyperparameters)
+    for option in options:
+        every.update(zip(_OPTION_NAMES.get(option, ()), _OPTION_ARGS.get(option, ()), strict=True))
+    extra = ("ref_embeddings", "ref_labels") if KEYS in options else ()
+    check = _checker(every, joint_checks)
+    call = _caller(elements, inputs, every, extra, check)
+    doc = _function_doc(elements.__doc__, inputs, every, extra)
+    public = _generate_function(
+        function, inputs.names, every, positional if function_positional else (), extra, call, doc
+    )
+    public.check_hyperparameters = check
+    public.per_example = call
+    loss_cls = _generate_class(
+        cls,
+        name or function,
+        every,
+        positional,
+        public,
+        bases,
+        _class_doc(class_doc, every, name or function),
+    )
+    family = elements.__module__.split(".")[2] if elements.__module__.count(".") > 2 else ""
+    declaration = Declaration(
+        elements,
+        export(public),
+        export(loss_cls),
+        family,
+        inputs,
+        every,
+        tuple(options),
+        original,
+        summary,
+    )
+    loss_cls.declaration = declaration
+    DECLARED.append(declaration)
+    return public, loss_cls
+
+
+def _checker(every, joint_checks):
+    def check(values):
+        checked = {name: every[name].check(value, name) for name, value in values.items()}
+        for joint in joint_checks:
+            checked = joint(checked) or checked
+        return checked
+
+    return check
+
+
+def _caller(elements, inputs, every, extra, check):
+    """`call(*inputs, keys=None, **values)`: the checked values of every hyperparameter, the
+    front end (with `keys`, or those of `ref_*` / `cross_replica`), the elements."""
+    names = tuple(every)
+
+    def call(*args, keys=None, **values):
+        given = {name: values.pop(name, every[name].default) for name in names}
+        references = [values.pop(name, None) for name in extra]
+        checked = check(given)
+        if inputs.front_end is None:
+            return elements(*args, **checked)
+        cross_replica = checked.pop("cross_replica", False)
+        if keys is None:
+            keys = pairs.keys_of(*references, cross_replica=cross_replica)
+        normalize = any([checked.pop(n, False) for n in ("normalize", "normalize_embeddings")])
+        batch = pairs.build(*args, keys, normalize=normalize, **inputs.front_end)
+        if batch.is_empty:
+            return batch.finish(batch.zeros())
+        return batch.finish(elements(batch, **checked))
+
+    return call
+
+
+def _generate_function(name, input_names, every, positional, extra, call, doc):
+    """A function with a real signature (so that `torch.compile` and IDEs see plain
+    arguments) that calls `call` with them, made like `dataclasses` makes its methods."""
+    keyword_only = [n for n in every if n not in positional] + list(extra)
+    defaults = {n: every[n].default for n in every} | {n: None for n in extra}
+    parameters = [*input_names, *(f"{n}=_d[{n!r}]" for n in positional)]
+    if keyword_only:
+        parameters += ["*", *(f"{n}=_d[{n!r}]" for n in keyword_only)]
+    arguments = ", ".join([*input_names, *(f"{n}={n}" for n in [*positional, *keyword_only])])
+    _check_names([*input_names, *every, *extra])
+    source = f"def {name}({', '.join(parameters)}):\n    return _call({arguments})\n"
+    namespace = {"_d": defaults, "_call": call}
+    exec(source, namespace)  # from checked identifiers only
+    fn = namespace[name]
+    fn.__doc__, fn.__qualname__, fn.__module__ = doc, name, _caller_module()
+    return fn
+
+
+def _generate_class(cls_name, default_name, every, positional, function, bases, doc):
+    keyword_only = [n for n in every if n not in positional]
+    parameters = [
+        "self",
+        *(f"{n}=_d[{n!r}]" for n in positional),
+        f"name={default_name!r}",
+        "reduction='sum_over_batch_size'",
+        "dtype=None",
+    ]
+    if keyword_only:
+        parameters += ["*", *(f"{n}=_d[{n!r}]" for n in keyword_only)]
+    values = ", ".join(f"{n}={n}" for n in every)
+    source = (
+        f"def __init__({', '.join(parameters)}):\n"
+        f"    LossFunctionWrapper.__init__(self, _fn, name=name, reduction=reduction, "
+        f"dtype=dtype{', ' if values else ''}{values})\n"
+    )
+    namespace = {
+        "_d": {n: every[n].default for n in every},
+        "_fn": function,
+        "LossFunctionWrapper": LossFunctionWrapper,
+    }
+    exec(source, namespace)  # from checked identifiers only
+    init = namespace["__init__"]
+    init.__qualname__ = f"{cls_name}.__init__"
+    module = _caller_module()
+    attributes = {"__init__": init, "__doc__": doc, "__module__": module}
+    return type(cls_name, (*bases, LossFunctionWrapper), attributes)
+
+
+def _caller_module():
+    """The module that called `declare` (where the generated objects are said to live)."""
+    frame = inspect.currentframe()
+    while frame.f_globals.get("__name__") == __name__:
+        frame = frame.f_back
+    return frame.f_globals["__name__"]
+
+
+def _check_names(names):
+    bad = [n for n in names if not n.isidentifier() or keyword.iskeyword(n)]
+    if bad:
+        raise ValueError(f"Not argument names: {bad}")
+
+
+def _entry(name, text):
+    """A Google-style `Args` entry (four spaces in), wrapped at 96 columns."""
+    return textwrap.fill(
+        f"{name}: {text}",
+        96,
+        initial_indent="    ",
+        subsequent_indent="        ",
+        break_on_hyphens=False,
+    )
+
+
+def _hyperparameter_entries(every):
+    return [_entry(n, f"{h.doc} Defaults to `{h.default!r}`.") for n, h in every.items()]
+
+
+def _insert(doc, block, before):
+    """The cleaned `doc` with `block` inserted before the first of the sections `before`."""
+    lines = inspect.cleandoc(doc).split("\n")
+    for index, line in enumerate(lines):
+        if line.endswith(":") and line[:-1] in before:
+            return "\n".join([*lines[:index], *block.split("\n"), "", *lines[index:]])
+    return "\n".join([*lines, "", *block.split("\n")])
+
+
+def _function_doc(doc, inputs, every, extra):
+    if doc is None:  # `python -OO`
+        return None
+    entries = [_entry(n, d) for n, d in zip(inputs.names, inputs.docs, strict=True)]
+    entries += _hyperparameter_entries(every)
+    entries += [_entry(n, d) for n, d in _REFERENCE_DOCS if n in extra]
+    block = ["Args:", *entries]
+    if "Returns:" not in doc:
+        block += ["", "Returns:", f"    {inputs.returns}"]
+    if "Raises:" not in doc and inputs.front_end is not None:
+        block += ["", _EMBEDDING_RAISES]
+    return _insert(doc, "\n".join(block), ("Returns", "Raises", "Example", "Reference"))
+
+
+def _class_doc(doc, every, default_name):
+    if doc is None:
+        return None
+    entries = _hyperparameter_entries(every)
+    entries += [_entry(n, d.format(name=default_name)) for n, d in _CLASS_DOCS]
+    return _insert(doc, "\n".join(["Args:", *entries]), ("Raises", "Example", "Reference"))
 
 
 class _PerExample(keras.losses.Loss):
@@ -109,13 +446,14 @@ class LossFunctionWrapper(StrictConfig, keras.losses.Loss):
       its registered name.
 
     Args:
-        fn: The loss function `fn(y_true, y_pred, **hyperparameters) -> [B]`, decorated with
-            `hyperparameters`.
+        fn: A declared loss function (`declare`).
         name: Name of the loss.
         reduction: Keras reduction. Defaults to `"sum_over_batch_size"`.
         dtype: Loss dtype or dtype policy. Defaults to `keras.config.floatx()`.
         **hyperparameters: Every hyperparameter that `fn` declares.
     """
+
+    declaration = None
 
     def __init__(self, fn, name=None, reduction="sum_over_batch_size", dtype=None, **values):
         if name is not None and not isinstance(name, str):
@@ -129,7 +467,7 @@ class LossFunctionWrapper(StrictConfig, keras.losses.Loss):
         super().__init__(name=name, reduction=reduction, dtype=self.dtype_policy)
         self.fn = fn
         self._hyperparameter_names = tuple(values)
-        for key, value in check_hyperparameters(fn, values).items():
+        for key, value in fn.check_hyperparameters(values).items():
             setattr(self, key, value)
 
     @property
@@ -143,6 +481,11 @@ class LossFunctionWrapper(StrictConfig, keras.losses.Loss):
 
     def call(self, y_true, y_pred):
         return self.fn(y_true, y_pred, **self.hyperparameters)
+
+    def per_example(self, y_true, y_pred, keys):
+        """The `[B]` values of this loss against explicit `keys` (a `pairs.Keys`), as
+        `kml.layers.CrossBatchMemory` calls it."""
+        return self.fn.per_example(y_true, y_pred, keys=keys, **self.hyperparameters)
 
     def get_config(self):
         config = {"name": self.name, "reduction": self.reduction, "dtype": self.dtype_policy.name}
@@ -165,19 +508,39 @@ def _config_value(key, value):
     return name
 
 
-class TensorFlowSimilarityConfig:
-    """Mixin (listed before `LossFunctionWrapper`): `from_config` also loads the configs that
-    TensorFlow Similarity 0.17 saves: `reduction: "auto"`, a distance as a `Distance` object's
-    config dict, and `margin: None` for the soft margin."""
+# MIGRATION: the 0.1.0 declaration decorator, until every family is declared (then removed).
+import functools  # noqa: E402
 
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        if config.get("reduction") == "auto":
-            config["reduction"] = "sum_over_batch_size"
-        distance = config.get("distance")
-        if isinstance(distance, dict):
-            config["distance"] = distance.get("config", {}).get("name", distance)
-        if "margin" in config and config["margin"] is None:
-            config.update(soft_margin=True, margin=1.0)
-        return super().from_config(config)
+from keras_metric_losses.compat.tfsim import TensorFlowSimilarityConfig  # noqa: E402, F401
+
+
+def hyperparameters(*joint_checks, **checks):
+    def decorate(fn):
+        parameters = inspect.signature(fn).parameters
+        names = list(parameters)
+        defaults = {name: parameters[name].default for name in checks}
+
+        def check(values):
+            checked = {name: checks[name](value, name) for name, value in values.items()}
+            for joint in joint_checks:
+                joint(checked)
+            return checked
+
+        @functools.wraps(fn)
+        def checked_fn(*args, **kwargs):
+            given = {name: value for name, value in zip(names, args, strict=False)}
+            given.update(kwargs)
+            checked = check({name: given.get(name, defaults[name]) for name in checks})
+            args = [checked.get(name, value) for name, value in zip(names, args, strict=False)]
+            positional = names[: len(args)]
+            kwargs.update({name: v for name, v in checked.items() if name not in positional})
+            return fn(*args, **kwargs)
+
+        checked_fn.check_hyperparameters = check
+        return checked_fn
+
+    return decorate
+
+
+def check_hyperparameters(fn, values):
+    return fn.check_hyperparameters(values)

@@ -1,10 +1,9 @@
 """PN loss (TensorFlow Similarity's `PNLoss`): a triplet loss whose negative distance also
 counts the distance from the mined positive to the mined negative."""
 
-import keras
 from keras import ops
 
-from keras_metric_losses import distances, mining, pairs, validation
+from keras_metric_losses import backend, distances, mining, pairs, validation
 from keras_metric_losses.api import export
 from keras_metric_losses.losses.base import (
     LossFunctionWrapper,
@@ -53,7 +52,12 @@ def mined_per_anchor(
     negative, has_negative = mining.mine_negatives(
         dist, pairs.negative, negative_strategy, threshold=threshold
     )
-    if paired is not None and pairs.keys_are_queries and distance_fn in _GRAM and _eager_torch():
+    if (
+        paired is not None
+        and pairs.keys_are_queries
+        and distance_fn in _GRAM
+        and backend.eager_torch()
+    ):
         positive_distance, negative_distance, positive_to_negative = _mined_from_gram(
             distance_fn, pairs.queries, positive, negative
         )
@@ -113,15 +117,6 @@ _GRAM = {
     distances.inner_product: (False, lambda g, i, j: g[:, i, j]),
     distances.cosine_similarity: (True, lambda g, i, j: g[:, i, j]),
 }
-
-
-def _eager_torch():
-    """Whether this runs on torch outside `torch.compile`, where every op is its own kernel."""
-    if keras.backend.backend() != "torch":
-        return False
-    import torch
-
-    return not torch.compiler.is_compiling()
 
 
 def _mined_from_gram(distance_fn, embeddings, positive, negative):

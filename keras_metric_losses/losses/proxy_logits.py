@@ -25,7 +25,7 @@ import math
 
 from keras import ops
 
-from keras_metric_losses import validation
+from keras_metric_losses import backend, validation
 from keras_metric_losses.ops import compute_dtype, safe_sqrt
 
 NORMALIZE_EPSILON = 1e-12
@@ -284,7 +284,7 @@ def checked_inputs(labels, embeddings, proxies, sub_centers=1):
     num_classes = rows // sub_centers
     labels = checked_labels(labels, embeddings, num_classes, "labels", "embeddings")
     validation.finite(embeddings, "embeddings")
-    if validation.is_concrete(embeddings):  # proxies captured by a traced function are constants
+    if backend.is_concrete(embeddings):  # proxies captured by a traced function are constants
         validation.finite(proxies, "proxies")
     dtype = compute_dtype(embeddings)
     return labels, ops.cast(embeddings, dtype), ops.cast(proxies, dtype), num_classes

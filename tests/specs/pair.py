@@ -13,12 +13,11 @@ import tf_metric_reference as tf_ref
 
 import keras_metric_losses as kml
 from keras_metric_losses import pairs as pairs_lib
-from keras_metric_losses.losses import circle as circle_module
 from keras_metric_losses.losses import contrastive as contrastive_module
 from keras_metric_losses.losses import lifted as lifted_module
-from keras_metric_losses.losses import multi_similarity as ms_module
-from keras_metric_losses.losses import pair_terms
-from keras_metric_losses.losses import tuplet as tuplet_module
+from keras_metric_losses.losses.pair import circle as circle_module
+from keras_metric_losses.losses.pair import multi_similarity as ms_module
+from keras_metric_losses.losses.pair import tuplet as tuplet_module
 from specs import Spec
 from specs.faults import NotApplicable, Raises, Value
 from specs.kinds import EMBEDDING_DIM, EMBEDDINGS, INPUT_DIM, Embeddings, Kind, clustered_inputs
@@ -401,9 +400,7 @@ def _element_outputs(elements_fn, element_kwargs, normalize):
     `values, mask` per sub-loss), for `run`."""
 
     def outputs(labels, embeddings):
-        pairs = pairs_lib.embedding_pairs(labels, embeddings)
-        if normalize:
-            pairs = pair_terms.normalized(pairs)
+        pairs = pairs_lib.build(labels, embeddings, normalize=normalize)
         result = elements_fn(pairs, **element_kwargs)
         if isinstance(result, dict):
             return tuple(t for name in sorted(result) for t in result[name])

@@ -4,11 +4,10 @@ import math
 
 from keras import ops
 
-from keras_metric_losses import reduction, validation
-from keras_metric_losses.api import export
+from keras_metric_losses import reduction
 from keras_metric_losses.distances import inner_product
-from keras_metric_losses.losses import pair_terms
-from keras_metric_losses.losses.base import LossFunctionWrapper, hyperparameters
+from keras_metric_losses.losses import base
+from keras_metric_losses.losses.pair.common import masked
 from keras_metric_losses.ops import masked_logsumexp, safe_sqrt
 
 
@@ -19,7 +18,7 @@ def tuplet_margin_elements(pairs, margin=5.73, scale=64.0):
     `l_ij = log(1 + sum_{k in N_i} exp(scale * (S_ik - cos(theta_ij - margin))))`, with
     `theta_ij = acos(S_ij)` and `margin` in degrees.
     """
-    pairs = pair_terms.normalized(pairs)  # PML's CosineSimilarity always normalises
+    pairs = pairs.normalized()  # PML's CosineSimilarity always normalises
     similarity = ops.clip(inner_product(pairs.queries, pairs.keys), -1.0, 1.0)
     radians = math.radians(margin)
     # cos(acos(s) - m) = s cos(m) + sqrt(1 - s^2) sin(m): no acos, whose gradient is infinite at
@@ -29,27 +28,10 @@ def tuplet_margin_elements(pairs, margin=5.73, scale=64.0):
     negatives = masked_logsumexp(scale * similarity, pairs.negative)  # [b]
     terms = ops.softplus(ops.expand_dims(negatives, 1) - scale * shifted)
     mask = ops.logical_and(pairs.positive, ops.expand_dims(pairs.has_negative, 1))
-    return {"loss": (pair_terms.masked(terms, mask), mask)}
+    return {"loss": (masked(terms, mask), mask)}
 
 
-@export
-@hyperparameters(
-    margin=validation.real,
-    scale=pair_terms.positive_real,
-    reducer=pair_terms.check_reducer,
-    cross_replica=validation.boolean,
-)
-def tuplet_margin_loss(
-    y_true,
-    y_pred,
-    *,
-    margin=5.73,
-    scale=64.0,
-    reducer="anchor",
-    cross_replica=False,
-    ref_embeddings=None,
-    ref_labels=None,
-):
+def tuplet_margin_per_anchor(pairs, *, margin, scale, reducer):
     """Tuplet margin loss, one value per anchor: PML's `TupletMarginLoss`.
 
     With `S` the cosine similarities of the embeddings (normalised here, as in PML) and
@@ -70,26 +52,9 @@ def tuplet_margin_loss(
     computed as `S cos(margin) + sqrt(1 - S^2) sin(margin)` on `S` clipped to `[-1, 1]`, the
     same value without `acos`, whose gradient is infinite (NaN in training) when a positive is
     identical to its anchor; PML's `acos` of a float32 similarity that rounds above 1 is NaN.
+
     Cost: `O(B^2)` memory (no `[B, B, B]` tensor: the negatives enter through one log-sum-exp
     per anchor).
-
-    Args:
-        y_true: `[B]` or `[B, 1]` integer class labels.
-        y_pred: `[B, D]` embeddings (normalised inside).
-        margin: Angular margin in degrees. Defaults to 5.73 (0.1 rad).
-        scale: `> 0`. Defaults to 64.0.
-        reducer: `"anchor"` or `"pml"`. Defaults to `"anchor"`.
-        cross_replica: Compare with the embeddings of every replica. Defaults to `False`.
-        ref_embeddings: Optional `[K, D]` keys.
-        ref_labels: Optional `[K]` labels of `ref_embeddings`.
-
-    Returns:
-        `[B]` per-anchor losses in the dtype of `y_pred`.
-
-    Raises:
-        ValueError: for bad shapes, a non-finite margin, `scale` not `> 0`, an unknown reducer;
-            with value checks on, also for non-integral labels and non-finite embeddings.
-        TypeError: if the labels are not numbers, or `cross_replica` is not a bool.
 
     Example:
 
@@ -104,29 +69,25 @@ def tuplet_margin_loss(
 
     Reference: Yu and Tao, "Deep Metric Learning with Tuplet Margin Loss", ICCV 2019.
     """
-    pairs = pair_terms.batch_pairs(y_true, y_pred, ref_embeddings=ref_embeddings,
-                                   ref_labels=ref_labels, cross_replica=cross_replica)  # fmt: skip
-    if pair_terms.is_empty(pairs):
-        return pair_terms.in_dtype_of(pair_terms.zeros(pairs), y_pred)
     values, mask = tuplet_margin_elements(pairs, margin, scale)["loss"]
-    losses = pair_terms.reduce_pairs(values, mask, reducer, reduction.batch_mean)
-    return pair_terms.in_dtype_of(losses, y_pred)
+    return reduction.reduce_elements(values, mask, reducer, reduction.batch_mean)
 
 
-@export
-class TupletMarginLoss(LossFunctionWrapper):
-    """Tuplet margin loss (`tuplet_margin_loss`): with `reducer="pml"` and the default
+tuplet_margin_loss, TupletMarginLoss = base.declare(
+    tuplet_margin_per_anchor,
+    function="tuplet_margin_loss",
+    cls="TupletMarginLoss",
+    original="PML `TupletMarginLoss`",
+    summary="angular margin on positives against every negative, scale 64",
+    positional=("margin", "scale", "reducer"),
+    options=(base.KEYS, base.CROSS_REPLICA),
+    hyperparameters=dict(
+        margin=base.real(5.73, "Angular margin in degrees."),
+        scale=base.positive_real(64.0, "Scale of the similarities, `> 0`."),
+        reducer=base.reducer('`"anchor"` or `"pml"`, see the function.'),
+    ),
+    class_doc="""Tuplet margin loss (`tuplet_margin_loss`): with `reducer="pml"` and the default
     reduction the value is PML's `TupletMarginLoss(margin, scale)`.
-
-    Args:
-        margin: Angular margin in degrees. Defaults to 5.73.
-        scale: `> 0`. Defaults to 64.0.
-        reducer: `"anchor"` or `"pml"`. Defaults to `"anchor"`.
-        name: Defaults to `"tuplet_margin_loss"`.
-        reduction: Keras reduction. Defaults to `"sum_over_batch_size"`.
-        dtype: Loss dtype or policy. Defaults to `keras.config.floatx()`.
-        cross_replica: Keyword-only. Compare with the embeddings of every replica. Defaults
-            to `False`.
 
     Example:
 
@@ -138,26 +99,5 @@ class TupletMarginLoss(LossFunctionWrapper):
     0.67727
 
     Reference: Yu and Tao, ICCV 2019.
-    """
-
-    def __init__(
-        self,
-        margin=5.73,
-        scale=64.0,
-        reducer="anchor",
-        name="tuplet_margin_loss",
-        reduction="sum_over_batch_size",
-        dtype=None,
-        *,
-        cross_replica=False,
-    ):
-        super().__init__(
-            tuplet_margin_loss,
-            name=name,
-            reduction=reduction,
-            dtype=dtype,
-            margin=margin,
-            scale=scale,
-            reducer=reducer,
-            cross_replica=cross_replica,
-        )
+    """,
+)

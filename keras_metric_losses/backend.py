@@ -1,0 +1,160 @@
+"""Every place where the package does something different per Keras backend.
+
+Library code is written against `keras.ops`; where that cannot express something (a collective,
+a tracing test) or where one backend needs another formulation to be fast, the difference is
+named here, once, and the rest of the package asks this module.
+
+| name | what differs |
+| --- | --- |
+| `is_concrete` | whether a tensor's values can be read now (not traced) |
+| `eager_torch` | PyTorch outside `torch.compile`: every op its own kernel |
+| `ALWAYS_COMPILED` | JAX: every step is an XLA program, elementwise passes fuse |
+| `PYTHON_LOOPS` | PyTorch runs `keras.ops` loops in Python (unrolled when compiled) |
+| `FIRST_INDEX_ARG_REDUCTIONS` | PyTorch's `argmax`/`argmin` document the first index on ties |
+| `has_64_bit_types` | every backend but JAX without x64 computes in int64 / float64 |
+| `backend_sparse` | the sparse tensor types Keras densifies (TF `SparseTensor`, JAX `BCOO`) |
+| `replica_context`, `all_gather` | the collectives of `tf.distribute` and `torch.distributed` |
+"""
+
+import keras
+
+NAME = keras.backend.backend()
+
+ALWAYS_COMPILED = NAME == "jax"
+PYTHON_LOOPS = NAME == "torch"
+# Whether `ops.argmax`/`ops.argmin` are the selections of `mining`: on torch, whose
+# arg-reductions take the first index on ties (documented, also under `torch.compile`) in one
+# pass. TensorFlow documents no tie rule for `argmax`, and XLA's CPU arg-reductions are 2-3x
+# slower than a max and a search, which it fuses.
+FIRST_INDEX_ARG_REDUCTIONS = NAME == "torch"
+
+
+def is_concrete(x):
+    """Whether the values of tensor `x` can be read now, outside any traced program.
+
+    `False` for a `keras.KerasTensor`, a JAX tracer (`jax.jit`, `jax.grad`), inside a
+    `tf.function` graph and while `torch.compile` traces; `True` for eager tensors.
+    """
+    if isinstance(x, keras.KerasTensor):
+        return False
+    if NAME == "tensorflow":
+        import tensorflow as tf
+
+        return tf.executing_eagerly()
+    if NAME == "jax":
+        import jax
+
+        return not isinstance(x, jax.core.Tracer)
+    if NAME == "torch":
+        import torch
+
+        return not torch.compiler.is_compiling()
+    return True
+
+
+def eager_torch():
+    """Whether this runs on torch outside `torch.compile`, where every op is its own kernel."""
+    if NAME != "torch":
+        return False
+    import torch
+
+    return not torch.compiler.is_compiling()
+
+
+def has_64_bit_types():
+    """Whether the backend computes in int64 and float64: always, except JAX without x64."""
+    if NAME != "jax":
+        return True
+    import jax
+
+    return bool(jax.config.jax_enable_x64)
+
+
+def backend_sparse(x):
+    """Whether `x` is a sparse tensor of the current backend, which Keras densifies."""
+    return (NAME, type(x).__name__) in {("tensorflow", "SparseTensor"), ("jax", "BCOO")}
+
+
+def _tf_replica_context():
+    import tensorflow as tf
+
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return None
+    return context
+
+
+def _torch_process_group():
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        return dist
+    return None
+
+
+def replica_context():
+    """`(replica_id, num_replicas)` of `tf.distribute` or `torch.distributed`; `(0, 1)` outside
+    a replica context (see `kml.distributed.replica_context`)."""
+    if NAME == "tensorflow":
+        context = _tf_replica_context()
+        if context is not None:
+            return context.replica_id_in_sync_group, context.num_replicas_in_sync
+    elif NAME == "torch":
+        dist = _torch_process_group()
+        if dist is not None:
+            return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def tensorflow_replicas():
+    """Whether this runs in a TensorFlow replica context of several replicas (`tf.distribute`),
+    where replicas call the layers in parallel threads."""
+    return NAME == "tensorflow" and _tf_replica_context() is not None
+
+
+def all_gather(x):
+    """Every replica's `x` concatenated on axis 0 with a gradient to each replica's own rows
+    (see `kml.distributed.all_gather`); `None` outside a replica context."""
+    if NAME == "tensorflow":
+        context = _tf_replica_context()
+        if context is not None:
+            x = keras.ops.convert_to_tensor(x)
+            gathered = context.all_gather(x, axis=0)
+            trailing = tuple(x.shape)[1:]
+            if None in trailing:
+                return gathered
+            return keras.ops.reshape(gathered, (-1, *trailing))  # keeps the static inner shape
+    elif NAME == "torch":
+        dist = _torch_process_group()
+        if dist is not None:
+            return _torch_all_gather(x, dist)
+    return None
+
+
+def _torch_all_gather(x, dist):
+    import torch
+
+    class _AllGather(torch.autograd.Function):
+        """Concatenates every rank's `x` on axis 0; backward all-reduces (SUM) then slices."""
+
+        @staticmethod
+        def forward(ctx, tensor):
+            tensor = tensor.contiguous()
+            parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+            dist.all_gather(parts, tensor)
+            ctx.rows = tensor.shape[0]
+            return torch.cat(parts, dim=0)
+
+        @staticmethod
+        def backward(ctx, grad):
+            grad = grad.contiguous()
+            dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+            start = dist.get_rank() * ctx.rows
+            return grad[start : start + ctx.rows]
+
+    x = keras.ops.convert_to_tensor(x)
+    if x.is_floating_point() and x.requires_grad:
+        return _AllGather.apply(x)
+    parts = [torch.empty_like(x.contiguous()) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, x.contiguous())
+    return torch.cat(parts, dim=0)

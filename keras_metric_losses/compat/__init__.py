@@ -1,0 +1,1 @@
+"""The originals' names, settings and configs, in one executable place per original library."""

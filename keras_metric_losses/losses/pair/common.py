@@ -1,0 +1,26 @@
+"""What the pair-based losses share: margins that read a distance or a similarity, and masks."""
+
+from keras import ops
+
+from keras_metric_losses import distances
+
+
+def beyond(x, y, larger_is_closer):
+    """How far `x` lies beyond `y` on the wrong side: `x - y` for a distance, `y - x` for a
+    similarity (PML's `distance.margin(x, y)`)."""
+    return y - x if larger_is_closer else x - y
+
+
+def pair_matrix(pairs, distance):
+    """`([b, K] matrix, larger_is_closer)` of a distance name or callable."""
+    return pairs.distances(distance), distances.larger_is_closer(distance)
+
+
+def masked(values, mask):
+    """`values` where `mask` holds, 0 elsewhere (no NaN from the unused entries)."""
+    return ops.where(mask, values, ops.zeros_like(values))
+
+
+def count(mask, dtype):
+    """The number of `True` entries of `mask`, as a scalar of `dtype`."""
+    return ops.sum(ops.cast(mask, dtype))
