@@ -43,8 +43,9 @@ def l2_normalize(x, axis=-1):
     >>> import numpy as np
     >>> from keras_metric_losses import ops
     >>> x = np.array([[3.0, 4.0], [0.0, 0.0]])
-    >>> keras.ops.convert_to_numpy(ops.l2_normalize(x)).tolist()
-    [[0.6, 0.8], [0.0, 0.0]]
+    >>> print(keras.ops.convert_to_numpy(ops.l2_normalize(x)).round(4))
+    [[0.6 0.8]
+     [0.  0. ]]
     """
     x = ops.convert_to_tensor(x)
     squared = ops.sum(ops.square(x), axis=axis, keepdims=True)

@@ -101,12 +101,15 @@ class Inputs:
             arguments of `pairs.build` (`{}`, `{"multi_hot": True}`, `{"views": True}`): the
             elements function then takes the `Pairs`.
         returns: The `Returns` text.
+        keywords: `((name, doc), ...)`: keyword-only data arguments of the function (not of
+            the class), `None` by default, passed on to the elements function.
     """
 
     names: tuple
     docs: tuple
     front_end: dict = None
     returns: str = "`[B]` per-anchor losses in the dtype of `y_pred`."
+    keywords: tuple = ()
 
 
 _CLASS_LABELS = "`[B]` or `[B, 1]` integer class labels."
@@ -217,7 +220,8 @@ def declare(
         elements: `elements(pairs, **hyperparameters) -> [b]` values in the compute dtype
             (`inputs.front_end` set), else `elements(*inputs, **hyperparameters) -> [B]`
             losses in the dtype of the predictions.
-        function: The public function's name.
+        function: The public function's name, or `None` for a class alone (its function is
+            then private: a loss of a layer's output, such as `NCELoss`).
         cls: The class's name.
         hyperparameters: `{name: Hyperparameter}`, in the signature's order.
         class_doc: The class docstring: a summary pointing to the function, an example and the
@@ -235,17 +239,24 @@ def declare(
         bases: Mixins of the class, before `LossFunctionWrapper` (config compatibility).
 
     Returns:
-        `(function, cls)`.
+        `(function, cls)`, or `cls` alone with `function=None`.
     """
     every = dict(hyperparameters)
     for option in options:
         every.update(zip(_OPTION_NAMES.get(option, ()), _OPTION_ARGS.get(option, ()), strict=True))
-    extra = ("ref_embeddings", "ref_labels") if KEYS in options else ()
+    references = ("ref_embeddings", "ref_labels") if KEYS in options else ()
+    extra = references + tuple(name for name, _ in inputs.keywords)
     check = _checker(every, joint_checks)
-    call = _caller(elements, inputs, every, extra, check)
+    call = _caller(elements, inputs, every, references, check)
     doc = _function_doc(elements.__doc__, inputs, every, extra)
     public = _generate_function(
-        function, inputs.names, every, positional if function_positional else (), extra, call, doc
+        function or f"_{cls}_function",
+        inputs.names,
+        every,
+        positional if function_positional else (),
+        extra,
+        call,
+        doc,
     )
     public.check_hyperparameters = check
     public.per_example = call
@@ -261,7 +272,7 @@ def declare(
     family = elements.__module__.split(".")[2] if elements.__module__.count(".") > 2 else ""
     declaration = Declaration(
         elements,
-        export(public),
+        None if function is None else export(public),
         export(loss_cls),
         family,
         inputs,
@@ -272,7 +283,7 @@ def declare(
     )
     loss_cls.declaration = declaration
     DECLARED.append(declaration)
-    return public, loss_cls
+    return loss_cls if function is None else (public, loss_cls)
 
 
 def _checker(every, joint_checks):
@@ -285,20 +296,20 @@ def _checker(every, joint_checks):
     return check
 
 
-def _caller(elements, inputs, every, extra, check):
+def _caller(elements, inputs, every, references, check):
     """`call(*inputs, keys=None, **values)`: the checked values of every hyperparameter, the
     front end (with `keys`, or those of `ref_*` / `cross_replica`), the elements."""
     names = tuple(every)
 
     def call(*args, keys=None, **values):
         given = {name: values.pop(name, every[name].default) for name in names}
-        references = [values.pop(name, None) for name in extra]
+        references_ = [values.pop(name, None) for name in references]
         checked = check(given)
         if inputs.front_end is None:
-            return elements(*args, **checked)
+            return elements(*args, **checked, **values)
         cross_replica = checked.pop("cross_replica", False)
         if keys is None:
-            keys = pairs.keys_of(*references, cross_replica=cross_replica)
+            keys = pairs.keys_of(*references_, cross_replica=cross_replica)
         normalize = any([checked.pop(n, False) for n in ("normalize", "normalize_embeddings")])
         batch = pairs.build(*args, keys, normalize=normalize, **inputs.front_end)
         if batch.is_empty:
@@ -399,7 +410,7 @@ def _function_doc(doc, inputs, every, extra):
         return None
     entries = [_entry(n, d) for n, d in zip(inputs.names, inputs.docs, strict=True)]
     entries += _hyperparameter_entries(every)
-    entries += [_entry(n, d) for n, d in _REFERENCE_DOCS if n in extra]
+    entries += [_entry(n, d) for n, d in (*_REFERENCE_DOCS, *inputs.keywords) if n in extra]
     block = ["Args:", *entries]
     if "Returns:" not in doc:
         block += ["", "Returns:", f"    {inputs.returns}"]
