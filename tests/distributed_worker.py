@@ -7,6 +7,7 @@ this file with `sys.executable`:
     python distributed_worker.py jax|tensorflow OUT.json
     python distributed_worker.py torch OUT.json RANK STORE_FILE
     python distributed_worker.py BACKEND OUT.json [RANK STORE_FILE] --memory
+    python distributed_worker.py tensorflow OUT.json --threads
 
 Each run trains one step (SGD, learning rate 1, so the gradient is `w_before - w_after`) of the
 model of every spec with a `cross_replica` option (on its kind's data) and of an `NCE` model (on
@@ -266,6 +267,55 @@ def run_tensorflow():
     return results
 
 
+# Losses called in replica threads with each replica's own memory keys (`--threads`).
+THREADED_LOSSES = ("MultiSimilarityLoss", "CircleLoss", "SoftNearestNeighborLoss")
+
+
+def threaded_keys(replica):
+    """Replica `replica`'s batch and memory: `(labels [6], embeddings [6, 4], memory [10, 4],
+    memory labels [10], valid slots [10], self columns [6])`, different on each replica."""
+    rng = np.random.default_rng(100 + replica)
+    labels = rng.integers(0, 3, 6).astype("int32")
+    embeddings = rng.normal(size=(6, 4)).astype("float32")
+    memory = rng.normal(size=(10, 4)).astype("float32")
+    memory_labels = rng.integers(0, 3, 10).astype("int32")
+    memory[:6], memory_labels[:6] = embeddings, labels  # the batch sits in slots 0..5
+    valid = np.arange(10) < (7 if replica == 0 else 10)
+    return labels, embeddings, memory, memory_labels, valid, np.arange(6, dtype="int32")
+
+
+def run_tensorflow_threads():
+    """Each replica thread calls the losses against its own `Keys.memory`, with a collective
+    (a point where the other replica's thread runs) between building its keys and the loss:
+    eagerly and in a `tf.function`. Writes each replica's per-anchor values."""
+    import tensorflow as tf
+
+    import keras_metric_losses as kml
+
+    strategy = _mirrored_strategy()
+    parts = strategy.experimental_distribute_values_from_function(
+        lambda context: tuple(
+            tf.constant(a) for a in threaded_keys(context.replica_id_in_sync_group)
+        )
+    )
+
+    def step(parts):
+        labels, embeddings, memory, memory_labels, valid, self_columns = parts
+        keys = kml.pairs.Keys.memory(memory, memory_labels, valid, self_columns)
+        context = tf.distribute.get_replica_context()
+        embeddings = embeddings + 0.0 * context.all_reduce("sum", tf.reduce_sum(embeddings))
+        return [getattr(kml, n)().per_example(labels, embeddings, keys) for n in THREADED_LOSSES]
+
+    results = {}
+    for mode, fn in (("eager", step), ("function", tf.function(step))):
+        per_loss = strategy.run(fn, args=(parts,))
+        results[mode] = {
+            name: [np.asarray(v).tolist() for v in strategy.experimental_local_results(values)]
+            for name, values in zip(THREADED_LOSSES, per_loss, strict=True)
+        }
+    return results
+
+
 def run_torch(rank, store):
     """A custom training loop: local forward, backward, gradients averaged over processes."""
     import torch
@@ -344,8 +394,8 @@ def run_torch_memory(rank, store):
 
 
 def main(argv):
-    memory = "--memory" in argv
-    argv = [a for a in argv if a != "--memory"]
+    memory, threads = "--memory" in argv, "--threads" in argv
+    argv = [a for a in argv if a not in ("--memory", "--threads")]
     backend, out = argv[1], argv[2]
     if backend == "jax":
         os.environ["XLA_FLAGS"] = (
@@ -354,6 +404,8 @@ def main(argv):
     os.environ["KERAS_BACKEND"] = backend
     if backend == "jax":
         results = run_jax_memory() if memory else run_jax()
+    elif backend == "tensorflow" and threads:
+        results = run_tensorflow_threads()
     elif backend == "tensorflow":
         results = run_tensorflow_memory() if memory else run_tensorflow()
     else:

@@ -30,12 +30,14 @@ from distributed_worker import (
     NCE_ARGUMENTS,
     NCE_SEED,
     REPLICAS,
+    THREADED_LOSSES,
     distributed_specs,
     memory_batches,
     memory_model,
     nce_weights,
     problem,
     spec_problem,
+    threaded_keys,
 )
 from keras import ops
 from support import compiled, numpy, value_and_grad
@@ -50,10 +52,11 @@ TIMEOUT = 180
 SPECS = distributed_specs()
 
 
-def run_worker(tmp_path, *args, memory=False):
+def run_worker(tmp_path, *args, memory=False, threads=False):
     out = tmp_path / f"out{args[0] if args else ''}.json"
     command = [sys.executable, str(WORKER), BACKEND, str(out), *map(str, args)]
     command += ["--memory"] if memory else []
+    command += ["--threads"] if threads else []
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True), out
 
 
@@ -306,6 +309,25 @@ def test_tensorflow_mirrored_cross_batch_memory_is_global_or_refused(tmp_path):
     assert_memory(result["memory/cross_replica=True"], ["global"] * REPLICAS)
     error = result["memory/cross_replica=False"]["error"]
     assert error.startswith("ValueError") and "Received: cross_replica=False" in error, error
+
+
+@pytest.mark.slow
+@only("tensorflow")
+def test_tensorflow_replica_threads_each_use_their_own_keys(tmp_path):
+    """`tf.distribute.MirroredStrategy` runs its replicas in threads: two replicas with
+    different memory keys (a collective between building them and the loss lets the other
+    thread run) each get the values of their own keys, eagerly and in a `tf.function`."""
+    result = results_of(*run_worker(tmp_path, threads=True))
+    for replica in range(REPLICAS):
+        labels, embeddings, memory, memory_labels, valid, self_columns = threaded_keys(replica)
+        keys = kml.pairs.Keys.memory(memory, memory_labels, valid, self_columns)
+        for name in THREADED_LOSSES:
+            expected = numpy(getattr(kml, name)().per_example(labels, embeddings, keys))
+            for mode in ("eager", "function"):
+                np.testing.assert_allclose(
+                    result[mode][name][replica], expected, rtol=1e-5, atol=1e-6,
+                    err_msg=f"{name}, replica {replica}, {mode}",
+                )  # fmt: skip
 
 
 @pytest.mark.slow
