@@ -6,6 +6,7 @@ from keras_metric_losses import _backend  # noqa: F401
 # isort: split
 
 from keras_metric_losses import (
+    compat,
     config,
     data,
     distances,
@@ -148,6 +149,7 @@ __all__ = [
     "barlow_loss",
     "batch_contrastive_loss",
     "circle_loss",
+    "compat",
     "config",
     "contrastive_loss",
     "cosface_loss",
