@@ -25,3 +25,5 @@ ORIGINALS = {
 
 # The arguments of ours that take the place of TF Addons' (Keras' names for the inputs).
 RENAMED = {"labels": "y_true", "embeddings": "y_pred"}
+# Arguments to pass by keyword: ours come in Keras' order (`name`, then `reduction`).
+BY_KEYWORD = {"ContrastiveLoss": ("reduction",)}
