@@ -9,12 +9,19 @@ PACKAGE = "keras_metric_losses"
 _NAMED = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
 
 
+# Every public object, by name, in the order of export: the one list that `__all__`, the API
+# page, the README's table and the coverage tests are checked against (tests/test_api.py).
+REGISTRY = {}
+
+
 def export(obj):
-    """Registers `obj` with Keras serialization under the package name `keras_metric_losses`.
+    """Registers `obj` with Keras serialization under the package name `keras_metric_losses`
+    and records it in `REGISTRY`.
 
     Saved models then refer to it as `"keras_metric_losses>Name"` and load after a plain
     `import keras_metric_losses`, with no `custom_objects`.
     """
+    REGISTRY[obj.__name__] = obj
     return keras.saving.register_keras_serializable(package=PACKAGE)(obj)
 
 

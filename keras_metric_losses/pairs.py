@@ -437,6 +437,11 @@ def _reference_keys(ref_embeddings, ref_labels, queries):
 def _legacy_keys(ref_embeddings, ref_labels, cross_replica):
     keys = keys_of(ref_embeddings, ref_labels, cross_replica)
     if keys.is_reference:
-        keys = Keys.memory(ref_embeddings, ref_labels, _memory["valid"], _memory["self_columns"],
-                           _memory["queries"])
+        keys = Keys.memory(
+            ref_embeddings,
+            ref_labels,
+            _memory["valid"],
+            _memory["self_columns"],
+            _memory["queries"],
+        )
     return keys

@@ -189,3 +189,16 @@ __all__ = [
     "tuplet_margin_loss",
     "vicreg_loss",
 ]
+
+
+def markdown_table():
+    """The README's table of the losses, made from their declarations (`base.DECLARED`)."""
+    from keras_metric_losses.losses.base import DECLARED
+
+    rows = ["| loss | function | reference | what it does |", "| --- | --- | --- | --- |"]
+    for d in DECLARED:
+        function = d.function.__name__ if d.function is not None else d.related
+        rows.append(
+            f"| `{d.cls.__name__}` | `{function}` | {d.original or '(none)'} | {d.summary} |"
+        )
+    return "\n".join(rows)

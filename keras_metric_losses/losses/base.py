@@ -181,6 +181,8 @@ class Declaration:
         options: The options it supports (`KEYS`, `CROSS_REPLICA`, `TILING`).
         original: The loss it re-creates, or `None`.
         summary: What it does, in one line.
+        related: The name of a public function written by hand for the same loss (with the
+            original's signature, such as `nce_loss`), or `None`.
     """
 
     elements: object
@@ -192,10 +194,16 @@ class Declaration:
     options: tuple
     original: str
     summary: str
+    related: str = None
 
     @property
     def supports_keys(self):
         return KEYS in self.options
+
+    @property
+    def names(self):
+        """The public names: the function's (if any) and the class's."""
+        return tuple(obj.__name__ for obj in (self.function, self.cls) if obj is not None)
 
 
 def declare(
@@ -214,6 +222,7 @@ def declare(
     options=(),
     joint_checks=(),
     bases=(),
+    related=None,
 ):
     """Declares a loss: returns its public function and `Loss` class, registered.
 
@@ -238,6 +247,7 @@ def declare(
         joint_checks: Callables `check(values)` on every hyperparameter, for rules that
             involve several of them; they raise (or return normalised values).
         bases: Mixins of the class, before `LossFunctionWrapper` (config compatibility).
+        related: The name of a public function written by hand for the same loss, or `None`.
 
     Returns:
         `(function, cls)`, or `cls` alone with `function=None`.
@@ -281,6 +291,7 @@ def declare(
         tuple(options),
         original,
         summary,
+        related,
     )
     loss_cls.declaration = declaration
     DECLARED.append(declaration)

@@ -1,0 +1,70 @@
+"""The registry (`kml.api.REGISTRY`, filled by `export`, and `kml.losses.base.DECLARED`, filled
+by `declare`) is the one list of public objects: `__all__`, the README's loss table, the API
+pages and every coverage list (test specs, benchmark cases, demo recipes) are checked here
+against it."""
+
+import inspect
+import pathlib
+import re
+import sys
+
+import pytest
+from specs import SPECS
+
+import keras_metric_losses as kml
+from keras_metric_losses.api import REGISTRY
+from keras_metric_losses.demo.recipes import RECIPES
+from keras_metric_losses.losses.base import DECLARED
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import cases  # noqa: E402
+
+LOSSES = [obj for obj in REGISTRY.values() if obj.__module__.startswith(f"{kml.__name__}.losses")]
+LAYERS = [obj for obj in REGISTRY.values() if obj.__module__.startswith(f"{kml.__name__}.layers")]
+DECLARED_NAMES = [name for d in DECLARED for name in d.names]
+
+
+def test_all_is_the_registry():
+    assert sorted(kml.losses.__all__) == sorted(obj.__name__ for obj in LOSSES)
+    assert sorted(kml.layers.__all__) == sorted(obj.__name__ for obj in LAYERS)
+    top_level = {n for n in kml.__all__ if not inspect.ismodule(getattr(kml, n))}
+    reachable = {*kml.losses.__all__, "ClassProxies", "PairwiseSimilarity"}
+    assert top_level == reachable | {"log_uniform_candidate_sampler"}
+    for name in top_level:
+        assert REGISTRY[name] is getattr(kml, name)
+
+
+def test_every_loss_is_declared_or_a_documented_function():
+    declared = set(DECLARED_NAMES)
+    by_hand = {obj.__name__ for obj in LOSSES} - declared
+    assert by_hand == {"nce_loss", "sampled_softmax_loss"}, by_hand  # tf.nn's signatures
+
+
+def test_the_readme_table_is_made_from_the_declarations():
+    readme = (ROOT / "README.md").read_text()
+    assert kml.losses.markdown_table() in readme
+
+
+def test_every_loss_has_one_api_entry_and_every_entry_resolves():
+    directive = re.compile(r"^::: keras_metric_losses\.(\w+)$", re.MULTILINE)
+    pages = sorted((ROOT / "docs" / "losses").glob("*.md"))
+    targets = [t for page in pages for t in directive.findall(page.read_text())]
+    assert sorted(targets) == sorted(set(targets)), "an object documented twice"
+    assert set(targets) == set(DECLARED_NAMES) | {"nce_loss", "sampled_softmax_loss"}
+
+
+@pytest.mark.parametrize("declaration", DECLARED, ids=lambda d: d.cls.__name__)
+def test_every_declared_loss_has_a_spec_and_a_benchmark_case(declaration):
+    specs = [s for s in SPECS if s.cls is declaration.cls]
+    assert len(specs) == 1, declaration.cls
+    if declaration.function is not None:
+        assert specs[0].function is declaration.function
+    measured = {name for case in cases.CASES.values() for name in case.losses}
+    assert set(declaration.names) & measured, declaration.names
+
+
+def test_every_demo_recipe_trains_a_registered_loss():
+    for recipe in RECIPES.values():
+        if not recipe.baseline:
+            assert REGISTRY[recipe.loss.__name__] is recipe.loss, recipe
