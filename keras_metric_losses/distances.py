@@ -28,7 +28,7 @@ import keras
 from keras import ops
 
 from keras_metric_losses.api import export
-from keras_metric_losses.ops import positive_part, safe_sqrt
+from keras_metric_losses.ops import l2_normalize, positive_part, safe_sqrt
 
 
 def _squared_norm_expansion(query, key):
@@ -146,8 +146,8 @@ def manhattan(query, key):
 def angular(query, key):
     """Angular (cosine) distance `max(1 - q.k / (|q| |k|), 0)`, normalising the embeddings.
 
-    TF Addons' `"angular"` metric: each embedding is divided by `max(|e|, 1e-6)` (the
-    `tf.math.l2_normalize` rule), so zero vectors stay finite.
+    TF Addons' `"angular"` metric: each embedding is L2-normalised first (`ops.l2_normalize`),
+    so zero vectors stay finite.
 
     Args:
         query: `[Q, D]` embeddings.
@@ -165,7 +165,7 @@ def angular(query, key):
     >>> keras.ops.convert_to_numpy(distances.angular(x, x)).tolist()
     [[0.0, 1.0], [1.0, 0.0]]
     """
-    return cosine(ops.normalize(query, axis=-1), ops.normalize(key, axis=-1))
+    return cosine(l2_normalize(query), l2_normalize(key))
 
 
 @export
@@ -236,8 +236,8 @@ def inner_product(query, key):
 def cosine_similarity(query, key):
     """Cosine similarity `q.k / (|q| |k|)` — a similarity (larger = closer).
 
-    The embeddings are L2-normalised here (as pytorch-metric-learning's `CosineSimilarity`),
-    dividing by `max(|e|, 1e-6)`.
+    The embeddings are L2-normalised here (`ops.l2_normalize`, as pytorch-metric-learning's
+    `CosineSimilarity`).
 
     Args:
         query: `[Q, D]` embeddings.
@@ -255,7 +255,7 @@ def cosine_similarity(query, key):
     >>> keras.ops.convert_to_numpy(distances.cosine_similarity(x, x)).tolist()
     [[1.0, 0.0], [0.0, 1.0]]
     """
-    return inner_product(ops.normalize(query, axis=-1), ops.normalize(key, axis=-1))
+    return inner_product(l2_normalize(query), l2_normalize(key))
 
 
 # name: (function, larger_is_closer)
@@ -392,21 +392,17 @@ def _paired_cosine(query, key):
     return positive_part(1.0 - ops.sum(query * key, axis=1))
 
 
-def _unit(x):
-    return ops.normalize(x, axis=-1)
-
-
 # `distance(query[i], key[i])` for the rows of two `[n, D]` matrices, `[n]`, of each built-in
 # distance: the value of the `[Q, K]` matrix's entry, computed from the two embeddings only.
 _ROWWISE = {
     cosine: _paired_cosine,
-    angular: lambda q, k: _paired_cosine(_unit(q), _unit(k)),
+    angular: lambda q, k: _paired_cosine(l2_normalize(q), l2_normalize(k)),
     euclidean: lambda q, k: safe_sqrt(_paired_squared_norm_expansion(q, k)),
     squared_euclidean: _paired_squared_norm_expansion,
     manhattan: lambda q, k: ops.sum(ops.abs(q - k), axis=-1),
     snr: _paired_snr,
     inner_product: lambda q, k: ops.sum(q * k, axis=-1),
-    cosine_similarity: lambda q, k: ops.sum(_unit(q) * _unit(k), axis=-1),
+    cosine_similarity: lambda q, k: ops.sum(l2_normalize(q) * l2_normalize(k), axis=-1),
 }
 
 

@@ -5,6 +5,7 @@ from keras import ops
 
 from keras_metric_losses import distributed, validation
 from keras_metric_losses.api import StrictConfig, export
+from keras_metric_losses.ops import l2_normalize
 
 
 @export
@@ -57,7 +58,7 @@ class PairwiseSimilarity(StrictConfig, keras.layers.Layer):
     def call(self, inputs):
         queries, keys = inputs if isinstance(inputs, (list, tuple)) else (inputs, inputs)
         if self.normalize:
-            queries, keys = ops.normalize(queries, axis=-1), ops.normalize(keys, axis=-1)
+            queries, keys = l2_normalize(queries), l2_normalize(keys)
         if self.cross_replica:
             keys = distributed.all_gather(keys)
         return ops.matmul(queries, ops.transpose(keys))
