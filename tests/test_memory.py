@@ -188,6 +188,12 @@ def test_memory_follows_the_variable_dtype_under_mixed_precision():
         ({"warmup_steps": -1}, ValueError, r"warmup_steps.*>= 0.*warmup_steps=-1"),
         ({"cross_replica": 1}, TypeError, r"cross_replica.*bool"),
         ({"loss": "PNLoss"}, TypeError, r"`loss` must be a loss of keras_metric_losses"),
+        (
+            {"loss": kml.InstanceLoss()},
+            ValueError,
+            r"`InstanceLoss` takes no keys other than its batch.*CircleLoss.*"
+            r"Received: loss=InstanceLoss\(\)",
+        ),
     ],
 )
 def test_bad_arguments_name_the_argument(kwargs, error, message):

@@ -7,7 +7,7 @@ from keras import ops
 
 from keras_metric_losses import backend, distributed, pairs, validation
 from keras_metric_losses.api import StrictConfig, export
-from keras_metric_losses.losses.base import LossFunctionWrapper
+from keras_metric_losses.losses.base import DECLARED, LossFunctionWrapper
 
 MODES = ("pml", "tf_similarity")
 
@@ -122,6 +122,13 @@ class CrossBatchMemory(StrictConfig, keras.layers.Layer):
             raise TypeError(
                 "`loss` must be a loss of keras_metric_losses on labels and embeddings (for "
                 f"example `kml.PNLoss()`). Received: loss={loss!r}"
+            )
+        if loss.declaration is not None and not loss.declaration.supports_keys:
+            supported = sorted(d.cls.__name__ for d in DECLARED if d.supports_keys)
+            raise ValueError(
+                f"`{type(loss).__name__}` takes no keys other than its batch, so it cannot "
+                f"compare the batch with a memory. Losses that can: {', '.join(supported)}. "
+                f"Received: loss={type(loss).__name__}()"
             )
         self.loss = loss
         self.memory_size = validation.positive_int(memory_size, "memory_size")
