@@ -482,7 +482,7 @@ def _pair_case(name, module, ours, references, targets, note):
 PAIR_CASES = [
     Case(
         "contrastive",
-        "keras_metric_losses.losses.contrastive",
+        "keras_metric_losses.losses.pair.siamese",
         inputs="embeddings",
         wrt=("embeddings",),
         ours=contrastive_ours,
@@ -494,7 +494,7 @@ PAIR_CASES = [
     ),
     _pair_case(
         "lifted_struct",
-        "lifted",
+        "pair.lifted",
         _ours("lifted_struct_loss"),
         {
             "tfa.lifted_struct_loss": ("oracle", lifted_tfa),
@@ -505,7 +505,7 @@ PAIR_CASES = [
     ),
     _pair_case(
         "lifted_structure",
-        "lifted",
+        "pair.lifted",
         _ours("lifted_structure_loss", reducer="pml"),
         {"pml.LiftedStructureLoss": ("torch", _pml("LiftedStructureLoss"))},
         {"floor": 2.5, "pml.LiftedStructureLoss": 0.7},
@@ -513,7 +513,7 @@ PAIR_CASES = [
     ),
     _pair_case(
         "generalized_lifted_structure",
-        "lifted",
+        "pair.generalized_lifted",
         _ours("generalized_lifted_structure_loss"),
         {"pml.GeneralizedLiftedStructureLoss": ("torch", _pml("GeneralizedLiftedStructureLoss"))},
         {"floor": 2.5, "pml.GeneralizedLiftedStructureLoss": 0.7},
@@ -521,7 +521,7 @@ PAIR_CASES = [
     ),
     _pair_case(
         "batch_contrastive",
-        "contrastive",
+        "pair.contrastive",
         _ours("batch_contrastive_loss", reducer="pml"),
         {"pml.ContrastiveLoss": ("torch", _pml("ContrastiveLoss"))},
         {"floor": 2.5, "pml.ContrastiveLoss": 0.7},
@@ -529,7 +529,7 @@ PAIR_CASES = [
     ),
     _pair_case(
         "snr_contrastive",
-        "contrastive",
+        "pair.contrastive",
         _ours("signal_to_noise_ratio_contrastive_loss", reducer="pml"),
         {
             "pml.SignalToNoiseRatioContrastiveLoss": (

@@ -16,8 +16,9 @@ from specs.pair import SPECS
 from support import examples, numpy, value_and_grad
 
 import keras_metric_losses as kml
-from keras_metric_losses.losses import contrastive as contrastive_module
-from keras_metric_losses.losses import lifted as lifted_module
+from keras_metric_losses.losses.pair import contrastive as contrastive_module
+from keras_metric_losses.losses.pair import generalized_lifted as generalized_lifted_module
+from keras_metric_losses.losses.pair import lifted as lifted_module
 from keras_metric_losses.losses.pair import tuplet as tuplet_module
 from keras_metric_losses.pairs import Keys, build
 
@@ -259,15 +260,21 @@ def test_tf_similarity_losses_over_a_memory(loss, call):
 PML_KEYED = [
     (
         pml.contrastive_loss,
-        lambda p: contrastive_module.contrastive_per_anchor(p, "euclidean", 0.0, 1.0, "pml"),
+        lambda p: contrastive_module.contrastive_per_anchor(
+            p, distance="euclidean", pos_margin=0.0, neg_margin=1.0, reducer="pml"
+        ),
     ),
     (
         pml.lifted_structure_loss,
-        lambda p: lifted_module.lifted_structure_per_anchor(p, "euclidean", 1.0, 0.0, "pml"),
+        lambda p: lifted_module.lifted_structure_per_anchor(
+            p, distance="euclidean", neg_margin=1.0, pos_margin=0.0, reducer="pml"
+        ),
     ),
     (
         pml.generalized_lifted_structure_loss,
-        lambda p: lifted_module.generalized_lifted_structure_elements(p),
+        lambda p: generalized_lifted_module.generalized_lifted_structure_elements(
+            p, distance="euclidean", neg_margin=1.0, pos_margin=0.0
+        ),
     ),
     (
         pml.tuplet_margin_loss,

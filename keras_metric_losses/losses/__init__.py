@@ -4,13 +4,15 @@ from keras_metric_losses.losses.pair.circle import (
     CircleLoss,
     circle_loss,
 )
-from keras_metric_losses.losses.contrastive import (
+from keras_metric_losses.losses.pair.contrastive import (
     BatchContrastiveLoss,
-    ContrastiveLoss,
     SignalToNoiseRatioContrastiveLoss,
     batch_contrastive_loss,
-    contrastive_loss,
     signal_to_noise_ratio_contrastive_loss,
+)
+from keras_metric_losses.losses.pair.siamese import (
+    ContrastiveLoss,
+    contrastive_loss,
 )
 from keras_metric_losses.losses.fastap import (
     FastAPLoss,
@@ -28,11 +30,13 @@ from keras_metric_losses.losses.instance import (
     InstanceLoss,
     instance_loss,
 )
-from keras_metric_losses.losses.lifted import (
+from keras_metric_losses.losses.pair.generalized_lifted import (
     GeneralizedLiftedStructureLoss,
+    generalized_lifted_structure_loss,
+)
+from keras_metric_losses.losses.pair.lifted import (
     LiftedStructLoss,
     LiftedStructureLoss,
-    generalized_lifted_structure_loss,
     lifted_struct_loss,
     lifted_structure_loss,
 )

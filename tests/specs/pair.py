@@ -13,9 +13,10 @@ import tf_metric_reference as tf_ref
 
 import keras_metric_losses as kml
 from keras_metric_losses import pairs as pairs_lib
-from keras_metric_losses.losses import contrastive as contrastive_module
-from keras_metric_losses.losses import lifted as lifted_module
 from keras_metric_losses.losses.pair import circle as circle_module
+from keras_metric_losses.losses.pair import contrastive as contrastive_module
+from keras_metric_losses.losses.pair import generalized_lifted as generalized_lifted_module
+from keras_metric_losses.losses.pair import lifted as lifted_module
 from keras_metric_losses.losses.pair import multi_similarity as ms_module
 from keras_metric_losses.losses.pair import tuplet as tuplet_module
 from specs import Spec
@@ -366,8 +367,8 @@ def pml_settings(case):
         settings = dict(margins, distance=distance, normalize=normalize)
         if not generalized:
             settings["reducer"] = "pml"
-        elements = (lifted_module.generalized_lifted_structure_elements if generalized
-                    else lifted_module.lifted_structure_elements)  # fmt: skip
+        elements = (generalized_lifted_module.generalized_lifted_structure_elements
+                    if generalized else lifted_module.lifted_structure_elements)  # fmt: skip
         return fn, settings, elements, dict(margins, distance=distance)
     if call == "MultiSimilarityLoss":
         base = kwargs["base"]
