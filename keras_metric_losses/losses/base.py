@@ -31,6 +31,7 @@ Reduction, `sample_weight`, masks and distribution scaling are Keras' own.
 import dataclasses
 import inspect
 import keyword
+import linecache
 import textwrap
 
 import keras
@@ -330,9 +331,7 @@ def _generate_function(name, input_names, every, positional, extra, call, doc):
     arguments = ", ".join([*input_names, *(f"{n}={n}" for n in [*positional, *keyword_only])])
     _check_names([*input_names, *every, *extra])
     source = f"def {name}({', '.join(parameters)}):\n    return _call({arguments})\n"
-    namespace = {"_d": defaults, "_call": call}
-    exec(source, namespace)  # from checked identifiers only
-    fn = namespace[name]
+    fn = _compile(source, name, {"_d": defaults, "_call": call})
     fn.__doc__, fn.__qualname__, fn.__module__ = doc, name, _caller_module()
     return fn
 
@@ -359,12 +358,21 @@ def _generate_class(cls_name, default_name, every, positional, function, bases, 
         "_fn": function,
         "LossFunctionWrapper": LossFunctionWrapper,
     }
-    exec(source, namespace)  # from checked identifiers only
-    init = namespace["__init__"]
+    init = _compile(source, "__init__", namespace, cls_name)
     init.__qualname__ = f"{cls_name}.__init__"
     module = _caller_module()
     attributes = {"__init__": init, "__doc__": doc, "__module__": module}
     return type(cls_name, (*bases, LossFunctionWrapper), attributes)
+
+
+def _compile(source, name, namespace, owner=""):
+    """The function `name` defined by `source` (made from checked identifiers only), with its
+    source in `linecache` under a file name of its own, so that tracebacks, `inspect` and
+    TensorFlow's AutoGraph (which converts a function from its source) read this source."""
+    filename = f"<keras_metric_losses generated {owner}{'.' if owner else ''}{name}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    exec(compile(source, filename, "exec"), namespace)
+    return namespace[name]
 
 
 def _caller_module():
