@@ -144,8 +144,10 @@ margin_loss, MarginLoss = base.declare(
     margin_per_anchor,
     function="margin_loss",
     cls="MarginLoss",
-    original="PML `MarginLoss` (fixed `beta`)",
-    summary="positives within `beta - margin`, negatives beyond `beta + margin`, all triplets",
+    original="PML 2.9 `MarginLoss`",
+    summary=(
+        "margin loss around a fixed `beta` (one or per class) over all triplets, in O(B²) memory"
+    ),
     positional=(
         "margin",
         "nu",

@@ -89,8 +89,12 @@ pn_loss, PNLoss = base.declare(
     function="pn_loss",
     cls="PNLoss",
     name="PNLoss",
-    original="TF Similarity `PNLoss`",
-    summary="one mined triplet per anchor; the negative is also compared with the positive",
+    original="TF Similarity 0.17.1 `PNLoss`",
+    summary=(
+        "triplet loss on mined positives/negatives (distances cosine, euclidean/l2, "
+        "squared_euclidean/sql2, manhattan/l1, inner_product/ip or a registered callable; "
+        "hard/easy positives, hard/semi-hard/easy negatives; soft or hinge margin)"
+    ),
     positional=(
         "distance",
         "positive_mining_strategy",

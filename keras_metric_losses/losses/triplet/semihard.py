@@ -80,8 +80,11 @@ triplet_semihard_loss, TripletSemiHardLoss = base.declare(
     semihard_elements,
     function="triplet_semihard_loss",
     cls="TripletSemiHardLoss",
-    original="`tfa.losses.triplet_semihard_loss`",
-    summary="each positive pair with its semi-hard negative; shares of TF Addons' batch mean",
+    original="`tfa.losses.TripletSemiHardLoss`",
+    summary=(
+        "each positive pair against its semi-hard negative; per-anchor shares whose mean is "
+        "TF Addons' scalar (L2, squared-L2, angular or a callable)"
+    ),
     positional=("margin", "distance_metric"),
     function_positional=True,
     options=(base.CROSS_REPLICA,),

@@ -112,8 +112,11 @@ triplet_margin_loss, TripletMarginLoss = base.declare(
     triplet_margin_per_anchor,
     function="triplet_margin_loss",
     cls="TripletMarginLoss",
-    original="PML `TripletMarginLoss` (with `TripletMarginMiner`)",
-    summary="every triplet (or a miner's), hinge on `D[a, p] - D[a, n] + margin`; dense `B^3`",
+    original="PML 2.9 `TripletMarginLoss` (+ `TripletMarginMiner`)",
+    summary=(
+        "all triplets (dense `[B, B, B]`, O(B³) memory), or the miner's as a mask "
+        '(`type_of_triplets`); `reducer="pml"` gives PML\'s scalar'
+    ),
     positional=(
         "margin",
         "swap",
