@@ -41,7 +41,9 @@ def hard_elements(pairs, *, margin, soft, distance_metric):
     Reference: Hermans et al., "In Defense of the Triplet Loss for Person Re-Identification",
     arXiv:1703.07737, 2017; `tfa.losses.triplet_hard_loss`.
     """
-    return mined.mined_per_anchor(pairs, distance_metric, "hard", "hard", soft, margin, False)
+    return mined.mined_per_anchor(
+        pairs, distance_metric, "hard", "hard", soft, margin, pn_step=False
+    )
 
 
 triplet_hard_loss, TripletHardLoss = base.declare(
