@@ -222,7 +222,7 @@ PN_ARGS = {
 def pn_ours():
     from keras import ops
 
-    from keras_metric_losses.losses.pn import pn_loss
+    from keras_metric_losses.losses.triplet.pn import pn_loss
 
     return lambda x: ops.mean(pn_loss(x["labels"], x["embeddings"], **PN_ARGS))
 
@@ -806,7 +806,7 @@ CASES = {
         ),
         Case(
             "pn",
-            "keras_metric_losses.losses.pn",
+            "keras_metric_losses.losses.triplet.pn",
             ours=pn_ours,
             references={
                 "tfsim.PNLoss": ("oracle", pn_tfsim),
@@ -872,7 +872,7 @@ CASES = {
         ),
         Case(
             "margin",
-            "keras_metric_losses.losses.margin",
+            "keras_metric_losses.losses.triplet.margin",
             ours=_ours("margin_loss", reducer="pml"),
             references={"pml.MarginLoss": ("torch", _pml("MarginLoss"))},
             memory=True,

@@ -475,6 +475,6 @@ def test_reference_keys_are_not_the_queries():
 
     y, e = batch([0, 1])
     keys_labels, keys = batch([0, 1, 0], seed=1)
-    found = pairs.embedding_pairs(y, e, ref_embeddings=keys, ref_labels=keys_labels)
+    found = pairs.build(y, e, pairs.Keys.reference(keys, keys_labels))
     np.testing.assert_array_equal(numpy(found.positive), [[1, 0, 1], [0, 1, 0]])
     assert found.self_columns is None

@@ -40,7 +40,7 @@ from keras_metric_losses.losses.pair.lifted import (
     lifted_struct_loss,
     lifted_structure_loss,
 )
-from keras_metric_losses.losses.margin import (
+from keras_metric_losses.losses.triplet.margin import (
     MarginLoss,
     margin_loss,
 )
@@ -74,7 +74,7 @@ from keras_metric_losses.losses.npairs import (
     npairs_loss,
     npairs_multilabel_loss,
 )
-from keras_metric_losses.losses.pn import (
+from keras_metric_losses.losses.triplet.pn import (
     PNLoss,
     pn_loss,
 )
@@ -100,15 +100,21 @@ from keras_metric_losses.losses.ssl import (
     simsiam_loss,
     vicreg_loss,
 )
-from keras_metric_losses.losses.triplet import (
+from keras_metric_losses.losses.triplet.hard import (
     TripletHardLoss,
-    TripletLoss,
-    TripletMarginLoss,
-    TripletSemiHardLoss,
     triplet_hard_loss,
-    triplet_loss,
-    triplet_margin_loss,
+)
+from keras_metric_losses.losses.triplet.semihard import (
+    TripletSemiHardLoss,
     triplet_semihard_loss,
+)
+from keras_metric_losses.losses.triplet.tfsim_triplet import (
+    TripletLoss,
+    triplet_loss,
+)
+from keras_metric_losses.losses.triplet.triplet_margin import (
+    TripletMarginLoss,
+    triplet_margin_loss,
 )
 from keras_metric_losses.losses.pair.tuplet import (
     TupletMarginLoss,

@@ -7,7 +7,8 @@ import pml_pair_reference as pml
 import tf_metric_reference as tfm
 
 import keras_metric_losses as kml
-from keras_metric_losses.losses import margin, triplet
+from keras_metric_losses import pairs
+from keras_metric_losses.losses.triplet import margin, triplet_margin
 from specs import Spec
 from specs.kinds import EMBEDDINGS
 
@@ -269,8 +270,8 @@ def check_pml_triplet_margin(case, run):
         np.testing.assert_allclose(values, reference, **PML_TOLERANCE)
 
     def elements(y, e):
-        pairs_ = triplet.pml_pairs(y, e, kwargs["normalize_embeddings"], False, None, None)
-        return triplet.triplet_margin_elements(
+        pairs_ = pairs.build(y, e, normalize=kwargs["normalize_embeddings"])
+        return triplet_margin.triplet_margin_elements(
             pairs_,
             kwargs["distance"],
             kwargs["margin"],
@@ -304,7 +305,7 @@ def check_pml_margin(case, run):
         np.testing.assert_allclose(values, reference, **PML_TOLERANCE)
 
     def parts(y, e):
-        pairs_ = triplet.pml_pairs(y, e, kwargs["normalize_embeddings"], False, None, None)
+        pairs_ = pairs.build(y, e, normalize=kwargs["normalize_embeddings"])
         positive_part, negative_part = margin.margin_parts(
             pairs_, kwargs["distance"], kwargs["margin"], kwargs["beta"]
         )

@@ -5,9 +5,8 @@ import numpy as np
 from keras import ops
 
 from keras_metric_losses import distances, reduction, validation
-from keras_metric_losses.api import export
-from keras_metric_losses.losses.base import LossFunctionWrapper, hyperparameters
-from keras_metric_losses.losses.triplet import PML_CHECKS, pml_pairs
+from keras_metric_losses.losses import base
+from keras_metric_losses.losses.triplet import common
 
 
 def check_beta(value, name):
@@ -51,50 +50,29 @@ def check_nu(value, name):
     return nu
 
 
-def margin_parts(pairs_, distance, margin, beta):
+def margin_parts(pairs, distance, margin, beta):
     """`(positive_part, negative_part)`, two `[b, K]` tensors (0 off the positive / negative
     masks): PML's `relu(D[a, p] - beta + margin)` and `relu(beta - D[a, n] + margin)` (signs
     swapped for a similarity). Triplet `(a, p, n)` has the loss `positive_part[a, p] +
     negative_part[a, n]`."""
-    dist = pairs_.distances(distance)
+    dist = pairs.distances(distance)
     if isinstance(beta, list):  # one boundary per class, by the anchor's label
         table = ops.convert_to_tensor(np.asarray(beta), dtype=dist.dtype)
-        labels = ops.cast(pairs_.labels, "int32")
+        labels = ops.cast(pairs.labels, "int32")
         validation.class_ids_in_range(labels, len(beta), "y_true")
         beta = ops.expand_dims(ops.take(table, ops.clip(labels, 0, len(beta) - 1)), 1)
     if distances.larger_is_closer(distance):
         positive_part, negative_part = (beta - dist) + margin, (dist - beta) + margin
     else:
         positive_part, negative_part = (dist - beta) + margin, (beta - dist) + margin
-    positive_part = ops.where(pairs_.positive, ops.relu(positive_part), 0)
-    negative_part = ops.where(pairs_.negative, ops.relu(negative_part), 0)
+    positive_part = ops.where(pairs.positive, ops.relu(positive_part), 0)
+    negative_part = ops.where(pairs.negative, ops.relu(negative_part), 0)
     return positive_part, negative_part
 
 
-@export
-@hyperparameters(
-    margin=validation.real,
-    nu=check_nu,
-    beta=check_beta,
-    learn_beta=check_learn_beta,
-    **PML_CHECKS,
-)
-def margin_loss(
-    y_true,
-    y_pred,
-    *,
-    margin=0.2,
-    nu=0.0,
-    beta=1.2,
-    triplets_per_anchor="all",
-    learn_beta=False,
-    distance="euclidean",
-    normalize_embeddings=True,
-    reducer="anchor",
-    cross_replica=False,
-    ref_embeddings=None,
-    ref_labels=None,
-):
+def margin_per_anchor(
+    pairs, *, margin, nu, beta, triplets_per_anchor, learn_beta, distance, reducer
+):  # fmt: skip
     """Margin loss over all triplets of the batch, as pytorch-metric-learning 2.9's
     `MarginLoss`, one value per anchor.
 
@@ -111,7 +89,8 @@ def margin_loss(
     - `"anchor"` (default): the mean of its triplets' losses (0 without triplets);
     - `"pml"`: its share `B * sum_{p, n} l(apn) / N` of PML's `DivisorReducer` scalar, with
       `N` the number of triplets whose positive part is `> 0` plus the number whose negative
-      part is `> 0`: the batch mean is PML's loss exactly (0 when `N = 0`, as in PML).
+      part is `> 0`: the batch mean is PML's loss exactly (0 when `N = 0`, as in PML). With
+      `cross_replica=True` the count `N` is each replica's.
 
     A triplet's loss is the sum of a pair term of `(a, p)` and one of `(a, n)`, so the sums
     and counts over triplets come from the `[B, K]` pair terms (weighted by the number of
@@ -124,32 +103,11 @@ def margin_loss(
     the anchor's label: labels must then be `0 .. len(beta) - 1` (checked when value checks
     are on; otherwise clipped into range).
 
-    Args:
-        y_true: `[B]` or `[B, 1]` integer class labels.
-        y_pred: `[B, D]` embeddings.
-        margin: The margin around `beta`. Defaults to 0.2.
-        nu: Weight of the `beta` regulariser; only 0 (no learned `beta`). Defaults to 0.
-        beta: The boundary between positive and negative distances, a float or one float per
-            class. Defaults to 1.2.
-        triplets_per_anchor: Only `"all"`. Defaults to `"all"`.
-        learn_beta: Only `False`. Defaults to `False`.
-        distance: A distance name or callable, as in `triplet_margin_loss`. Defaults to
-            `"euclidean"`.
-        normalize_embeddings: L2-normalise the embeddings first (PML's default). Defaults to
-            `True`.
-        reducer: `"anchor"` or `"pml"`, see above. Defaults to `"anchor"`.
-        cross_replica: Compare with the embeddings of every replica. With `reducer="pml"` the
-            count `N` is each replica's. Defaults to `False`.
-        ref_embeddings: Optional `[K, D]` keys (PML's `ref_emb`).
-        ref_labels: Optional `[K]` labels of `ref_embeddings`.
-
-    Returns:
-        `[B]` per-anchor values in the dtype of `y_pred`.
-
     Raises:
         ValueError: for `learn_beta=True`, `nu` other than 0, a non-finite `margin` or
             `beta`, an empty `beta` list, an unknown distance or reducer, or bad shapes. With
-            value checks on, also for labels outside `[0, len(beta))` with a list `beta`.
+            value checks on (`kml.config`), also for non-integral float labels, NaN or inf in
+            `y_pred`, and labels outside `[0, len(beta))` with a list `beta`.
         TypeError: if the labels are not numbers or a flag is not a bool.
 
     Example:
@@ -166,53 +124,68 @@ def margin_loss(
     Reference: Wu et al., "Sampling Matters in Deep Embedding Learning", ICCV 2017;
     pytorch-metric-learning's `MarginLoss`.
     """
-    pairs_ = pml_pairs(
-        y_true, y_pred, normalize_embeddings, cross_replica, ref_embeddings, ref_labels
-    )
-    positive_part, negative_part = margin_parts(pairs_, distance, margin, beta)
+    positive_part, negative_part = margin_parts(pairs, distance, margin, beta)
     dtype = positive_part.dtype
-    num_positives = ops.sum(ops.cast(pairs_.positive, dtype), axis=1)
-    num_negatives = ops.sum(ops.cast(pairs_.negative, dtype), axis=1)
+    num_positives = ops.sum(ops.cast(pairs.positive, dtype), axis=1)
+    num_negatives = ops.sum(ops.cast(pairs.negative, dtype), axis=1)
     # Over the triplets of anchor a: each positive pair meets every negative and vice versa.
     triplet_sums = num_negatives * ops.sum(positive_part, axis=1)
     triplet_sums += num_positives * ops.sum(negative_part, axis=1)
     if reducer == "anchor":
-        losses = ops.divide_no_nan(triplet_sums, num_positives * num_negatives)
-    else:
-        positive_count = ops.sum(ops.cast(positive_part > 0, dtype), axis=1)
-        negative_count = ops.sum(ops.cast(negative_part > 0, dtype), axis=1)
-        divisor = ops.sum(num_negatives * positive_count + num_positives * negative_count)
-        sums = ops.expand_dims(triplet_sums, 1)
-        losses = reduction.divided(sums, ops.ones_like(sums, dtype="bool"), divisor)
-    return ops.cast(losses, ops.convert_to_tensor(y_pred).dtype)
+        return ops.divide_no_nan(triplet_sums, num_positives * num_negatives)
+    positive_count = ops.sum(ops.cast(positive_part > 0, dtype), axis=1)
+    negative_count = ops.sum(ops.cast(negative_part > 0, dtype), axis=1)
+    divisor = ops.sum(num_negatives * positive_count + num_positives * negative_count)
+    sums = ops.expand_dims(triplet_sums, 1)
+    return reduction.divided(sums, ops.ones_like(sums, dtype="bool"), divisor)
 
 
-@export
-class MarginLoss(LossFunctionWrapper):
-    """pytorch-metric-learning 2.9's `MarginLoss` (`margin_loss`) with a fixed `beta`, one
-    value per anchor.
+margin_loss, MarginLoss = base.declare(
+    margin_per_anchor,
+    function="margin_loss",
+    cls="MarginLoss",
+    original="PML 2.9 `MarginLoss`",
+    summary=(
+        "margin loss around a fixed `beta` (one or per class) over all triplets, in O(B²) memory"
+    ),
+    positional=(
+        "margin",
+        "nu",
+        "beta",
+        "triplets_per_anchor",
+        "learn_beta",
+        "distance",
+        "normalize_embeddings",
+        "reducer",
+    ),
+    options=(base.KEYS, base.CROSS_REPLICA),
+    hyperparameters=dict(
+        margin=base.real(0.2, "The margin around `beta`."),
+        nu=base.Hyperparameter(
+            0.0, check_nu, "Weight of PML's `beta` regulariser; only 0 (no learned `beta`)."
+        ),
+        beta=base.Hyperparameter(
+            1.2,
+            check_beta,
+            "The boundary between positive and negative distances, a finite float or one per "
+            "class (a list indexed by the anchor's label).",
+        ),
+        triplets_per_anchor=common.TRIPLETS_PER_ANCHOR,
+        learn_beta=base.Hyperparameter(
+            False, check_learn_beta, "Only `False` (a learned `beta` needs a variable)."
+        ),
+        distance=common.PML_DISTANCE,
+        normalize_embeddings=base.normalize(True),
+        reducer=base.reducer(
+            '`"anchor"` (each anchor\'s mean) or `"pml"` (shares of PML\'s `DivisorReducer`), '
+            "see the function."
+        ),
+    ),
+    class_doc="""pytorch-metric-learning 2.9's `MarginLoss` (`margin_loss`) with a fixed `beta`,
+    one value per anchor.
 
     `MarginLoss(reducer="pml")` with the default reduction equals PML's loss (with
     `learn_beta=False`, its default).
-
-    Args:
-        margin: The margin around `beta`. Defaults to 0.2.
-        nu: Only 0. Defaults to 0.
-        beta: The boundary, a float or one float per class. Defaults to 1.2.
-        triplets_per_anchor: Only `"all"`. Defaults to `"all"`.
-        learn_beta: Only `False`. Defaults to `False`.
-        distance: Distance name or callable, see `triplet_margin_loss`. Defaults to
-            `"euclidean"`.
-        normalize_embeddings: L2-normalise the embeddings first. Defaults to `True`.
-        reducer: `"anchor"` or `"pml"`. Defaults to `"anchor"`.
-        name: Name of the loss. Defaults to `"margin_loss"`.
-        reduction: Keras reduction. Defaults to `"sum_over_batch_size"`.
-        dtype: Loss dtype or policy. Defaults to `keras.config.floatx()`.
-        cross_replica: Compare with the embeddings of every replica. Defaults to `False`.
-
-    Raises:
-        ValueError: for `learn_beta=True`, `nu` other than 0, a bad `margin` or `beta`, or an
-            unknown distance or reducer.
 
     Example:
 
@@ -224,36 +197,5 @@ class MarginLoss(LossFunctionWrapper):
     0.4186
 
     Reference: Wu et al., ICCV 2017; pytorch-metric-learning's `MarginLoss`.
-    """
-
-    def __init__(
-        self,
-        margin=0.2,
-        nu=0.0,
-        beta=1.2,
-        triplets_per_anchor="all",
-        learn_beta=False,
-        distance="euclidean",
-        normalize_embeddings=True,
-        reducer="anchor",
-        name="margin_loss",
-        reduction="sum_over_batch_size",
-        dtype=None,
-        *,
-        cross_replica=False,
-    ):
-        super().__init__(
-            margin_loss,
-            name=name,
-            reduction=reduction,
-            dtype=dtype,
-            margin=margin,
-            nu=nu,
-            beta=beta,
-            triplets_per_anchor=triplets_per_anchor,
-            learn_beta=learn_beta,
-            distance=distance,
-            normalize_embeddings=normalize_embeddings,
-            reducer=reducer,
-            cross_replica=cross_replica,
-        )
+    """,
+)
