@@ -189,10 +189,10 @@ def test_memory_follows_the_variable_dtype_under_mixed_precision():
         ({"cross_replica": 1}, TypeError, r"cross_replica.*bool"),
         ({"loss": "PNLoss"}, TypeError, r"`loss` must be a loss of keras_metric_losses"),
         (
-            {"loss": kml.InstanceLoss()},
+            {"loss": kml.TripletSemiHardLoss()},
             ValueError,
-            r"`InstanceLoss` takes no keys other than its batch.*CircleLoss.*"
-            r"Received: loss=InstanceLoss\(\)",
+            r"`TripletSemiHardLoss` takes no keys other than its batch.*CircleLoss.*"
+            r"Received: loss=TripletSemiHardLoss\(\)",
         ),
     ],
 )
