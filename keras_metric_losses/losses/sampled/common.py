@@ -4,8 +4,20 @@ the two inputs they are computed from (class weights and inputs, or the `NCE` la
 from keras import ops
 
 from keras_metric_losses import validation
+from keras_metric_losses.losses import base
 from keras_metric_losses.ops import compute_dtype, in_dtype_of
 from keras_metric_losses.sampling import sampled_logits
+
+# What `NCELoss` and `SampledSoftmaxLoss` take: the `NCE` layer's output.
+LAYER_LOGITS = base.Inputs(
+    ("y_true", "y_pred"),
+    (
+        "The `[B]` or `[B, num_true]` labels fed to the `NCE` layer; only their last dimension "
+        "(`num_true`) is used.",
+        "The layer's `[B, num_true + S]` sampled logits (true columns first).",
+    ),
+    returns="`[B]` per-example losses in the dtype of `y_pred`.",
+)
 
 
 def nce_per_example(logits, num_true):

@@ -120,12 +120,6 @@ REFERENCE_SAMPLED_SOFTMAX = """
 NCE_VALUES = {"value": "[5.6679, 7.9347]", "mean": "6.8013"}
 SAMPLED_SOFTMAX_VALUES = {"value": "[1.5189, 1.6015]", "mean": "1.5602"}
 
-LAYER_INPUTS = (
-    "The `[B]` or `[B, num_true]` labels fed to the `NCE` layer; only their last dimension "
-    "(`num_true`) is used.",
-    "The layer's `[B, num_true + S]` sampled logits (true columns first).",
-)
-
 
 def function_parts(rule, notes, reference):
     """The parts of a function's docstring after its summary (which ends on the `rule`'s

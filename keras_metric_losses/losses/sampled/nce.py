@@ -70,7 +70,7 @@ NCELoss = base.declare(
     summary="noise-contrastive estimation over sampled classes; trainable class embeddings in "
     "`kml.layers.NCE`",
     hyperparameters={},
-    inputs=base.Inputs(("y_true", "y_pred"), parts.LAYER_INPUTS),
+    inputs=common.LAYER_LOGITS,
     class_doc=parts.class_doc(
         """NCE loss of the sampled logits of the `keras_metric_losses.layers.NCE` layer.
 

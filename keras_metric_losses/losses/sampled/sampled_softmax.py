@@ -60,7 +60,7 @@ SampledSoftmaxLoss = base.declare(
     original="`tf.nn.sampled_softmax_loss`",
     summary="softmax cross-entropy over the true and sampled classes",
     hyperparameters={},
-    inputs=base.Inputs(("y_true", "y_pred"), parts.LAYER_INPUTS),
+    inputs=common.LAYER_LOGITS,
     class_doc=parts.class_doc(
         """Sampled softmax loss of the sampled logits of `keras_metric_losses.layers.NCE`.
 
