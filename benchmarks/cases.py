@@ -347,8 +347,10 @@ def _nce_args(x):
 NCE_SEED = 7  # A fixed seed: `jax.jit` refuses unseeded random ops (Keras's JAX RNG rule).
 
 
-_nce_ours, _nce_tf = _sampled("nce_loss", "keras_metric_losses.losses.nce")
-_ssm_ours, _ssm_tf = _sampled("sampled_softmax_loss", "keras_metric_losses.losses.nce")
+_nce_ours, _nce_tf = _sampled("nce_loss", "keras_metric_losses.losses.sampled.nce")
+_ssm_ours, _ssm_tf = _sampled(
+    "sampled_softmax_loss", "keras_metric_losses.losses.sampled.sampled_softmax"
+)
 
 # --- pair-based losses -----------------------------------------------------------------------
 
@@ -883,7 +885,7 @@ CASES = {
         ),
         Case(
             "nce",
-            "keras_metric_losses.losses.nce",
+            "keras_metric_losses.losses.sampled.nce",
             ours=_nce_ours,
             references={"tf.nn.nce_loss": ("tensorflow", _nce_tf)},
             targets={"tf.nn.nce_loss": 1.0},
@@ -892,7 +894,7 @@ CASES = {
         ),
         Case(
             "sampled_softmax",
-            "keras_metric_losses.losses.nce",
+            "keras_metric_losses.losses.sampled.sampled_softmax",
             ours=_ssm_ours,
             references={"tf.nn.sampled_softmax_loss": ("tensorflow", _ssm_tf)},
             note="C = 100,000 classes, 64 sampled; gradients w.r.t. weights and inputs.",

@@ -19,7 +19,8 @@ from support import (
 import keras_metric_losses as kml
 from keras_metric_losses import docstrings, sampling
 from keras_metric_losses.layers import nce as nce_layer_module
-from keras_metric_losses.losses import nce as nce_loss_module
+from keras_metric_losses.losses.sampled import nce as nce_loss_module
+from keras_metric_losses.losses.sampled import sampled_softmax as sampled_softmax_module
 from keras_metric_losses.sampling import _race_plan, _unique_log_uniform, sampled_logits
 
 NCE = golden_cases("nce")
@@ -750,7 +751,13 @@ def test_the_two_losses_are_declarations_with_tensorflow_signatures():
         assert parameters["remove_accidental_hits"].default is rah
 
 
-DOCTEST_MODULES = [sampling, nce_loss_module, nce_layer_module, docstrings]
+DOCTEST_MODULES = [
+    sampling,
+    nce_loss_module,
+    sampled_softmax_module,
+    nce_layer_module,
+    docstrings,
+]
 
 
 @pytest.mark.parametrize("module", DOCTEST_MODULES, ids=[m.__name__ for m in DOCTEST_MODULES])

@@ -62,13 +62,15 @@ from keras_metric_losses.losses.pair.multi_similarity import (
     MultiSimilarityLoss,
     multi_similarity_loss,
 )
-from keras_metric_losses.losses.nce import (
+from keras_metric_losses.losses.sampled.nce import (
     NCELoss,
-    SampledSoftmaxLoss,
     nce_loss,
+)
+from keras_metric_losses.losses.sampled.sampled_softmax import (
+    SampledSoftmaxLoss,
     sampled_softmax_loss,
 )
-from keras_metric_losses.losses.npairs import (
+from keras_metric_losses.losses.npairs.npairs import (
     NpairsLoss,
     NpairsMultilabelLoss,
     npairs_loss,

@@ -2,75 +2,48 @@
 
 from keras import ops
 
-from keras_metric_losses import distributed, validation
-from keras_metric_losses.api import export
-from keras_metric_losses.losses.base import LossFunctionWrapper, hyperparameters
-from keras_metric_losses.ops import compute_dtype, label_equality, soft_target_cross_entropy
+from keras_metric_losses import distributed, pairs, validation
+from keras_metric_losses.losses import base
+from keras_metric_losses.ops import (
+    compute_dtype,
+    in_dtype_of,
+    label_equality,
+    soft_target_cross_entropy,
+)
+
+_MULTI_HOT_KEYS = "a multi-hot [num_keys, num_classes] label matrix"
+_SIMILARITIES = "`[B, B]` float similarity logits (`[B, K]` with `key_labels`)."
 
 
-def _similarity_cross_entropy(target_weights, y_pred):
-    """Per-anchor cross-entropy of similarity rows, in `compute_dtype(y_pred)` (>= float32)."""
-    dtype = compute_dtype(y_pred)
-    return soft_target_cross_entropy(ops.cast(target_weights, dtype), ops.cast(y_pred, dtype))
-
-
-def _npairs_per_anchor(y_true, y_pred, key_labels=None, cross_replica=False):
-    """Per-anchor N-pair losses `[b]` in at least float32.
-
-    Square path (`key_labels=None`, `cross_replica=False`): columns share the rows' labels.
-    Otherwise `y_pred` is `[b, B]` and the columns' labels are `key_labels` (or, with
-    `cross_replica=True`, the labels of every replica, gathered).
-    """
+def _similarities(labels, y_pred, key_labels, cross_replica, checked_labels):
+    """`(y_pred, key_labels)`, checked: a `[b, b]` matrix whose columns are the rows' own
+    examples (`key_labels` `None`), else `[b, K]` with one column per key label (`key_labels`,
+    or with `cross_replica` the `labels` of every replica), checked by `checked_labels`."""
     y_pred = ops.convert_to_tensor(y_pred)
-    labels = validation.class_labels(validation.numeric_tensor(y_true, "y_true"))
     square = key_labels is None and not cross_replica
     if square:
         validation.square_similarity(y_pred)
     validation.same_batch(labels, y_pred)
-    validation.integral_labels(labels, "y_true")
     validation.finite(y_pred, "y_pred", allow_negative_inf=True)
     if square:
-        return _similarity_cross_entropy(label_equality(labels), y_pred)
+        return y_pred, None
     if cross_replica:
         key_labels = distributed.all_gather(labels)
-    key_labels = validation.class_labels(
-        validation.numeric_tensor(key_labels, "key_labels"), "key_labels"
-    )
+    key_labels = checked_labels(key_labels, "key_labels")
     validation.similarity_to_keys(y_pred, key_labels)
-    validation.integral_labels(key_labels, "key_labels")
-    return _similarity_cross_entropy(label_equality(labels, key_labels), y_pred)
+    return y_pred, key_labels
 
 
-def _npairs_multilabel_per_anchor(y_true, y_pred, key_labels=None, cross_replica=False):
-    """Per-anchor multilabel N-pair losses `[b]` in at least float32."""
-    y_true, y_pred = validation.numeric_tensor(y_true, "y_true"), ops.convert_to_tensor(y_pred)
-    validation.rank(y_true, 2, "a multi-hot [batch, num_classes] label matrix", "y_true")
-    labels = ops.cast(y_true, compute_dtype(y_pred))
-    square = key_labels is None and not cross_replica
-    if square:
-        validation.square_similarity(y_pred)
-    validation.same_batch(y_true, y_pred)
-    validation.finite(y_true, "y_true")
-    validation.finite(y_pred, "y_pred", allow_negative_inf=True)
-    if square:
-        return _similarity_cross_entropy(ops.matmul(labels, ops.transpose(labels)), y_pred)
-    if cross_replica:
-        key_labels = distributed.all_gather(y_true)
-    key_labels = validation.numeric_tensor(key_labels, "key_labels")
-    validation.rank(key_labels, 2, "a multi-hot [num_keys, num_classes] label matrix", "key_labels")
-    validation.similarity_to_keys(y_pred, key_labels)
-    validation.finite(key_labels, "key_labels")
-    keys = ops.cast(key_labels, compute_dtype(y_pred))
-    return _similarity_cross_entropy(ops.matmul(labels, ops.transpose(keys)), y_pred)
+def _cross_entropy(target_weights, y_pred):
+    """Per-anchor cross-entropy of the similarity rows against the row-normalised
+    `target_weights`, computed in `compute_dtype(y_pred)` (float32 at least), returned in the
+    dtype of `y_pred`."""
+    dtype = compute_dtype(y_pred)
+    losses = soft_target_cross_entropy(ops.cast(target_weights, dtype), ops.cast(y_pred, dtype))
+    return in_dtype_of(losses, y_pred)
 
 
-def _in_input_dtype(losses, y_pred):
-    return ops.cast(losses, ops.convert_to_tensor(y_pred).dtype)
-
-
-@export
-@hyperparameters(cross_replica=validation.boolean)
-def npairs_loss(y_true, y_pred, *, key_labels=None, cross_replica=False):
+def npairs_per_anchor(y_true, y_pred, *, cross_replica, key_labels=None):
     """N-pair loss of a similarity matrix, one value per anchor; its mean is
     `tfa.losses.npairs_loss`.
 
@@ -101,17 +74,6 @@ def npairs_loss(y_true, y_pred, *, key_labels=None, cross_replica=False):
     dtype. An empty batch gives `[]`; a batch of one gives `[0]`. `-inf` in `y_pred` masks a
     pair: it takes no probability and adds nothing.
 
-    Args:
-        y_true: `[B]` or `[B, 1]` integer class labels (a `tf.SparseTensor` is densified).
-        y_pred: `[B, B]` float similarity logits (`[B, K]` with `key_labels`).
-        key_labels: Optional `[K]` or `[K, 1]` integer labels of the columns. Defaults to
-            `None`: the columns are the rows' own examples (`K = B`, labels `y_true`).
-        cross_replica: Keyword-only. Gather the labels of every replica for the columns of
-            `y_pred`. Defaults to `False`.
-
-    Returns:
-        `[B]` per-anchor losses in the dtype of `y_pred`.
-
     Raises:
         ValueError: if `y_true` (or `key_labels`) is not `[B]`/`[B, 1]`, `y_pred` is not square
             (has not one column per key label), or the batch sizes differ. With value checks on
@@ -132,12 +94,14 @@ def npairs_loss(y_true, y_pred, *, key_labels=None, cross_replica=False):
     Reference: Sohn, "Improved Deep Metric Learning with Multi-class N-pair Loss Objective",
     NeurIPS 2016.
     """
-    return _in_input_dtype(_npairs_per_anchor(y_true, y_pred, key_labels, cross_replica), y_pred)
+    labels = pairs.class_labels(y_true)
+    y_pred, key_labels = _similarities(
+        labels, y_pred, key_labels, cross_replica, pairs.class_labels
+    )
+    return _cross_entropy(label_equality(labels, key_labels), y_pred)
 
 
-@export
-@hyperparameters(cross_replica=validation.boolean)
-def npairs_multilabel_loss(y_true, y_pred, *, key_labels=None, cross_replica=False):
+def npairs_multilabel_per_anchor(y_true, y_pred, *, cross_replica, key_labels=None):
     """Multilabel N-pair loss of a similarity matrix, one value per anchor; its mean is
     `tfa.losses.npairs_multilabel_loss`.
 
@@ -156,17 +120,6 @@ def npairs_multilabel_loss(y_true, y_pred, *, key_labels=None, cross_replica=Fal
     Difference from TF Addons: an anchor with no label has no target; its loss is 0 with zero
     gradient (TF Addons returns NaN for the whole batch). An empty batch gives `[]`. `-inf` in
     `y_pred` masks a pair, as in `npairs_loss`.
-
-    Args:
-        y_true: `[B, C]` multi-hot labels (any numeric dtype; a `tf.SparseTensor` is densified).
-        y_pred: `[B, B]` float similarity logits (`[B, K]` with `key_labels`).
-        key_labels: Optional `[K, C]` multi-hot labels of the columns. Defaults to `None`: the
-            columns are the rows' own examples.
-        cross_replica: Keyword-only. Gather the labels of every replica for the columns of
-            `y_pred`. Defaults to `False`.
-
-    Returns:
-        `[B]` per-anchor losses in the dtype of `y_pred`.
 
     Raises:
         ValueError: if `y_true` (or `key_labels`) is not rank 2, `y_pred` is not square (has
@@ -188,14 +141,45 @@ def npairs_multilabel_loss(y_true, y_pred, *, key_labels=None, cross_replica=Fal
     Reference: Sohn, "Improved Deep Metric Learning with Multi-class N-pair Loss Objective",
     NeurIPS 2016.
     """
-    return _in_input_dtype(
-        _npairs_multilabel_per_anchor(y_true, y_pred, key_labels, cross_replica), y_pred
+    labels = pairs.multi_hot_labels(y_true)
+    y_pred, key_labels = _similarities(
+        labels,
+        y_pred,
+        key_labels,
+        cross_replica,
+        lambda keys, name: pairs.multi_hot_labels(keys, name, _MULTI_HOT_KEYS),
     )
+    dtype = compute_dtype(y_pred)
+    keys = labels if key_labels is None else key_labels
+    overlap = ops.matmul(ops.cast(labels, dtype), ops.transpose(ops.cast(keys, dtype)))
+    return _cross_entropy(overlap, y_pred)
 
 
-@export
-class NpairsLoss(LossFunctionWrapper):
-    """N-pair loss over a `[B, B]` similarity matrix (`npairs_loss`), one value per anchor.
+npairs_loss, NpairsLoss = base.declare(
+    npairs_per_anchor,
+    function="npairs_loss",
+    cls="NpairsLoss",
+    original="`tfa.losses.NpairsLoss`",
+    summary="softmax cross-entropy of each anchor's similarity row, target spread over "
+    "same-label columns",
+    options=(base.CROSS_REPLICA,),
+    hyperparameters={},
+    inputs=base.Inputs(
+        ("y_true", "y_pred"),
+        (
+            "`[B]` or `[B, 1]` integer class labels (a `tf.SparseTensor` is densified).",
+            _SIMILARITIES,
+        ),
+        keywords=(
+            (
+                "key_labels",
+                "Optional `[K]` or `[K, 1]` integer labels of the columns of `y_pred`. Defaults "
+                "to `None`: the columns are the rows' own examples (`K = B`, labels `y_true`).",
+            ),
+        ),
+    ),
+    class_doc="""N-pair loss over a `[B, B]` similarity matrix (`npairs_loss`), one value per
+    anchor.
 
     With the default reduction the result equals TF Addons' `NpairsLoss`; `sample_weight`
     weights anchors and `reduction=None` returns the `[B]` per-anchor losses. Integer labels are
@@ -208,15 +192,6 @@ class NpairsLoss(LossFunctionWrapper):
     gradients over replicas then give the loss and gradients of the global batch. Under JAX's
     `keras.distribution.DataParallel` the step already sees the global batch and the option
     changes nothing. See the "Distributed training" page.
-
-    Args:
-        name: Name of the loss. Defaults to `"npairs_loss"`.
-        reduction: Keras reduction: `"sum_over_batch_size"` (default), `"sum"`, `"mean"`,
-            `"mean_with_sample_weight"` or `None`.
-        dtype: Loss dtype or policy; `y_pred` is cast to it (half precision is computed in
-            float32). Defaults to `keras.config.floatx()`.
-        cross_replica: Keyword-only. Gather the labels of every replica for the columns of
-            `y_pred`. Defaults to `False`.
 
     Example:
 
@@ -239,36 +214,37 @@ class NpairsLoss(LossFunctionWrapper):
     ```
 
     Reference: Sohn, NeurIPS 2016.
-    """
+    """,
+)
 
-    def __init__(
-        self,
-        name="npairs_loss",
-        reduction="sum_over_batch_size",
-        dtype=None,
-        *,
-        cross_replica=False,
-    ):
-        super().__init__(
-            npairs_loss, name=name, reduction=reduction, dtype=dtype, cross_replica=cross_replica
-        )
-
-
-@export
-class NpairsMultilabelLoss(LossFunctionWrapper):
-    """Multilabel N-pair loss over a `[B, B]` similarity matrix (`npairs_multilabel_loss`),
-    one value per anchor.
+npairs_multilabel_loss, NpairsMultilabelLoss = base.declare(
+    npairs_multilabel_per_anchor,
+    function="npairs_multilabel_loss",
+    cls="NpairsMultilabelLoss",
+    original="`tfa.losses.npairs_multilabel_loss`",
+    summary="the same with targets from label-set overlap of multi-hot labels",
+    options=(base.CROSS_REPLICA,),
+    hyperparameters={},
+    inputs=base.Inputs(
+        ("y_true", "y_pred"),
+        (
+            "`[B, C]` multi-hot labels (any numeric dtype; a `tf.SparseTensor` is densified).",
+            _SIMILARITIES,
+        ),
+        keywords=(
+            (
+                "key_labels",
+                "Optional `[K, C]` multi-hot labels of the columns of `y_pred`. Defaults to "
+                "`None`: the columns are the rows' own examples.",
+            ),
+        ),
+    ),
+    class_doc="""Multilabel N-pair loss over a `[B, B]` similarity matrix
+    (`npairs_multilabel_loss`), one value per anchor.
 
     With the default reduction the result equals TF Addons' `NpairsMultilabelLoss`. `y_true` is
     `[B, C]` multi-hot. `cross_replica=True` gathers the multi-hot labels of every replica for
     the columns of a `[b, B]` `y_pred`, as in `NpairsLoss`.
-
-    Args:
-        name: Name of the loss. Defaults to `"npairs_multilabel_loss"`.
-        reduction: Keras reduction. Defaults to `"sum_over_batch_size"`.
-        dtype: Loss dtype or policy. Defaults to `keras.config.floatx()`.
-        cross_replica: Keyword-only. Gather the labels of every replica for the columns of
-            `y_pred`. Defaults to `False`.
 
     Example:
 
@@ -280,20 +256,5 @@ class NpairsMultilabelLoss(LossFunctionWrapper):
     1.42052
 
     Reference: Sohn, NeurIPS 2016.
-    """
-
-    def __init__(
-        self,
-        name="npairs_multilabel_loss",
-        reduction="sum_over_batch_size",
-        dtype=None,
-        *,
-        cross_replica=False,
-    ):
-        super().__init__(
-            npairs_multilabel_loss,
-            name=name,
-            reduction=reduction,
-            dtype=dtype,
-            cross_replica=cross_replica,
-        )
+    """,
+)

@@ -1,0 +1,2 @@
+"""N-pair losses (TF Addons): softmax cross-entropy over a similarity matrix, with targets
+from the labels."""

@@ -1,0 +1,12 @@
+"""Sampled losses over many classes: noise-contrastive estimation and sampled softmax.
+
+`nce_loss` and `sampled_softmax_loss` reproduce `tf.nn.nce_loss` and `tf.nn.sampled_softmax_loss`
+on every backend, with their signatures (class weights and inputs, not `(y_true, y_pred)`);
+`NCELoss` and `SampledSoftmaxLoss` compute the same values from the sampled logits that the
+`keras_metric_losses.layers.NCE` layer returns, for `model.compile`. The sampled logits
+themselves (`keras_metric_losses.sampling.sampled_logits`) live next to the sampler.
+
+- `common`: the per-example rules and the two ways to reach them (class weights, sampled logits);
+- `docstring_parts`: the docstring parts the four objects share;
+- `nce`, `sampled_softmax`: each loss's function and class.
+"""
