@@ -233,7 +233,8 @@ def declare(
         function: The public function's name, or `None` for a class alone (its function is
             then private: a loss of a layer's output, such as `NCELoss`).
         cls: The class's name.
-        hyperparameters: `{name: Hyperparameter}`, in the signature's order.
+        hyperparameters: `{name: Hyperparameter}`, in the signature's order. An option's
+            argument declared here (say `cross_replica`) replaces the option's text.
         class_doc: The class docstring: a summary pointing to the function, an example and the
             paper (the `Args` are added).
         summary: What the loss does, in one line (the README's table).
@@ -253,8 +254,10 @@ def declare(
         `(function, cls)`, or `cls` alone with `function=None`.
     """
     every = dict(hyperparameters)
-    for option in options:
-        every.update(zip(_OPTION_NAMES.get(option, ()), _OPTION_ARGS.get(option, ()), strict=True))
+    for option in options:  # a declared hyperparameter of the option's name gives its own text
+        names = _OPTION_NAMES.get(option, ())
+        for argument, default in zip(names, _OPTION_ARGS.get(option, ()), strict=True):
+            every.setdefault(argument, default)
     references = ("ref_embeddings", "ref_labels") if KEYS in options else ()
     extra = references + tuple(name for name, _ in inputs.keywords)
     check = _checker(every, joint_checks)

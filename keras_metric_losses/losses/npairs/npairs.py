@@ -43,6 +43,14 @@ def _cross_entropy(target_weights, y_pred):
     return in_dtype_of(losses, y_pred)
 
 
+# The option's own text: here `y_pred` is already the similarity matrix.
+_GATHER_KEY_LABELS = base.boolean(
+    False,
+    "Gather the labels of every replica for the columns of a `[b, B]` `y_pred` "
+    "(`PairwiseSimilarity(cross_replica=True)`'s output).",
+)
+
+
 def npairs_per_anchor(y_true, y_pred, *, cross_replica, key_labels=None):
     """N-pair loss of a similarity matrix, one value per anchor; its mean is
     `tfa.losses.npairs_loss`.
@@ -163,7 +171,7 @@ npairs_loss, NpairsLoss = base.declare(
     summary="softmax cross-entropy of each anchor's similarity row, target spread over "
     "same-label columns",
     options=(base.CROSS_REPLICA,),
-    hyperparameters={},
+    hyperparameters={"cross_replica": _GATHER_KEY_LABELS},
     inputs=base.Inputs(
         ("y_true", "y_pred"),
         (
@@ -224,7 +232,7 @@ npairs_multilabel_loss, NpairsMultilabelLoss = base.declare(
     original="`tfa.losses.npairs_multilabel_loss`",
     summary="the same with targets from label-set overlap of multi-hot labels",
     options=(base.CROSS_REPLICA,),
-    hyperparameters={},
+    hyperparameters={"cross_replica": _GATHER_KEY_LABELS},
     inputs=base.Inputs(
         ("y_true", "y_pred"),
         (

@@ -64,6 +64,7 @@ def nce_of_layer_logits(y_true, y_pred):
 NCELoss = base.declare(
     nce_of_layer_logits,
     function=None,
+    related="nce_loss",
     cls="NCELoss",
     name="nce_loss",
     original="`tf.nn.nce_loss`",

@@ -55,6 +55,7 @@ def sampled_softmax_of_layer_logits(y_true, y_pred):
 SampledSoftmaxLoss = base.declare(
     sampled_softmax_of_layer_logits,
     function=None,
+    related="sampled_softmax_loss",
     cls="SampledSoftmaxLoss",
     name="sampled_softmax_loss",
     original="`tf.nn.sampled_softmax_loss`",
