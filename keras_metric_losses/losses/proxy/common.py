@@ -121,4 +121,4 @@ def takes_logits(margin_type=None, fixed=None, **from_hyperparameters):
         "LOGITS_FROM": from_hyperparameters,
         "__module__": __name__,
     }
-    return type(parent.__name__, (parent,), attributes)
+    return type(f"Declared{parent.__name__}", (parent,), attributes)
