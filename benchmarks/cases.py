@@ -603,20 +603,20 @@ def _proxy_case(name, fn, pml, weight, module, key="proxies1", note="", **kwargs
 _SUB = {"sub_centers": 3}
 _TRIPLE = {"centers_per_class": 10}
 PROXY_CASES = [
-    _proxy_case("proxy_anchor", "proxy_anchor_loss", "ProxyAnchorLoss", "proxies", "proxy",
+    _proxy_case("proxy_anchor", "proxy_anchor_loss", "ProxyAnchorLoss", "proxies", "proxy.anchor",
                 note=" Ours returns per-anchor shares; their mean is PML's scalar."),
-    _proxy_case("proxy_nca", "proxy_nca_loss", "ProxyNCALoss", "proxies", "proxy"),
+    _proxy_case("proxy_nca", "proxy_nca_loss", "ProxyNCALoss", "proxies", "proxy.nca"),
     _proxy_case("normalized_softmax", "normalized_softmax_loss", "NormalizedSoftmaxLoss", "W",
-                "margin_softmax"),
-    _proxy_case("soft_triple", "soft_triple_loss", "SoftTripleLoss", "fc", "proxy",
+                "proxy.normalized_softmax"),
+    _proxy_case("soft_triple", "soft_triple_loss", "SoftTripleLoss", "fc", "proxy.soft_triple",
                 key="proxies10", note=" K = 10 centres per class.", **_TRIPLE),
-    _proxy_case("arcface", "arcface_loss", "ArcFaceLoss", "W", "margin_softmax"),
+    _proxy_case("arcface", "arcface_loss", "ArcFaceLoss", "W", "proxy.arcface"),
     _proxy_case("subcenter_arcface", "subcenter_arcface_loss", "SubCenterArcFaceLoss", "W",
-                "margin_softmax", key="proxies3", note=" K = 3 sub-centres.", **_SUB),
-    _proxy_case("cosface", "cosface_loss", "CosFaceLoss", "W", "margin_softmax"),
-    _proxy_case("sphereface", "sphereface_loss", "SphereFaceLoss", "W", "margin_softmax"),
+                "proxy.arcface", key="proxies3", note=" K = 3 sub-centres.", **_SUB),
+    _proxy_case("cosface", "cosface_loss", "CosFaceLoss", "W", "proxy.cosface"),
+    _proxy_case("sphereface", "sphereface_loss", "SphereFaceLoss", "W", "proxy.sphereface"),
     _proxy_case("large_margin_softmax", "large_margin_softmax_loss", "LargeMarginSoftmaxLoss",
-                "W", "margin_softmax"),
+                "W", "proxy.sphereface"),
 ]  # fmt: skip
 # --- softmax-contrastive (PML) and self-supervised (TF Similarity) ----------------------------
 

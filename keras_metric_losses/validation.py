@@ -184,13 +184,13 @@ def positive_real(value, name):
     return real(value, name, low=0.0, low_open=True)
 
 
-def same_batch(y_true, y_pred):
+def same_batch(y_true, y_pred, true_name="y_true", pred_name="y_pred"):
     """Checks that `y_true` and `y_pred` agree on the batch (first) dimension."""
     true_batch, pred_batch = _shape(y_true)[0], _shape(y_pred)[0]
     if None not in (true_batch, pred_batch) and true_batch != pred_batch:
         raise ValueError(
-            "`y_true` and `y_pred` must have the same batch size. Received: "
-            f"y_true.shape={_shape(y_true)} and y_pred.shape={_shape(y_pred)}"
+            f"`{true_name}` and `{pred_name}` must have the same batch size. Received: "
+            f"{true_name}.shape={_shape(y_true)} and {pred_name}.shape={_shape(y_pred)}"
         )
 
 

@@ -1,12 +1,15 @@
 """The proxy and margin-softmax losses and `layers.ClassProxies` beyond the shared spec tests:
-properties against the float64 oracle, the layer's training-only margin and warm-up, the
-learning-rate multiplier, gradients at the margin's singular points, half precision, and a
-trained model that predicts identically after a `.keras` reload in a fresh process."""
+properties against the float64 oracle, the layer that computes its loss (`loss=`: the loss
+declares the logits and the margin, a mismatched pairing is an error at the first call), the
+layer's training-only margin and warm-up, configs of release 0.1.0, the learning-rate
+multiplier, gradients at the margin's singular points, half precision, and a trained model that
+predicts identically after a `.keras` reload in a fresh process."""
 
 import json
 import math
 import subprocess
 import sys
+import warnings
 
 import hypothesis.extra.numpy as hnp
 import keras
@@ -92,7 +95,7 @@ def test_arcface_fallback_near_pi():
     m = math.radians(margin)
     switch = -math.cos(m)
     cosines = np.array([switch - 1e-3, switch + 1e-3, -1.0, 1.0, 0.3], "float32")
-    from keras_metric_losses.losses.proxy_logits import margin_target
+    from keras_metric_losses.class_logits import margin_target
 
     got = numpy(margin_target(keras.ops.convert_to_tensor(cosines), "additive_angular", margin))
     np.testing.assert_allclose(got, oracle.arcface_target(cosines.astype(np.float64), margin),
@@ -207,40 +210,199 @@ def _data(batch=16):
 def test_margin_warms_up_linearly_over_training_steps():
     """`margin_warmup_steps=N`: the margin grows from 0 to its value over the first N training
     calls of `fit` (a model variable: compiled steps see it on every backend)."""
-    model, layer = _head(margin_type="additive_cosine", margin=0.4, margin_warmup_steps=4)
+    loss = kml.CosFaceLoss(margin=0.4, scale=8.0)
+    model, layer = _head(loss=loss, margin_warmup_steps=4)
     x, y = _data()
+    embeddings = numpy(model.get_layer("embed")(x))
     assert float(numpy(layer.current_margin())) == 0.0
-    cosines = numpy(model.predict([x, y], verbose=0))  # training=False: no margin
-    np.testing.assert_allclose(numpy(model([x, y])), cosines, atol=1e-6)  # step 0: margin 0
-    model.compile(optimizer=keras.optimizers.SGD(0.0), loss=kml.CosFaceLoss(scale=8.0))
-    model.fit([x, y], y, batch_size=8, epochs=1, verbose=0)  # 2 steps
+    cosines = numpy(model.predict([x, y], verbose=0))  # the layer returns no margin
+    np.testing.assert_allclose(numpy(model([x, y])), cosines, atol=1e-6)
+    np.testing.assert_allclose(numpy(layer.logits(embeddings, y)), cosines, atol=1e-6)  # step 0
+    model.compile(optimizer=keras.optimizers.SGD(0.0))
+    model.fit([x, y], batch_size=8, epochs=1, verbose=0)  # 2 steps
     assert float(numpy(layer.warmup_step)) == 2.0
     np.testing.assert_allclose(float(numpy(layer.current_margin())), 0.2, rtol=1e-6)
-    np.testing.assert_allclose(numpy(model([x, y])), cosines - 0.2 * np.eye(4)[y], atol=1e-6)
-    model.fit([x, y], y, batch_size=8, epochs=2, verbose=0)  # 4 more steps: capped at N
+    margin_logits = cosines - 0.2 * np.eye(4)[y]
+    np.testing.assert_allclose(numpy(layer.logits(embeddings, y)), margin_logits, atol=1e-6)
+    expected = numpy(kml.cosface_loss(y, embeddings, layer.proxies, margin=0.2, scale=8.0))
+    np.testing.assert_allclose(numpy(layer.loss_values(embeddings, y)), expected, rtol=1e-5)
+    model.fit([x, y], batch_size=8, epochs=2, verbose=0)  # 4 more steps: capped at N
     assert float(numpy(layer.warmup_step)) == 4.0
     np.testing.assert_allclose(float(numpy(layer.current_margin())), 0.4, rtol=1e-6)
     # The margin variable can be scheduled by hand too (e.g. from a callback).
     layer.margin_variable.assign(0.1)
-    np.testing.assert_allclose(numpy(model([x, y])), cosines - 0.1 * np.eye(4)[y], atol=1e-6)
+    margin_logits = cosines - 0.1 * np.eye(4)[y]
+    np.testing.assert_allclose(numpy(layer.logits(embeddings, y)), margin_logits, atol=1e-6)
 
 
 def test_margin_assigned_from_a_callback_reaches_the_compiled_step():
-    model, layer = _head(margin_type="additive_cosine", margin=0.0)
+    model, layer = _head(loss=kml.CosFaceLoss(margin=0.0, scale=4.0))
     x, y = _data()
-    seen = []
 
     class Schedule(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
             layer.margin_variable.assign(0.5 * epoch)
 
-    model.compile(optimizer=keras.optimizers.SGD(0.0), loss=kml.CosFaceLoss(scale=4.0))
-    history = model.fit([x, y], y, batch_size=16, epochs=2, verbose=0, callbacks=[Schedule()])
-    seen = history.history["loss"]
+    model.compile(optimizer=keras.optimizers.SGD(0.0))
+    history = model.fit([x, y], batch_size=16, epochs=2, verbose=0, callbacks=[Schedule()])
+    embeddings = numpy(model.get_layer("embed")(x))
+    for epoch, value in enumerate(history.history["loss"]):
+        expected = kml.cosface_loss(y, embeddings, layer.proxies, margin=0.5 * epoch, scale=4.0)
+        np.testing.assert_allclose(value, numpy(expected).mean(), rtol=1e-5)
+
+
+def test_a_layer_without_loss_keeps_0_1_0s_margin_on_its_output():
+    """`ClassProxies(C, margin_type=...)` without a loss: the margin logits are the output in
+    training, for a loss of 0.1.0 restored from its config (a scaled cross-entropy)."""
+    model, layer = _head(margin_type="additive_cosine", margin=0.3)
+    x, y = _data()
+    embeddings = numpy(model.get_layer("embed")(x))
     cosines = numpy(model.predict([x, y], verbose=0))
-    for epoch, value in enumerate(seen):
-        expected = numpy(kml.CosFaceLoss(scale=4.0)(y, cosines - 0.5 * epoch * np.eye(4)[y]))
-        np.testing.assert_allclose(value, expected, rtol=1e-5)
+    np.testing.assert_allclose(numpy(model([x, y])), cosines - 0.3 * np.eye(4)[y], atol=1e-6)
+    config = kml.CosFaceLoss(scale=4.0).get_config()
+    del config["margin"]  # as 0.1.0 saved it
+    with pytest.warns(DeprecationWarning, match=r"0\.1\.0.*loss=kml\.CosFaceLoss\(margin="):
+        legacy = kml.CosFaceLoss.from_config(config)
+    assert legacy.get_config() == config  # saved again as 0.1.0 saved it
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss=legacy)
+    value = model.evaluate([x, y], y, verbose=0)  # training=False: no margin, as in 0.1.0
+    expected = kml.cosface_loss(y, embeddings, layer.proxies, margin=0.0, scale=4.0)
+    np.testing.assert_allclose(value, numpy(expected).mean(), rtol=1e-5)
+    trained = model.fit([x, y], y, batch_size=16, epochs=1, verbose=0).history["loss"][0]
+    expected = kml.cosface_loss(y, embeddings, layer.proxies, margin=0.3, scale=4.0)
+    np.testing.assert_allclose(trained, numpy(expected).mean(), rtol=1e-5)
+
+
+# --- the layer computes its loss: one declaration of the margin ------------------------------
+
+LAYER_LOSSES = [
+    kml.ProxyAnchorLoss(alpha=8.0),
+    kml.ProxyNCALoss(softmax_scale=4.0),
+    kml.NormalizedSoftmaxLoss(temperature=0.5),
+    kml.SoftTripleLoss(la=4.0, centers_per_class=2),
+    kml.ArcFaceLoss(scale=8.0),
+    kml.SubCenterArcFaceLoss(scale=8.0, sub_centers=2),
+    kml.CosFaceLoss(scale=8.0),
+    kml.SphereFaceLoss(margin=2),
+    kml.LargeMarginSoftmaxLoss(margin=2),
+]
+FUNCTION_OF = {spec.cls: spec.function for spec in SPECS}
+
+
+@pytest.mark.parametrize("loss", LAYER_LOSSES, ids=lambda loss: type(loss).__name__)
+def test_the_layer_trains_its_loss_with_the_functions_value(loss):
+    """`ClassProxies(C, loss=...)` computes the logits the loss declares, adds the loss of
+    the function with the same weights in a training step (learning rate 0: the reported
+    loss), returns the logits without margin, and trains (`compile` without a loss)."""
+    model, layer = _head(loss=loss)
+    x, y = _data()
+    model.compile(optimizer=keras.optimizers.SGD(0.0))
+    reported = float(model.train_on_batch([x, y]))
+    embeddings = numpy(model.get_layer("embed")(x))
+    function = FUNCTION_OF[type(loss)]
+    expected = numpy(function(y, embeddings, layer.proxies, **loss.hyperparameters)).mean()
+    np.testing.assert_allclose(reported, expected, rtol=1e-5, atol=1e-6)
+    declared = loss.layer_logits()
+    assert {k: getattr(layer, k) for k in declared} == declared
+    plain = kml.layers.ClassProxies(4, **{**declared, "margin_type": None, "margin": None})
+    plain.set_proxies(layer.proxies)
+    np.testing.assert_allclose(numpy(model([x, y])), numpy(plain(embeddings)), atol=1e-6)
+    model.compile(optimizer=keras.optimizers.Adam(0.05))
+    history = model.fit([x, y], batch_size=16, epochs=5, verbose=0).history["loss"]
+    assert np.isfinite(history).all() and history[-1] < history[0]
+
+
+@pytest.mark.parametrize(
+    "layer_kwargs",
+    [{}, {"margin_type": "additive_cosine"}],
+    ids=["no margin", "CosFace margin"],
+)
+def test_an_arcface_loss_compiled_on_a_layers_logits_raises_at_the_first_call(layer_kwargs):
+    """The two silent mismatches of 0.1.0 (a plain normalized softmax, or CosFace, trained
+    under the name ArcFace) are errors: the margin-softmax loss is computed by its layer."""
+    model, _ = _head(**layer_kwargs)
+    x, y = _data()
+    model.compile(optimizer="adam", loss=kml.ArcFaceLoss())
+    with pytest.raises(ValueError, match=r"`ArcFaceLoss` is computed by the layer") as error:
+        model.fit([x, y], y, batch_size=16, epochs=1, verbose=0)
+    assert "kml.layers.ClassProxies(num_classes, loss=kml.ArcFaceLoss(...))" in str(error.value)
+    assert 'model.compile(optimizer="adam")' in str(error.value)
+
+
+def test_a_margin_softmax_loss_called_on_logits_raises():
+    logits = RNG.normal(size=(4, 3)).astype("float32")
+    for loss in LAYER_LOSSES[4:]:
+        name = type(loss).__name__
+        match = rf"(?s)`{name}` is computed by the layer.*shape \(4, 3\)"
+        with pytest.raises(ValueError, match=match):
+            loss(np.array([0, 1, 2, 0]), logits)
+
+
+@pytest.mark.parametrize(
+    "kwargs, loss, match",
+    [
+        (dict(margin_type="additive_cosine"), kml.ArcFaceLoss(),
+         r"`margin_type='additive_cosine'` conflicts with loss=ArcFaceLoss, which declares "
+         r"margin_type='additive_angular'"),
+        (dict(margin=0.2), kml.CosFaceLoss(), r"`margin=0.2` conflicts with loss=CosFaceLoss"),
+        (dict(sub_centers=2), kml.ArcFaceLoss(), r"`sub_centers=2` conflicts.*sub_centers=1"),
+        (dict(sub_centers=2), kml.SubCenterArcFaceLoss(), r"declares sub_centers=3"),
+        (dict(normalize_embeddings=False), kml.ArcFaceLoss(), r"normalize_embeddings=True"),
+        (dict(normalize_proxies=False), kml.SphereFaceLoss(), r"normalize_proxies=True"),
+        (dict(sub_center_pooling="softmax", sub_centers=2), kml.ProxyAnchorLoss(),
+         r"`sub_centers=2` conflicts with loss=ProxyAnchorLoss"),
+        (dict(gamma=0.5), kml.SoftTripleLoss(), r"`gamma=0.5` conflicts.*declares gamma=0.1"),
+        (dict(margin_type="additive_angular"), kml.ProxyNCALoss(), r"declares margin_type=None"),
+        (dict(margin_warmup_steps=3), kml.SphereFaceLoss(), r"needs an additive margin"),
+    ],
+)  # fmt: skip
+def test_layer_arguments_that_contradict_the_loss_raise(kwargs, loss, match):
+    with pytest.raises(ValueError, match=match):
+        kml.layers.ClassProxies(4, loss=loss, **kwargs)
+
+
+def test_layer_arguments_that_agree_with_the_loss_are_accepted():
+    layer = kml.layers.ClassProxies(
+        4, sub_centers=3, margin_type="additive_angular", margin=20.0,
+        loss=kml.SubCenterArcFaceLoss(margin=20.0),
+    )  # fmt: skip
+    assert (layer.sub_centers, layer.margin_type, layer.margin) == (3, "additive_angular", 20.0)
+    soft = kml.layers.ClassProxies(4, loss=kml.SoftTripleLoss(centers_per_class=4, gamma=0.2))
+    assert (soft.sub_centers, soft.sub_center_pooling, soft.gamma) == (4, "softmax", 0.2)
+    sphere = kml.layers.ClassProxies(4, loss=kml.LargeMarginSoftmaxLoss())
+    assert (sphere.normalize_embeddings, sphere.normalize_proxies) == (False, False)
+    assert (sphere.margin_type, sphere.margin) == ("multiplicative_angular", 4)
+    with pytest.raises(TypeError, match=r"`loss` must be a proxy or margin-softmax loss"):
+        kml.layers.ClassProxies(4, loss=kml.PNLoss())
+
+
+def test_the_layers_config_saves_its_loss():
+    layer = kml.layers.ClassProxies(
+        5, loss=kml.SubCenterArcFaceLoss(margin=20.0, scale=8.0), margin_warmup_steps=3
+    )
+    config = layer.get_config()
+    json.dumps(config)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)  # a new config: no 0.1.0 behaviour
+        restored = kml.layers.ClassProxies.from_config(config)
+    assert restored.get_config() == config
+    assert type(restored.loss) is kml.SubCenterArcFaceLoss
+    assert restored.loss.get_config() == layer.loss.get_config()
+    assert (restored.sub_centers, restored.margin) == (3, 20.0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_the_layer_trains_its_loss_under_mixed_precision(policy):
+    keras.config.set_dtype_policy(policy)
+    keras.utils.set_random_seed(0)
+    model, _ = _head(loss=kml.ArcFaceLoss(scale=16.0))
+    x, y = _data()
+    assert keras.backend.standardize_dtype(model([x, y]).dtype) == "float32"
+    model.compile(optimizer="adam")
+    history = model.fit([x * 30.0, y], batch_size=16, epochs=3, verbose=0).history["loss"]
+    assert np.isfinite(history).all()
+    assert all(np.isfinite(numpy(w)).all() for w in model.weights)
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
@@ -297,18 +459,20 @@ print(json.dumps({"embeddings": e.tolist(), "classes": logits.argmax(-1).tolist(
 @pytest.mark.parametrize(
     "loss, layer_kwargs",
     [
-        (kml.ArcFaceLoss(scale=16.0), dict(margin_type="additive_angular", sub_centers=2)),
+        (None, dict(loss=kml.SubCenterArcFaceLoss(scale=16.0, sub_centers=2))),
         (kml.ProxyAnchorLoss(), dict(learning_rate_multiplier=100.0)),
     ],
-    ids=["arcface", "proxy_anchor"],
+    ids=["subcenter_arcface", "proxy_anchor"],
 )
 def test_trained_model_reloads_and_predicts_identically(tmp_path, loss, layer_kwargs):
+    """A layer that computes its loss (compiled without a loss), and a loss compiled on the
+    layer's cosines."""
     keras.utils.set_random_seed(0)
     x, y = _data(batch=64)
     features = keras.Input((6,))
     embeddings = keras.layers.Dense(4, name="embed")(features)
     layer = kml.layers.ClassProxies(4, name="proxies", **layer_kwargs)
-    if layer.margin_type is None:
+    if loss is not None:
         model, inputs = keras.Model(features, layer(embeddings)), x
     else:
         labels = keras.Input((), dtype="int32")

@@ -10,9 +10,11 @@ shared embedding network (`network: inputs -> [B, D] embeddings`):
   (`kml.PairwiseSimilarity`) to the loss (N-pair losses); batches become `[anchors,
   positives]` (`pairs_batch`);
 - `class_layer_model(layer)`: a layer that owns class weights turns the embeddings (and the
-  labels, for a sampled layer such as `kml.layers.NCE` or a margin of
-  `kml.layers.ClassProxies`) into logits for the loss (NCE, sampled softmax, proxy and
-  margin-softmax losses);
+  labels, for a sampled layer such as `kml.layers.NCE`) into logits for the loss (NCE, sampled
+  softmax, proxy losses); with `adds_loss=True` the layer is given the loss, computes it from
+  the labels (a second input) and adds it, and the model is compiled without a loss
+  (`kml.layers.ClassProxies(num_classes, loss=...)`: the margin-softmax losses, whose margin
+  the layer applies);
 - `memory_model(memory_size)`: `kml.layers.CrossBatchMemory` wraps the loss and adds it to the
   model (the model is compiled without a loss).
 
@@ -70,24 +72,30 @@ pairs_model.batch = pairs_batch
 pairs_model.description = "on PairwiseSimilarity(anchors, positives)"
 
 
-def class_layer_model(layer, takes_labels=False, description=None):
+def class_layer_model(layer, takes_labels=False, description=None, adds_loss=False):
     """A builder for a layer that owns class weights: `layer(num_classes)` maps the embeddings
     (and, with `takes_labels`, the `[B, 1]` labels, fed as a second input) to logits;
-    `description` (the layer and its arguments) is shown with the settings."""
+    `description` (the layer and its arguments) is shown with the settings. With `adds_loss`,
+    `layer(num_classes, loss)` is given the recipe's loss, which it computes from the labels (a
+    second input) and adds to the model: the model is compiled without a loss
+    (`build.adds_loss`)."""
+    takes_labels = takes_labels or adds_loss
 
     def build(network, num_classes, recipe):
         inputs = keras.Input(network.input_shape[1:])
         embeddings = network(inputs)
         if recipe.normalize:
             embeddings = keras.layers.UnitNormalization()(embeddings)
+        head = layer(num_classes, recipe.build_loss()) if adds_loss else layer(num_classes)
         if takes_labels:
             labels = keras.Input((1,), dtype="int32")
-            inputs, logits = [inputs, labels], layer(num_classes)([embeddings, labels])
+            inputs, logits = [inputs, labels], head([embeddings, labels])
         else:
-            logits = layer(num_classes)(embeddings)
+            logits = head(embeddings)
         return keras.Model(inputs, logits)
 
     build.batch = labels_as_input_batch if takes_labels else None
+    build.adds_loss = adds_loss
     build.description = description
     return build
 
@@ -193,10 +201,8 @@ def _proxies(num_classes):
     return kml.layers.ClassProxies(num_classes, learning_rate_multiplier=100.0, name="proxies")
 
 
-def _arcface_head(num_classes):
-    return kml.layers.ClassProxies(
-        num_classes, margin_type="additive_angular", margin=28.6, name="proxies"
-    )
+def _arcface_head(num_classes, loss):
+    return kml.layers.ClassProxies(num_classes, loss=loss, name="proxies")
 
 
 # The softmax classifier on the same classes: the baseline metric learning must beat
@@ -264,8 +270,8 @@ RECIPES = {
         loss_args={"scale": 16.0},
         model=class_layer_model(
             _arcface_head,
-            takes_labels=True,
-            description="on layers.ClassProxies(margin_type='additive_angular', margin=28.6)",
+            adds_loss=True,
+            description="computed by layers.ClassProxies(loss=...) (margin 28.6 degrees)",
         ),
     ),
     "supcon": Recipe(

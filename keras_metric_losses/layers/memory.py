@@ -1,19 +1,18 @@
 """Cross-batch memory: a small batch meets the embeddings of many past batches."""
 
-import threading
-
 import keras
 from keras import ops
 
 from keras_metric_losses import backend, distributed, pairs, validation
 from keras_metric_losses.api import StrictConfig, export
+from keras_metric_losses.layers.adds_loss import AddsLoss, deserialized, serialized
 from keras_metric_losses.losses.base import DECLARED, LossFunctionWrapper
 
 MODES = ("pml", "tf_similarity")
 
 
 @export
-class CrossBatchMemory(StrictConfig, keras.layers.Layer):
+class CrossBatchMemory(AddsLoss, StrictConfig, keras.layers.Layer):
     """A ring buffer of past embeddings and labels, and the loss of the batch against it.
 
     Wang et al.'s cross-batch memory (XBM): the embeddings of recent batches are kept (without
@@ -116,8 +115,7 @@ class CrossBatchMemory(StrictConfig, keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if isinstance(loss, dict):
-            loss = keras.saving.deserialize_keras_object(loss)
+        loss = deserialized(loss)
         if not isinstance(loss, LossFunctionWrapper):
             raise TypeError(
                 "`loss` must be a loss of keras_metric_losses on labels and embeddings (for "
@@ -167,31 +165,8 @@ class CrossBatchMemory(StrictConfig, keras.layers.Layer):
         enqueue_mask = inputs[2] if len(inputs) > 2 else None
         if training:
             labels = ops.cast(validation.class_labels(ops.convert_to_tensor(labels)), "int32")
-            loss = self._step(embeddings, labels, enqueue_mask)
-            if backend.tensorflow_replicas():
-                self._thread_losses().append(loss)
-            else:
-                self.add_loss(loss)
+            self.add_reduced_loss(self.loss, self._step(embeddings, labels, enqueue_mask))
         return embeddings
-
-    # Under `tf.distribute.MirroredStrategy` the replicas call the layer in parallel threads,
-    # and Keras keeps a layer's added losses in one Python list (`_losses`): each replica's
-    # model would collect the other replicas' losses too. There the loss is kept per thread
-    # instead (what Keras' `losses` and `_clear_losses` read and clear).
-    def _thread_losses(self):
-        local = self.__dict__.setdefault("_per_thread_losses", threading.local())
-        if not hasattr(local, "losses"):
-            local.losses = []
-        return local.losses
-
-    def _get_own_losses(self):
-        own = super()._get_own_losses()
-        return own + self._thread_losses()[:] if backend.tensorflow_replicas() else own
-
-    def _clear_losses(self):
-        super()._clear_losses()
-        if backend.tensorflow_replicas():
-            self._thread_losses().clear()
 
     def _step(self, embeddings, labels, enqueue_mask):
         batch = embeddings.shape[0]
@@ -238,7 +213,7 @@ class CrossBatchMemory(StrictConfig, keras.layers.Layer):
                     ref_labels=key_labels,
                     **self.loss.hyperparameters,
                 )
-        return _reduce(self.loss, per_anchor)
+        return per_anchor
 
     def _pml_write(self, values, labels, enqueue_mask):
         size, rows = self.memory_size, ops.shape(values)[0]
@@ -294,25 +269,9 @@ class CrossBatchMemory(StrictConfig, keras.layers.Layer):
     def get_config(self):
         return {
             **super().get_config(),
-            "loss": keras.saving.serialize_keras_object(self.loss),
+            "loss": serialized(self.loss),
             "memory_size": self.memory_size,
             "mode": self.mode,
             "warmup_steps": self.warmup_steps,
             "cross_replica": self.cross_replica,
         }
-
-
-class _Reduce(keras.losses.Loss):
-    def call(self, y_true, y_pred):
-        return y_pred
-
-
-def _reduce(loss, per_anchor):
-    """The scalar of `per_anchor` values with `loss`'s reduction (a mean by default)."""
-    reduce = _Reduce(name=loss.name, reduction=loss.reduction or "sum", dtype=loss.dtype_policy)
-    value = reduce(per_anchor, per_anchor)
-    if backend.tensorflow_replicas():
-        # `Loss.__call__` divides by the replicas for a compiled loss; Keras divides an added
-        # loss again (`_aggregate_additional_loss`): undo the first.
-        value = ops.multiply(value, ops.cast(distributed.replica_context()[1], value.dtype))
-    return value

@@ -1,5 +1,5 @@
-"""A layer that owns the class proxies of the proxy and margin-softmax losses and returns their
-class logits."""
+"""A layer that owns the class proxies of the proxy and margin-softmax losses, returns their
+class logits and, given one of these losses, computes it."""
 
 import numbers
 
@@ -9,25 +9,26 @@ from keras import ops
 
 from keras_metric_losses import validation
 from keras_metric_losses.api import StrictConfig, export
-from keras_metric_losses.losses.proxy_logits import (
+from keras_metric_losses.class_logits import (
+    ADDITIVE,
+    LOGITS_ARGUMENTS,
     MARGIN_TYPES,
+    MARGINS,
     POOLINGS,
     ClassLogits,
+    ClassLogitsLoss,
     Targets,
+    check_features,
     checked_labels,
 )
+from keras_metric_losses.layers.adds_loss import AddsLoss, deserialized, serialized
 from keras_metric_losses.ops import compute_dtype
-
-# pytorch-metric-learning's default margin of each margin type (ArcFace's 28.6 degrees,
-# CosFace's 0.35, SphereFace's and L-Softmax's 4).
-DEFAULT_MARGINS = {"additive_angular": 28.6, "additive_cosine": 0.35, "multiplicative_angular": 4}
-ADDITIVE = ("additive_angular", "additive_cosine")
 
 
 @export
-class ClassProxies(StrictConfig, keras.layers.Layer):
-    """Class proxies (the class weights) and the class logits that the proxy and margin-softmax
-    losses take.
+class ClassProxies(AddsLoss, StrictConfig, keras.layers.Layer):
+    """Class proxies (the class weights) and the class logits of the proxy and margin-softmax
+    losses; given such a loss (`loss=`), the layer computes it and adds it to the model.
 
     Owns `num_classes * sub_centers` trainable proxies `[C * K, D]` (row `c * K + k` is
     sub-centre `k` of class `c`; `proxies` below), so they train with `model.fit`, and returns
@@ -40,33 +41,28 @@ class ClassProxies(StrictConfig, keras.layers.Layer):
                                                b = 1 unless normalize_proxies)
     ```
 
-    - `layer([embeddings, labels])` in training (`training=True`, as in `fit`, or `None`, a
-      direct call): the true class's cosine is replaced by its margin target
-      (`margin_type`): `cos(theta + m)` (`"additive_angular"`, ArcFace, `margin` in degrees),
-      `cos - m` (`"additive_cosine"`, CosFace) or `(-1)^k cos(m theta) - 2k`
-      (`"multiplicative_angular"`, SphereFace / L-Softmax, `margin` an int).
-    - `layer(embeddings)`, or `training=False` (`predict`, `evaluate`): the class logits
-      without margin, for inference (`argmax` is the predicted class).
+    **With a loss** (`ClassProxies(num_classes, loss=kml.ArcFaceLoss())`, any proxy or
+    margin-softmax loss class of this package), the loss declares the logits: its margin type
+    and margin, sub-centres, pooling and normalisations set the layer's arguments (leave them
+    out: a different value raises a `ValueError` naming both). Called on `[embeddings, labels]`,
+    the layer applies the loss's margin to the true class (in training: `training=True`, as in
+    `fit`, or `None`, a direct call; not with `training=False`, as in `evaluate`), adds the
+    loss of these labels to the model (`add_loss`, reduced with the loss's `reduction`) and
+    returns the logits **without** margin, so that accuracy metrics and inference see the
+    plain class logits. The model is compiled without a loss: `model.compile(optimizer=...)`,
+    `model.fit([x, y], ...)`. Called on the embeddings alone, it returns the logits.
 
-    Which loss takes which logits:
-
-    | loss class | layer arguments |
-    | --- | --- |
-    | `ProxyAnchorLoss`, `ProxyNCALoss`, `NormalizedSoftmaxLoss` | `ClassProxies(C)` (cosines) |
-    | `SoftTripleLoss` | `ClassProxies(C, sub_centers=10, sub_center_pooling="softmax")` |
-    | `ArcFaceLoss` | `ClassProxies(C, margin_type="additive_angular")` (28.6 degrees) |
-    | `SubCenterArcFaceLoss` | `ClassProxies(C, sub_centers=3, margin_type="additive_angular")` |
-    | `CosFaceLoss` | `ClassProxies(C, margin_type="additive_cosine")` (0.35) |
-    | `SphereFaceLoss` | `ClassProxies(C, margin_type="multiplicative_angular",` |
-    | | `normalize_embeddings=False)` |
-    | `LargeMarginSoftmaxLoss` | as SphereFace, with `normalize_proxies=False` too |
+    **Without a loss** (release 0.1.0's pairing, kept for saved models): `margin_type` and
+    `margin` set the margin, which `layer([embeddings, labels])` applies to the returned logits
+    in training, and the loss class (a proxy loss, or a margin-softmax loss of 0.1.0) is
+    compiled on them. A margin-softmax loss class called on logits directly raises.
 
     The logits are computed in float32 for half-precision embeddings (the margin's angles are
     where float16 fails) and returned in float32; the proxies stay float32 under a mixed
     precision policy (the layer does not autocast).
 
     **Margin warm-up.** For the additive margins, the margin in use is the non-trainable
-    variable `margin_variable` (initialised to `margin`; assign to it, for example from a
+    variable `margin_variable` (initialised to the margin; assign to it, for example from a
     callback, to schedule it yourself). With `margin_warmup_steps=N` the margin grows linearly
     from 0 to `margin_variable` over the layer's first `N` training calls (a non-trainable
     counter `warmup_step`, saved with the model, so a resumed training resumes the warm-up).
@@ -101,14 +97,18 @@ class ClassProxies(StrictConfig, keras.layers.Layer):
         learning_rate_multiplier: `r > 0`, the factor on the proxies' optimizer steps.
             Defaults to `1.0`.
         proxies_initializer: Initializer of the proxies. Defaults to `"glorot_uniform"`.
+        loss: A proxy or margin-softmax loss class instance of this package, which the layer
+            computes and adds (see above), or `None`. Defaults to `None`.
         **kwargs: Standard `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
     Raises:
         ValueError: for a count that is not a positive int, an unknown `margin_type` or
             pooling, a margin out of range (or given without `margin_type`), a warm-up with a
-            multiplicative margin, sub-centres with `normalize_proxies=False`; when called,
-            for embeddings whose last dimension is unknown or differs from the proxies'.
-        TypeError: if a flag is not a bool.
+            multiplicative margin, sub-centres with `normalize_proxies=False`, a logits
+            argument that differs from the `loss`'s; when called, for embeddings whose last
+            dimension is unknown or differs from the proxies'.
+        TypeError: if a flag is not a bool, or `loss` is not a loss of this package on these
+            logits.
 
     Example: an ArcFace head on 10 classes, trained with `ArcFaceLoss`, then used for
     prediction.
@@ -118,15 +118,15 @@ class ClassProxies(StrictConfig, keras.layers.Layer):
     >>> import keras_metric_losses as kml
     >>> features, labels = keras.Input((8,)), keras.Input((), dtype="int32")
     >>> embeddings = keras.layers.Dense(4)(features)
-    >>> proxies = kml.layers.ClassProxies(10, margin_type="additive_angular", name="proxies")
+    >>> proxies = kml.layers.ClassProxies(10, loss=kml.ArcFaceLoss(scale=16.0), name="proxies")
     >>> model = keras.Model([features, labels], proxies([embeddings, labels]))
-    >>> model.compile(optimizer="adam", loss=kml.ArcFaceLoss(scale=16.0))
+    >>> model.compile(optimizer="adam", metrics=["accuracy"])  # the layer adds the loss
     >>> x = np.random.default_rng(0).normal(size=(32, 8)).astype("float32")
     >>> y = np.arange(32) % 10
     >>> history = model.fit([x, y], y, batch_size=8, epochs=2, verbose=0)
     >>> bool(np.isfinite(history.history["loss"]).all())
     True
-    >>> classifier = keras.Model(features, proxies(embeddings))  # no labels: no margin
+    >>> classifier = keras.Model(features, proxies(embeddings))  # no labels: no loss
     >>> classifier.predict(x, verbose=0).shape
     (32, 10)
 
@@ -148,37 +148,52 @@ class ClassProxies(StrictConfig, keras.layers.Layer):
         margin_warmup_steps=0,
         learning_rate_multiplier=1.0,
         proxies_initializer="glorot_uniform",
+        *,
+        loss=None,
         **kwargs,
     ):
         kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
+        self.loss = _checked_loss(deserialized(loss))
+        given = dict(
+            sub_centers=sub_centers, sub_center_pooling=sub_center_pooling, gamma=gamma,
+            normalize_embeddings=normalize_embeddings, normalize_proxies=normalize_proxies,
+            margin_type=margin_type, margin=margin,
+        )  # fmt: skip
+        if self.loss is not None:
+            given = _declared_by(self.loss, given)
         self.num_classes = validation.positive_int(num_classes, "num_classes")
-        self.sub_centers = validation.positive_int(sub_centers, "sub_centers")
+        self.sub_centers = validation.positive_int(given["sub_centers"], "sub_centers")
         self.sub_center_pooling = validation.one_of(
-            sub_center_pooling, "sub_center_pooling", POOLINGS
+            given["sub_center_pooling"], "sub_center_pooling", POOLINGS
         )
-        self.gamma = validation.real(gamma, "gamma", low=0.0, low_open=True)
-        self.normalize_embeddings = validation.boolean(normalize_embeddings, "normalize_embeddings")
-        self.normalize_proxies = validation.boolean(normalize_proxies, "normalize_proxies")
+        self.gamma = validation.positive_real(given["gamma"], "gamma")
+        self.normalize_embeddings = validation.boolean(
+            given["normalize_embeddings"], "normalize_embeddings"
+        )
+        self.normalize_proxies = validation.boolean(given["normalize_proxies"], "normalize_proxies")
         if self.sub_centers > 1 and not self.normalize_proxies:
             raise ValueError(
                 "Sub-centres are pooled by their cosines, so `normalize_proxies` must be True "
                 f"with sub_centers > 1. Received: normalize_proxies=False, "
                 f"sub_centers={self.sub_centers}"
             )
+        margin_type = given["margin_type"]
         if margin_type is not None:
             margin_type = validation.one_of(margin_type, "margin_type", MARGIN_TYPES)
         self.margin_type = margin_type
-        self.margin = _checked_margin(margin_type, margin)
-        self.margin_warmup_steps = _non_negative_int(margin_warmup_steps, "margin_warmup_steps")
+        self.margin = _checked_margin(margin_type, given["margin"])
+        self.margin_warmup_steps = validation.positive_int(
+            margin_warmup_steps, "margin_warmup_steps", low=0
+        )
         if self.margin_warmup_steps and margin_type not in ADDITIVE:
             raise ValueError(
                 "`margin_warmup_steps` needs an additive margin (`margin_type` "
                 f"'additive_angular' or 'additive_cosine'). Received: margin_type={margin_type!r},"
                 f" margin_warmup_steps={margin_warmup_steps!r}"
             )
-        self.learning_rate_multiplier = validation.real(
-            learning_rate_multiplier, "learning_rate_multiplier", low=0.0, low_open=True
+        self.learning_rate_multiplier = validation.positive_real(
+            learning_rate_multiplier, "learning_rate_multiplier"
         )
         self.proxies_initializer = _initializer(proxies_initializer, "proxies_initializer")
         if margin_type in ADDITIVE:
@@ -245,51 +260,80 @@ class ClassProxies(StrictConfig, keras.layers.Layer):
         return margin
 
     def call(self, inputs, training=None):
-        if isinstance(inputs, (list, tuple)):
-            embeddings, labels = inputs
+        embeddings, labels = inputs if isinstance(inputs, (list, tuple)) else (inputs, None)
+        if self.loss is None:
             return self.logits(embeddings, labels, training=training)
-        return self.logits(inputs)
+        class_logits, labels = self._class_logits(embeddings, labels)
+        if labels is not None:
+            with_margin = self._with_margin(class_logits, labels, training is not False)
+            self.add_reduced_loss(self.loss, self.loss.call(labels, with_margin))
+            self._advance_warmup(training)
+        return class_logits.logits
 
     def logits(self, embeddings, labels=None, training=None):
-        """The `[B, C]` logits (what calling the layer returns), in at least float32.
+        """The `[B, C]` logits with the margin where it applies: what calling the layer
+        returns without a `loss`, and what its `loss` takes.
 
         Args:
             embeddings: `[B, D]` embeddings.
-            labels: Optional `[B]` (or `[B, 1]`) integer class ids. With a `margin_type`, the
-                margin applies to their class unless `training=False`. Defaults to `None`.
+            labels: Optional `[B]` (or `[B, 1]`) integer class ids. With a margin, the margin
+                applies to their class unless `training=False`. Defaults to `None`.
             training: `False` drops the margin; `True` also advances the margin warm-up.
                 Defaults to `None`.
 
         Returns:
             `[B, C]` logits: `float32` for half-precision embeddings, else their dtype.
         """
+        class_logits, labels = self._class_logits(embeddings, labels)
+        if labels is None:
+            return class_logits.logits
+        logits = self._with_margin(class_logits, labels, training is not False)
+        self._advance_warmup(training)
+        return logits
+
+    def loss_values(self, embeddings, labels):
+        """The `[B]` per-example values of the layer's `loss` on a batch, with the margin a
+        training call applies now (the warm-up is not advanced): what the layer reduces and
+        adds in training.
+
+        Raises:
+            ValueError: if the layer has no `loss`.
+        """
+        if self.loss is None:
+            raise ValueError(
+                "`loss_values` needs a layer built with a loss, for example "
+                "`ClassProxies(num_classes, loss=kml.ArcFaceLoss())`. Received: loss=None"
+            )
+        class_logits, labels = self._class_logits(embeddings, labels)
+        return self.loss.call(labels, self._with_margin(class_logits, labels, True))
+
+    def _class_logits(self, embeddings, labels):
+        """`(ClassLogits, checked labels or None)` of a batch."""
         x = ops.convert_to_tensor(embeddings)
         validation.rank(x, 2, "[batch, dim] embeddings", "embeddings")
-        dtype = compute_dtype(x)
-        x = ops.cast(x, dtype)
-        proxies = ops.cast(self._proxies(), dtype)
-        if x.shape[-1] is not None and x.shape[-1] != proxies.shape[-1]:
-            raise ValueError(
-                "`embeddings` and `proxies` must have the same number of features. Received: "
-                f"embeddings.shape={tuple(x.shape)} and proxies.shape={tuple(proxies.shape)}"
-            )
-        apply_margin = labels is not None and self.margin_type is not None and training is not False
+        x = ops.cast(x, compute_dtype(x))
+        proxies = ops.cast(self._proxies(), x.dtype)
+        check_features(x, proxies)
         if labels is not None:
             labels = checked_labels(labels, x, self.num_classes, "labels", "embeddings")
         validation.finite(x, "embeddings")
-        logits = ClassLogits(
+        class_logits = ClassLogits(
             x, proxies, 1.0, self.sub_centers, self.sub_center_pooling, self.gamma,
             self.normalize_embeddings, self.normalize_proxies,
         )  # fmt: skip
-        if not apply_margin:
-            return logits.logits
+        return class_logits, labels
+
+    def _with_margin(self, class_logits, labels, training):
+        if self.margin_type is None or not training:
+            return class_logits.logits
         margin = self.margin if self.margin_type not in ADDITIVE else self.current_margin()
         targets = Targets(labels, self.num_classes)
-        logits = logits.with_margin(targets, self.margin_type, margin)
+        return class_logits.with_margin(targets, self.margin_type, margin)
+
+    def _advance_warmup(self, training):
         if self.margin_warmup_steps and training is True:
             step = ops.minimum(self.warmup_step.value + 1.0, float(self.margin_warmup_steps))
             self.warmup_step.assign(step)
-        return logits
 
     def compute_output_shape(self, input_shape):
         embedding_shape = input_shape[0] if _is_pair(input_shape) else input_shape
@@ -309,7 +353,42 @@ class ClassProxies(StrictConfig, keras.layers.Layer):
             "margin_warmup_steps": self.margin_warmup_steps,
             "learning_rate_multiplier": self.learning_rate_multiplier,
             "proxies_initializer": keras.initializers.serialize(self.proxies_initializer),
+            "loss": serialized(self.loss),
         }
+
+
+def _checked_loss(loss):
+    if loss is not None and not (
+        isinstance(loss, ClassLogitsLoss) and isinstance(loss, keras.losses.Loss)
+    ):
+        raise TypeError(
+            "`loss` must be a proxy or margin-softmax loss class of keras_metric_losses (for "
+            f"example `kml.ArcFaceLoss()`), or None. Received: loss={loss!r}"
+        )
+    return loss
+
+
+def _declared_by(loss, given):
+    """The logits arguments that `loss` declares; a given one that is not the layer's default
+    must be the loss's."""
+    declared = loss.layer_logits()
+    for name, value in given.items():
+        default, expected = LOGITS_ARGUMENTS[name], declared[name]
+        if not (_same(value, default) or _same(value, expected)):
+            raise ValueError(
+                f"`{name}={value!r}` conflicts with loss={type(loss).__name__}, which declares "
+                f"{name}={expected!r}: the loss declares the logits it takes, so leave `{name}` "
+                f"out (or set it on the loss). Received: {name}={value!r} and "
+                f"loss={type(loss).__name__}"
+            )
+    return declared
+
+
+def _same(value, expected):
+    """Whether a layer argument equals a declared value (a flag only another flag)."""
+    if isinstance(value, (bool, np.bool_)) or isinstance(expected, bool):
+        return isinstance(value, (bool, np.bool_)) and value == expected
+    return isinstance(value, (numbers.Number, str, type(None))) and value == expected
 
 
 def _checked_margin(margin_type, margin):
@@ -321,19 +400,8 @@ def _checked_margin(margin_type, margin):
                 f"Received: margin={margin!r}, margin_type=None"
             )
         return None
-    if margin is None:
-        return DEFAULT_MARGINS[margin_type]
-    if margin_type == "multiplicative_angular":
-        return validation.positive_int(margin, "margin")
-    if margin_type == "additive_angular":
-        return validation.real(margin, "margin", low=0.0, high=180.0)
-    return validation.real(margin, "margin")
-
-
-def _non_negative_int(value, name):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < 0:
-        raise ValueError(f"`{name}` must be a non-negative int. Received: {name}={value!r}")
-    return int(value)
+    default, check = MARGINS[margin_type]
+    return default if margin is None else check(margin, "margin")
 
 
 def _initializer(identifier, name):

@@ -44,19 +44,25 @@ from keras_metric_losses.losses.triplet.margin import (
     MarginLoss,
     margin_loss,
 )
-from keras_metric_losses.losses.margin_softmax import (
+from keras_metric_losses.losses.proxy.arcface import (
     ArcFaceLoss,
-    CosFaceLoss,
-    LargeMarginSoftmaxLoss,
-    NormalizedSoftmaxLoss,
-    SphereFaceLoss,
     SubCenterArcFaceLoss,
     arcface_loss,
-    cosface_loss,
-    large_margin_softmax_loss,
-    normalized_softmax_loss,
-    sphereface_loss,
     subcenter_arcface_loss,
+)
+from keras_metric_losses.losses.proxy.cosface import (
+    CosFaceLoss,
+    cosface_loss,
+)
+from keras_metric_losses.losses.proxy.normalized_softmax import (
+    NormalizedSoftmaxLoss,
+    normalized_softmax_loss,
+)
+from keras_metric_losses.losses.proxy.sphereface import (
+    LargeMarginSoftmaxLoss,
+    SphereFaceLoss,
+    large_margin_softmax_loss,
+    sphereface_loss,
 )
 from keras_metric_losses.losses.pair.multi_similarity import (
     MultiSimilarityLoss,
@@ -80,12 +86,16 @@ from keras_metric_losses.losses.triplet.pn import (
     PNLoss,
     pn_loss,
 )
-from keras_metric_losses.losses.proxy import (
+from keras_metric_losses.losses.proxy.anchor import (
     ProxyAnchorLoss,
-    ProxyNCALoss,
-    SoftTripleLoss,
     proxy_anchor_loss,
+)
+from keras_metric_losses.losses.proxy.nca import (
+    ProxyNCALoss,
     proxy_nca_loss,
+)
+from keras_metric_losses.losses.proxy.soft_triple import (
+    SoftTripleLoss,
     soft_triple_loss,
 )
 from keras_metric_losses.losses.pair.soft_nearest_neighbor import (

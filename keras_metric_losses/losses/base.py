@@ -104,6 +104,7 @@ class Inputs:
         returns: The `Returns` text.
         keywords: `((name, doc), ...)`: keyword-only data arguments of the function (not of
             the class), `None` by default, passed on to the elements function.
+        raises: The `Raises` section of the function (`None`: that of the front end, if any).
     """
 
     names: tuple
@@ -111,6 +112,7 @@ class Inputs:
     front_end: dict = None
     returns: str = "`[B]` per-anchor losses in the dtype of `y_pred`."
     keywords: tuple = ()
+    raises: str = None
 
 
 _CLASS_LABELS = "`[B]` or `[B, 1]` integer class labels."
@@ -232,7 +234,8 @@ def declare(
             losses in the dtype of the predictions.
         function: The public function's name, or `None` for a class alone (its function is
             then private: a loss of a layer's output, such as `NCELoss`).
-        cls: The class's name.
+        cls: The class's name, or `None` for a function alone (its class takes other inputs
+            and is declared on its own, such as `ArcFaceLoss` on the logits of a layer).
         hyperparameters: `{name: Hyperparameter}`, in the signature's order. An option's
             argument declared here (say `cross_replica`) replaces the option's text.
         class_doc: The class docstring: a summary pointing to the function, an example and the
@@ -251,7 +254,8 @@ def declare(
         related: The name of a public function written by hand for the same loss, or `None`.
 
     Returns:
-        `(function, cls)`, or `cls` alone with `function=None`.
+        `(function, cls)`, `cls` alone with `function=None`, or the function alone with
+        `cls=None`.
     """
     every = dict(hyperparameters)
     for option in options:  # a declared hyperparameter of the option's name gives its own text
@@ -274,20 +278,22 @@ def declare(
     )
     public.check_hyperparameters = check
     public.per_example = call
-    loss_cls = _generate_class(
-        cls,
-        name or function,
-        every,
-        positional,
-        public,
-        bases,
-        _class_doc(class_doc, every, name or function),
-    )
+    loss_cls = None
+    if cls is not None:
+        loss_cls = _generate_class(
+            cls,
+            name or function,
+            every,
+            positional,
+            public,
+            bases,
+            _class_doc(class_doc, every, name or function),
+        )
     family = elements.__module__.split(".")[2] if elements.__module__.count(".") > 2 else ""
     declaration = Declaration(
         elements,
         None if function is None else export(public),
-        export(loss_cls),
+        None if cls is None else export(loss_cls),
         family,
         inputs,
         every,
@@ -296,8 +302,11 @@ def declare(
         summary,
         related,
     )
-    loss_cls.declaration = declaration
+    if cls is not None:
+        loss_cls.declaration = declaration
     DECLARED.append(declaration)
+    if cls is None:
+        return public
     return loss_cls if function is None else (public, loss_cls)
 
 
@@ -436,8 +445,9 @@ def _function_doc(doc, inputs, every, extra):
     block = ["Args:", *entries]
     if "Returns:" not in doc:
         block += ["", "Returns:", f"    {inputs.returns}"]
-    if "Raises:" not in doc and inputs.front_end is not None:
-        block += ["", _EMBEDDING_RAISES]
+    raises = inputs.raises or (_EMBEDDING_RAISES if inputs.front_end is not None else None)
+    if "Raises:" not in doc and raises:
+        block += ["", raises]
     return _insert(doc, "\n".join(block), ("Returns", "Raises", "Example", "Reference"))
 
 

@@ -1,16 +1,28 @@
 """The proxy and margin-softmax losses (pytorch-metric-learning 2.9) and `layers.ClassProxies`.
 
 Each loss has a function of `(labels, embeddings, proxies)` and a class of the layer's `[B, C]`
-logits; the robustness table calls the function with fixed proxies, the class on random logits,
-and the layer (with the ArcFace loss) once. Golden cases of `pml_proxy.json` run through the
-functions, with PML's weights, and through the layer and the classes.
+logits. The robustness table calls the function with fixed proxies, a proxy class on random
+logits and a margin-softmax class through the layer that computes it (`ClassProxies(C,
+loss=...)`, fixed proxies), and the layer with the Proxy Anchor loss once. Golden cases of
+`pml_proxy.json` run through the functions, with PML's weights, through the layer given the
+class (`ClassProxies(C, loss=...)`: every loss; ArcFace also in a training step) and, for the
+proxy losses, through the class compiled on the layer's logits.
+
+The shared tests that compile `spec.loss()` on `kind.model()` (fit, precision, saved models)
+get a margin-softmax class as restored from a config of release 0.1.0 (`MarginSpec`): the only
+way such a class is compiled on logits, the pairing 0.1.0's saved models keep. The layer-bound
+pattern is trained, saved and reloaded by tests/test_proxy.py.
 """
+
+import dataclasses
+import warnings
 
 import keras
 import numpy as np
 import pml_proxy_reference as oracle
 
 import keras_metric_losses as kml
+from keras_metric_losses.layers.adds_loss import reduce
 from specs import Spec
 from specs.faults import NOT_SQUARE, NUM_CLASSES, Raises, Value, not_finite, not_integral
 from specs.kinds import INPUT_DIM, Entry, Kind, clustered_inputs, mean, normal, shape_errors
@@ -188,38 +200,45 @@ class Proxies(Kind):
             return self.reference(labels, embeddings, proxies)
 
         loss = spec.cls(**spec.kwargs)
-
-        def class_reference(labels, logits):
-            return mean(self.class_reference(logits, labels, **loss.hyperparameters))
-
         entries = [
             Entry(spec.function.__name__, spec.function, function, np.asarray, self.predictions,
                   function_outcomes(), function_reference),
-            Entry(spec.cls.__name__, spec.cls, loss, np.asarray,
-                  normal(NUM_CLASSES), class_outcomes(), class_reference),
         ]  # fmt: skip
-        return entries + ([self.layer_entry()] if self.with_layer else [])
+        if spec.cls.margin_type is not None:  # computed by the layer
+            entries.append(self.layer_entry(spec.cls.__name__, spec.cls, loss))
+        else:
 
-    def layer_entry(self):
-        """`layers.ClassProxies` with the ArcFace margin, through `ArcFaceLoss`: the layer's own
-        checks name `labels` and `embeddings`."""
-        layer = kml.layers.ClassProxies(NUM_CLASSES, margin_type="additive_angular")
-        layer.set_proxies(PROXIES[1])
+            def class_reference(labels, logits):
+                return mean(self.class_reference(logits, labels, **loss.hyperparameters))
 
-        def loss(labels, embeddings):
-            return kml.ArcFaceLoss()(labels, layer.logits(embeddings, labels))
+            entries.append(Entry(spec.cls.__name__, spec.cls, loss, np.asarray,
+                                 normal(NUM_CLASSES), class_outcomes(),
+                                 class_reference))  # fmt: skip
+        if self.with_layer:
+            entries.append(self.layer_entry("ClassProxies", kml.layers.ClassProxies, loss))
+        return entries
+
+    def layer_entry(self, name, obj, loss):
+        """`layers.ClassProxies(C, loss=loss)` with fixed proxies, on labels and embeddings:
+        the scalar it adds in training (the layer's own checks name `labels` and
+        `embeddings`)."""
+        proxies = PROXIES[self.sub_centers]
+        layer = kml.layers.ClassProxies(NUM_CLASSES, loss=loss)
+        layer.set_proxies(proxies)
+
+        def value(labels, embeddings):
+            return reduce(loss, layer.loss_values(embeddings, labels))
 
         def reference(labels, embeddings):
-            return mean(self.reference(labels, embeddings, PROXIES[1]))
+            return mean(self.reference(labels, embeddings, proxies, **loss.hyperparameters))
 
         outcomes = function_outcomes()
         outcomes["non-square y_pred"] = Raises(
             ValueError,
             r"`embeddings` and `proxies` must have the same number of features. Received: "
-            rf"embeddings.shape=\(4, {DIM - 1}\) and proxies.shape=\({NUM_CLASSES}, {DIM}\)",
+            rf"embeddings.shape=\(4, {DIM - 1}\) and proxies.shape=\({len(proxies)}, {DIM}\)",
         )
-        return Entry("ClassProxies", kml.layers.ClassProxies, loss, np.asarray, normal(DIM),
-                     outcomes, reference)  # fmt: skip
+        return Entry(name, obj, value, np.asarray, normal(DIM), outcomes, reference)
 
     def model(self, cross_replica=False):
         features = keras.Input((INPUT_DIM,))
@@ -240,7 +259,7 @@ def _scaled_ce(logits, labels, scale=1.0):
     return cross_entropy(scale * np.asarray(logits, np.float64), labels)
 
 
-def _tempered_ce(logits, labels, temperature=0.05):
+def _tempered_ce(logits, labels, temperature=0.05, **layer):
     return cross_entropy(np.asarray(logits, np.float64) / temperature, labels)
 
 
@@ -248,7 +267,7 @@ def _nca_ce(logits, labels, softmax_scale=1.0, reducer="anchor"):
     return cross_entropy(2 * softmax_scale * np.asarray(logits, np.float64), labels)
 
 
-def _soft_triple_ce(logits, labels, la=20.0, margin=0.01):
+def _soft_triple_ce(logits, labels, la=20.0, margin=0.01, **layer):
     s = np.asarray(logits, np.float64).copy()
     labels = np.asarray(labels, np.int64).reshape(-1)
     s[np.arange(len(labels)), labels] -= margin
@@ -259,6 +278,20 @@ def _proxy_anchor_ref(logits, labels, margin=0.1, alpha=32.0):
     return proxy_anchor_of_similarities(logits, labels, margin, alpha)
 
 
+@dataclasses.dataclass(frozen=True)
+class MarginSpec(Spec):
+    """A margin-softmax loss: `loss()`, for the shared tests that compile it on `kind.model()`
+    (the layer with its own `margin_type`), is the class as restored from a 0.1.0 config."""
+
+    def loss(self, **kwargs):
+        config = self.cls(**{**self.kwargs, **kwargs}).get_config()
+        for key in self.cls.LOGITS_FROM.values():
+            config.pop(key)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return self.cls.from_config(config)
+
+
 ANGULAR = {"margin_type": "additive_angular"}
 # The classes' scales in the shared tests: small ones. At initialisation PML's defaults (scale
 # 64, alpha 32, ...) give weight gradients of 10-35 in the kinds' model; Keras' initial float16
@@ -267,28 +300,28 @@ ANGULAR = {"margin_type": "additive_angular"}
 # the golden cases and tests/test_proxy.py.
 SPECS = [
     Spec(kml.proxy_anchor_loss, kml.ProxyAnchorLoss,
-         Proxies(oracle.proxy_anchor_loss, "proxies", {}, _proxy_anchor_ref, {}, 2 * 2.0),
-         "proxy", kwargs={"alpha": 2.0}),
+         Proxies(oracle.proxy_anchor_loss, "proxies", {}, _proxy_anchor_ref, {}, 2 * 2.0,
+                 with_layer=True), "proxy", kwargs={"alpha": 2.0}),
     Spec(kml.proxy_nca_loss, kml.ProxyNCALoss,
          Proxies(oracle.proxy_nca_loss, "proxies", {}, _nca_ce, {}, 4.0), "proxy"),
     Spec(kml.normalized_softmax_loss, kml.NormalizedSoftmaxLoss,
          Proxies(oracle.normalized_softmax_loss, "W", {}, _tempered_ce, {}, 2 / 0.5), "proxy",
          kwargs={"temperature": 0.5}),
-    Spec(kml.arcface_loss, kml.ArcFaceLoss,
-         Proxies(oracle.arcface_loss, "W", {}, _scaled_ce, ANGULAR, 2 * 2.0, with_layer=True),
+    MarginSpec(kml.arcface_loss, kml.ArcFaceLoss,
+         Proxies(oracle.arcface_loss, "W", {}, _scaled_ce, ANGULAR, 2 * 2.0),
          "margin", kwargs={"scale": 2.0}),
-    Spec(kml.subcenter_arcface_loss, kml.SubCenterArcFaceLoss,
+    MarginSpec(kml.subcenter_arcface_loss, kml.SubCenterArcFaceLoss,
          Proxies(subcenter_arcface_oracle, "W", {"sub_centers": SUB_CENTERS}, _scaled_ce,
                  {**ANGULAR, "sub_centers": SUB_CENTERS}, 2 * 2.0, SUB_CENTERS), "margin",
-         kwargs={"scale": 2.0}),
-    Spec(kml.cosface_loss, kml.CosFaceLoss,
+         kwargs={"scale": 2.0, "sub_centers": SUB_CENTERS}),
+    MarginSpec(kml.cosface_loss, kml.CosFaceLoss,
          Proxies(oracle.cosface_loss, "W", {}, _scaled_ce, {"margin_type": "additive_cosine"},
                  2 * 2.0), "margin", kwargs={"scale": 2.0}),
-    Spec(kml.sphereface_loss, kml.SphereFaceLoss,
+    MarginSpec(kml.sphereface_loss, kml.SphereFaceLoss,
          Proxies(oracle.sphereface_loss, "W", {}, _scaled_ce,
                  {"normalize_embeddings": False, "margin_type": "multiplicative_angular"}, 0.5),
          "margin", kwargs={"scale": 0.25}),
-    Spec(kml.large_margin_softmax_loss, kml.LargeMarginSoftmaxLoss,
+    MarginSpec(kml.large_margin_softmax_loss, kml.LargeMarginSoftmaxLoss,
          Proxies(oracle.large_margin_softmax_loss, "W", {}, _scaled_ce,
                  {"normalize_embeddings": False, "normalize_proxies": False,
                   "margin_type": "multiplicative_angular"}, 0.5), "margin",
@@ -296,7 +329,7 @@ SPECS = [
     Spec(kml.soft_triple_loss, kml.SoftTripleLoss,
          Proxies(oracle.soft_triple_loss, "fc", {"centers_per_class": SUB_CENTERS}, _soft_triple_ce,
                  {"sub_centers": SUB_CENTERS, "sub_center_pooling": "softmax"}, 2 * 2.5,
-                 SUB_CENTERS), "proxy", kwargs={"la": 2.5}),
+                 SUB_CENTERS), "proxy", kwargs={"la": 2.5, "centers_per_class": SUB_CENTERS}),
 ]  # fmt: skip
 
 
@@ -316,48 +349,42 @@ def case_proxies(case):
 
 def translated(case):
     """`(function kwargs, layer kwargs, class kwargs)` of a case: PML's constructor arguments
-    in this package's names (the distance object becomes `distance` / `normalize_embeddings`)."""
+    in this package's names (the distance object becomes `distance` / `normalize_embeddings`).
+    The class kwargs are every hyperparameter of the class (those that declare the layer's
+    logits too); the layer kwargs are those of a layer whose logits a proxy class is compiled
+    on (`ClassProxies(**layer)`)."""
     kwargs = dict(case["kwargs"])
     distance = kwargs.pop("distance")
     num_classes = kwargs.pop("num_classes")
     kwargs.pop("embedding_size")
     call, normalize = case["call"], distance.get("normalize_embeddings", True)
     layer = {"num_classes": num_classes}
+    classes = dict(kwargs)
     if call == "ProxyNCALoss":
         power = distance.get("power", 1)
         assert distance["class"] == "LpDistance" and distance.get("p", 2) == 2, distance
         kwargs.update(normalize_embeddings=normalize, reducer="pml",
                       distance="squared_euclidean" if power == 2 else "euclidean")  # fmt: skip
         assert power in (1, 2), distance
+        classes["reducer"] = "pml"
     elif call == "NormalizedSoftmaxLoss":
         assert distance["class"] == "DotProductSimilarity", distance
-        kwargs["normalize_embeddings"] = normalize
+        kwargs["normalize_embeddings"] = classes["normalize_embeddings"] = normalize
         layer["normalize_embeddings"] = normalize
     else:
         assert distance["class"] == "CosineSimilarity", distance
-    classes = {k: v for k, v in kwargs.items() if k not in ("distance", "normalize_embeddings")}
-    if call in ("ArcFaceLoss", "SubCenterArcFaceLoss", "CosFaceLoss", "SphereFaceLoss",
-                "LargeMarginSoftmaxLoss"):  # fmt: skip
-        margin_type = {"CosFaceLoss": "additive_cosine", "ArcFaceLoss": "additive_angular",
-                       "SubCenterArcFaceLoss": "additive_angular"}  # fmt: skip
-        layer.update(margin_type=margin_type.get(call, "multiplicative_angular"),
-                     margin=classes.pop("margin"))  # fmt: skip
-        if call in ("SphereFaceLoss", "LargeMarginSoftmaxLoss"):
-            layer["normalize_embeddings"] = False
-        if call == "LargeMarginSoftmaxLoss":
-            layer["normalize_proxies"] = False
-        if call == "SubCenterArcFaceLoss":
-            layer["sub_centers"] = classes.pop("sub_centers")
     if call == "SoftTripleLoss":
-        layer.update(sub_centers=classes.pop("centers_per_class"), gamma=classes.pop("gamma"),
+        layer.update(sub_centers=kwargs["centers_per_class"], gamma=kwargs["gamma"],
                      sub_center_pooling="softmax")  # fmt: skip
     return kwargs, layer, classes
 
 
 def check_case(case, run):
-    """The function with PML's weights, and the class on the layer's logits with the same
-    weights, give PML's per-example values (and, through `reducer="pml"` where PML's reducer
-    keeps only some rows, its scalar) to 1e-5 relative + 1e-6."""
+    """The function with PML's weights, the class computed by the layer that owns the same
+    weights (`ClassProxies(C, loss=...)`) and, for the proxy losses, the class compiled on the
+    layer's logits give PML's per-example values (and, through `reducer="pml"` where PML's
+    reducer keeps only some rows, its scalar) to 1e-5 relative + 1e-6. ArcFace also trains:
+    a training step of a model around the layer (learning rate 0) returns PML's loss."""
     spec = FUNCTIONS[case["call"]]
     labels = np.asarray(case["labels"])
     embeddings = np.asarray(case["embeddings"], case["dtype"])
@@ -390,15 +417,38 @@ def check_case(case, run):
         np.testing.assert_allclose(values, per_example, rtol=RTOL, atol=ATOL)
     if "distance" in kwargs and kwargs["distance"] != "squared_euclidean":
         return  # the class takes cosines: ProxyNCA with another distance is the function's
+    loss = spec.cls(reduction=None, **class_kwargs)
+    bound = kml.layers.ClassProxies(layer_kwargs["num_classes"], loss=loss)
+    bound.set_proxies(proxies)
+    bound_values = run(lambda y, e: bound.loss_values(e, y), labels, embeddings)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(bound_values), values, rtol=RTOL,
+                               atol=ATOL)  # fmt: skip
+    if case["call"] == "ArcFaceLoss":
+        trained = _training_step(spec.cls(**class_kwargs), proxies, labels, embeddings, run)
+        np.testing.assert_allclose(trained, expected, rtol=RTOL, atol=ATOL)
+    if spec.cls.margin_type is not None:
+        return  # a margin-softmax class called on logits raises (tests/test_proxy.py)
     layer = kml.layers.ClassProxies(**layer_kwargs)
     layer.set_proxies(proxies)
-    loss = spec.cls(reduction=None, **class_kwargs)
 
     def through_layer(labels, embeddings):
         return loss(labels, layer.logits(embeddings, labels))
 
     class_values = keras.ops.convert_to_numpy(run(through_layer, labels, embeddings))
     np.testing.assert_allclose(class_values, values, rtol=RTOL, atol=ATOL)
+
+
+def _training_step(loss, proxies, labels, embeddings, run):
+    """The loss that `train_on_batch` reports for a model `[embeddings, labels] ->
+    ClassProxies(C, loss=loss)` (compiled where `run` compiles, learning rate 0)."""
+    layer = kml.layers.ClassProxies(len(proxies), loss=loss)
+    inputs = [keras.Input(embeddings.shape[1:]), keras.Input((), dtype="int32")]
+    model = keras.Model(inputs, layer(inputs))
+    layer.set_proxies(proxies)
+    compiled = getattr(run, "compiled", False)
+    model.compile(optimizer=keras.optimizers.SGD(0.0), jit_compile=compiled,
+                  run_eagerly=not compiled)  # fmt: skip
+    return float(model.train_on_batch([embeddings, labels.astype("int32")]))
 
 
 def _oracle_kwargs(case):

@@ -1,61 +1,67 @@
-"""The class logits that the proxy and margin-softmax losses share with `layers.ClassProxies`.
+"""Class logits: what the proxy and margin-softmax losses and `layers.ClassProxies` share.
 
-One core, written once against `keras.ops`, computes what every loss of the family and the
-layer need from `[B, D]` embeddings and `[C * K, D]` proxies (row `c * K + k` is sub-centre `k`
-of class `c`):
+One core, written once against `keras.ops`, below both of its users (`kml.losses.proxy` and
+`kml.layers.ClassProxies`). From `[B, D]` embeddings and `[C * K, D]` proxies (row `c * K + k`
+is sub-centre `k` of class `c`):
 
 - `ClassLogits`: the `[B, C]` logits `scale * cos(x_i, p_c)` (times `|x_i|` and `|p_c|` where
   they are not normalised, as SphereFace and L-Softmax), pooled over the `K` sub-centres of a
   class (`"max"`, as SubCenterArcFace, or a softmax over them, as SoftTriple), the scale folded
   into the matrix product; `with_margin` replaces the true class's logit by its margin target;
 - `margin_target`: the true-class cosine with a margin (additive angular = ArcFace, additive
-  cosine = CosFace, multiplicative angular = SphereFace / L-Softmax), in float32 with finite
-  gradients at `cos = +-1` (no `acos` on the differentiated path);
+  cosine = CosFace, multiplicative angular = SphereFace / L-Softmax), with finite gradients at
+  `cos = +-1` (no `acos` on the differentiated path); `MARGINS`: each type's default and check;
 - `Targets`: the true classes of a batch, read (`take`) and written (`put`) in O(B);
 - `class_cross_entropy`: softmax cross-entropy against integer labels, where an id outside
   `[0, C)` matches no class (its row has no target: 0, with zero gradient);
-- `checked_inputs` / `checked_logits`: the shape, dtype and value checks, errors naming the
-  argument.
+- `checked_inputs` / `checked_logits`: the checks of a function's `(labels, embeddings,
+  proxies)` and of a class's `(y_true, y_pred)`, from the front end's checked pieces;
+- `ClassLogitsLoss`: what a loss class declares to the layer that computes its logits (its
+  margin type and the layer arguments it fixes), read by `ClassProxies(num_classes, loss=...)`.
 
-Normalisation follows `torch.nn.functional.normalize` (pytorch-metric-learning's): `x / max(|x|,
-1e-12)`, with the norm's gradient 0 at `x = 0` (no NaN for an all-zero embedding).
+Normalisation is `ops.l2_normalize` (`x / max(|x|, 1e-12)`, pytorch-metric-learning's rule).
 """
 
 import math
+from typing import ClassVar
 
 from keras import ops
 
-from keras_metric_losses import backend, validation
-from keras_metric_losses.ops import compute_dtype, safe_sqrt
+from keras_metric_losses import backend, pairs, validation
+from keras_metric_losses.ops import l2_normalize, safe_sqrt
 
-NORMALIZE_EPSILON = 1e-12
-MARGIN_TYPES = ("additive_angular", "additive_cosine", "multiplicative_angular")
 POOLINGS = ("max", "softmax")
+ADDITIVE = ("additive_angular", "additive_cosine")
 
 
-def positive(value, name):
-    """A hyperparameter check: a finite real number `> 0`, returned as a float."""
-    return validation.real(value, name, low=0.0, low_open=True)
-
-
-def degrees(value, name):
-    """A hyperparameter check: an angle in degrees in `[0, 180]`, returned as a float."""
+def _degrees(value, name):
     return validation.real(value, name, low=0.0, high=180.0)
 
 
-def finite(value, name):
-    """A hyperparameter check: a finite real number, returned as a float."""
-    return validation.real(value, name)
+# Each margin type: pytorch-metric-learning's default margin and its check (ArcFace's 28.6
+# degrees, CosFace's 0.35, SphereFace's and L-Softmax's integer multiplier 4).
+MARGINS = {
+    "additive_angular": (28.6, _degrees),
+    "additive_cosine": (0.35, validation.real),
+    "multiplicative_angular": (4, validation.positive_int),
+}
+MARGIN_TYPES = tuple(MARGINS)
+# The logits arguments of `layers.ClassProxies` and their defaults (a loss overrides some).
+LOGITS_ARGUMENTS = {
+    "sub_centers": 1,
+    "sub_center_pooling": "max",
+    "gamma": 0.1,
+    "normalize_embeddings": True,
+    "normalize_proxies": True,
+    "margin_type": None,
+    "margin": None,
+}
 
 
-def norm(x, axis=-1, keepdims=True):
-    """The L2 norm along `axis`, with value and gradient 0 at `x = 0`."""
-    return safe_sqrt(ops.sum(ops.square(x), axis=axis, keepdims=keepdims))
-
-
-def l2_normalize(x, axis=-1):
-    """`x / max(|x|, 1e-12)` along `axis`, as `torch.nn.functional.normalize`."""
-    return x / ops.maximum(norm(x, axis=axis), NORMALIZE_EPSILON)
+def floored_norm(x):
+    """`max(|x|, 1e-12)` along the last axis, kept: the divisor of `ops.l2_normalize`, a
+    magnitude by which a logit divides back into its cosine (gradient 0 at `x = 0`)."""
+    return ops.sqrt(ops.maximum(ops.sum(ops.square(x), axis=-1, keepdims=True), 1e-24))
 
 
 def cosines(embeddings, proxies):
@@ -81,12 +87,15 @@ class ClassLogits:
     def __init__(self, embeddings, proxies, scale=1.0, sub_centers=1, pooling="max", gamma=0.1,
                  normalize_embeddings=True, normalize_proxies=True):  # fmt: skip
         x, p = embeddings, proxies
-        x_norm = ops.maximum(norm(x), NORMALIZE_EPSILON)  # [B, 1]
-        p_norm = ops.maximum(norm(p), NORMALIZE_EPSILON)  # [C * K, 1]
-        row = scale if normalize_embeddings else scale * x_norm
-        x = x * (scale / x_norm if normalize_embeddings else scale)
-        p = p / p_norm if normalize_proxies else p
-        self.row, self.column = row, None if normalize_proxies else ops.squeeze(p_norm, 1)
+        if normalize_embeddings:
+            x, row = l2_normalize(x) * scale, scale
+        else:
+            x, row = x * scale, scale * floored_norm(x)  # [B, 1]
+        if normalize_proxies:
+            p, self.column = l2_normalize(p), None
+        else:
+            self.column = ops.squeeze(floored_norm(p), 1)  # [C]
+        self.row = row
         if sub_centers > 1 and pooling == "max":
             # One [B, C] product per sub-centre k (proxies k, K + k, ...) and their running
             # maximum: no [B, C, K] tensor, and O(B C) passes forward and backward.
@@ -237,20 +246,14 @@ def class_cross_entropy(logits, targets):
     return ops.where(targets.valid, loss, ops.zeros_like(loss))
 
 
-def _same_batch(labels, values, true_name, pred_name):
-    batch, other = labels.shape[0], values.shape[0]
-    if None not in (batch, other) and batch != other:
-        raise ValueError(
-            f"`{true_name}` and `{pred_name}` must have the same batch size. Received: "
-            f"{true_name}.shape={tuple(labels.shape)} and {pred_name}.shape={tuple(values.shape)}"
-        )
+# --- checks ----------------------------------------------------------------------------------
 
 
 def checked_labels(labels, values, num_classes, true_name, pred_name):
-    """Integer labels `[B]` (from `[B]` or `[B, 1]`), checked against `values` `[B, ...]`."""
-    labels = validation.class_labels(validation.numeric_tensor(labels, true_name), true_name)
-    _same_batch(labels, values, true_name, pred_name)
-    validation.integral_labels(labels, true_name)
+    """Class ids `[B]` (from `[B]` or `[B, 1]`), checked against `values` `[B, ...]`, with
+    value checks on, in `[0, num_classes)`."""
+    labels = pairs.class_labels(labels, true_name)
+    validation.same_batch(labels, values, true_name, pred_name)
     if num_classes is not None:
         validation.class_ids_in_range(labels, num_classes, true_name)
     return labels
@@ -267,8 +270,8 @@ def checked_inputs(labels, embeddings, proxies, sub_centers=1):
             value checks on, non-integral labels, ids outside `[0, C)`, NaN or inf.
         TypeError: for labels that are not numbers.
     """
-    embeddings, proxies = ops.convert_to_tensor(embeddings), ops.convert_to_tensor(proxies)
-    validation.rank(embeddings, 2, "[batch, dim] embeddings", "embeddings")
+    embeddings = pairs.embeddings(embeddings, "embeddings")
+    proxies = ops.convert_to_tensor(proxies)
     validation.rank(proxies, 2, "[num_classes * sub_centers, dim] proxies", "proxies")
     rows, dim = tuple(proxies.shape)
     if rows is None or rows % sub_centers:
@@ -276,29 +279,55 @@ def checked_inputs(labels, embeddings, proxies, sub_centers=1):
             f"`proxies` must have a known number of rows, a multiple of sub_centers={sub_centers} "
             f"(row c * K + k is sub-centre k of class c). Received: proxies.shape={(rows, dim)}"
         )
-    if None not in (dim, embeddings.shape[1]) and dim != embeddings.shape[1]:
-        raise ValueError(
-            "`embeddings` and `proxies` must have the same number of features. Received: "
-            f"embeddings.shape={tuple(embeddings.shape)} and proxies.shape={(rows, dim)}"
-        )
+    check_features(embeddings, proxies)
     num_classes = rows // sub_centers
     labels = checked_labels(labels, embeddings, num_classes, "labels", "embeddings")
-    validation.finite(embeddings, "embeddings")
     if backend.is_concrete(embeddings):  # proxies captured by a traced function are constants
         validation.finite(proxies, "proxies")
-    dtype = compute_dtype(embeddings)
-    return labels, ops.cast(embeddings, dtype), ops.cast(proxies, dtype), num_classes
+    return labels, embeddings, ops.cast(proxies, embeddings.dtype), num_classes
+
+
+def check_features(embeddings, proxies):
+    """Raises a `ValueError` if `embeddings` `[B, D]` and `proxies` `[C * K, D']` have known,
+    different feature sizes."""
+    dim, other = embeddings.shape[-1], proxies.shape[-1]
+    if None not in (dim, other) and dim != other:
+        raise ValueError(
+            "`embeddings` and `proxies` must have the same number of features. Received: "
+            f"embeddings.shape={tuple(embeddings.shape)} and proxies.shape={tuple(proxies.shape)}"
+        )
 
 
 def checked_logits(y_true, y_pred):
     """`(labels [B], y_pred [B, C] in the compute dtype)` of a loss class, checked."""
-    y_pred = ops.convert_to_tensor(y_pred)
-    validation.rank(y_pred, 2, "the [batch, num_classes] logits of `layers.ClassProxies`", "y_pred")
-    labels = checked_labels(y_true, y_pred, y_pred.shape[1], "y_true", "y_pred")
-    validation.finite(y_pred, "y_pred")
-    return labels, ops.cast(y_pred, compute_dtype(y_pred))
+    logits = pairs.embeddings(
+        y_pred, "y_pred", "the [batch, num_classes] logits of `layers.ClassProxies`"
+    )
+    return checked_labels(y_true, logits, logits.shape[1], "y_true", "y_pred"), logits
 
 
-def in_dtype_of(values, reference):
-    """`values` cast to the dtype of `reference` (the loss returns the input dtype)."""
-    return ops.cast(values, ops.convert_to_tensor(reference).dtype)
+# --- what a loss class declares to its layer -------------------------------------------------
+
+
+class ClassLogitsLoss:
+    """Mixin of the loss classes on the `[B, C]` logits of `layers.ClassProxies`: the logits
+    their layer computes for them (read by `ClassProxies(num_classes, loss=...)`).
+
+    Attributes:
+        margin_type: The margin the layer applies to the true class in training, `None` for
+            none (the class constant of a margin-softmax loss: `"additive_angular"`, ...).
+        LOGITS: `{layer argument: value}` the loss fixes (`normalize_embeddings=False`, ...).
+        LOGITS_FROM: `{layer argument: hyperparameter}`: the loss's hyperparameters that set
+            layer arguments (the margin, the sub-centres, ...).
+    """
+
+    margin_type = None
+    LOGITS: ClassVar[dict] = {}
+    LOGITS_FROM: ClassVar[dict] = {}
+
+    def layer_logits(self):
+        """`{layer argument: value}` for every logits argument of `ClassProxies`
+        (`LOGITS_ARGUMENTS`): the loss's, else the layer's defaults."""
+        values = {**LOGITS_ARGUMENTS, **self.LOGITS, "margin_type": self.margin_type}
+        values.update({arg: getattr(self, name) for arg, name in self.LOGITS_FROM.items()})
+        return values

@@ -1,0 +1,124 @@
+"""What the proxy and margin-softmax losses share: their inputs, and the layer they train with.
+
+Each loss is two declarations over one dict of hyperparameters: the function on `(labels,
+embeddings, proxies)` (`FUNCTION_INPUTS`) and the class on the `[B, C]` logits of
+`kml.layers.ClassProxies` (`CLASS_INPUTS`). A class also declares to the layer the logits it
+takes (`layer_logits`): a margin-softmax class its margin type and margin, which the layer applies
+in training. Such a class is given to the layer (`ClassProxies(num_classes, loss=...)`), which
+computes it and adds it to the model; called on logits directly it raises (`MarginSoftmaxLoss`).
+"""
+
+import warnings
+
+from keras_metric_losses.class_logits import ClassLogitsLoss
+from keras_metric_losses.losses import base
+
+_OUT_OF_RANGE = (
+    "An id outside `[0, C)` matches no class: its row has no target, loss 0 and zero gradient "
+    "(with value checks on, concrete ids out of range raise a `ValueError` instead)."
+)
+FUNCTION_INPUTS = base.Inputs(
+    ("labels", "embeddings", "proxies"),
+    (
+        f"`[B]` or `[B, 1]` integer class ids in `[0, C)`. {_OUT_OF_RANGE}",
+        "`[B, D]` float embeddings.",
+        "`[C * K, D]` class weights: row `c * K + k` is sub-centre `k` of class `c` (`K = 1`: "
+        "PML's `proxies`, or its `W` / `fc` transposed).",
+    ),
+    returns="`[B]` per-example losses in the dtype of `embeddings`.",
+    raises="""Raises:
+    ValueError: for a hyperparameter out of range, `labels` not `[B]`/`[B, 1]`, `embeddings`
+        or `proxies` not rank 2, different batch or feature sizes, or a number of proxies that
+        is not a multiple of the sub-centres. With value checks on (`kml.config`), also for
+        non-integral or out-of-range labels and NaN or inf in `embeddings` or `proxies`.
+    TypeError: if the labels are not numbers.""",
+)
+CLASS_INPUTS = base.Inputs(
+    ("y_true", "y_pred"),
+    (
+        "`[B]` or `[B, 1]` integer class ids in `[0, C)`.",
+        "`[B, C]` logits of `kml.layers.ClassProxies`.",
+    ),
+    returns="`[B]` per-example losses in the dtype of `y_pred`.",
+)
+
+
+def scale(default):
+    return base.positive_real(default, "Logit scale `s > 0`.")
+
+
+class MarginSoftmaxLoss(ClassLogitsLoss):
+    """Mixin of a margin-softmax loss class: its logits carry a margin on the true class, which
+    only a layer that knows the loss can apply, so the loss is computed by the layer
+    (`kml.layers.ClassProxies(num_classes, loss=...)`) and a direct call raises.
+
+    A loss restored (`from_config`) from a config of release 0.1.0 (no `margin`: then the margin
+    lived in the layer's own `margin_type` / `margin`) keeps 0.1.0's behaviour, the scaled
+    cross-entropy of the logits it is given, with a `DeprecationWarning`.
+    """
+
+    _restored_from_0_1_0 = False
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        if not self._restored_from_0_1_0:
+            raise ValueError(_called_directly(self, y_pred))
+        return super().__call__(y_true, y_pred, sample_weight=sample_weight)
+
+    @classmethod
+    def from_config(cls, config):
+        loss = super().from_config(config)
+        if "margin" not in config:  # release 0.1.0's config: the margin was the layer's
+            loss._restored_from_0_1_0 = True
+            warnings.warn(
+                f"`{cls.__name__}` restored from a config of keras-metric-losses 0.1.0 (without "
+                "`margin`) keeps 0.1.0's behaviour: the scaled cross-entropy of the logits of "
+                "a `ClassProxies(..., margin_type=...)` layer, which applies the margin. To "
+                f"migrate, give the loss to the layer, which then declares its margin: "
+                f"`kml.layers.ClassProxies(num_classes, loss=kml.{cls.__name__}(margin=...))`, "
+                "and compile the model without a loss.",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+        return loss
+
+    def get_config(self):
+        config = super().get_config()
+        if self._restored_from_0_1_0:  # saved again as 0.1.0 saved it
+            for key in self.LOGITS_FROM.values():
+                config.pop(key)
+        return config
+
+
+def _called_directly(loss, y_pred):
+    name = type(loss).__name__
+    shape = getattr(y_pred, "shape", None)
+    return (
+        f"`{name}` is computed by the layer that applies its margin "
+        f"(margin_type={loss.margin_type!r}, margin={loss.margin!r}), not on logits: called "
+        f"directly (`model.compile(loss=kml.{name}(...))`, `loss(y_true, logits)`) it cannot "
+        "know whether, or which, margin the logits carry. Give it to the layer, which computes "
+        "it from the labels it is called with and adds it to the model, and compile without a "
+        "loss:\n\n"
+        f"    proxies = kml.layers.ClassProxies(num_classes, loss=kml.{name}(...))\n"
+        "    model = keras.Model([features, labels], proxies([embeddings, labels]))\n"
+        '    model.compile(optimizer="adam")\n'
+        "    model.fit([x, y], epochs=...)\n\n"
+        f"Received: {name} called on y_pred of shape {None if shape is None else tuple(shape)}"
+    )
+
+
+def takes_logits(margin_type=None, fixed=None, **from_hyperparameters):
+    """The mixin of a loss class that declares the logits of its layer: `margin_type` (a
+    margin-softmax loss, whose `margin` hyperparameter is the margin), the layer arguments it
+    `fixed` (`{"normalize_embeddings": False}`) and those its hyperparameters set
+    (`sub_centers="centers_per_class"`)."""
+    if margin_type is not None:
+        from_hyperparameters = {"margin": "margin", **from_hyperparameters}
+    parent = ClassLogitsLoss if margin_type is None else MarginSoftmaxLoss
+    attributes = {
+        "margin_type": margin_type,
+        "LOGITS": dict(fixed or {}),
+        "LOGITS_FROM": from_hyperparameters,
+        "__module__": __name__,
+    }
+    return type(f"Declared{parent.__name__}", (parent,), attributes)
