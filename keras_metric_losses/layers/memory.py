@@ -122,7 +122,7 @@ class CrossBatchMemory(AddsLoss, StrictConfig, keras.layers.Layer):
                 f"example `kml.PNLoss()`). Received: loss={loss!r}"
             )
         if loss.declaration is not None and not loss.declaration.supports_keys:
-            supported = sorted(d.cls.__name__ for d in DECLARED if d.supports_keys)
+            supported = sorted(d.cls.__name__ for d in DECLARED if d.cls and d.supports_keys)
             raise ValueError(
                 f"`{type(loss).__name__}` takes no keys other than its batch, so it cannot "
                 f"compare the batch with a memory. Losses that can: {', '.join(supported)}. "

@@ -218,7 +218,7 @@ def markdown_table():
     from keras_metric_losses.losses.base import DECLARED
 
     rows = ["| loss | function | reference | what it does |", "| --- | --- | --- | --- |"]
-    for d in DECLARED:
+    for d in (d for d in DECLARED if d.cls is not None):  # the functions alone go with them
         function = d.function.__name__ if d.function is not None else d.related
         rows.append(
             f"| `{d.cls.__name__}` | `{function}` | {d.original or '(none)'} | {d.summary} |"

@@ -135,6 +135,7 @@ ProxyAnchorLoss = base.declare(
     proxy_anchor_of_similarities,
     function=None,
     cls="ProxyAnchorLoss",
+    related="proxy_anchor_loss",
     name="proxy_anchor_loss",
     inputs=common.CLASS_INPUTS,
     positional=("margin", "alpha"),

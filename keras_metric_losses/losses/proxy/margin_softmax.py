@@ -77,6 +77,7 @@ def declare(elements, *, function, cls, margin_type, hyperparameters, positional
         scaled_cross_entropy,
         function=None,
         cls=cls,
+        related=function,
         name=function,
         inputs=common.CLASS_INPUTS,
         positional=("scale",),

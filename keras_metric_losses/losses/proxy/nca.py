@@ -123,6 +123,7 @@ ProxyNCALoss = base.declare(
     proxy_nca_of_cosines,
     function=None,
     cls="ProxyNCALoss",
+    related="proxy_nca_loss",
     name="proxy_nca_loss",
     inputs=common.CLASS_INPUTS,
     positional=("softmax_scale", "reducer"),

@@ -85,6 +85,7 @@ NormalizedSoftmaxLoss = base.declare(
     tempered_cross_entropy,
     function=None,
     cls="NormalizedSoftmaxLoss",
+    related="normalized_softmax_loss",
     name="normalized_softmax_loss",
     inputs=common.CLASS_INPUTS,
     positional=("temperature",),

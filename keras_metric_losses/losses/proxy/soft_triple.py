@@ -90,6 +90,7 @@ SoftTripleLoss = base.declare(
     soft_triple_of_similarities,
     function=None,
     cls="SoftTripleLoss",
+    related="soft_triple_loss",
     name="soft_triple_loss",
     inputs=common.CLASS_INPUTS,
     positional=("la", "margin"),
