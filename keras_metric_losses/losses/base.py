@@ -104,6 +104,8 @@ class Inputs:
         returns: The `Returns` text.
         keywords: `((name, doc), ...)`: keyword-only data arguments of the function (not of
             the class), `None` by default, passed on to the elements function.
+        example: Doctest lines (imports, inputs) that the `Example` sections of the function
+            and the class start with, unless they start with an `import` of their own.
         raises: The `Raises` section of the function (`None`: that of the front end, if any).
     """
 
@@ -112,11 +114,20 @@ class Inputs:
     front_end: dict = None
     returns: str = "`[B]` per-anchor losses in the dtype of `y_pred`."
     keywords: tuple = ()
+    example: str = None
     raises: str = None
 
 
 _CLASS_LABELS = "`[B]` or `[B, 1]` integer class labels."
-EMBEDDINGS = Inputs(("y_true", "y_pred"), (_CLASS_LABELS, "`[B, D]` embeddings."), {})
+# Two classes of two unit embeddings, the inputs of most examples of losses on embeddings.
+EMBEDDINGS_EXAMPLE = """>>> import keras
+>>> import numpy as np
+>>> import keras_metric_losses as kml
+>>> labels = np.array([0, 0, 1, 1])
+>>> embeddings = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0], [0.6, 0.8]])"""
+EMBEDDINGS = Inputs(
+    ("y_true", "y_pred"), (_CLASS_LABELS, "`[B, D]` embeddings."), {}, example=EMBEDDINGS_EXAMPLE
+)
 VIEWS = Inputs(
     ("y_true", "y_pred"),
     (_CLASS_LABELS, "`[B, D]` embeddings, or `[B, V, D]`: `V` views of each example."),
@@ -267,6 +278,9 @@ def declare(
     check = _checker(every, joint_checks)
     call = _caller(elements, inputs, every, references, check)
     doc = _function_doc(elements.__doc__, inputs, every, extra)
+    if elements.__doc__ is not None:  # its docstring is now the public function's
+        owner = function or cls
+        elements.__doc__ = f"The values of `{owner}` (whose docstring this function's text is)."
     public = _generate_function(
         function or f"_{cls}_function",
         inputs.names,
@@ -287,7 +301,7 @@ def declare(
             positional,
             public,
             bases,
-            _class_doc(class_doc, every, name or function),
+            _class_doc(class_doc, every, name or function, inputs.example),
         )
     family = elements.__module__.split(".")[2] if elements.__module__.count(".") > 2 else ""
     declaration = Declaration(
@@ -436,9 +450,23 @@ def _insert(doc, block, before):
     return "\n".join([*lines, "", *block.split("\n")])
 
 
+def _with_example_setup(doc, setup):
+    """`doc` (cleaned) with the doctest lines `setup` at the start of its `Example` section,
+    unless that section starts with an import of its own."""
+    lines = inspect.cleandoc(doc).split("\n")
+    if setup is None or "Example:" not in lines:
+        return "\n".join(lines)
+    start = lines.index("Example:") + 1
+    first = next((i for i in range(start, len(lines)) if lines[i].strip()), len(lines))
+    if first < len(lines) and lines[first].startswith(">>> import"):
+        return "\n".join(lines)
+    return "\n".join([*lines[:first], *setup.split("\n"), *lines[first:]])
+
+
 def _function_doc(doc, inputs, every, extra):
     if doc is None:  # `python -OO`
         return None
+    doc = _with_example_setup(doc, inputs.example)
     entries = [_entry(n, d) for n, d in zip(inputs.names, inputs.docs, strict=True)]
     entries += _hyperparameter_entries(every)
     entries += [_entry(n, d) for n, d in (*_REFERENCE_DOCS, *inputs.keywords) if n in extra]
@@ -451,9 +479,10 @@ def _function_doc(doc, inputs, every, extra):
     return _insert(doc, "\n".join(block), ("Returns", "Raises", "Example", "Reference"))
 
 
-def _class_doc(doc, every, default_name):
+def _class_doc(doc, every, default_name, setup):
     if doc is None:
         return None
+    doc = _with_example_setup(doc, setup)
     entries = _hyperparameter_entries(every)
     entries += [_entry(n, d.format(name=default_name)) for n, d in _CLASS_DOCS]
     return _insert(doc, "\n".join(["Args:", *entries]), ("Raises", "Example", "Reference"))

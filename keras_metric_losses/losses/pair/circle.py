@@ -68,11 +68,6 @@ def circle_per_anchor(pairs, *, reducer, **hyperparameters):
 
     Example:
 
-    >>> import keras
-    >>> import numpy as np
-    >>> import keras_metric_losses as kml
-    >>> labels = np.array([0, 0, 1, 1])
-    >>> embeddings = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0], [0.6, 0.8]])
     >>> losses = kml.circle_loss(labels, embeddings)
     >>> print(keras.ops.convert_to_numpy(losses).round(3))
     [16.    60.928 16.    60.928]
@@ -118,10 +113,6 @@ circle_loss, CircleLoss = base.declare(
 
     Example:
 
-    >>> import numpy as np
-    >>> import keras_metric_losses as kml
-    >>> labels = np.array([0, 0, 1, 1])
-    >>> embeddings = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0], [0.6, 0.8]])
     >>> round(float(kml.CircleLoss()(labels, embeddings)), 3)
     38.464
 

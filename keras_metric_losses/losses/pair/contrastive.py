@@ -86,11 +86,6 @@ def contrastive_per_anchor(pairs, *, reducer, **hyperparameters):
 
     Example:
 
-    >>> import keras
-    >>> import numpy as np
-    >>> import keras_metric_losses as kml
-    >>> labels = np.array([0, 0, 1, 1])
-    >>> embeddings = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0], [0.6, 0.8]])
     >>> losses = kml.batch_contrastive_loss(labels, embeddings)
     >>> print(keras.ops.convert_to_numpy(losses).round(4))
     [0.6852 1.0438 0.6852 1.0438]
@@ -179,10 +174,6 @@ batch_contrastive_loss, BatchContrastiveLoss = base.declare(
 
     Example:
 
-    >>> import numpy as np
-    >>> import keras_metric_losses as kml
-    >>> labels = np.array([0, 0, 1, 1])
-    >>> embeddings = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0], [0.6, 0.8]])
     >>> round(float(kml.BatchContrastiveLoss(reducer="pml")(labels, embeddings)), 5)
     0.94189
 

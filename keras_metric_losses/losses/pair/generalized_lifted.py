@@ -28,11 +28,6 @@ def generalized_lifted_structure_elements(pairs, *, distance, neg_margin, pos_ma
 
     Example:
 
-    >>> import keras
-    >>> import numpy as np
-    >>> import keras_metric_losses as kml
-    >>> labels = np.array([0, 0, 1, 1])
-    >>> embeddings = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0], [0.6, 0.8]])
     >>> losses = kml.generalized_lifted_structure_loss(labels, embeddings)
     >>> print(keras.ops.convert_to_numpy(losses).round(4))
     [1.2047 1.783  1.2047 1.783 ]
@@ -69,10 +64,6 @@ generalized_lifted_structure_loss, GeneralizedLiftedStructureLoss = base.declare
 
     Example:
 
-    >>> import numpy as np
-    >>> import keras_metric_losses as kml
-    >>> labels = np.array([0, 0, 1, 1])
-    >>> embeddings = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0], [0.6, 0.8]])
     >>> round(float(kml.GeneralizedLiftedStructureLoss()(labels, embeddings)), 5)
     1.49385
 

@@ -99,11 +99,6 @@ def lifted_structure_per_anchor(pairs, *, reducer, **hyperparameters):
 
     Example:
 
-    >>> import keras
-    >>> import numpy as np
-    >>> import keras_metric_losses as kml
-    >>> labels = np.array([0, 0, 1, 1])
-    >>> embeddings = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0], [0.6, 0.8]])
     >>> losses = kml.lifted_structure_loss(labels, embeddings)
     >>> print(keras.ops.convert_to_numpy(losses).round(4))
     [2.4825 2.4825 2.4825 2.4825]
@@ -156,11 +151,6 @@ def lifted_struct_shares(pairs, *, margin):
 
     Example:
 
-    >>> import keras
-    >>> import numpy as np
-    >>> import keras_metric_losses as kml
-    >>> labels = np.array([0, 0, 1, 1])
-    >>> embeddings = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0], [0.6, 0.8]])
     >>> shares = kml.lifted_struct_loss(labels, embeddings)
     >>> print(keras.ops.convert_to_numpy(shares).round(4))
     [2.4825 2.4825 2.4825 2.4825]
@@ -206,10 +196,6 @@ lifted_structure_loss, LiftedStructureLoss = base.declare(
 
     Example:
 
-    >>> import numpy as np
-    >>> import keras_metric_losses as kml
-    >>> labels = np.array([0, 0, 1, 1])
-    >>> embeddings = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0], [0.6, 0.8]])
     >>> round(float(kml.LiftedStructureLoss(reducer="pml")(labels, embeddings)), 5)
     2.48251
 
@@ -232,6 +218,7 @@ lifted_struct_loss, LiftedStructLoss = base.declare(
             "`[B, D]` embeddings (TF Addons' `embeddings`), not normalised.",
         ),
         {},
+        example=base.EMBEDDINGS_EXAMPLE,
     ),
     hyperparameters=dict(margin=base.real(1.0, "The margin on the negative distances.")),
     class_doc="""TF Addons' lifted structure loss (`lifted_struct_loss`): with the default
@@ -245,10 +232,6 @@ lifted_struct_loss, LiftedStructLoss = base.declare(
 
     Example:
 
-    >>> import numpy as np
-    >>> import keras_metric_losses as kml
-    >>> labels = np.array([0, 0, 1, 1])
-    >>> embeddings = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0], [0.6, 0.8]])
     >>> round(float(kml.LiftedStructLoss()(labels, embeddings)), 5)
     2.48251
 

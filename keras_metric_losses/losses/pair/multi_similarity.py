@@ -47,11 +47,6 @@ def multi_similarity_elements(
 
     Example:
 
-    >>> import keras
-    >>> import numpy as np
-    >>> import keras_metric_losses as kml
-    >>> labels = np.array([0, 0, 1, 1])
-    >>> embeddings = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0], [0.6, 0.8]])
     >>> losses = kml.multi_similarity_loss(labels, embeddings)
     >>> print(keras.ops.convert_to_numpy(losses).round(4))
     [0.     0.6787 0.     0.6787]
@@ -125,10 +120,6 @@ multi_similarity_loss, MultiSimilarityLoss = base.declare(
 
     Example:
 
-    >>> import numpy as np
-    >>> import keras_metric_losses as kml
-    >>> labels = np.array([0, 0, 1, 1])
-    >>> embeddings = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0], [0.6, 0.8]])
     >>> round(float(kml.MultiSimilarityLoss()(labels, embeddings)), 5)
     0.33937
 

@@ -36,11 +36,6 @@ def soft_nearest_neighbor_elements(pairs, *, distance, temperature):
 
     Example:
 
-    >>> import keras
-    >>> import numpy as np
-    >>> import keras_metric_losses as kml
-    >>> labels = np.array([0, 0, 1, 1])
-    >>> embeddings = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0], [0.6, 0.8]])
     >>> losses = kml.soft_nearest_neighbor_loss(labels, embeddings)
     >>> print(keras.ops.convert_to_numpy(losses).round(4))
     [0.6271 1.1143 0.6271 1.1143]
@@ -77,10 +72,6 @@ soft_nearest_neighbor_loss, SoftNearestNeighborLoss = base.declare(
 
     Example:
 
-    >>> import numpy as np
-    >>> import keras_metric_losses as kml
-    >>> labels = np.array([0, 0, 1, 1])
-    >>> embeddings = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0], [0.6, 0.8]])
     >>> round(float(kml.SoftNearestNeighborLoss()(labels, embeddings)), 5)
     0.87071
 

@@ -58,11 +58,6 @@ def tuplet_margin_per_anchor(pairs, *, margin, scale, reducer):
 
     Example:
 
-    >>> import keras
-    >>> import numpy as np
-    >>> import keras_metric_losses as kml
-    >>> labels = np.array([0, 0, 1, 1])
-    >>> embeddings = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0], [0.6, 0.8]])
     >>> losses = kml.tuplet_margin_loss(labels, embeddings, scale=8.0)
     >>> print(keras.ops.convert_to_numpy(losses).round(4))
     [0.1224 1.2322 0.1224 1.2322]
@@ -91,10 +86,6 @@ tuplet_margin_loss, TupletMarginLoss = base.declare(
 
     Example:
 
-    >>> import numpy as np
-    >>> import keras_metric_losses as kml
-    >>> labels = np.array([0, 0, 1, 1])
-    >>> embeddings = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0], [0.6, 0.8]])
     >>> round(float(kml.TupletMarginLoss(scale=8.0)(labels, embeddings)), 5)
     0.67727
 
