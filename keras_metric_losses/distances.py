@@ -27,6 +27,7 @@ similarity. To be saved in a loss config it must be registered with
 import keras
 from keras import ops
 
+from keras_metric_losses import docstrings
 from keras_metric_losses.api import export
 from keras_metric_losses.ops import l2_normalize, positive_part, safe_sqrt
 
@@ -39,136 +40,118 @@ def _squared_norm_expansion(query, key):
     return positive_part(query_norms - products + ops.transpose(key_norms))
 
 
-@export
-def cosine(query, key):
-    """Cosine distance `max(1 - q.k, 0)` of (already L2-normalised) embeddings.
-
-    Like TensorFlow Similarity (since 0.13) the embeddings are not normalised here: add a
-    `keras.layers.UnitNormalization()` to the model. Range `[0, 2]` for unit vectors.
-
+# name: (function, larger_is_closer), filled by `_builtin`.
+_CANONICAL = {}
+_SHARED_DOC = """
     Args:
         query: `[Q, D]` embeddings.
         key: `[K, D]` embeddings.
 
     Returns:
-        `[Q, K]` distances.
+        {returns}
 
     Example:
 
     >>> import keras
     >>> import numpy as np
     >>> from keras_metric_losses import distances
-    >>> x = np.array([[1.0, 0.0], [0.0, 1.0]])
-    >>> keras.ops.convert_to_numpy(distances.cosine(x, x)).tolist()
-    [[0.0, 1.0], [1.0, 0.0]]
+    >>> x = {x}
+    >>> keras.ops.convert_to_numpy(distances.{name}(x, x)).tolist()
+    {shows}
+"""
+
+
+def _builtin(larger_is_closer, returns, x, shows):
+    """Declares a built-in distance: its name (the function's), its order, the shared `Args`
+    and `Returns`, an example on `x` that shows `shows`, and its export."""
+
+    def declare(fn):
+        _CANONICAL[fn.__name__] = (fn, larger_is_closer)
+        text = _SHARED_DOC.format(returns=returns, x=x, name=fn.__name__, shows=shows)
+        return export(docstrings.append(text)(fn))
+
+    return declare
+
+
+@_builtin(
+    larger_is_closer=False,
+    returns="`[Q, K]` distances.",
+    x="np.array([[1.0, 0.0], [0.0, 1.0]])",
+    shows="[[0.0, 1.0], [1.0, 0.0]]",
+)
+def cosine(query, key):
+    """Cosine distance `max(1 - q.k, 0)` of (already L2-normalised) embeddings.
+
+    Like TensorFlow Similarity (since 0.13) the embeddings are not normalised here: add a
+    `keras.layers.UnitNormalization()` to the model. Range `[0, 2]` for unit vectors.
     """
     return positive_part(1.0 - ops.matmul(query, ops.transpose(key)))
 
 
-@export
+@_builtin(
+    larger_is_closer=False,
+    returns="`[Q, K]` distances.",
+    x="np.array([[0.0, 0.0], [3.0, 4.0]])",
+    shows="[[0.0, 5.0], [5.0, 0.0]]",
+)
 def euclidean(query, key):
     """Euclidean distance `sqrt(|q|^2 + |k|^2 - 2 q.k)`, with a finite gradient at 0.
 
     Computed from one matrix product (no `[Q, K, D]` tensor). The square root is
     `ops.safe_sqrt`: where the squared distance is 0 (duplicate embeddings) the distance and its
     gradient are exactly 0, so training never sees NaN.
-
-    Args:
-        query: `[Q, D]` embeddings.
-        key: `[K, D]` embeddings.
-
-    Returns:
-        `[Q, K]` distances.
-
-    Example:
-
-    >>> import keras
-    >>> import numpy as np
-    >>> from keras_metric_losses import distances
-    >>> x = np.array([[0.0, 0.0], [3.0, 4.0]])
-    >>> keras.ops.convert_to_numpy(distances.euclidean(x, x)).tolist()
-    [[0.0, 5.0], [5.0, 0.0]]
     """
     return safe_sqrt(_squared_norm_expansion(query, key))
 
 
-@export
+@_builtin(
+    larger_is_closer=False,
+    returns="`[Q, K]` distances.",
+    x="np.array([[0.0, 0.0], [3.0, 4.0]])",
+    shows="[[0.0, 25.0], [25.0, 0.0]]",
+)
 def squared_euclidean(query, key):
-    """Squared Euclidean distance `max(|q|^2 + |k|^2 - 2 q.k, 0)`.
-
-    Args:
-        query: `[Q, D]` embeddings.
-        key: `[K, D]` embeddings.
-
-    Returns:
-        `[Q, K]` distances.
-
-    Example:
-
-    >>> import keras
-    >>> import numpy as np
-    >>> from keras_metric_losses import distances
-    >>> x = np.array([[0.0, 0.0], [3.0, 4.0]])
-    >>> keras.ops.convert_to_numpy(distances.squared_euclidean(x, x)).tolist()
-    [[0.0, 25.0], [25.0, 0.0]]
-    """
+    """Squared Euclidean distance `max(|q|^2 + |k|^2 - 2 q.k, 0)`."""
     return _squared_norm_expansion(query, key)
 
 
-@export
+@_builtin(
+    larger_is_closer=False,
+    returns="`[Q, K]` distances.",
+    x="np.array([[0.0, 0.0], [3.0, 4.0]])",
+    shows="[[0.0, 7.0], [7.0, 0.0]]",
+)
 def manhattan(query, key):
     """Manhattan (L1) distance `sum_d |q_d - k_d|`.
 
     Cost: builds the `[Q, K, D]` difference tensor (and its gradient), `Q * K * D` elements —
     512 MiB in float32 for a batch of 1024 and `D = 128`. Prefer `"euclidean"` for large batches.
-
-    Args:
-        query: `[Q, D]` embeddings.
-        key: `[K, D]` embeddings.
-
-    Returns:
-        `[Q, K]` distances.
-
-    Example:
-
-    >>> import keras
-    >>> import numpy as np
-    >>> from keras_metric_losses import distances
-    >>> x = np.array([[0.0, 0.0], [3.0, 4.0]])
-    >>> keras.ops.convert_to_numpy(distances.manhattan(x, x)).tolist()
-    [[0.0, 7.0], [7.0, 0.0]]
     """
     differences = ops.expand_dims(query, 1) - ops.expand_dims(key, 0)
     return ops.sum(ops.abs(differences), axis=-1)
 
 
-@export
+@_builtin(
+    larger_is_closer=False,
+    returns="`[Q, K]` distances in `[0, 2]`.",
+    x="np.array([[2.0, 0.0], [0.0, 3.0]])",
+    shows="[[0.0, 1.0], [1.0, 0.0]]",
+)
 def angular(query, key):
     """Angular (cosine) distance `max(1 - q.k / (|q| |k|), 0)`, normalising the embeddings.
 
     TF Addons' `"angular"` metric: each embedding is L2-normalised first (`ops.l2_normalize`),
     so zero vectors stay finite.
-
-    Args:
-        query: `[Q, D]` embeddings.
-        key: `[K, D]` embeddings.
-
-    Returns:
-        `[Q, K]` distances in `[0, 2]`.
-
-    Example:
-
-    >>> import keras
-    >>> import numpy as np
-    >>> from keras_metric_losses import distances
-    >>> x = np.array([[2.0, 0.0], [0.0, 3.0]])
-    >>> keras.ops.convert_to_numpy(distances.angular(x, x)).tolist()
-    [[0.0, 1.0], [1.0, 0.0]]
     """
     return cosine(l2_normalize(query), l2_normalize(key))
 
 
-@export
+@_builtin(
+    larger_is_closer=False,
+    returns="`[Q, K]` distances.",
+    x="np.array([[1.0, -1.0], [2.0, 0.0]])",
+    shows="[[0.0, 0.0], [0.0, 0.0]]",
+)
 def snr(query, key):
     """Signal-to-noise ratio distance `var(q - k) / var(q)` (variances over the features).
 
@@ -176,22 +159,6 @@ def snr(query, key):
     `k - q` relative to the signal `q`; asymmetric. Computed from one matrix product of the
     centred embeddings, `(|q_c|^2 + |k_c|^2 - 2 q_c.k_c) / |q_c|^2`, without a `[Q, K, D]`
     tensor. A constant query (zero variance) gives a zero denominator: its row is 0 / 0.
-
-    Args:
-        query: `[Q, D]` embeddings.
-        key: `[K, D]` embeddings.
-
-    Returns:
-        `[Q, K]` distances.
-
-    Example:
-
-    >>> import keras
-    >>> import numpy as np
-    >>> from keras_metric_losses import distances
-    >>> x = np.array([[1.0, -1.0], [2.0, 0.0]])
-    >>> keras.ops.convert_to_numpy(distances.snr(x, x)).tolist()
-    [[0.0, 0.0], [0.0, 0.0]]
 
     Reference: Yuan et al., "Signal-to-Noise Ratio: A Robust Distance Metric for Deep Metric
     Learning", CVPR 2019.
@@ -203,7 +170,12 @@ def snr(query, key):
     return _squared_norm_expansion(query, key) / query_norms
 
 
-@export
+@_builtin(
+    larger_is_closer=True,
+    returns="`[Q, K]` inner products.",
+    x="np.array([[1.0, 2.0], [3.0, 4.0]])",
+    shows="[[5.0, 11.0], [11.0, 25.0]]",
+)
 def inner_product(query, key):
     """Inner product `q.k` — a similarity (larger = closer), returned as is.
 
@@ -212,63 +184,25 @@ def inner_product(query, key):
     positive mining picks the *most* similar positive) and the loss decreases when positives
     become *less* similar. It is offered for compatibility; for training use `"cosine"`, or
     pass `lambda q, k: -inner_product(q, k)` (registered) for a distance-like ordering.
-
-    Args:
-        query: `[Q, D]` embeddings.
-        key: `[K, D]` embeddings.
-
-    Returns:
-        `[Q, K]` inner products.
-
-    Example:
-
-    >>> import keras
-    >>> import numpy as np
-    >>> from keras_metric_losses import distances
-    >>> x = np.array([[1.0, 2.0], [3.0, 4.0]])
-    >>> keras.ops.convert_to_numpy(distances.inner_product(x, x)).tolist()
-    [[5.0, 11.0], [11.0, 25.0]]
     """
     return ops.matmul(query, ops.transpose(key))
 
 
-@export
+@_builtin(
+    larger_is_closer=True,
+    returns="`[Q, K]` similarities in `[-1, 1]`.",
+    x="np.array([[2.0, 0.0], [0.0, 3.0]])",
+    shows="[[1.0, 0.0], [0.0, 1.0]]",
+)
 def cosine_similarity(query, key):
     """Cosine similarity `q.k / (|q| |k|)` — a similarity (larger = closer).
 
     The embeddings are L2-normalised here (`ops.l2_normalize`, as pytorch-metric-learning's
     `CosineSimilarity`).
-
-    Args:
-        query: `[Q, D]` embeddings.
-        key: `[K, D]` embeddings.
-
-    Returns:
-        `[Q, K]` similarities in `[-1, 1]`.
-
-    Example:
-
-    >>> import keras
-    >>> import numpy as np
-    >>> from keras_metric_losses import distances
-    >>> x = np.array([[2.0, 0.0], [0.0, 3.0]])
-    >>> keras.ops.convert_to_numpy(distances.cosine_similarity(x, x)).tolist()
-    [[1.0, 0.0], [0.0, 1.0]]
     """
     return inner_product(l2_normalize(query), l2_normalize(key))
 
 
-# name: (function, larger_is_closer)
-_CANONICAL = {
-    "cosine": (cosine, False),
-    "angular": (angular, False),
-    "euclidean": (euclidean, False),
-    "squared_euclidean": (squared_euclidean, False),
-    "manhattan": (manhattan, False),
-    "snr": (snr, False),
-    "inner_product": (inner_product, True),
-    "cosine_similarity": (cosine_similarity, True),
-}
 _ALIASES = {
     "cosinedistance": "cosine",
     "l2": "euclidean",
