@@ -23,7 +23,7 @@ positive, negative), as do the losses built on them (`TripletMarginLoss`). That 
 
 from keras import ops
 
-from keras_metric_losses import backend, validation
+from keras_metric_losses import backend, docstrings, validation
 from keras_metric_losses.api import export
 from keras_metric_losses.ops import label_equality
 
@@ -73,69 +73,51 @@ def label_masks(labels, key_labels=None, self_columns=None):
     return ops.logical_and(same, not_self), ops.logical_not(same)
 
 
-@export
-def masked_argmax(values, mask):
-    """Per row, the first column of the largest `values` where `mask` is set (0 if none).
-
+# The arguments of the masked selections, and their example.
+_MASKED = """
     Args:
         values: `[B, K]` floats.
         mask: `[B, K]` booleans.
 
     Returns:
-        `[B]` int32 column indices.
+        {returns}
 
     Example:
 
+    >>> import keras
     >>> import numpy as np
     >>> from keras_metric_losses import mining
     >>> d = np.array([[0.0, 3.0, 2.0]])
-    >>> index = mining.masked_argmax(d, np.array([[True, False, True]]))  # [2]
-    """
+    >>> keras.ops.convert_to_numpy(mining.{name}(d, np.array([{mask}]))).tolist()
+    {shows}
+"""
+
+
+@export
+@docstrings.append(_MASKED, returns="`[B]` int32 column indices.", name="masked_argmax",
+                   mask="[True, False, True]", shows="[2]")  # fmt: skip
+def masked_argmax(values, mask):
+    """Per row, the first column of the largest `values` where `mask` is set (0 if none)."""
     return _select(values, mask, largest=True)[0]
 
 
 @export
+@docstrings.append(_MASKED, returns="`[B]` row maxima, in the dtype of `values`.",
+                   name="masked_max", mask="[True, False, True]", shows="[2.0]")  # fmt: skip
 def masked_max(values, mask):
     """Per row, the largest `values` where `mask` is set (`-inf` if none).
 
     A value, not a selection: on ties the gradient is the backend's gradient of a max. Use
     `masked_argmax` and `take_rows` to differentiate through one entry.
-
-    Args:
-        values: `[B, K]` floats.
-        mask: `[B, K]` booleans.
-
-    Returns:
-        `[B]` row maxima, in the dtype of `values`.
-
-    Example:
-
-    >>> import numpy as np
-    >>> from keras_metric_losses import mining
-    >>> d = np.array([[0.0, 3.0, 2.0]])
-    >>> largest = mining.masked_max(d, np.array([[True, False, True]]))  # [2.0]
     """
     return ops.amax(ops.where(mask, values, _INF[True]), axis=-1)
 
 
 @export
+@docstrings.append(_MASKED, returns="`[B]` int32 column indices.", name="masked_argmin",
+                   mask="[False, True, True]", shows="[2]")  # fmt: skip
 def masked_argmin(values, mask):
-    """Per row, the first column of the smallest `values` where `mask` is set (0 if none).
-
-    Args:
-        values: `[B, K]` floats.
-        mask: `[B, K]` booleans.
-
-    Returns:
-        `[B]` int32 column indices.
-
-    Example:
-
-    >>> import numpy as np
-    >>> from keras_metric_losses import mining
-    >>> d = np.array([[0.0, 3.0, 2.0]])
-    >>> index = mining.masked_argmin(d, np.array([[False, True, True]]))  # [2]
-    """
+    """Per row, the first column of the smallest `values` where `mask` is set (0 if none)."""
     return _select(values, mask, largest=False)[0]
 
 

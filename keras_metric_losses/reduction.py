@@ -22,7 +22,7 @@ Every function returns 0 where `N` (or an anchor's count) is 0: no NaN, zero gra
 
 from keras import ops
 
-from keras_metric_losses import distributed, validation
+from keras_metric_losses import distributed, docstrings, validation
 from keras_metric_losses.api import export
 
 __all__ = ["anchor_mean", "batch_mean", "divided", "nonzero_mean"]
@@ -45,13 +45,10 @@ def _count(mask, dtype, axis=None):
     return ops.sum(ops.cast(mask, dtype), axis=axis)
 
 
-@export
-def anchor_mean(values, mask):
-    """The mean of each anchor's elements where `mask` is set (0 for an anchor with none).
-
+_REDUCER_DOC = """
     Args:
         values: `[B, ...]` element values.
-        mask: `[B, ...]` booleans, the elements that exist.
+        mask: `[B, ...]` booleans, the elements that exist.{divisor}
 
     Returns:
         `[B]` values in the dtype of `values`.
@@ -61,38 +58,35 @@ def anchor_mean(values, mask):
     >>> import keras
     >>> import numpy as np
     >>> from keras_metric_losses import reduction
-    >>> v = np.array([[1.0, 3.0], [2.0, 0.0]])
-    >>> m = np.array([[True, True], [False, False]])
-    >>> keras.ops.convert_to_numpy(reduction.anchor_mean(v, m)).tolist()
-    [2.0, 0.0]
-    """
+    >>> v = np.array({values})
+    >>> keras.ops.convert_to_numpy(reduction.{call}).tolist()
+    {shows}
+"""
+
+
+def _reducer_doc(call, values, shows, divisor=""):
+    return docstrings.append(_REDUCER_DOC, call=call, values=values, shows=shows, divisor=divisor)
+
+
+@export
+@_reducer_doc("anchor_mean(v, v > 1)", "[[1.0, 3.0], [2.0, 0.0]]", "[3.0, 2.0]")
+def anchor_mean(values, mask):
+    """The mean of each anchor's elements where `mask` is set (0 for an anchor with none)."""
     values, mask = ops.convert_to_tensor(values), ops.convert_to_tensor(mask)
     flat = ops.reshape(mask, (ops.shape(mask)[0], -1))
     return ops.divide_no_nan(_row_sums(values, mask), _count(flat, values.dtype, axis=1))
 
 
 @export
+@_reducer_doc(
+    "divided(v, v > -1, 4.0)",
+    "[[1.0, 3.0], [2.0, 0.0]]",
+    "[2.0, 1.0]",
+    divisor="\n        divisor: A scalar (tensor) divisor.",
+)
 def divided(values, mask, divisor):
     """Each anchor's share `B * sum_j v[i, j] / divisor` of `sum v / divisor` (0 if the divisor
-    is 0): Keras' batch mean of the result is PML's `DivisorReducer` scalar.
-
-    Args:
-        values: `[B, ...]` element values.
-        mask: `[B, ...]` booleans, the elements that exist.
-        divisor: A scalar (tensor) divisor.
-
-    Returns:
-        `[B]` values in the dtype of `values`.
-
-    Example:
-
-    >>> import keras
-    >>> import numpy as np
-    >>> from keras_metric_losses import reduction
-    >>> v = np.array([[1.0, 3.0], [2.0, 0.0]])
-    >>> keras.ops.convert_to_numpy(reduction.divided(v, v > -1, 4.0)).tolist()
-    [2.0, 1.0]
-    """
+    is 0): Keras' batch mean of the result is PML's `DivisorReducer` scalar."""
     values = ops.convert_to_tensor(values)
     batch = ops.cast(ops.shape(values)[0], values.dtype)
     divisor = ops.cast(divisor, values.dtype)
@@ -100,36 +94,19 @@ def divided(values, mask, divisor):
 
 
 @export
+@_reducer_doc("batch_mean(v, v > -1)", "[[1.0, 3.0], [2.0, 0.0]]", "[2.0, 1.0]")
 def batch_mean(values, mask):
-    """Per-anchor shares of the mean over every element of the batch (PML's `MeanReducer`).
-
-    Example:
-
-    >>> import keras
-    >>> import numpy as np
-    >>> from keras_metric_losses import reduction
-    >>> v = np.array([[1.0, 3.0], [2.0, 0.0]])
-    >>> keras.ops.convert_to_numpy(reduction.batch_mean(v, v > -1)).tolist()  # mean 1.5
-    [2.0, 1.0]
-    """
+    """Per-anchor shares of the mean over every element of the batch (PML's `MeanReducer`):
+    the example's mean is 1.5, Keras' mean of its shares."""
     values = ops.convert_to_tensor(values)
     return divided(values, mask, _count(mask, values.dtype))
 
 
 @export
+@_reducer_doc("nonzero_mean(v, v > -1)", "[[1.0, 2.0], [3.0, 0.0]]", "[2.0, 2.0]")
 def nonzero_mean(values, mask):
     """Per-anchor shares of the mean over the elements `> 0` of the batch (PML's
-    `AvgNonZeroReducer`): elements equal to 0 add nothing and do not count.
-
-    Example:
-
-    >>> import keras
-    >>> import numpy as np
-    >>> from keras_metric_losses import reduction
-    >>> v = np.array([[1.0, 2.0], [3.0, 0.0]])
-    >>> keras.ops.convert_to_numpy(reduction.nonzero_mean(v, v > -1)).tolist()  # mean 2.0
-    [2.0, 2.0]
-    """
+    `AvgNonZeroReducer`): elements equal to 0 add nothing and do not count."""
     values = ops.convert_to_tensor(values)
     positive = ops.logical_and(ops.convert_to_tensor(mask), values > 0)
     return divided(values, mask, _count(positive, values.dtype))
