@@ -118,31 +118,17 @@ HYPERPARAMETERS = dict(
 )
 _SUMMARY = "every proxy against the batch: one softplus term per proxy, shared by its anchors"
 
-proxy_anchor_loss = base.declare(
+proxy_anchor_loss, ProxyAnchorLoss = common.declare(
     proxy_anchor_elements,
-    function="proxy_anchor_loss",
-    cls=None,
-    inputs=common.FUNCTION_INPUTS,
-    function_positional=True,
-    positional=("margin", "alpha"),
-    original="PML `ProxyAnchorLoss`",
-    summary=_SUMMARY,
-    hyperparameters=HYPERPARAMETERS,
-    class_doc=None,
-)
-
-ProxyAnchorLoss = base.declare(
     proxy_anchor_of_similarities,
-    function=None,
+    function="proxy_anchor_loss",
     cls="ProxyAnchorLoss",
-    related="proxy_anchor_loss",
-    name="proxy_anchor_loss",
-    inputs=common.CLASS_INPUTS,
     positional=("margin", "alpha"),
-    bases=(common.takes_logits(),),
+    class_positional=("margin", "alpha"),
     original="PML `ProxyAnchorLoss`",
     summary=_SUMMARY,
     hyperparameters=HYPERPARAMETERS,
+    logits=common.takes_logits(),
     class_doc="""Proxy Anchor loss (`proxy_anchor_loss`) of the `[B, C]` cosines of
     `layers.ClassProxies(num_classes)`, which owns the proxies.
 

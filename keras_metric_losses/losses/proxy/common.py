@@ -122,3 +122,41 @@ def takes_logits(margin_type=None, fixed=None, **from_hyperparameters):
         "__module__": __name__,
     }
     return type(f"Declared{parent.__name__}", (parent,), attributes)
+
+
+def declare(function_elements, class_elements, *, function, cls, hyperparameters, positional,
+            class_positional, original, summary, class_doc, logits,
+            class_hyperparameters=None):  # fmt: skip
+    """`(function, class)` of a proxy loss: the function of `(labels, embeddings, proxies)`
+    (its `positional` hyperparameters positional, as 0.1.0's) and the class on the layer's
+    logits (`class_positional` positional), over one dict of hyperparameters (the class may
+    take a subset, `class_hyperparameters`); `logits` is the class's `takes_logits` mixin."""
+    loss_function = base.declare(
+        function_elements,
+        function=function,
+        cls=None,
+        inputs=FUNCTION_INPUTS,
+        function_positional=True,
+        positional=positional,
+        original=original,
+        summary=summary,
+        hyperparameters=hyperparameters,
+        class_doc=None,
+    )
+    loss_class = base.declare(
+        class_elements,
+        function=None,
+        cls=cls,
+        related=function,
+        name=function,
+        inputs=CLASS_INPUTS,
+        positional=class_positional,
+        bases=(logits,),
+        original=original,
+        summary=summary,
+        hyperparameters=hyperparameters if class_hyperparameters is None else class_hyperparameters,
+        class_doc=class_doc,
+    )
+    for obj in (loss_function, loss_class):
+        obj.__module__ = function_elements.__module__
+    return loss_function, loss_class

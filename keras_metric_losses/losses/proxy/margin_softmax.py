@@ -61,35 +61,19 @@ def declare(elements, *, function, cls, margin_type, hyperparameters, positional
     class on the layer's logits, which takes `scale` positionally (as 0.1.0's) and the others
     keyword-only. `margin_type`, `fixed` and `from_hyperparameters` declare the layer's logits
     (`common.takes_logits`)."""
-    loss_function = base.declare(
+    return common.declare(
         elements,
-        function=function,
-        cls=None,
-        inputs=common.FUNCTION_INPUTS,
-        function_positional=True,
-        positional=positional,
-        original=original,
-        summary=summary,
-        hyperparameters=hyperparameters,
-        class_doc=None,
-    )
-    loss_class = base.declare(
         scaled_cross_entropy,
-        function=None,
+        function=function,
         cls=cls,
-        related=function,
-        name=function,
-        inputs=common.CLASS_INPUTS,
-        positional=("scale",),
-        bases=(common.takes_logits(margin_type, fixed, **from_hyperparameters),),
+        hyperparameters=hyperparameters,
+        positional=positional,
+        class_positional=("scale",),
         original=original,
         summary=summary,
-        hyperparameters=hyperparameters,
         class_doc=class_doc,
+        logits=common.takes_logits(margin_type, fixed, **from_hyperparameters),
     )
-    for obj in (loss_function, loss_class):
-        obj.__module__ = elements.__module__
-    return loss_function, loss_class
 
 
 LAYER_NOTE = """`layers.ClassProxies(num_classes, loss={cls}(...))`, which owns the class

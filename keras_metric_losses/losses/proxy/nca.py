@@ -93,13 +93,13 @@ SOFTMAX_SCALE = base.positive_real(1.0, "The scale `s > 0`.")
 REDUCER = base.reducer('`"anchor"` or `"pml"` (shares of PML\'s mean), see the function.')
 _SUMMARY = "softmax over the distances to one proxy per class"
 
-proxy_nca_loss = base.declare(
+proxy_nca_loss, ProxyNCALoss = common.declare(
     proxy_nca_elements,
+    proxy_nca_of_cosines,
     function="proxy_nca_loss",
-    cls=None,
-    inputs=common.FUNCTION_INPUTS,
-    function_positional=True,
+    cls="ProxyNCALoss",
     positional=("softmax_scale", "distance", "normalize_embeddings", "reducer"),
+    class_positional=("softmax_scale", "reducer"),
     original="PML `ProxyNCALoss`",
     summary=_SUMMARY,
     hyperparameters=dict(
@@ -116,21 +116,8 @@ proxy_nca_loss = base.declare(
         ),
         reducer=REDUCER,
     ),
-    class_doc=None,
-)
-
-ProxyNCALoss = base.declare(
-    proxy_nca_of_cosines,
-    function=None,
-    cls="ProxyNCALoss",
-    related="proxy_nca_loss",
-    name="proxy_nca_loss",
-    inputs=common.CLASS_INPUTS,
-    positional=("softmax_scale", "reducer"),
-    bases=(common.takes_logits(),),
-    original="PML `ProxyNCALoss`",
-    summary=_SUMMARY,
-    hyperparameters=dict(softmax_scale=SOFTMAX_SCALE, reducer=REDUCER),
+    class_hyperparameters=dict(softmax_scale=SOFTMAX_SCALE, reducer=REDUCER),
+    logits=common.takes_logits(),
     class_doc="""ProxyNCA loss (`proxy_nca_loss`) of the `[B, C]` cosines of
     `layers.ClassProxies(num_classes)`.
 

@@ -68,31 +68,17 @@ HYPERPARAMETERS = dict(
 )
 _SUMMARY = "softmax over the cosines to one weight per class, with a temperature"
 
-normalized_softmax_loss = base.declare(
+normalized_softmax_loss, NormalizedSoftmaxLoss = common.declare(
     normalized_softmax_elements,
-    function="normalized_softmax_loss",
-    cls=None,
-    inputs=common.FUNCTION_INPUTS,
-    function_positional=True,
-    positional=("temperature", "normalize_embeddings"),
-    original="PML `NormalizedSoftmaxLoss`",
-    summary=_SUMMARY,
-    hyperparameters=HYPERPARAMETERS,
-    class_doc=None,
-)
-
-NormalizedSoftmaxLoss = base.declare(
     tempered_cross_entropy,
-    function=None,
+    function="normalized_softmax_loss",
     cls="NormalizedSoftmaxLoss",
-    related="normalized_softmax_loss",
-    name="normalized_softmax_loss",
-    inputs=common.CLASS_INPUTS,
-    positional=("temperature",),
-    bases=(common.takes_logits(normalize_embeddings="normalize_embeddings"),),
+    positional=("temperature", "normalize_embeddings"),
+    class_positional=("temperature",),
     original="PML `NormalizedSoftmaxLoss`",
     summary=_SUMMARY,
     hyperparameters=HYPERPARAMETERS,
+    logits=common.takes_logits(normalize_embeddings="normalize_embeddings"),
     class_doc="""Normalized softmax loss (`normalized_softmax_loss`) of the cosines of
     `layers.ClassProxies`.
 

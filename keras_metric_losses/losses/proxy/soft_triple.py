@@ -73,35 +73,19 @@ HYPERPARAMETERS = dict(
 )
 _SUMMARY = "softmax over classes of several centres, pooled by a softmax, with a margin"
 
-soft_triple_loss = base.declare(
+soft_triple_loss, SoftTripleLoss = common.declare(
     soft_triple_elements,
-    function="soft_triple_loss",
-    cls=None,
-    inputs=common.FUNCTION_INPUTS,
-    function_positional=True,
-    positional=("centers_per_class", "la", "gamma", "margin"),
-    original="PML `SoftTripleLoss`",
-    summary=_SUMMARY,
-    hyperparameters=HYPERPARAMETERS,
-    class_doc=None,
-)
-
-SoftTripleLoss = base.declare(
     soft_triple_of_similarities,
-    function=None,
+    function="soft_triple_loss",
     cls="SoftTripleLoss",
-    related="soft_triple_loss",
-    name="soft_triple_loss",
-    inputs=common.CLASS_INPUTS,
-    positional=("la", "margin"),
-    bases=(
-        common.takes_logits(
-            fixed={"sub_center_pooling": "softmax"}, sub_centers="centers_per_class", gamma="gamma"
-        ),
-    ),
+    positional=("centers_per_class", "la", "gamma", "margin"),
+    class_positional=("la", "margin"),
     original="PML `SoftTripleLoss`",
     summary=_SUMMARY,
     hyperparameters=HYPERPARAMETERS,
+    logits=common.takes_logits(
+        fixed={"sub_center_pooling": "softmax"}, sub_centers="centers_per_class", gamma="gamma"
+    ),
     class_doc="""SoftTriple loss (`soft_triple_loss`) of the pooled class similarities of
     `layers.ClassProxies`.
 
