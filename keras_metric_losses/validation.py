@@ -179,6 +179,28 @@ def real(value, name, low=-math.inf, high=math.inf, low_open=False):
     return float(value)
 
 
+def initializer(identifier, name):
+    """Checks a Keras initializer argument and returns the initializer.
+
+    Raises:
+        ValueError: naming `name`, for what `keras.initializers.get` refuses.
+    """
+    try:
+        return keras.initializers.get(identifier)
+    except ValueError as error:
+        raise ValueError(
+            f"`{name}` must be a Keras initializer, its name or its config. "
+            f"Received: {name}={identifier!r}"
+        ) from error
+
+
+def is_shape_pair(shape):
+    """Whether a layer's `input_shape` is that of two inputs (`[embeddings, labels]`)."""
+    return (
+        isinstance(shape, (list, tuple)) and len(shape) == 2 and isinstance(shape[0], (list, tuple))
+    )
+
+
 def positive_real(value, name):
     """A hyperparameter check: a finite number `> 0`, returned as a float."""
     return real(value, name, low=0.0, low_open=True)

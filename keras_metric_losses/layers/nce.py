@@ -119,12 +119,12 @@ class NCE(StrictConfig, keras.layers.Layer):
         )
         self.seed = seed
         self.cross_replica = validation.boolean(cross_replica, "cross_replica")
-        self.kernel_initializer = _initializer(kernel_initializer, "kernel_initializer")
-        self.bias_initializer = _initializer(bias_initializer, "bias_initializer")
+        self.kernel_initializer = validation.initializer(kernel_initializer, "kernel_initializer")
+        self.bias_initializer = validation.initializer(bias_initializer, "bias_initializer")
         self.seed_generator = keras.random.SeedGenerator(seed)
 
     def build(self, input_shape):
-        embedding_shape = input_shape[0] if _is_pair(input_shape) else input_shape
+        embedding_shape = input_shape[0] if validation.is_shape_pair(input_shape) else input_shape
         dim = embedding_shape[-1]
         if dim is None:
             raise ValueError(
@@ -167,7 +167,7 @@ class NCE(StrictConfig, keras.layers.Layer):
         )
 
     def compute_output_shape(self, input_shape):
-        if _is_pair(input_shape):
+        if validation.is_shape_pair(input_shape):
             return (input_shape[0][0], self.num_true + self.num_sampled)
         return (input_shape[0], self.num_classes)
 
@@ -183,19 +183,3 @@ class NCE(StrictConfig, keras.layers.Layer):
             "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
             "bias_initializer": keras.initializers.serialize(self.bias_initializer),
         }
-
-
-def _initializer(identifier, name):
-    try:
-        return keras.initializers.get(identifier)
-    except ValueError as error:
-        raise ValueError(
-            f"`{name}` must be a Keras initializer, its name or its config. "
-            f"Received: {name}={identifier!r}"
-        ) from error
-
-
-def _is_pair(shape):
-    return (
-        isinstance(shape, (list, tuple)) and len(shape) == 2 and isinstance(shape[0], (list, tuple))
-    )

@@ -195,7 +195,9 @@ class ClassProxies(AddsLoss, StrictConfig, keras.layers.Layer):
         self.learning_rate_multiplier = validation.positive_real(
             learning_rate_multiplier, "learning_rate_multiplier"
         )
-        self.proxies_initializer = _initializer(proxies_initializer, "proxies_initializer")
+        self.proxies_initializer = validation.initializer(
+            proxies_initializer, "proxies_initializer"
+        )
         if margin_type in ADDITIVE:
             self.margin_variable = self.add_weight(
                 name="margin", shape=(), initializer=keras.initializers.Constant(self.margin),
@@ -208,7 +210,7 @@ class ClassProxies(AddsLoss, StrictConfig, keras.layers.Layer):
             )  # fmt: skip
 
     def build(self, input_shape):
-        embedding_shape = input_shape[0] if _is_pair(input_shape) else input_shape
+        embedding_shape = input_shape[0] if validation.is_shape_pair(input_shape) else input_shape
         dim = embedding_shape[-1]
         if dim is None:
             raise ValueError(
@@ -336,7 +338,7 @@ class ClassProxies(AddsLoss, StrictConfig, keras.layers.Layer):
             self.warmup_step.assign(step)
 
     def compute_output_shape(self, input_shape):
-        embedding_shape = input_shape[0] if _is_pair(input_shape) else input_shape
+        embedding_shape = input_shape[0] if validation.is_shape_pair(input_shape) else input_shape
         return (embedding_shape[0], self.num_classes)
 
     def get_config(self):
@@ -402,19 +404,3 @@ def _checked_margin(margin_type, margin):
         return None
     default, check = MARGINS[margin_type]
     return default if margin is None else check(margin, "margin")
-
-
-def _initializer(identifier, name):
-    try:
-        return keras.initializers.get(identifier)
-    except ValueError as error:
-        raise ValueError(
-            f"`{name}` must be a Keras initializer, its name or its config. "
-            f"Received: {name}={identifier!r}"
-        ) from error
-
-
-def _is_pair(shape):
-    return (
-        isinstance(shape, (list, tuple)) and len(shape) == 2 and isinstance(shape[0], (list, tuple))
-    )
