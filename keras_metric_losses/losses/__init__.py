@@ -12,19 +12,21 @@ from keras_metric_losses.losses.contrastive import (
     contrastive_loss,
     signal_to_noise_ratio_contrastive_loss,
 )
-from keras_metric_losses.losses.fastap import (
+from keras_metric_losses.losses.softmax.fastap import (
     FastAPLoss,
     fast_ap_loss,
 )
-from keras_metric_losses.losses.infonce import (
+from keras_metric_losses.losses.softmax.ntxent import (
     NTXentLoss,
+    ntxent_loss,
+)
+from keras_metric_losses.losses.softmax.supcon import (
     SupConLoss,
     SupConMultilabelLoss,
-    ntxent_loss,
     supcon_loss,
     supcon_multilabel_loss,
 )
-from keras_metric_losses.losses.instance import (
+from keras_metric_losses.losses.softmax.instance import (
     InstanceLoss,
     instance_loss,
 )
@@ -86,14 +88,20 @@ from keras_metric_losses.losses.pair.soft_nearest_neighbor import (
     SoftNearestNeighborLoss,
     soft_nearest_neighbor_loss,
 )
-from keras_metric_losses.losses.ssl import (
+from keras_metric_losses.losses.ssl.barlow import (
     Barlow,
-    SimCLRLoss,
-    SimSiamLoss,
-    VicReg,
     barlow_loss,
+)
+from keras_metric_losses.losses.ssl.simclr import (
+    SimCLRLoss,
     simclr_loss,
+)
+from keras_metric_losses.losses.ssl.simsiam import (
+    SimSiamLoss,
     simsiam_loss,
+)
+from keras_metric_losses.losses.ssl.vicreg import (
+    VicReg,
     vicreg_loss,
 )
 from keras_metric_losses.losses.triplet import (
