@@ -105,14 +105,14 @@ class AnchorStats:
         return ops.logical_and(self.positive_pairs > 0, self.negative_pairs > 0)
 
 
-def contrastive_terms(logits, positive_weights, denominator, *, pairwise=False):
-    """Per-anchor log-softmax terms of a `[b, K]` logit matrix.
+def contrastive_terms(logits, positive_weights, denominator, *, pairwise=False, scale=1.0):
+    """Per-anchor log-softmax terms of a `[b, K]` logit matrix `x = scale * logits`.
 
-    With `lse[i] = log sum_{k in denominator[i]} exp(logits[i, k])`:
+    With `lse[i] = log sum_{k in denominator[i]} exp(x[i, k])`:
 
     ```
-    pairwise=False:  -log p[i, j] = lse[i] - logits[i, j]
-    pairwise=True:   -log p[i, j] = log(1 + exp(lse[i] - logits[i, j]))
+    pairwise=False:  -log p[i, j] = lse[i] - x[i, j]
+    pairwise=True:   -log p[i, j] = log(1 + exp(lse[i] - x[i, j]))
     ```
 
     The first is SupCon's (the positives are part of the denominator); the second NT-Xent's
@@ -122,11 +122,12 @@ def contrastive_terms(logits, positive_weights, denominator, *, pairwise=False):
     gradients are `inf` or NaN for any mask.
 
     Args:
-        logits: `[b, K]` float logits (finite).
+        logits: `[b, K]` float logits (finite), or similarities to be scaled by `scale`.
         positive_weights: `[b, K]` non-negative weights of the positives, in the logits' dtype
             (0 elsewhere).
         denominator: `[b, K]` booleans, the keys of each anchor's softmax denominator.
         pairwise: The NT-Xent form (one softmax per positive pair). Defaults to `False`.
+        scale: A Python float `> 0` that multiplies `logits` (`1 / temperature`). Defaults to 1.
 
     Returns:
         A `Terms`.
@@ -140,11 +141,13 @@ def contrastive_terms(logits, positive_weights, denominator, *, pairwise=False):
         return Terms(zeros, zeros, logits if pairwise else None)
     # Logits relative to the row's largest logit among the keys used (a constant for the
     # gradient): `lse - logits` is then a sum of a log of a number >= 1 and a difference of
-    # nearby logits, accurate and >= 0 even when both are ~1 / temperature.
+    # nearby logits, accurate and >= 0 even when both are ~1 / temperature. The shift comes
+    # before the scale, so the largest is exactly 0 however a compiler fuses or recomputes the
+    # product (XLA without LLVM optimisation rounded `scale * s - scale * s_max` to 1e-6).
     used = ops.logical_or(denominator, positive_weights > 0)
     largest = ops.amax(ops.where(used, logits, lowest_finite(logits.dtype)), axis=-1, keepdims=True)
     shift = ops.where(ops.any(used, axis=-1, keepdims=True), largest, 0.0)
-    logits = logits - ops.stop_gradient(shift)
+    logits = (logits - ops.stop_gradient(shift)) * scale
     lse = ops.expand_dims(masked_logsumexp(logits, denominator), -1)
     if pairwise:
         has_denominator = ops.any(denominator, axis=-1, keepdims=True)
@@ -156,23 +159,24 @@ def contrastive_terms(logits, positive_weights, denominator, *, pairwise=False):
     return Terms(weighted_sum, total_weight, pair_terms if pairwise else None)
 
 
-def similarity_logits(pairs, distance, temperature):
-    """`[b, K]` `similarity / temperature` of `Pairs`: a similarity as is, a distance negated."""
-    sign = 1.0 if distances.larger_is_closer(distance) else -1.0
-    return pairs.distances(distance) * (sign / temperature)
+def similarities(pairs, distance):
+    """`[b, K]` similarities of `Pairs`: a similarity as is, a distance negated."""
+    matrix = pairs.distances(distance)
+    return matrix if distances.larger_is_closer(distance) else -matrix
 
 
 def dense_terms(pairs, *, distance, temperature, pairwise):
-    """`Terms` of `Pairs` from their `[b, K]` logits and masks: the positive weights over the
-    negatives (`pairwise`) or over every key but the anchor itself."""
-    logits = similarity_logits(pairs, distance, temperature)
+    """`Terms` of `Pairs` from their `[b, K]` logits `similarity / temperature` and masks: the
+    positive weights over the negatives (`pairwise`) or over every key but the anchor itself."""
+    matrix = similarities(pairs, distance)
     if pairwise:
         denominator = pairs.negative
     elif pairs.candidates is None:  # reference keys: every key
-        denominator = ops.ones_like(logits, dtype="bool")
+        denominator = ops.ones_like(matrix, dtype="bool")
     else:
         denominator = pairs.candidates
-    return contrastive_terms(logits, pairs.positive_weights, denominator, pairwise=pairwise)
+    return contrastive_terms(matrix, pairs.positive_weights, denominator, pairwise=pairwise,
+                             scale=1.0 / temperature)  # fmt: skip
 
 
 def ntxent_pair_terms(pairs, *, temperature, distance="cosine_similarity"):
