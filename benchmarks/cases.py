@@ -642,9 +642,10 @@ def _pml_embedding_case(ours_name, module, pml_name, pml_kwargs=None, ours_kwarg
     return ours, pml
 
 
-_INFONCE = "keras_metric_losses.losses.infonce"
+_NTXENT = "keras_metric_losses.losses.softmax.ntxent"
+_SUPCON = "keras_metric_losses.losses.softmax.supcon"
 _ntxent_ours, _ntxent_pml_unguarded = _pml_embedding_case(
-    "ntxent_loss", _INFONCE, "NTXentLoss", ours_kwargs={"reducer": "pml"}
+    "ntxent_loss", _NTXENT, "NTXentLoss", ours_kwargs={"reducer": "pml"}
 )
 # PML's NTXentLoss builds a [positive pairs, negative pairs] matrix (and several copies for exp
 # and autograd): 3,072 x 1,044,480 float32 at B=1024 with 4 per class, 12.8 GB a copy (the
@@ -673,14 +674,14 @@ def _ntxent_pml():
 
 
 _supcon_ours, _supcon_pml = _pml_embedding_case(
-    "supcon_loss", _INFONCE, "SupConLoss", ours_kwargs={"reducer": "pml"}
+    "supcon_loss", _SUPCON, "SupConLoss", ours_kwargs={"reducer": "pml"}
 )
 _instance_ours, _instance_pml = _pml_embedding_case(
-    "instance_loss", "keras_metric_losses.losses.instance", "InstanceLoss"
+    "instance_loss", "keras_metric_losses.losses.softmax.instance", "InstanceLoss"
 )
 _fast_ap_ours, _fast_ap_pml = _pml_embedding_case(
     "fast_ap_loss",
-    "keras_metric_losses.losses.fastap",
+    "keras_metric_losses.losses.softmax.fastap",
     "FastAPLoss",
     ours_kwargs={"reducer": "pml"},
 )
@@ -691,7 +692,7 @@ def supcon_multilabel_ours():
     other example), built inside the step: a [B, C] one-hot is cheap next to [B, B]."""
     from keras import ops
 
-    from keras_metric_losses.losses.infonce import supcon_multilabel_loss
+    from keras_metric_losses.losses.softmax.supcon import supcon_multilabel_loss
 
     def fn(x):
         labels = x["labels"]
@@ -710,7 +711,8 @@ def _ssl_case(ours_name, tfsim_name):
     def ours():
         from keras import ops
 
-        fn = getattr(importlib.import_module("keras_metric_losses.losses.ssl"), ours_name)
+        module = "keras_metric_losses.losses.ssl." + ours_name.removesuffix("_loss")
+        fn = getattr(importlib.import_module(module), ours_name)
         return lambda x: ops.mean(fn(None, x["views"]))
 
     def tfsim():
@@ -904,7 +906,7 @@ CASES = {
         *PROXY_CASES,
         Case(
             "ntxent",
-            _INFONCE,
+            _NTXENT,
             ours=_ntxent_ours,
             references={"pml.NTXentLoss": ("torch", _ntxent_pml)},
             memory=True,
@@ -915,7 +917,7 @@ CASES = {
         ),
         Case(
             "supcon",
-            _INFONCE,
+            _SUPCON,
             ours=_supcon_ours,
             references={"pml.SupConLoss": ("torch", _supcon_pml)},
             memory=True,
@@ -925,14 +927,14 @@ CASES = {
         ),
         Case(
             "supcon_multilabel",
-            _INFONCE,
+            _SUPCON,
             ours=supcon_multilabel_ours,
             note="multi-hot labels (one or two classes) built in the step; no library has it.",
             **_EMBED,
         ),
         Case(
             "instance",
-            "keras_metric_losses.losses.instance",
+            "keras_metric_losses.losses.softmax.instance",
             ours=_instance_ours,
             references={"pml.InstanceLoss": ("torch", _instance_pml)},
             targets={"pml.InstanceLoss": 0.7},
@@ -941,7 +943,7 @@ CASES = {
         ),
         Case(
             "fast_ap",
-            "keras_metric_losses.losses.fastap",
+            "keras_metric_losses.losses.softmax.fastap",
             ours=_fast_ap_ours,
             references={"pml.FastAPLoss": ("torch", _fast_ap_pml)},
             targets={"pml.FastAPLoss": 0.7},

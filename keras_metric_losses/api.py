@@ -25,6 +25,13 @@ def export(obj):
     return keras.saving.register_keras_serializable(package=PACKAGE)(obj)
 
 
+def public_names(module):
+    """The names of the registered objects defined in `module` or below it, in `__all__`'s
+    order (ruff's RUF022: constants, then classes, then the rest, each alphabetically)."""
+    names = [n for n, obj in REGISTRY.items() if obj.__module__.startswith(f"{module}.")]
+    return sorted(names, key=lambda n: (0 if n.isupper() else 1 if n[:1].isupper() else 2, n))
+
+
 def constructor_arguments(cls):
     """The keyword arguments `cls(...)` accepts: those of its `__init__` and, as long as an
     `__init__` passes `**kwargs` on, those of the next `__init__` up the class hierarchy."""

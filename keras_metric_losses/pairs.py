@@ -386,7 +386,7 @@ def _reference(keys, queries, labels, multi_hot):
 
 def embedding_pairs(y_true, y_pred, *, ref_embeddings=None, ref_labels=None, cross_replica=False):
     """`build` with the keys of a loss function's arguments (release 0.1.0's front end)."""
-    return build(y_true, y_pred, _legacy_keys(ref_embeddings, ref_labels, cross_replica))
+    return build(y_true, y_pred, keys_of(ref_embeddings, ref_labels, cross_replica))
 
 
 _WARNED = {"no_positive": False}
@@ -412,36 +412,3 @@ def _warn_once_without_positive(pairs):
 
 def _shape_of(x):
     return None if x is None else f"<shape {tuple(ops.shape(x))}>"
-
-
-# MIGRATION: the 0.1.0 memory context, until every family is declared (then removed).
-import contextlib  # noqa: E402
-
-_memory = {"valid": None, "self_columns": None, "queries": None}
-
-
-@contextlib.contextmanager
-def memory_keys(valid=None, self_columns=None, queries=None):
-    previous = dict(_memory)
-    _memory.update(valid=valid, self_columns=self_columns, queries=queries)
-    try:
-        yield
-    finally:
-        _memory.update(previous)
-
-
-def _reference_keys(ref_embeddings, ref_labels, queries):
-    return _reference(Keys.reference(ref_embeddings, ref_labels), queries, None, False)
-
-
-def _legacy_keys(ref_embeddings, ref_labels, cross_replica):
-    keys = keys_of(ref_embeddings, ref_labels, cross_replica)
-    if keys.is_reference:
-        keys = Keys.memory(
-            ref_embeddings,
-            ref_labels,
-            _memory["valid"],
-            _memory["self_columns"],
-            _memory["queries"],
-        )
-    return keys

@@ -36,16 +36,14 @@ from keras_metric_losses.ops import lowest_finite
 WEIGHTED_SUM, TOTAL_WEIGHT, POSITIVE_PAIRS, NEGATIVE_PAIRS = range(4)
 
 
-def blockwise_terms(queries, keys, labels, key_labels, *, scale, pairwise, block_size,
-                    multilabel=False, self_columns=None, key_valid=None,
-                    anchor_valid=None):  # fmt: skip
+def blockwise_terms(pairs, *, scale, pairwise, block_size):
     """Per-anchor softmax contrastive statistics of `x = scale * queries @ keys^T`, by tiles.
 
     With `w[i, j]` the positive weight of key `j` for anchor `i` (1 for the same class, or the
-    label overlap `Y_i . Y_j` with `multilabel=True`; 0 for the anchor itself, masked keys and
-    masked anchors), the negatives `N_i` (no label in common) and the denominator `A_i` (every
-    key but the anchor itself, or `N_i` with `pairwise=True`), `lse_i` the log-sum-exp of
-    `x[i, A_i]` (0 when `A_i` is empty):
+    label overlap `Y_i . Y_j` for multi-hot labels; 0 for the anchor itself, keys that are not
+    valid and anchors that are not anchors), the negatives `N_i` (no label in common) and the
+    denominator `A_i` (every key but the anchor itself, or `N_i` with `pairwise=True`), `lse_i`
+    the log-sum-exp of `x[i, A_i]` (0 when `A_i` is empty):
 
     ```
     weighted_sum_i = sum_j w[i, j] * (lse_i - x[i, j])                  (pairwise=False)
@@ -53,27 +51,28 @@ def blockwise_terms(queries, keys, labels, key_labels, *, scale, pairwise, block
                                                                          0 if N_i is empty)
     ```
 
-    These equal `contrastive_terms(x, w, A, pairwise=...)`'s `weighted_sum` (exactly, up to
-    rounding); only `weighted_sum` has a gradient.
+    These equal the `weighted_sum` of `keras_metric_losses.losses.softmax.core.contrastive_terms`
+    on the same pairs (exactly, up to rounding); only `weighted_sum` has a gradient. Only the
+    queries, keys, labels, each query's own column and the validity of keys and anchors are
+    read from `pairs`: its `[b, K]` masks are not built.
 
     Args:
-        queries: `[b, D]` float embeddings of the anchors (compute dtype).
-        keys: `[K, D]` float embeddings of the keys (may be `queries` itself).
-        labels: `[b]` class labels, or `[b, C]` multi-hot labels with `multilabel=True`.
-        key_labels: `[K]` (or `[K, C]`) labels of the keys.
+        pairs: The `Pairs` of the front end (`kml.pairs.build`): `queries` `[b, D]`, `keys`
+            `[K, D]` (may be `queries` itself), `labels` / `key_labels` (class ids or
+            multi-hot), `self_columns` (`[b]` key column of each anchor, not its positive nor in
+            its denominator, or `None`), `source.valid` (`[K]` keys that take part, or `None`)
+            and `source.anchors` (`[b]` anchors that have pairs, or `None`).
         scale: Python float, the logits' factor (`1 / temperature`).
         pairwise: NT-Xent's form (a softmax per positive against the negatives).
         block_size: Python int, rows and columns per tile.
-        multilabel: Multi-hot labels, positives weighted by their overlap. Defaults to `False`.
-        self_columns: Optional `[b]` int key column of each anchor itself (not its positive,
-            not in its denominator). Defaults to `None` (no key is an anchor).
-        key_valid: Optional `[K]` booleans, the keys that take part. Defaults to all.
-        anchor_valid: Optional `[b]` booleans, the anchors that have pairs. Defaults to all.
 
     Returns:
         `[b, 4]` statistics in the queries' dtype, by column: `weighted_sum`, `total_weight`
         (`sum_j w[i, j]`), the number of positive keys (`w > 0`), the number of negatives.
     """
+    queries, keys, labels, key_labels = pairs.queries, pairs.keys, pairs.labels, pairs.key_labels
+    multilabel, self_columns = pairs.multi_hot, pairs.self_columns
+    key_valid, anchor_valid = pairs.source.valid, pairs.source.anchors
     dtype = queries.dtype
     num_rows, num_keys = ops.shape(queries)[0], ops.shape(keys)[0]
     if 0 in (num_rows, num_keys):  # nothing to pair: zero statistics and zero gradients

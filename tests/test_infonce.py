@@ -18,8 +18,8 @@ from specs.softmax import (
 from support import compiled, examples, finite_difference_grad, numpy, value_and_grad
 
 import keras_metric_losses as kml
-from keras_metric_losses.losses import infonce
-from keras_metric_losses.losses.instance import label_ranks
+from keras_metric_losses.losses.softmax import core
+from keras_metric_losses.losses.softmax.instance import label_ranks
 
 RNG = np.random.default_rng(0)
 
@@ -54,7 +54,7 @@ def test_contrastive_terms_match_their_definition_and_have_finite_gradients(pair
         denominator |= weights > 0
         weights[3] = 0.0
     weights[4] = 0.0  # an anchor without positives
-    terms = infonce.contrastive_terms(logits, weights, denominator, pairwise=pairwise)
+    terms = core.contrastive_terms(logits, weights, denominator, pairwise=pairwise)
     expected_sum, expected_total = numpy_terms(logits, weights, denominator, pairwise)
     np.testing.assert_allclose(numpy(terms.weighted_sum), expected_sum, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(numpy(terms.total_weight), expected_total)
@@ -62,7 +62,7 @@ def test_contrastive_terms_match_their_definition_and_have_finite_gradients(pair
     np.testing.assert_allclose(numpy(terms.anchor_mean), mean, rtol=1e-5, atol=1e-5)
     _, grad = value_and_grad(
         lambda x: keras.ops.sum(
-            infonce.contrastive_terms(x, weights, denominator, pairwise=pairwise).anchor_mean
+            core.contrastive_terms(x, weights, denominator, pairwise=pairwise).anchor_mean
         ),
         logits,
     )

@@ -115,7 +115,7 @@ def test_tensorflow_similarity_configs_load(cls, config):
 
 
 def test_bad_inputs_name_the_argument():
-    with pytest.raises(ValueError, match=r"`y_pred` must hold the two views.*\(6, 4\)"):
+    with pytest.raises(ValueError, match=r"`y_pred` must hold the 2 views.*\(6, 4\)"):
         kml.simclr_loss(None, views()[:, 0])
     with pytest.raises(ValueError, match=r"`projection_type` must be one of"):
         kml.SimSiamLoss(projection_type="cosine")

@@ -121,7 +121,7 @@ class CrossBatchMemory(AddsLoss, StrictConfig, keras.layers.Layer):
                 "`loss` must be a loss of keras_metric_losses on labels and embeddings (for "
                 f"example `kml.PNLoss()`). Received: loss={loss!r}"
             )
-        if loss.declaration is not None and not loss.declaration.supports_keys:
+        if loss.declaration is None or not loss.declaration.supports_keys:
             supported = sorted(d.cls.__name__ for d in DECLARED if d.cls and d.supports_keys)
             raise ValueError(
                 f"`{type(loss).__name__}` takes no keys other than its batch, so it cannot "
@@ -201,19 +201,8 @@ class CrossBatchMemory(AddsLoss, StrictConfig, keras.layers.Layer):
         if local_rows is not None:
             self_columns = ops.take(self_columns, local_rows)
             queries = None if queries is None else ops.take(queries, local_rows)
-        if hasattr(self.loss.fn, "per_example"):
-            memory = pairs.Keys.memory(keys, key_labels, valid, self_columns, queries)
-            per_anchor = self.loss.per_example(labels, embeddings, memory)
-        else:  # MIGRATION: 0.1.0 losses read the memory from module state
-            with pairs.memory_keys(valid=valid, self_columns=self_columns, queries=queries):
-                per_anchor = self.loss.fn(
-                    labels,
-                    embeddings,
-                    ref_embeddings=keys,
-                    ref_labels=key_labels,
-                    **self.loss.hyperparameters,
-                )
-        return per_anchor
+        memory = pairs.Keys.memory(keys, key_labels, valid, self_columns, queries)
+        return self.loss.per_example(labels, embeddings, memory)
 
     def _pml_write(self, values, labels, enqueue_mask):
         size, rows = self.memory_size, ops.shape(values)[0]

@@ -13,8 +13,7 @@ import numpy as np
 
 import keras_metric_losses as kml
 from keras_metric_losses import pairs as pairs_lib
-from keras_metric_losses.losses import infonce, pair_terms
-from keras_metric_losses.losses.base import LossFunctionWrapper
+from keras_metric_losses.losses.softmax import core as softmax_core
 from specs.pair import TFSIM_CLASSES, pml_settings
 
 SPECS = []
@@ -50,47 +49,27 @@ def _is_compiled(run):
     return getattr(run, "compiled", False)
 
 
-def _pml_loss(inner):
-    """Our loss with PML's settings for `{"call", "kwargs"}` (PML's default reducer)."""
-    if inner["call"] == "NTXentLoss":
-        kwargs = inner["kwargs"]
-        assert kwargs["distance"]["class"] == "CosineSimilarity", kwargs["distance"]
-        return kml.NTXentLoss(
-            temperature=kwargs["temperature"], distance="cosine_similarity", reducer="pml"
-        )
-    fn, settings, _, _ = pml_settings(inner)
-    return LossFunctionWrapper(fn, name=inner["call"], **settings)
-
-
 def _element_recorder(loss, inner, record):
     """Makes the layer's loss also append, per call, PML's unreduced elements `{name: (values
-    [b, K], mask [b, K])}` of the pairs it is given: the same front end (`embedding_pairs`)
-    inside the layer's `memory_keys` context (keys = the memory, slots masked until filled,
-    each query's own slot removed, masked rows not queries). The layer adds one scalar, so
-    the elements are read from inside its loss function, in the eager tier (`run_eagerly`)."""
-    fn = loss.fn
+    [b, K], mask [b, K])}` of the pairs the layer gives it: the same front end with the keys
+    the memory passes (`pairs.Keys.memory`: slots masked until filled, each query's own slot
+    removed, masked rows not queries). The layer adds one scalar, so the elements are read
+    from inside the loss's `per_example`, in the eager tier (`run_eagerly`)."""
+    per_example = loss.per_example
 
-    def recording(y_true, y_pred, *, ref_embeddings, ref_labels, **hyperparameters):
+    def recording(y_true, y_pred, keys):
         if inner["call"] == "NTXentLoss":
-            contrast = infonce.class_contrast(
-                y_true, y_pred, "cosine_similarity", inner["kwargs"]["temperature"], False,
-                ref_embeddings, ref_labels,
-            )  # fmt: skip
-            terms = infonce.dense_stats(contrast, pairwise=True).terms
-            _to_host({"loss": (terms.pair_terms, contrast.positive > 0)}, record)
+            pairs = pairs_lib.build(y_true, y_pred, keys)
+            temperature = inner["kwargs"]["temperature"]
+            elements = {"loss": softmax_core.ntxent_pair_terms(pairs, temperature=temperature)}
         else:
-            _, _, elements_fn, element_kwargs = pml_settings(inner)
-            pairs = pairs_lib.embedding_pairs(
-                y_true, y_pred, ref_embeddings=ref_embeddings, ref_labels=ref_labels
-            )
-            if hyperparameters.get("normalize", True):
-                pairs = pair_terms.normalized(pairs)
-            _to_host(elements_fn(pairs, **element_kwargs), record)
-        return fn(
-            y_true, y_pred, ref_embeddings=ref_embeddings, ref_labels=ref_labels, **hyperparameters
-        )
+            _, settings, elements_fn, element_kwargs = pml_settings(inner)
+            pairs = pairs_lib.build(y_true, y_pred, keys, normalize=settings["normalize"])
+            elements = elements_fn(pairs, **element_kwargs)
+        _to_host(elements, record)
+        return per_example(y_true, y_pred, keys)
 
-    loss.fn = recording
+    loss.per_example = recording
 
 
 def _to_host(elements, record):
@@ -142,7 +121,7 @@ def check_pml(case, run):
     """Per step: PML's scalar, the write position, whether the buffer was filled, the labels,
     and (eager tier) every unreduced element with its `[query, memory slot]` index."""
     kwargs = case["kwargs"]
-    loss = _pml_loss(kwargs["loss"])
+    loss = kml.compat.pml.loss(kwargs["loss"]["call"], **kwargs["loss"]["kwargs"])
     record = []
     if not _is_compiled(run):  # a compiled step has no concrete elements to read
         _element_recorder(loss, kwargs["loss"], record)

@@ -6,7 +6,8 @@ import numpy as np
 import pml_pair_reference as pml
 
 import keras_metric_losses as kml
-from keras_metric_losses.losses import infonce
+from keras_metric_losses import pairs
+from keras_metric_losses.losses.softmax import core
 from specs import Spec
 from specs.faults import NO_RANGE, NOT_SQUARE, Raises, Value, not_finite, shape_errors
 from specs.kinds import Embeddings, clustered_inputs, one_hot
@@ -288,8 +289,9 @@ def check_ntxent(case, run):
         np.testing.assert_allclose(_numpy(values), 0.0, atol=ATOL)
     elif not element.get("omitted"):
         assert element["indexed_by"] == "pos_pair", element["indexed_by"]
-        terms, positive = run(lambda y, e: infonce.ntxent_pair_losses(y, e, **kwargs),
-                              labels, embeddings)  # fmt: skip
+        terms, positive = run(
+            lambda y, e: core.ntxent_pair_terms(pairs.build(y, e), **kwargs), labels, embeddings
+        )
         rows, columns = np.nonzero(keras.ops.convert_to_numpy(positive))
         np.testing.assert_array_equal([rows, columns], element["indices"])
         np.testing.assert_allclose(_numpy(terms)[rows, columns], element["losses"], rtol=RTOL,

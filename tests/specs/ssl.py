@@ -18,7 +18,7 @@ EMBEDDING_DIM = 4
 def _wrong_shape(shape):
     return Raises(
         ValueError,
-        r"`y_pred` must hold the two views of each example as \[batch, 2, dim\].*"
+        r"`y_pred` must hold the 2 views of each example as \[batch, 2, dim\].*"
         r"Received: y_pred.shape=" + re.escape(str(shape)),
     )
 

@@ -1,2 +1,6 @@
 """N-pair losses (TF Addons): softmax cross-entropy over a similarity matrix, with targets
 from the labels."""
+
+from keras_metric_losses.losses.npairs import (  # noqa: F401 (each module declares its losses)
+    npairs,
+)

@@ -1,1 +1,13 @@
 """Pair-based losses: every (anchor, key) pair of a labelled batch, weighted or mined."""
+
+from keras_metric_losses.losses.pair import (  # noqa: F401 (each module declares its losses)
+    circle,
+    contrastive,
+    generalized_lifted,
+    intra_pair_variance,
+    lifted,
+    multi_similarity,
+    siamese,
+    soft_nearest_neighbor,
+    tuplet,
+)

@@ -7,3 +7,13 @@ its `W` / `fc` transposed) and a class of the `[B, C]` logits of
 logits, is `keras_metric_losses.class_logits`; `common` holds what the losses of this package
 share (their inputs, and what a class declares to its layer).
 """
+
+from keras_metric_losses.losses.proxy import (  # noqa: F401 (each module declares its losses)
+    anchor,
+    arcface,
+    cosface,
+    nca,
+    normalized_softmax,
+    soft_triple,
+    sphereface,
+)

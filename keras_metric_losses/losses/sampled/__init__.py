@@ -10,3 +10,8 @@ themselves (`keras_metric_losses.sampling.sampled_logits`) live next to the samp
 - `docstring_parts`: the docstring parts the four objects share;
 - `nce`, `sampled_softmax`: each loss's function and class.
 """
+
+from keras_metric_losses.losses.sampled import (  # noqa: F401 (each module declares its losses)
+    nce,
+    sampled_softmax,
+)

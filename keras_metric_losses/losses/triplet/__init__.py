@@ -16,3 +16,12 @@ triplet per anchor (`triplet_hard_loss`, `triplet_loss`, `pn_loss`). `triplet_ma
 enumerates every triplet as a dense `[B, K, K]` tensor (`O(B K^2)`, see `kml.mining`).
 `common` holds the hyperparameters that several losses share.
 """
+
+from keras_metric_losses.losses.triplet import (  # noqa: F401 (each module declares its losses)
+    hard,
+    margin,
+    pn,
+    semihard,
+    tfsim_triplet,
+    triplet_margin,
+)

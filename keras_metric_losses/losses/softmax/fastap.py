@@ -3,16 +3,14 @@ made differentiable by a soft histogram of the squared distances."""
 
 from keras import ops
 
-from keras_metric_losses import distances, pairs, validation
-from keras_metric_losses.api import export
-from keras_metric_losses.losses.base import LossFunctionWrapper, hyperparameters
-from keras_metric_losses.losses.infonce import REDUCERS, pml_share
+from keras_metric_losses import distances, reduction, validation
+from keras_metric_losses.losses import base
 
 # Squared Euclidean distances of unit vectors lie in [0, 4].
 _HISTOGRAM_MAX = 4.0
 
 
-def _fast_ap_per_anchor(pairs_, num_bins):
+def _fast_ap(pairs, num_bins):
     """`(loss [b], has_positive [b], any bin used)`: `1 - AP_i` of each anchor.
 
     The soft histograms are read off their cumulative sums: with `u = D / delta` (the bin
@@ -21,10 +19,9 @@ def _fast_ap_per_anchor(pairs_, num_bins):
     One `[b, b]` pass per bin: no `[b, b, L + 1]` tensor of pulses, and about 4x faster than
     pulses and histograms in eager PyTorch at B = 1024.
     """
-    unit = ops.normalize(pairs_.queries, axis=-1)
-    coordinate = distances.squared_euclidean(unit, unit) * (num_bins / _HISTOGRAM_MAX)
-    positive = ops.cast(pairs_.positive, coordinate.dtype)
-    every = ops.cast(ops.logical_or(pairs_.positive, pairs_.negative), coordinate.dtype)
+    coordinate = pairs.distances(distances.squared_euclidean) * (num_bins / _HISTOGRAM_MAX)
+    positive = ops.cast(pairs.positive, coordinate.dtype)
+    every = ops.cast(ops.logical_or(pairs.positive, pairs.negative), coordinate.dtype)
     positive_cumulative, cumulative = [], []
     for edge in range(1, num_bins + 2):
         ramp = ops.clip(edge - coordinate, 0.0, 1.0)
@@ -43,15 +40,11 @@ def _fast_ap_per_anchor(pairs_, num_bins):
     return losses, has_positive, ops.any(used)
 
 
-@export
-@hyperparameters(
-    num_bins=validation.positive_int, reducer=lambda v, n: validation.one_of(v, n, REDUCERS)
-)
-def fast_ap_loss(y_true, y_pred, *, num_bins=10, reducer="anchor"):
+def fast_ap_per_anchor(pairs, *, num_bins, reducer):
     """FastAP loss of a batch of embeddings, one value per example, as
     pytorch-metric-learning's `FastAPLoss`.
 
-    The embeddings are L2-normalised and compared by squared Euclidean distance
+    The embeddings are L2-normalised here and compared by squared Euclidean distance
     `D[i, j] in [0, 4]`. With `L = num_bins`, bin centres `c_b = 4 b / L` (`b = 0..L`) and
     width `delta = 4 / L`, each pair is spread over its two nearest bins, and each anchor's
     average precision is read off the soft histograms of its positives (same label, not itself)
@@ -72,21 +65,6 @@ def fast_ap_loss(y_true, y_pred, *, num_bins=10, reducer="anchor"):
 
     Cost: `O(B^2 L)` time and `O(B^2)` memory per bin (histograms from cumulative ramps).
 
-    Args:
-        y_true: `[B]` or `[B, 1]` integer class labels.
-        y_pred: `[B, D]` embeddings (normalised here).
-        num_bins: Keyword-only. Number of histogram bins, a positive int. Defaults to 10.
-        reducer: Keyword-only. `"anchor"` or `"pml"`. Defaults to `"anchor"`.
-
-    Returns:
-        `[B]` per-example losses in the dtype of `y_pred`.
-
-    Raises:
-        ValueError: for a bad `num_bins` or `reducer`, labels not `[B]`/`[B, 1]`, `y_pred` not
-            rank 2, or different batch sizes. With value checks on, also non-integral labels
-            and non-finite embeddings.
-        TypeError: if the labels are not numbers.
-
     Example:
 
     >>> import keras
@@ -99,30 +77,35 @@ def fast_ap_loss(y_true, y_pred, *, num_bins=10, reducer="anchor"):
 
     Reference: Cakir et al., "Deep Metric Learning to Rank", CVPR 2019.
     """
-    pairs_ = pairs.embedding_pairs(y_true, y_pred)
-    losses, has_positive, any_used = _fast_ap_per_anchor(pairs_, num_bins)
+    pairs = pairs.normalized()
+    losses, has_positive, any_used = _fast_ap(pairs, num_bins)
     if reducer == "anchor":
-        losses = ops.where(pairs_.valid, losses, 0.0)
-    else:
-        count = ops.sum(ops.cast(has_positive, losses.dtype))
-        enabled = ops.logical_and(count > 0, any_used)
-        losses = pml_share(losses, count, ops.shape(losses)[0], enabled)
-    return ops.cast(losses, ops.convert_to_tensor(y_pred).dtype)
+        return ops.where(pairs.valid, losses, 0.0)
+    count = ops.sum(ops.cast(has_positive, losses.dtype))
+    return reduction.share(losses, count, pairs.num_rows, ops.logical_and(count > 0, any_used))
 
 
-@export
-class FastAPLoss(LossFunctionWrapper):
-    """FastAP loss over a batch of labelled embeddings (`fast_ap_loss`), one value per example.
+fast_ap_loss, FastAPLoss = base.declare(
+    fast_ap_per_anchor,
+    function="fast_ap_loss",
+    cls="FastAPLoss",
+    original="PML `FastAPLoss`",
+    summary="one minus each anchor's average precision from soft distance histograms",
+    positional=("num_bins", "reducer"),
+    hyperparameters=dict(
+        num_bins=base.Hyperparameter(
+            10, validation.positive_int, "Number of histogram bins, a positive int."
+        ),
+        reducer=base.reducer(
+            '`"anchor"` (`1 - AP` of each anchor) or `"pml"` (its share of the mean over the '
+            "anchors that have a positive)."
+        ),
+    ),
+    class_doc="""FastAP loss over a batch of labelled embeddings (`fast_ap_loss`), one value per
+    example.
 
     With `reducer="pml"` the default reduction gives pytorch-metric-learning's `FastAPLoss()`
     value; with `reducer="anchor"` (default) the mean over all examples of `1 - AP`.
-
-    Args:
-        num_bins: Number of histogram bins. Defaults to 10.
-        reducer: `"anchor"` or `"pml"`. Defaults to `"anchor"`.
-        name: Name of the loss. Defaults to `"fast_ap_loss"`.
-        reduction: Keras reduction. Defaults to `"sum_over_batch_size"`.
-        dtype: Loss dtype or policy. Defaults to `keras.config.floatx()`.
 
     Example:
 
@@ -133,21 +116,5 @@ class FastAPLoss(LossFunctionWrapper):
     0.175
 
     Reference: Cakir et al., CVPR 2019.
-    """
-
-    def __init__(
-        self,
-        num_bins=10,
-        reducer="anchor",
-        name="fast_ap_loss",
-        reduction="sum_over_batch_size",
-        dtype=None,
-    ):
-        super().__init__(
-            fast_ap_loss,
-            name=name,
-            reduction=reduction,
-            dtype=dtype,
-            num_bins=num_bins,
-            reducer=reducer,
-        )
+    """,
+)
