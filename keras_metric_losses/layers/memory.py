@@ -41,8 +41,9 @@ class CrossBatchMemory(AddsLoss, StrictConfig, keras.layers.Layer):
       `concat(batch, memory)[:memory_size]`, newest first, with the diagonal removed; for the
       first `warmup_steps` steps the memory is not updated and the keys are the batch alone.
 
-    Any loss of this package on labels and embeddings works (it reads its keys through the
-    shared front end, `kml.pairs`). Per step the loss costs one `[B, memory_size]` distance
+    Every loss declared with keys works (`ref_embeddings` in its function; the layer passes its
+    slots to the loss as `kml.pairs.Keys.memory`, and a loss without keys raises when the layer
+    is built). Per step the loss costs one `[B, memory_size]` distance
     matrix (plus what the loss adds); the memory costs `memory_size * (D + 1)` numbers.
 
     Distributed training (see the docs page):
