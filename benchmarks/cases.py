@@ -8,7 +8,8 @@ module imports only numpy and loads in the driver, the backend runners and the o
 
 A reference runs on one Keras backend's process (`"tensorflow"`, `"torch"`, ...) or on
 `"oracle"`: the separate TF 2.15 + TF Addons + TF Similarity venv (`oracle_runner.py`).
-To add a loss, add a `Case` to `CASES`; a case whose `module` is not importable is skipped.
+To add a loss, add a `Case` to `CASES` naming it (`tests/test_registry.py` checks that every
+loss has one).
 """
 
 import importlib.util
@@ -26,7 +27,7 @@ PROXY_CLASSES = 1000  # proxy and margin-softmax losses: C = 1000 classes
 @dataclass(frozen=True)
 class Case:
     name: str
-    module: str  # Must be importable for the case to run (guards losses not merged yet).
+    loss: str  # The public name (of `keras_metric_losses`) the case measures.
     inputs: str  # Key of `INPUTS`.
     wrt: tuple  # Inputs the step differentiates.
     ours: object
@@ -40,11 +41,9 @@ class Case:
 
 
 def available(case):
-    """Whether `case.module` can be imported here (the loss may not be merged yet)."""
-    try:
-        return importlib.util.find_spec(case.module) is not None
-    except ImportError:
-        return False
+    """Whether `case.loss` can run here: the package is importable (it is not in the
+    references' own environments)."""
+    return importlib.util.find_spec("keras_metric_losses") is not None
 
 
 # --- inputs ---------------------------------------------------------------------------------
@@ -321,11 +320,13 @@ def _pml(loss_name, miner_name=None, **kwargs):
 # --- NCE / sampled softmax (C = 100,000, 64 samples) ----------------------------------------
 
 
-def _sampled(name, module):
+def _sampled(name):
     def ours():
         from keras import ops
 
-        fn = getattr(importlib.import_module(module), name)
+        import keras_metric_losses as kml
+
+        fn = getattr(kml, name)
         return lambda x: ops.mean(fn(*_nce_args(x), seed=NCE_SEED))
 
     def tf_reference():
@@ -347,10 +348,8 @@ def _nce_args(x):
 NCE_SEED = 7  # A fixed seed: `jax.jit` refuses unseeded random ops (Keras's JAX RNG rule).
 
 
-_nce_ours, _nce_tf = _sampled("nce_loss", "keras_metric_losses.losses.sampled.nce")
-_ssm_ours, _ssm_tf = _sampled(
-    "sampled_softmax_loss", "keras_metric_losses.losses.sampled.sampled_softmax"
-)
+_nce_ours, _nce_tf = _sampled("nce_loss")
+_ssm_ours, _ssm_tf = _sampled("sampled_softmax_loss")
 
 # --- pair-based losses -----------------------------------------------------------------------
 
@@ -466,11 +465,11 @@ def circle_keras():
     return lambda x: loss(x["labels"], x["embeddings"])
 
 
-def _pair_case(name, module, ours, references, targets, note):
+def _pair_case(name, loss, ours, references, targets, note):
     """A case on unit embeddings `[B, D]` with 4 examples per class, floor the `[B, B]` matmul."""
     return Case(
         name,
-        f"keras_metric_losses.losses.{module}",
+        loss,
         inputs="embeddings",
         wrt=("embeddings",),
         ours=ours,
@@ -484,7 +483,7 @@ def _pair_case(name, module, ours, references, targets, note):
 PAIR_CASES = [
     Case(
         "contrastive",
-        "keras_metric_losses.losses.pair.siamese",
+        "contrastive_loss",
         inputs="embeddings",
         wrt=("embeddings",),
         ours=contrastive_ours,
@@ -496,7 +495,7 @@ PAIR_CASES = [
     ),
     _pair_case(
         "lifted_struct",
-        "pair.lifted",
+        "lifted_struct_loss",
         _ours("lifted_struct_loss"),
         {
             "tfa.lifted_struct_loss": ("oracle", lifted_tfa),
@@ -507,7 +506,7 @@ PAIR_CASES = [
     ),
     _pair_case(
         "lifted_structure",
-        "pair.lifted",
+        "lifted_structure_loss",
         _ours("lifted_structure_loss", reducer="pml"),
         {"pml.LiftedStructureLoss": ("torch", _pml("LiftedStructureLoss"))},
         {"floor": 2.5, "pml.LiftedStructureLoss": 0.7},
@@ -515,7 +514,7 @@ PAIR_CASES = [
     ),
     _pair_case(
         "generalized_lifted_structure",
-        "pair.generalized_lifted",
+        "generalized_lifted_structure_loss",
         _ours("generalized_lifted_structure_loss"),
         {"pml.GeneralizedLiftedStructureLoss": ("torch", _pml("GeneralizedLiftedStructureLoss"))},
         {"floor": 2.5, "pml.GeneralizedLiftedStructureLoss": 0.7},
@@ -523,7 +522,7 @@ PAIR_CASES = [
     ),
     _pair_case(
         "batch_contrastive",
-        "pair.contrastive",
+        "batch_contrastive_loss",
         _ours("batch_contrastive_loss", reducer="pml"),
         {"pml.ContrastiveLoss": ("torch", _pml("ContrastiveLoss"))},
         {"floor": 2.5, "pml.ContrastiveLoss": 0.7},
@@ -531,7 +530,7 @@ PAIR_CASES = [
     ),
     _pair_case(
         "snr_contrastive",
-        "pair.contrastive",
+        "signal_to_noise_ratio_contrastive_loss",
         _ours("signal_to_noise_ratio_contrastive_loss", reducer="pml"),
         {
             "pml.SignalToNoiseRatioContrastiveLoss": (
@@ -544,7 +543,7 @@ PAIR_CASES = [
     ),
     _pair_case(
         "multi_similarity",
-        "multi_similarity",
+        "multi_similarity_loss",
         _ours("multi_similarity_loss"),
         {
             "tfsim.MultiSimilarityLoss": ("oracle", _tfsim("MultiSimilarityLoss")),
@@ -556,7 +555,7 @@ PAIR_CASES = [
     ),
     _pair_case(
         "circle",
-        "circle",
+        "circle_loss",
         _ours("circle_loss"),
         {
             "tfsim.CircleLoss": ("oracle", _tfsim("CircleLoss")),
@@ -568,15 +567,23 @@ PAIR_CASES = [
     ),
     _pair_case(
         "soft_nearest_neighbor",
-        "soft_nearest_neighbor",
+        "soft_nearest_neighbor_loss",
         _ours("soft_nearest_neighbor_loss"),
         {"tfsim.SoftNearestNeighborLoss": ("oracle", _tfsim("SoftNearestNeighborLoss"))},
         {"floor": 2.5, "tfsim.SoftNearestNeighborLoss": 0.5},
         "squared Euclidean, temperature 1.",
     ),
     _pair_case(
+        "intra_pair_variance",
+        "intra_pair_variance_loss",
+        _ours("intra_pair_variance_loss", reducer="pml"),
+        {"pml.IntraPairVarianceLoss": ("torch", _pml("IntraPairVarianceLoss"))},
+        {"floor": 2.5, "pml.IntraPairVarianceLoss": 0.7},
+        "PML's settings (cosine similarity, a MeanReducer per kind of pair).",
+    ),
+    _pair_case(
         "tuplet_margin",
-        "tuplet",
+        "tuplet_margin_loss",
         _ours("tuplet_margin_loss", reducer="pml"),
         {"pml.TupletMarginLoss": ("torch", _pml("TupletMarginLoss"))},
         {"floor": 2.5, "pml.TupletMarginLoss": 0.7},
@@ -585,10 +592,10 @@ PAIR_CASES = [
 ]
 
 
-def _proxy_case(name, fn, pml, weight, module, key="proxies1", note="", **kwargs):
+def _proxy_case(name, fn, pml, weight, key="proxies1", note="", **kwargs):
     return Case(
         name,
-        f"keras_metric_losses.losses.{module}",
+        fn,
         inputs="proxy",
         wrt=("embeddings", key),
         ours=_proxy_ours(fn, key, **kwargs),
@@ -603,32 +610,33 @@ def _proxy_case(name, fn, pml, weight, module, key="proxies1", note="", **kwargs
 _SUB = {"sub_centers": 3}
 _TRIPLE = {"centers_per_class": 10}
 PROXY_CASES = [
-    _proxy_case("proxy_anchor", "proxy_anchor_loss", "ProxyAnchorLoss", "proxies", "proxy.anchor",
+    _proxy_case("proxy_anchor", "proxy_anchor_loss", "ProxyAnchorLoss", "proxies",
                 note=" Ours returns per-anchor shares; their mean is PML's scalar."),
-    _proxy_case("proxy_nca", "proxy_nca_loss", "ProxyNCALoss", "proxies", "proxy.nca"),
-    _proxy_case("normalized_softmax", "normalized_softmax_loss", "NormalizedSoftmaxLoss", "W",
-                "proxy.normalized_softmax"),
-    _proxy_case("soft_triple", "soft_triple_loss", "SoftTripleLoss", "fc", "proxy.soft_triple",
-                key="proxies10", note=" K = 10 centres per class.", **_TRIPLE),
-    _proxy_case("arcface", "arcface_loss", "ArcFaceLoss", "W", "proxy.arcface"),
+    _proxy_case("proxy_nca", "proxy_nca_loss", "ProxyNCALoss", "proxies"),
+    _proxy_case("normalized_softmax", "normalized_softmax_loss", "NormalizedSoftmaxLoss", "W"),
+    _proxy_case("soft_triple", "soft_triple_loss", "SoftTripleLoss", "fc", key="proxies10",
+                note=" K = 10 centres per class.", **_TRIPLE),
+    _proxy_case("arcface", "arcface_loss", "ArcFaceLoss", "W"),
     _proxy_case("subcenter_arcface", "subcenter_arcface_loss", "SubCenterArcFaceLoss", "W",
-                "proxy.arcface", key="proxies3", note=" K = 3 sub-centres.", **_SUB),
-    _proxy_case("cosface", "cosface_loss", "CosFaceLoss", "W", "proxy.cosface"),
-    _proxy_case("sphereface", "sphereface_loss", "SphereFaceLoss", "W", "proxy.sphereface"),
+                key="proxies3", note=" K = 3 sub-centres.", **_SUB),
+    _proxy_case("cosface", "cosface_loss", "CosFaceLoss", "W"),
+    _proxy_case("sphereface", "sphereface_loss", "SphereFaceLoss", "W"),
     _proxy_case("large_margin_softmax", "large_margin_softmax_loss", "LargeMarginSoftmaxLoss",
-                "W", "proxy.sphereface"),
+                "W"),
 ]  # fmt: skip
 # --- softmax-contrastive (PML) and self-supervised (TF Similarity) ----------------------------
 
 
-def _pml_embedding_case(ours_name, module, pml_name, pml_kwargs=None, ours_kwargs=None):
+def _pml_embedding_case(ours_name, pml_name, pml_kwargs=None, ours_kwargs=None):
     """`(ours, pml)` builders: our function's mean (with PML's reducer where it has one) and
     PML's loss class on the same labelled embeddings."""
 
     def ours():
         from keras import ops
 
-        fn = getattr(importlib.import_module(module), ours_name)
+        import keras_metric_losses as kml
+
+        fn = getattr(kml, ours_name)
         kwargs = ours_kwargs or {}
         return lambda x: ops.mean(fn(x["labels"], x["embeddings"], **kwargs))
 
@@ -642,10 +650,8 @@ def _pml_embedding_case(ours_name, module, pml_name, pml_kwargs=None, ours_kwarg
     return ours, pml
 
 
-_NTXENT = "keras_metric_losses.losses.softmax.ntxent"
-_SUPCON = "keras_metric_losses.losses.softmax.supcon"
 _ntxent_ours, _ntxent_pml_unguarded = _pml_embedding_case(
-    "ntxent_loss", _NTXENT, "NTXentLoss", ours_kwargs={"reducer": "pml"}
+    "ntxent_loss", "NTXentLoss", ours_kwargs={"reducer": "pml"}
 )
 # PML's NTXentLoss builds a [positive pairs, negative pairs] matrix (and several copies for exp
 # and autograd): 3,072 x 1,044,480 float32 at B=1024 with 4 per class, 12.8 GB a copy (the
@@ -674,16 +680,11 @@ def _ntxent_pml():
 
 
 _supcon_ours, _supcon_pml = _pml_embedding_case(
-    "supcon_loss", _SUPCON, "SupConLoss", ours_kwargs={"reducer": "pml"}
+    "supcon_loss", "SupConLoss", ours_kwargs={"reducer": "pml"}
 )
-_instance_ours, _instance_pml = _pml_embedding_case(
-    "instance_loss", "keras_metric_losses.losses.softmax.instance", "InstanceLoss"
-)
+_instance_ours, _instance_pml = _pml_embedding_case("instance_loss", "InstanceLoss")
 _fast_ap_ours, _fast_ap_pml = _pml_embedding_case(
-    "fast_ap_loss",
-    "keras_metric_losses.losses.softmax.fastap",
-    "FastAPLoss",
-    ours_kwargs={"reducer": "pml"},
+    "fast_ap_loss", "FastAPLoss", ours_kwargs={"reducer": "pml"}
 )
 
 
@@ -711,8 +712,9 @@ def _ssl_case(ours_name, tfsim_name):
     def ours():
         from keras import ops
 
-        module = "keras_metric_losses.losses.ssl." + ours_name.removesuffix("_loss")
-        fn = getattr(importlib.import_module(module), ours_name)
+        import keras_metric_losses as kml
+
+        fn = getattr(kml, ours_name)
         return lambda x: ops.mean(fn(None, x["views"]))
 
     def tfsim():
@@ -775,7 +777,7 @@ CASES = {
     for case in [
         Case(
             "npairs",
-            "keras_metric_losses.losses.npairs",
+            "npairs_loss",
             ours=npairs_ours,
             references={
                 "tfa.npairs_loss": ("oracle", npairs_tfa),
@@ -791,7 +793,7 @@ CASES = {
         ),
         Case(
             "xbm",
-            "keras_metric_losses.layers.memory",
+            "CrossBatchMemory",
             ours=xbm_ours,
             references={"pml.CrossBatchMemory": ("torch", xbm_pml)},
             note=f"CrossBatchMemory(ContrastiveLoss, memory_size={XBM_MEMORY_SIZE}): write and"
@@ -801,7 +803,7 @@ CASES = {
         ),
         Case(
             "npairs_multilabel",
-            "keras_metric_losses.losses.npairs",
+            "npairs_multilabel_loss",
             ours=npairs_multilabel_ours,
             references={"tfa.npairs_multilabel_loss": ("oracle", npairs_multilabel_tfa)},
             targets={"floor": 1.3, "tfa.npairs_multilabel_loss": 0.8},
@@ -810,7 +812,7 @@ CASES = {
         ),
         Case(
             "pn",
-            "keras_metric_losses.losses.triplet.pn",
+            "pn_loss",
             ours=pn_ours,
             references={
                 "tfsim.PNLoss": ("oracle", pn_tfsim),
@@ -826,7 +828,7 @@ CASES = {
         ),
         Case(
             "triplet_semihard",
-            "keras_metric_losses.losses.triplet",
+            "triplet_semihard_loss",
             ours=_ours("triplet_semihard_loss"),
             references={"tfa.triplet_semihard_loss": ("oracle", _tfa("triplet_semihard_loss"))},
             memory=True,
@@ -837,7 +839,7 @@ CASES = {
         ),
         Case(
             "triplet_hard",
-            "keras_metric_losses.losses.triplet",
+            "triplet_hard_loss",
             ours=_ours("triplet_hard_loss"),
             references={
                 "tfa.triplet_hard_loss": ("oracle", _tfa("triplet_hard_loss")),
@@ -854,7 +856,7 @@ CASES = {
         ),
         Case(
             "triplet_tfsim",
-            "keras_metric_losses.losses.triplet",
+            "triplet_loss",
             ours=_ours("triplet_loss"),
             references={"tfsim.TripletLoss": ("oracle", triplet_tfsim)},
             memory=True,
@@ -865,7 +867,7 @@ CASES = {
         ),
         Case(
             "triplet_margin",
-            "keras_metric_losses.losses.triplet",
+            "triplet_margin_loss",
             ours=_ours("triplet_margin_loss", DENSE_TRIPLETS_MAX_BATCH, reducer="pml"),
             references={"pml.TripletMarginLoss": ("torch", _pml("TripletMarginLoss"))},
             targets={"pml.TripletMarginLoss": 0.7},
@@ -876,7 +878,7 @@ CASES = {
         ),
         Case(
             "margin",
-            "keras_metric_losses.losses.triplet.margin",
+            "margin_loss",
             ours=_ours("margin_loss", reducer="pml"),
             references={"pml.MarginLoss": ("torch", _pml("MarginLoss"))},
             memory=True,
@@ -887,7 +889,7 @@ CASES = {
         ),
         Case(
             "nce",
-            "keras_metric_losses.losses.sampled.nce",
+            "nce_loss",
             ours=_nce_ours,
             references={"tf.nn.nce_loss": ("tensorflow", _nce_tf)},
             targets={"tf.nn.nce_loss": 1.0},
@@ -896,7 +898,7 @@ CASES = {
         ),
         Case(
             "sampled_softmax",
-            "keras_metric_losses.losses.sampled.sampled_softmax",
+            "sampled_softmax_loss",
             ours=_ssm_ours,
             references={"tf.nn.sampled_softmax_loss": ("tensorflow", _ssm_tf)},
             note="C = 100,000 classes, 64 sampled; gradients w.r.t. weights and inputs.",
@@ -906,7 +908,7 @@ CASES = {
         *PROXY_CASES,
         Case(
             "ntxent",
-            _NTXENT,
+            "ntxent_loss",
             ours=_ntxent_ours,
             references={"pml.NTXentLoss": ("torch", _ntxent_pml)},
             memory=True,
@@ -917,7 +919,7 @@ CASES = {
         ),
         Case(
             "supcon",
-            _SUPCON,
+            "supcon_loss",
             ours=_supcon_ours,
             references={"pml.SupConLoss": ("torch", _supcon_pml)},
             memory=True,
@@ -927,14 +929,14 @@ CASES = {
         ),
         Case(
             "supcon_multilabel",
-            _SUPCON,
+            "supcon_multilabel_loss",
             ours=supcon_multilabel_ours,
             note="multi-hot labels (one or two classes) built in the step; no library has it.",
             **_EMBED,
         ),
         Case(
             "instance",
-            "keras_metric_losses.losses.softmax.instance",
+            "instance_loss",
             ours=_instance_ours,
             references={"pml.InstanceLoss": ("torch", _instance_pml)},
             targets={"pml.InstanceLoss": 0.7},
@@ -943,7 +945,7 @@ CASES = {
         ),
         Case(
             "fast_ap",
-            "keras_metric_losses.losses.softmax.fastap",
+            "fast_ap_loss",
             ours=_fast_ap_ours,
             references={"pml.FastAPLoss": ("torch", _fast_ap_pml)},
             targets={"pml.FastAPLoss": 0.7},
@@ -953,7 +955,7 @@ CASES = {
         *[
             Case(
                 name,
-                "keras_metric_losses.losses.ssl",
+                f"{name}_loss",
                 ours=_SSL[name][0],
                 references={f"tfsim.{tfsim}": ("oracle", _SSL[name][1])},
                 note=f"two views [B, 2, {EMBEDDING_DIM}]; TF Similarity's {tfsim}(za, zb).",

@@ -44,7 +44,7 @@ def run_job(job, backend, variants_of, tag):
         variants = variants_of(case)
         base = {"case": name, "backend": tag, "batch": batch}
         if variants is None:
-            records.append({**base, "skipped": f"{case.module} not importable"})
+            records.append({**base, "skipped": "keras_metric_losses not importable"})
             continue
         if not variants:  # Nothing of this case runs in this process.
             continue
@@ -84,7 +84,7 @@ def run_memory(job, backend):
     variant, mode = job["variant"], job["mode"]
     base = {"case": case.name, "backend": backend, "batch": batch, "mode": mode, "variant": variant}
     if not available(case):
-        return [{**base, "skipped": f"{case.module} not importable"}]
+        return [{**base, "skipped": "keras_metric_losses not importable"}]
     log(f"[{backend}] memory {case.name} B={batch} {mode} {variant}")
     fn = (case.ours if variant == "ours" else case.floor)()
     small = to_native(backend, INPUTS[case.inputs](8, np.random.default_rng(0)), case.wrt)

@@ -18,11 +18,22 @@ from specs import GOLDEN
 from support import DATA, compiled, first_of_each
 
 FILES = sorted(path.name for path in DATA.glob("*.json"))
-CASES = [
+# pytorch-metric-learning's losses of `pml_more.json` not re-created yet (issue 24).
+PENDING = {
+    ("pml_more.json", call)
+    for call in (
+        "AngularLoss", "DynamicSoftMarginLoss", "HistogramLoss", "ManifoldLoss",
+        "MultipleLosses", "NCALoss", "NPairsLoss", "P2SGradLoss", "PNPLoss", "RankedListLoss",
+        "SelfSupervisedLoss", "SmoothAPLoss", "SubCenterArcFaceLoss",
+        "ThresholdConsistentMarginLoss", "VICRegLoss",
+    )
+}  # fmt: skip
+EVERY_CASE = [
     pytest.param(name, case, id=f"{name[:-5]}:{index}:{case.get('id', '')}")
     for name in FILES
     for index, case in enumerate(json.loads((DATA / name).read_text())["cases"])
 ]
+CASES = [p for p in EVERY_CASE if (p.values[0], p.values[1].get("call")) not in PENDING]
 
 
 def check_of(name, case):
@@ -30,9 +41,9 @@ def check_of(name, case):
 
 
 def test_every_reference_case_has_a_check():
-    assert FILES and {param.values[0] for param in CASES} == set(FILES)
-    missing = {(p.values[0], p.values[1].get("call")) for p in CASES} - set(GOLDEN)
-    assert not missing, sorted(missing, key=str)
+    assert FILES and {param.values[0] for param in EVERY_CASE} == set(FILES)
+    missing = {(p.values[0], p.values[1].get("call")) for p in EVERY_CASE} - set(GOLDEN)
+    assert missing == PENDING, sorted(missing ^ PENDING, key=str)
 
 
 def eager(fn, *arrays):

@@ -177,6 +177,12 @@ ORIGINALS = {
             "TF Addons' `LiftedStructLoss` is the same code",
         ),
         Original(
+            "IntraPairVarianceLoss",
+            "IntraPairVarianceLoss",
+            {"pos_eps": 0.01, "neg_eps": 0.01, "distance": _COSINE},
+            _renamed({}, reducer="pml"),
+        ),
+        Original(
             "GeneralizedLiftedStructureLoss",
             "GeneralizedLiftedStructureLoss",
             {"neg_margin": 1.0, "pos_margin": 0.0, "distance": _LP},

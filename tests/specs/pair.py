@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import pml_pair_reference as pml
 import tf_metric_reference as tf_ref
+from support import value_and_grad
 
 import keras_metric_losses as kml
 from keras_metric_losses import pairs as pairs_lib
@@ -248,6 +249,7 @@ SPECS = [
         reference=tfsim("SoftNearestNeighborLoss"),
         cross_replica=True,
     ),
+    Spec(kml.intra_pair_variance_loss, kml.IntraPairVarianceLoss, EMBEDDINGS, "pair"),
     Spec(
         kml.tuplet_margin_loss,
         kml.TupletMarginLoss,
@@ -462,7 +464,26 @@ _PML_CALLS = (
     "TupletMarginLoss",
 )
 
+
+def check_pml_more(case, run):
+    """PML's scalar, through `kml.compat.pml` (the function's values with `reducer="pml"`,
+    against a gallery where the case has one), and its gradient (eager tier)."""
+    ours, arguments = kml.compat.pml.arguments(case["call"], **case["kwargs"])
+    function = getattr(kml, ours).declaration.function
+    labels = np.asarray(case["labels"])
+    embeddings = np.asarray(case["embeddings"], case["dtype"])
+    if "ref_emb" in case:
+        arguments.update(ref_embeddings=np.asarray(case["ref_emb"], case["dtype"]),
+                         ref_labels=np.asarray(case["ref_labels"]))  # fmt: skip
+    values = run(lambda y, e: function(y, e, **arguments), labels, embeddings)
+    _close(_values(values).mean(), case["expected"], f"{case['id']}: PML's scalar")
+    if not getattr(run, "compiled", False):
+        mean = lambda e: keras.ops.mean(function(labels, e, **arguments))  # noqa: E731
+        _close(value_and_grad(mean, embeddings)[1], case["expected_grad"], f"{case['id']}: grad")
+
+
 GOLDEN = {
+    ("pml_more.json", "IntraPairVarianceLoss"): check_pml_more,
     ("tfa_metric.json", "contrastive_loss"): check_tfa_contrastive,
     ("tfa_metric.json", "lifted_struct_loss"): check_tfa_lifted,
     **{("tfsim_metric.json", call): check_tfsim for call in TFSIM_CLASSES},
