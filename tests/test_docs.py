@@ -33,9 +33,9 @@ def python_block(path, heading):
     """The first ```python block after the Markdown heading `heading` in `path`."""
     text = path.read_text()
     start = text.index(heading)
-    match = re.search(r"```python\n(.*?)```", text[start:], re.DOTALL)
+    match = re.search(r"(`{3,})python\n(.*?)\1", text[start:], re.DOTALL)
     assert match, f"no python block after {heading!r} in {path}"
-    return match.group(1)
+    return match.group(2)
 
 
 QUICK_STARTS = {
@@ -288,3 +288,25 @@ def test_a_loss_page_renders_in_headless_chromium(site, tmp_path):
     image = shot.read_bytes()
     assert image[:8] == b"\x89PNG\r\n\x1a\n" and len(image) > 50_000
     print(f"screenshot of {url}: {shot}")
+
+
+ADDING = DOCS / "adding-a-loss.md"
+
+
+def test_adding_a_loss_shows_the_real_loss_and_its_example_runs():
+    """The guide's module is the file itself, its registration and spec lines are the real
+    ones, and its usage block runs."""
+    module = ROOT / "keras_metric_losses" / "losses" / "pair" / "intra_pair_variance.py"
+    assert python_block(ADDING, "## 1. The module") == module.read_text()
+    family = (module.parent / "__init__.py").read_text()
+    assert "    intra_pair_variance,\n" in python_block(ADDING, "## 2. The family") and (
+        "    intra_pair_variance,\n" in family
+    )
+    spec = python_block(ADDING, "## 3. The test spec")
+    specs = (ROOT / "tests" / "specs" / "pair.py").read_text()
+    for line in spec.splitlines():
+        if line.strip().startswith(("Spec(", '("pml_more.json"')):
+            assert line.split("  #")[0].strip() in specs, line
+    namespace = {"__name__": "adding_a_loss"}
+    exec(compile(python_block(ADDING, "## Using it"), "adding-a-loss.md", "exec"), namespace)
+    assert namespace["pml_settings"][0] == "IntraPairVarianceLoss"
