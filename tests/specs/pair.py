@@ -6,6 +6,8 @@ GOLDEN checks cover only this family's calls of the shared files (`tfa_metric.js
 `pml_pair.json` also hold the triplet losses, checked by their own family).
 """
 
+import inspect
+
 import keras
 import numpy as np
 import pml_pair_reference as pml
@@ -329,73 +331,31 @@ def check_tfsim(case, run):
 
 
 # PML distance records -> our (distance, normalize).
-_PML_DISTANCES = {
-    ("LpDistance", 2, 1): "euclidean",
-    ("LpDistance", 2, 2): "squared_euclidean",
-    ("LpDistance", 1, 1): "manhattan",
-    ("CosineSimilarity", 2, 1): "cosine_similarity",
-    ("DotProductSimilarity", 2, 1): "inner_product",
-    ("SNRDistance", 2, 1): "snr",
+# PML's unreduced elements of each loss: the function that computes them from the `Pairs`.
+_PML_ELEMENTS = {
+    "ContrastiveLoss": contrastive_module.contrastive_elements,
+    "SignalToNoiseRatioContrastiveLoss": contrastive_module.contrastive_elements,
+    "LiftedStructureLoss": lifted_module.lifted_structure_elements,
+    "GeneralizedLiftedStructureLoss": (
+        generalized_lifted_module.generalized_lifted_structure_elements
+    ),
+    "MultiSimilarityLoss": ms_module.multi_similarity_elements,
+    "CircleLoss": circle_module.circle_elements,
+    "TupletMarginLoss": tuplet_module.tuplet_margin_elements,
 }
 
 
-def pml_distance(record):
-    """`(distance name, normalize)` of a golden-file distance record."""
-    name = _PML_DISTANCES[(record["class"], record.get("p", 2), record.get("power", 1))]
-    normalize = record["class"] == "CosineSimilarity" or record.get("normalize_embeddings", True)
-    return name, bool(normalize)
-
-
 def pml_settings(case):
-    """`(function, kwargs with reducer="pml" where the loss has one, element function,
-    element kwargs, normalize)`: the settings of ours that reproduce `losses.<call>(**kwargs)`.
-    """
-    call, kwargs = case["call"], case["kwargs"]
-    distance, normalize = pml_distance(kwargs["distance"])
-    margins = {"pos_margin": kwargs["pos_margin"], "neg_margin": kwargs["neg_margin"]} if (
-        "pos_margin" in kwargs) else {}  # fmt: skip
-    if call == "ContrastiveLoss":
-        settings = dict(margins, distance=distance, normalize=normalize, reducer="pml")
-        return kml.batch_contrastive_loss, settings, contrastive_module.contrastive_elements, (
-            dict(margins, distance=distance))  # fmt: skip
-    if call == "SignalToNoiseRatioContrastiveLoss":
-        assert distance == "snr", distance
-        settings = dict(margins, normalize=normalize, reducer="pml")
-        return (kml.signal_to_noise_ratio_contrastive_loss, settings,
-                contrastive_module.contrastive_elements, dict(margins, distance="snr"))  # fmt: skip
-    if call in ("LiftedStructureLoss", "GeneralizedLiftedStructureLoss"):
-        generalized = call.startswith("Generalized")
-        fn = kml.generalized_lifted_structure_loss if generalized else kml.lifted_structure_loss
-        settings = dict(margins, distance=distance, normalize=normalize)
-        if not generalized:
-            settings["reducer"] = "pml"
-        elements = (generalized_lifted_module.generalized_lifted_structure_elements
-                    if generalized else lifted_module.lifted_structure_elements)  # fmt: skip
-        return fn, settings, elements, dict(margins, distance=distance)
-    if call == "MultiSimilarityLoss":
-        base = kwargs["base"]
-        if distance == "cosine_similarity":  # D = 1 - S: s = D + lmda - center = base - S
-            shape = {"distance": "cosine", "lmda": base, "center": 1.0}
-        elif distance in ("euclidean", "squared_euclidean", "manhattan"):  # s = D - base
-            shape = {"distance": distance, "lmda": 0.0, "center": base}
-        else:
-            raise NotImplementedError(f"PML MultiSimilarityLoss with {distance}")
-        element_kwargs = dict(shape, alpha=kwargs["alpha"], beta=kwargs["beta"], epsilon=None,
-                              one_sided=True)  # fmt: skip
-        return (kml.multi_similarity_loss, dict(element_kwargs, normalize=normalize),
-                ms_module.multi_similarity_elements, element_kwargs)  # fmt: skip
-    if call == "CircleLoss":
-        assert distance == "cosine_similarity", distance
-        element_kwargs = {"distance": "cosine", "gamma": kwargs["gamma"], "margin": kwargs["m"],
-                          "joint": True}  # fmt: skip
-        return (kml.circle_loss, dict(element_kwargs, normalize=True, reducer="pml"),
-                circle_module.circle_elements, element_kwargs)  # fmt: skip
-    if call == "TupletMarginLoss":
-        assert distance == "cosine_similarity", distance
-        element_kwargs = {"margin": kwargs["margin"], "scale": kwargs["scale"]}
-        return (kml.tuplet_margin_loss, dict(element_kwargs, reducer="pml"),
-                tuplet_module.tuplet_margin_elements, element_kwargs)  # fmt: skip
-    raise NotImplementedError(call)
+    """`(function, settings, element function, element kwargs)`: ours with the settings of
+    `kml.compat.pml` for `losses.<call>(**kwargs)` (its one place), and PML's unreduced
+    elements of the same loss with the settings they take."""
+    ours, settings = kml.compat.pml.arguments(case["call"], **case["kwargs"])
+    elements_fn = _PML_ELEMENTS[case["call"]]
+    taken = inspect.signature(elements_fn).parameters
+    element_kwargs = {k: v for k, v in settings.items() if k in taken}
+    if case["call"] == "SignalToNoiseRatioContrastiveLoss":
+        element_kwargs["distance"] = "snr"
+    return getattr(kml, ours).declaration.function, settings, elements_fn, element_kwargs
 
 
 def _element_outputs(elements_fn, element_kwargs, normalize):
