@@ -304,9 +304,8 @@ def test_adding_a_loss_shows_the_real_loss_and_its_example_runs():
     )
     spec = python_block(ADDING, "## 3. The test spec")
     specs = (ROOT / "tests" / "specs" / "pair.py").read_text()
-    for line in spec.splitlines():
-        if line.strip().startswith(("Spec(", '("pml_more.json"')):
-            assert line.split("  #")[0].strip() in specs, line
+    entries = re.findall(r"Spec\(kml\.intra_pair_variance_loss.*?\)|\(\"pml_more\.json.*?,", spec)
+    assert len(entries) == 2 and all(entry in specs for entry in entries), entries
     namespace = {"__name__": "adding_a_loss"}
     exec(compile(python_block(ADDING, "## Using it"), "adding-a-loss.md", "exec"), namespace)
     assert namespace["pml_settings"][0] == "IntraPairVarianceLoss"
