@@ -25,19 +25,16 @@ circle_loss, CircleLoss = declare(
 )
 ```
 
-Reduction, `sample_weight`, masks and distribution scaling are Keras' own.
+Reduction, `sample_weight`, masks and distribution scaling are Keras' own (`wrapper`, the class
+every declared loss is); `generated` writes the function, the class and their docstrings.
 """
 
 import dataclasses
-import inspect
-import keyword
-import linecache
-import textwrap
-
-import keras
 
 from keras_metric_losses import pairs, reduction, validation
-from keras_metric_losses.api import StrictConfig, export
+from keras_metric_losses.api import export
+from keras_metric_losses.losses import generated
+from keras_metric_losses.losses.wrapper import LossFunctionWrapper  # noqa: F401 (its home for users)
 
 # Options a loss on labels and embeddings may support, each a set of arguments of the function.
 KEYS = "keys"  # `ref_embeddings` / `ref_labels`, and a `CrossBatchMemory` around it
@@ -160,24 +157,6 @@ _OPTION_ARGS = {
     ),
 }
 _OPTION_NAMES = {CROSS_REPLICA: ("cross_replica",), TILING: ("block_size",)}
-_REFERENCE_DOCS = (
-    ("ref_embeddings", "Optional `[K, D]` keys (a gallery, the other tower) instead of the batch."),
-    ("ref_labels", "The `[K]` labels of `ref_embeddings` (`[K, C]` for multi-hot labels)."),
-)
-_CLASS_DOCS = (
-    ("name", "Name of the loss. Defaults to `{name!r}`."),
-    ("reduction", "Keras reduction. Defaults to `'sum_over_batch_size'`."),
-    (
-        "dtype",
-        "Loss dtype or dtype policy (half precision is computed in float32). Defaults to "
-        "`keras.config.floatx()`.",
-    ),
-)
-_EMBEDDING_RAISES = """Raises:
-    ValueError: for a hyperparameter out of range, labels not `[B]`/`[B, 1]`, `y_pred` not
-        rank 2, different batch sizes, or keys that do not match the batch. With value checks
-        on (`kml.config`), also for non-integral float labels and NaN or inf in `y_pred`.
-    TypeError: if the labels are not numbers, or a flag is not a bool."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -277,11 +256,11 @@ def declare(
     extra = references + tuple(name for name, _ in inputs.keywords)
     check = _checker(every, joint_checks)
     call = _caller(elements, inputs, every, references, check)
-    doc = _function_doc(elements.__doc__, inputs, every, extra)
+    doc = generated.function_doc(elements.__doc__, inputs, every, extra)
     if elements.__doc__ is not None:  # its docstring is now the public function's
         owner = function or cls
         elements.__doc__ = f"The values of `{owner}` (whose docstring this function's text is)."
-    public = _generate_function(
+    public = generated.function(
         function or f"_{cls}_function",
         inputs.names,
         every,
@@ -294,14 +273,14 @@ def declare(
     public.per_example = call
     loss_cls = None
     if cls is not None:
-        loss_cls = _generate_class(
+        loss_cls = generated.loss_class(
             cls,
             name or function,
             every,
             positional,
             public,
             bases,
-            _class_doc(class_doc, every, name or function, inputs.example),
+            generated.class_doc(class_doc, every, name or function, inputs.example),
         )
     family = elements.__module__.split(".")[2] if elements.__module__.count(".") > 2 else ""
     declaration = Declaration(
@@ -355,226 +334,3 @@ def _caller(elements, inputs, every, references, check):
         return batch.finish(elements(batch, **checked))
 
     return call
-
-
-def _generate_function(name, input_names, every, positional, extra, call, doc):
-    """A function with a real signature (so that `torch.compile` and IDEs see plain
-    arguments) that calls `call` with them, made like `dataclasses` makes its methods."""
-    keyword_only = [n for n in every if n not in positional] + list(extra)
-    defaults = {n: every[n].default for n in every} | {n: None for n in extra}
-    parameters = [*input_names, *(f"{n}=_d[{n!r}]" for n in positional)]
-    if keyword_only:
-        parameters += ["*", *(f"{n}=_d[{n!r}]" for n in keyword_only)]
-    arguments = ", ".join([*input_names, *(f"{n}={n}" for n in [*positional, *keyword_only])])
-    _check_names([*input_names, *every, *extra])
-    source = f"def {name}({', '.join(parameters)}):\n    return _call({arguments})\n"
-    fn = _compile(source, name, {"_d": defaults, "_call": call})
-    fn.__doc__, fn.__qualname__, fn.__module__ = doc, name, _caller_module()
-    return fn
-
-
-def _generate_class(cls_name, default_name, every, positional, function, bases, doc):
-    keyword_only = [n for n in every if n not in positional]
-    parameters = [
-        "self",
-        *(f"{n}=_d[{n!r}]" for n in positional),
-        f"name={default_name!r}",
-        "reduction='sum_over_batch_size'",
-        "dtype=None",
-    ]
-    if keyword_only:
-        parameters += ["*", *(f"{n}=_d[{n!r}]" for n in keyword_only)]
-    values = ", ".join(f"{n}={n}" for n in every)
-    source = (
-        f"def __init__({', '.join(parameters)}):\n"
-        f"    LossFunctionWrapper.__init__(self, _fn, name=name, reduction=reduction, "
-        f"dtype=dtype{', ' if values else ''}{values})\n"
-    )
-    namespace = {
-        "_d": {n: every[n].default for n in every},
-        "_fn": function,
-        "LossFunctionWrapper": LossFunctionWrapper,
-    }
-    init = _compile(source, "__init__", namespace, cls_name)
-    init.__qualname__ = f"{cls_name}.__init__"
-    module = _caller_module()
-    attributes = {"__init__": init, "__doc__": doc, "__module__": module}
-    return type(cls_name, (*bases, LossFunctionWrapper), attributes)
-
-
-def _compile(source, name, namespace, owner=""):
-    """The function `name` defined by `source` (made from checked identifiers only), with its
-    source in `linecache` under a file name of its own, so that tracebacks, `inspect` and
-    TensorFlow's AutoGraph (which converts a function from its source) read this source."""
-    filename = f"<keras_metric_losses generated {owner}{'.' if owner else ''}{name}>"
-    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    exec(compile(source, filename, "exec"), namespace)
-    return namespace[name]
-
-
-def _caller_module():
-    """The module that called `declare` (where the generated objects are said to live)."""
-    frame = inspect.currentframe()
-    while frame.f_globals.get("__name__") == __name__:
-        frame = frame.f_back
-    return frame.f_globals["__name__"]
-
-
-def _check_names(names):
-    bad = [n for n in names if not n.isidentifier() or keyword.iskeyword(n)]
-    if bad:
-        raise ValueError(f"Not argument names: {bad}")
-
-
-def _entry(name, text):
-    """A Google-style `Args` entry (four spaces in), wrapped at 96 columns."""
-    return textwrap.fill(
-        f"{name}: {text}",
-        96,
-        initial_indent="    ",
-        subsequent_indent="        ",
-        break_on_hyphens=False,
-    )
-
-
-def _hyperparameter_entries(every):
-    return [_entry(n, f"{h.doc} Defaults to `{h.default!r}`.") for n, h in every.items()]
-
-
-def _insert(doc, block, before):
-    """The cleaned `doc` with `block` inserted before the first of the sections `before`."""
-    lines = inspect.cleandoc(doc).split("\n")
-    for index, line in enumerate(lines):
-        if line.endswith(":") and line[:-1] in before:
-            return "\n".join([*lines[:index], *block.split("\n"), "", *lines[index:]])
-    return "\n".join([*lines, "", *block.split("\n")])
-
-
-def _with_example_setup(doc, setup):
-    """`doc` (cleaned) with the doctest lines `setup` at the start of its `Example` section,
-    unless that section starts with an import of its own."""
-    lines = inspect.cleandoc(doc).split("\n")
-    if setup is None or "Example:" not in lines:
-        return "\n".join(lines)
-    start = lines.index("Example:") + 1
-    first = next((i for i in range(start, len(lines)) if lines[i].strip()), len(lines))
-    if first < len(lines) and lines[first].startswith(">>> import"):
-        return "\n".join(lines)
-    return "\n".join([*lines[:first], *setup.split("\n"), *lines[first:]])
-
-
-def _function_doc(doc, inputs, every, extra):
-    if doc is None:  # `python -OO`
-        return None
-    doc = _with_example_setup(doc, inputs.example)
-    entries = [_entry(n, d) for n, d in zip(inputs.names, inputs.docs, strict=True)]
-    entries += _hyperparameter_entries(every)
-    entries += [_entry(n, d) for n, d in (*_REFERENCE_DOCS, *inputs.keywords) if n in extra]
-    block = ["Args:", *entries]
-    if "Returns:" not in doc:
-        block += ["", "Returns:", f"    {inputs.returns}"]
-    raises = inputs.raises or (_EMBEDDING_RAISES if inputs.front_end is not None else None)
-    if "Raises:" not in doc and raises:
-        block += ["", raises]
-    return _insert(doc, "\n".join(block), ("Returns", "Raises", "Example", "Reference"))
-
-
-def _class_doc(doc, every, default_name, setup):
-    if doc is None:
-        return None
-    doc = _with_example_setup(doc, setup)
-    entries = _hyperparameter_entries(every)
-    entries += [_entry(n, d.format(name=default_name)) for n, d in _CLASS_DOCS]
-    return _insert(doc, "\n".join(["Args:", *entries]), ("Raises", "Example", "Reference"))
-
-
-class _PerExample(keras.losses.Loss):
-    """Keras' `Loss.__call__` around `loss.call(labels, y_pred)`, with `labels` kept as given.
-
-    Keras converts `y_pred` to the loss dtype, reads its mask, and reduces with
-    `sample_weight`, as for its own losses; its `y_true` (converted to the loss dtype, which
-    would merge integer ids above 2**24 in float32) is a placeholder here.
-    """
-
-    def __init__(self, loss, labels):
-        super().__init__(name=loss.name, reduction=loss.reduction, dtype=loss.dtype_policy)
-        self.loss, self.labels = loss, labels
-
-    def call(self, placeholder, y_pred):
-        return self.loss.call(self.labels, y_pred)
-
-
-class LossFunctionWrapper(StrictConfig, keras.losses.Loss):
-    """A Keras `Loss` that computes a per-example loss function with declared hyperparameters.
-
-    - `y_true` keeps its own dtype (`keras.losses.Loss.__call__` casts it to the loss dtype,
-      which merges integer class ids above 2**24 in float32, above 2048 in float16); `y_pred`
-      is converted to the loss dtype as in Keras.
-    - `call()` returns one value per example; Keras' own reduction then applies `reduction`,
-      `sample_weight` and a Keras mask on `y_pred`, so `reduction=None` gives the `[B]` values.
-    - Each hyperparameter is checked when the class is built (errors name the argument) and
-      stored as an attribute; `get_config` saves them all with `name`, `reduction` and `dtype`,
-      and `from_config` names unknown keys. A callable hyperparameter (a distance) is saved by
-      its registered name.
-
-    Args:
-        fn: A declared loss function (`declare`).
-        name: Name of the loss.
-        reduction: Keras reduction. Defaults to `"sum_over_batch_size"`.
-        dtype: Loss dtype or dtype policy. Defaults to `keras.config.floatx()`.
-        **hyperparameters: Every hyperparameter that `fn` declares.
-    """
-
-    declaration = None
-
-    def __init__(self, fn, name=None, reduction="sum_over_batch_size", dtype=None, **values):
-        if name is not None and not isinstance(name, str):
-            raise TypeError(f"`name` must be a string. Received: name={name!r}")
-        try:
-            self.dtype_policy = keras.dtype_policies.get(dtype or keras.config.floatx())
-        except ValueError as error:
-            raise ValueError(
-                f"`dtype` must be a float dtype or a dtype policy name. Received: dtype={dtype!r}"
-            ) from error
-        super().__init__(name=name, reduction=reduction, dtype=self.dtype_policy)
-        self.fn = fn
-        self._hyperparameter_names = tuple(values)
-        for key, value in fn.check_hyperparameters(values).items():
-            setattr(self, key, value)
-
-    @property
-    def hyperparameters(self):
-        """The hyperparameters passed to the loss function, by name."""
-        return {key: getattr(self, key) for key in self._hyperparameter_names}
-
-    def __call__(self, y_true, y_pred, sample_weight=None):
-        labels = validation.numeric_tensor(y_true, "y_true")
-        return _PerExample(self, labels)(0.0, y_pred, sample_weight=sample_weight)
-
-    def call(self, y_true, y_pred):
-        return self.fn(y_true, y_pred, **self.hyperparameters)
-
-    def per_example(self, y_true, y_pred, keys):
-        """The `[B]` values of this loss against explicit `keys` (a `pairs.Keys`), as
-        `kml.layers.CrossBatchMemory` calls it."""
-        return self.fn.per_example(y_true, y_pred, keys=keys, **self.hyperparameters)
-
-    def get_config(self):
-        config = {"name": self.name, "reduction": self.reduction, "dtype": self.dtype_policy.name}
-        for key, value in self.hyperparameters.items():
-            config[key] = _config_value(key, value)
-        return config
-
-
-def _config_value(key, value):
-    """A hyperparameter as saved in a config: callables by their registered name."""
-    if not callable(value):
-        return value
-    name = keras.saving.get_registered_name(value)
-    if keras.saving.get_registered_object(name) is not value:
-        raise ValueError(
-            f"A callable `{key}` must be registered with "
-            "`@keras.saving.register_keras_serializable()` to be saved in a config. "
-            f"Received: {key}={value!r}"
-        )
-    return name
