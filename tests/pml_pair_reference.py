@@ -653,6 +653,51 @@ def supcon_loss(
     )
 
 
+def intra_pair_variance_loss(
+    query_emb,
+    query_labels,
+    key_emb=None,
+    key_labels=None,
+    self_index=None,
+    *,
+    pos_eps=0.01,
+    neg_eps=0.01,
+    distance=None,
+):
+    """IntraPairVarianceLoss (default CosineSimilarity), with `mu_pos`, `mu_neg` the means of
+    the positive and negative pairs' similarities:
+
+        pos_loss[i, j] = relu((1 - pos_eps) mu_pos - S_ij)^2   (distance: D - (1 + eps) mu)
+        neg_loss[i, j] = relu(S_ij - (1 + neg_eps) mu_neg)^2   (distance: (1 - eps) mu - D)
+        loss = Mean(pos_loss) + Mean(neg_loss)
+
+    `per_anchor` = the MeanReducer shares of each kind, added; `natural` = the anchor's mean of
+    its positive terms plus its mean of its negative terms.
+    """
+    pairs = pair_masks(
+        query_emb, query_labels, key_emb, key_labels, self_index, _distance(distance, COSINE)
+    )
+    names = ("pos_loss", "neg_loss")
+    if pairs.pml_skips:
+        return _zero(pairs.batch, names)
+    similarity = pairs.distance.inverted
+    results = []
+    for mask, eps, pulled_up in ((pairs.pos, pos_eps, similarity),
+                                 (pairs.neg, neg_eps, not similarity)):  # fmt: skip
+        mean = pairs.mat[mask].mean() if mask.any() else 0.0
+        gap = (1 - eps) * mean - pairs.mat if pulled_up else pairs.mat - (1 + eps) * mean
+        terms = np.where(mask, relu(gap) ** 2, 0.0)
+        results.append((terms, *mean_reduce(terms, mask), _row_means(terms, mask)))
+    (pos_l, pos_scalar, pos_anchor, pos_mean), (neg_l, neg_scalar, neg_anchor, neg_mean) = results
+    elements = {
+        "pos_loss": _elements(pos_l, pairs.pos, "pos_pair") if pairs.pos.any() else None,
+        "neg_loss": _elements(neg_l, pairs.neg, "neg_pair") if pairs.neg.any() else None,
+    }
+    return LossResult(
+        pos_scalar + neg_scalar, elements, pos_anchor + neg_anchor, pos_mean + neg_mean
+    )
+
+
 def tuplet_margin_loss(
     query_emb,
     query_labels,
