@@ -21,7 +21,8 @@ from keras_metric_losses import docstrings, sampling
 from keras_metric_losses.layers import nce as nce_layer_module
 from keras_metric_losses.losses.sampled import nce as nce_loss_module
 from keras_metric_losses.losses.sampled import sampled_softmax as sampled_softmax_module
-from keras_metric_losses.sampling import _race_plan, _unique_log_uniform, sampled_logits
+from keras_metric_losses.sampled_logits import sampled_logits
+from keras_metric_losses.sampling import _race_plan, _unique_log_uniform
 
 NCE = golden_cases("nce")
 SOFTMAX = golden_cases("sampled_softmax")

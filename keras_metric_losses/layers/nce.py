@@ -9,7 +9,7 @@ from keras import ops
 from keras_metric_losses import distributed, validation
 from keras_metric_losses.api import StrictConfig, export
 from keras_metric_losses.ops import compute_dtype
-from keras_metric_losses.sampling import sampled_logits
+from keras_metric_losses.sampled_logits import sampled_logits
 
 
 @export

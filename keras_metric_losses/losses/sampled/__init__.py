@@ -4,7 +4,7 @@
 on every backend, with their signatures (class weights and inputs, not `(y_true, y_pred)`);
 `NCELoss` and `SampledSoftmaxLoss` compute the same values from the sampled logits that the
 `keras_metric_losses.layers.NCE` layer returns, for `model.compile`. The sampled logits
-themselves (`keras_metric_losses.sampling.sampled_logits`) live next to the sampler.
+themselves are `keras_metric_losses.sampled_logits`, below this package and the layer.
 
 - `common`: the per-example rules and the two ways to reach them (class weights, sampled logits);
 - `docstring_parts`: the docstring parts the four objects share;

@@ -6,7 +6,7 @@ from keras import ops
 from keras_metric_losses import validation
 from keras_metric_losses.losses import base
 from keras_metric_losses.ops import compute_dtype, in_dtype_of
-from keras_metric_losses.sampling import sampled_logits
+from keras_metric_losses.sampled_logits import sampled_logits
 
 # What `NCELoss` and `SampledSoftmaxLoss` take: the `NCE` layer's output.
 LAYER_LOGITS = base.Inputs(
