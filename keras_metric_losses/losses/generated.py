@@ -123,14 +123,14 @@ def _insert(doc, block, before):
 
 
 def _with_example_setup(doc, setup):
-    """`doc` (cleaned) with the doctest lines `setup` at the start of its `Example` section,
-    unless that section starts with an import of its own."""
+    """`doc` (cleaned) with the doctest lines `setup` before the first example of its `Example`
+    section, unless that example starts with an import of its own."""
     lines = inspect.cleandoc(doc).split("\n")
     if setup is None or "Example:" not in lines:
         return "\n".join(lines)
     start = lines.index("Example:") + 1
-    first = next((i for i in range(start, len(lines)) if lines[i].strip()), len(lines))
-    if first < len(lines) and lines[first].startswith(">>> import"):
+    first = next((i for i in range(start, len(lines)) if lines[i].startswith(">>>")), None)
+    if first is None or lines[first].startswith(">>> import"):
         return "\n".join(lines)
     return "\n".join([*lines[:first], *setup.split("\n"), *lines[first:]])
 

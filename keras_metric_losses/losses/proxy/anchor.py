@@ -86,12 +86,6 @@ def proxy_anchor_elements(labels, embeddings, proxies, *, margin, alpha):
 
     Example:
 
-    >>> import keras
-    >>> import numpy as np
-    >>> import keras_metric_losses as kml
-    >>> x = np.array([[1.0, 0.2], [0.1, 1.0], [-1.0, 0.3], [0.8, 0.8]], "float32")
-    >>> proxies = np.array([[2.0, 0.0], [0.0, 1.0], [-1.5, 0.0]], "float32")
-    >>> labels = np.array([0, 1, 2, 0])
     >>> loss = kml.proxy_anchor_loss(labels, x, proxies, margin=0.1, alpha=8.0)
     >>> print(keras.ops.convert_to_numpy(loss).round(4))
     [3.2093 1.4991 4.0813 3.2093]
@@ -144,13 +138,8 @@ proxy_anchor_loss, ProxyAnchorLoss = common.declare(
     The proxies live in the layer; the paper trains them with a 100 times larger learning rate
     (`learning_rate_multiplier`, see `layers.ClassProxies`).
 
-    >>> import keras
-    >>> import numpy as np
-    >>> import keras_metric_losses as kml
-    >>> x = np.array([[1.0, 0.2], [0.1, 1.0], [-1.0, 0.3], [0.8, 0.8]], "float32")
-    >>> labels = np.array([0, 1, 2, 0])
     >>> layer = kml.layers.ClassProxies(3)
-    >>> layer.set_proxies(np.array([[2.0, 0.0], [0.0, 1.0], [-1.5, 0.0]], "float32"))
+    >>> layer.set_proxies(proxies)
     >>> loss = kml.ProxyAnchorLoss(alpha=8.0)(labels, layer(x))
     >>> print(keras.ops.convert_to_numpy(loss).round(4))
     2.9998

@@ -27,12 +27,6 @@ def arcface_elements(labels, embeddings, proxies, *, margin, scale):
 
     Example:
 
-    >>> import keras
-    >>> import numpy as np
-    >>> import keras_metric_losses as kml
-    >>> x = np.array([[1.0, 0.2], [0.1, 1.0], [-1.0, 0.3], [0.8, 0.8]], "float32")
-    >>> proxies = np.array([[2.0, 0.0], [0.0, 1.0], [-1.5, 0.0]], "float32")
-    >>> labels = np.array([0, 1, 2, 0])
     >>> loss = kml.arcface_loss(labels, x, proxies, margin=28.6, scale=8.0)
     >>> print(keras.ops.convert_to_numpy(loss).round(4))
     [0.0103 0.0036 0.0352 3.431 ]
@@ -54,12 +48,6 @@ def subcenter_arcface_elements(labels, embeddings, proxies, *, margin, scale, su
 
     Example:
 
-    >>> import keras
-    >>> import numpy as np
-    >>> import keras_metric_losses as kml
-    >>> x = np.array([[1.0, 0.2], [0.1, 1.0], [-1.0, 0.3], [0.8, 0.8]], "float32")
-    >>> proxies = np.array([[2.0, 0.0], [0.0, 1.0], [-1.5, 0.0]], "float32")
-    >>> labels = np.array([0, 1, 2, 0])
     >>> two = np.repeat(proxies, 2, axis=0)  # two identical sub-centres per class
     >>> loss = kml.subcenter_arcface_loss(labels, x, two, scale=8.0, sub_centers=2)
     >>> print(keras.ops.convert_to_numpy(loss).round(4))
@@ -95,17 +83,12 @@ arcface_loss, ArcFaceLoss = margin_softmax.declare(
 
     An ArcFace head on 3 classes; the labels are a second input of the model.
 
-    >>> import keras
-    >>> import numpy as np
-    >>> import keras_metric_losses as kml
-    >>> x = np.array([[1.0, 0.2], [0.1, 1.0], [-1.0, 0.3], [0.8, 0.8]], "float32")
-    >>> labels = np.array([0, 1, 2, 0])
-    >>> proxies = kml.layers.ClassProxies(3, loss=kml.ArcFaceLoss(scale=8.0))
-    >>> proxies.set_proxies(np.array([[2.0, 0.0], [0.0, 1.0], [-1.5, 0.0]], "float32"))
-    >>> print(keras.ops.convert_to_numpy(proxies.loss_values(x, labels)).round(4))
+    >>> head = kml.layers.ClassProxies(3, loss=kml.ArcFaceLoss(scale=8.0))
+    >>> head.set_proxies(proxies)
+    >>> print(keras.ops.convert_to_numpy(head.loss_values(x, labels)).round(4))
     [0.0103 0.0036 0.0352 3.431 ]
     >>> features, ids = keras.Input((2,)), keras.Input((), dtype="int32")
-    >>> model = keras.Model([features, ids], proxies([features, ids]))
+    >>> model = keras.Model([features, ids], head([features, ids]))
     >>> model.compile(optimizer="adam")  # the layer adds the loss
     >>> round(float(model.evaluate([x, labels], verbose=0)), 4)  # no margin outside training
     0.1752
@@ -139,16 +122,11 @@ subcenter_arcface_loss, SubCenterArcFaceLoss = margin_softmax.declare(
 
     Example:
 
-    >>> import keras
-    >>> import numpy as np
-    >>> import keras_metric_losses as kml
-    >>> x = np.array([[1.0, 0.2], [0.1, 1.0], [-1.0, 0.3], [0.8, 0.8]], "float32")
-    >>> labels = np.array([0, 1, 2, 0])
     >>> loss = kml.SubCenterArcFaceLoss(scale=8.0, sub_centers=2)
-    >>> proxies = kml.layers.ClassProxies(3, loss=loss)  # 2 sub-centres per class
+    >>> head = kml.layers.ClassProxies(3, loss=loss)  # 2 sub-centres per class
     >>> two = np.repeat(np.array([[2.0, 0.0], [0.0, 1.0], [-1.5, 0.0]], "float32"), 2, axis=0)
-    >>> proxies.set_proxies(two)
-    >>> print(keras.ops.convert_to_numpy(proxies.loss_values(x, labels)).round(4))
+    >>> head.set_proxies(two)
+    >>> print(keras.ops.convert_to_numpy(head.loss_values(x, labels)).round(4))
     [0.0103 0.0036 0.0352 3.431 ]
 
     Reference: Deng et al., ECCV 2020.

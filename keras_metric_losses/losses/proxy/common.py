@@ -17,6 +17,14 @@ _OUT_OF_RANGE = (
     "An id outside `[0, C)` matches no class: its row has no target, loss 0 and zero gradient "
     "(with value checks on, concrete ids out of range raise a `ValueError` instead)."
 )
+# Four examples of three classes in two dimensions, and one proxy per class: the inputs of the
+# family's examples.
+EXAMPLE = """>>> import keras
+>>> import numpy as np
+>>> import keras_metric_losses as kml
+>>> x = np.array([[1.0, 0.2], [0.1, 1.0], [-1.0, 0.3], [0.8, 0.8]], "float32")
+>>> proxies = np.array([[2.0, 0.0], [0.0, 1.0], [-1.5, 0.0]], "float32")
+>>> labels = np.array([0, 1, 2, 0])"""
 FUNCTION_INPUTS = base.Inputs(
     ("labels", "embeddings", "proxies"),
     (
@@ -26,6 +34,7 @@ FUNCTION_INPUTS = base.Inputs(
         "PML's `proxies`, or its `W` / `fc` transposed).",
     ),
     returns="`[B]` per-example losses in the dtype of `embeddings`.",
+    example=EXAMPLE,
     raises="""Raises:
     ValueError: for a hyperparameter out of range, `labels` not `[B]`/`[B, 1]`, `embeddings`
         or `proxies` not rank 2, different batch or feature sizes, or a number of proxies that
@@ -40,6 +49,7 @@ CLASS_INPUTS = base.Inputs(
         "`[B, C]` logits of `kml.layers.ClassProxies`.",
     ),
     returns="`[B]` per-example losses in the dtype of `y_pred`.",
+    example=EXAMPLE,
 )
 
 

@@ -16,12 +16,6 @@ def cosface_elements(labels, embeddings, proxies, *, margin, scale):
 
     Example:
 
-    >>> import keras
-    >>> import numpy as np
-    >>> import keras_metric_losses as kml
-    >>> x = np.array([[1.0, 0.2], [0.1, 1.0], [-1.0, 0.3], [0.8, 0.8]], "float32")
-    >>> proxies = np.array([[2.0, 0.0], [0.0, 1.0], [-1.5, 0.0]], "float32")
-    >>> labels = np.array([0, 1, 2, 0])
     >>> loss = kml.cosface_loss(labels, x, proxies, margin=0.35, scale=8.0)
     >>> print(keras.ops.convert_to_numpy(loss).round(4))
     [0.0305 0.0152 0.0742 2.859 ]
@@ -50,14 +44,9 @@ cosface_loss, CosFaceLoss = margin_softmax.declare(
 
     Example:
 
-    >>> import keras
-    >>> import numpy as np
-    >>> import keras_metric_losses as kml
-    >>> x = np.array([[1.0, 0.2], [0.1, 1.0], [-1.0, 0.3], [0.8, 0.8]], "float32")
-    >>> labels = np.array([0, 1, 2, 0])
-    >>> proxies = kml.layers.ClassProxies(3, loss=kml.CosFaceLoss(scale=8.0))
-    >>> proxies.set_proxies(np.array([[2.0, 0.0], [0.0, 1.0], [-1.5, 0.0]], "float32"))
-    >>> print(keras.ops.convert_to_numpy(proxies.loss_values(x, labels)).round(4))
+    >>> head = kml.layers.ClassProxies(3, loss=kml.CosFaceLoss(scale=8.0))
+    >>> head.set_proxies(proxies)
+    >>> print(keras.ops.convert_to_numpy(head.loss_values(x, labels)).round(4))
     [0.0305 0.0152 0.0742 2.859 ]
 
     Reference: Wang et al., CVPR 2018.

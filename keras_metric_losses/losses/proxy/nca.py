@@ -53,12 +53,6 @@ def proxy_nca_elements(labels, embeddings, proxies, *, softmax_scale, distance,
 
     Example:
 
-    >>> import keras
-    >>> import numpy as np
-    >>> import keras_metric_losses as kml
-    >>> x = np.array([[1.0, 0.2], [0.1, 1.0], [-1.0, 0.3], [0.8, 0.8]], "float32")
-    >>> proxies = np.array([[2.0, 0.0], [0.0, 1.0], [-1.5, 0.0]], "float32")
-    >>> labels = np.array([0, 1, 2, 0])
     >>> loss = kml.proxy_nca_loss(labels, x, proxies, softmax_scale=2.0)
     >>> print(keras.ops.convert_to_numpy(loss).round(4))
     [0.0428 0.0396 0.0666 0.6949]
@@ -130,13 +124,8 @@ proxy_nca_loss, ProxyNCALoss = common.declare(
 
     Example:
 
-    >>> import keras
-    >>> import numpy as np
-    >>> import keras_metric_losses as kml
-    >>> x = np.array([[1.0, 0.2], [0.1, 1.0], [-1.0, 0.3], [0.8, 0.8]], "float32")
-    >>> labels = np.array([0, 1, 2, 0])
     >>> layer = kml.layers.ClassProxies(3)
-    >>> layer.set_proxies(np.array([[2.0, 0.0], [0.0, 1.0], [-1.5, 0.0]], "float32"))
+    >>> layer.set_proxies(proxies)
     >>> loss = kml.ProxyNCALoss(softmax_scale=2.0, reduction=None)(labels, layer(x))
     >>> print(keras.ops.convert_to_numpy(loss).round(4))
     [0.0428 0.0396 0.0666 0.6949]

@@ -31,12 +31,6 @@ def normalized_softmax_elements(labels, embeddings, proxies, *, temperature,
 
     Example:
 
-    >>> import keras
-    >>> import numpy as np
-    >>> import keras_metric_losses as kml
-    >>> x = np.array([[1.0, 0.2], [0.1, 1.0], [-1.0, 0.3], [0.8, 0.8]], "float32")
-    >>> proxies = np.array([[2.0, 0.0], [0.0, 1.0], [-1.5, 0.0]], "float32")
-    >>> labels = np.array([0, 1, 2, 0])
     >>> loss = kml.normalized_softmax_loss(labels, x, proxies, temperature=0.5)
     >>> print(keras.ops.convert_to_numpy(loss).round(4))
     [0.2054 0.2459 0.2494 0.7223]
@@ -92,13 +86,8 @@ normalized_softmax_loss, NormalizedSoftmaxLoss = common.declare(
 
     Example:
 
-    >>> import keras
-    >>> import numpy as np
-    >>> import keras_metric_losses as kml
-    >>> x = np.array([[1.0, 0.2], [0.1, 1.0], [-1.0, 0.3], [0.8, 0.8]], "float32")
-    >>> labels = np.array([0, 1, 2, 0])
     >>> layer = kml.layers.ClassProxies(3)
-    >>> layer.set_proxies(np.array([[2.0, 0.0], [0.0, 1.0], [-1.5, 0.0]], "float32"))
+    >>> layer.set_proxies(proxies)
     >>> loss = kml.NormalizedSoftmaxLoss(temperature=0.5, reduction=None)(labels, layer(x))
     >>> print(keras.ops.convert_to_numpy(loss).round(4))
     [0.2054 0.2459 0.2494 0.7223]

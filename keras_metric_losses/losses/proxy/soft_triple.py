@@ -31,12 +31,6 @@ def soft_triple_elements(labels, embeddings, proxies, *, centers_per_class, la, 
 
     Example:
 
-    >>> import keras
-    >>> import numpy as np
-    >>> import keras_metric_losses as kml
-    >>> x = np.array([[1.0, 0.2], [0.1, 1.0], [-1.0, 0.3], [0.8, 0.8]], "float32")
-    >>> proxies = np.array([[2.0, 0.0], [0.0, 1.0], [-1.5, 0.0]], "float32")
-    >>> labels = np.array([0, 1, 2, 0])
     >>> centres = np.repeat(proxies, 2, axis=0) + [[0.0, 0.1], [0.0, -0.1]] * 3
     >>> loss = kml.soft_triple_loss(labels, x, centres, centers_per_class=2, la=4.0)
     >>> print(keras.ops.convert_to_numpy(loss).round(4))
@@ -99,12 +93,6 @@ soft_triple_loss, SoftTripleLoss = common.declare(
 
     Example:
 
-    >>> import keras
-    >>> import numpy as np
-    >>> import keras_metric_losses as kml
-    >>> x = np.array([[1.0, 0.2], [0.1, 1.0], [-1.0, 0.3], [0.8, 0.8]], "float32")
-    >>> proxies = np.array([[2.0, 0.0], [0.0, 1.0], [-1.5, 0.0]], "float32")
-    >>> labels = np.array([0, 1, 2, 0])
     >>> centres = np.repeat(proxies, 2, axis=0) + [[0.0, 0.1], [0.0, -0.1]] * 3
     >>> loss = kml.SoftTripleLoss(la=4.0, centers_per_class=2, reduction=None)
     >>> layer = kml.layers.ClassProxies(3, loss=loss)

@@ -23,12 +23,6 @@ def sphereface_elements(labels, embeddings, proxies, *, margin, scale):
 
     Example:
 
-    >>> import keras
-    >>> import numpy as np
-    >>> import keras_metric_losses as kml
-    >>> x = np.array([[1.0, 0.2], [0.1, 1.0], [-1.0, 0.3], [0.8, 0.8]], "float32")
-    >>> proxies = np.array([[2.0, 0.0], [0.0, 1.0], [-1.5, 0.0]], "float32")
-    >>> labels = np.array([0, 1, 2, 0])
     >>> loss = kml.sphereface_loss(labels, x, proxies, margin=2, scale=2.0)
     >>> print(keras.ops.convert_to_numpy(loss).round(4))
     [0.2212 0.2503 0.2945 1.8173]
@@ -51,12 +45,6 @@ def large_margin_softmax_elements(labels, embeddings, proxies, *, margin, scale)
 
     Example:
 
-    >>> import keras
-    >>> import numpy as np
-    >>> import keras_metric_losses as kml
-    >>> x = np.array([[1.0, 0.2], [0.1, 1.0], [-1.0, 0.3], [0.8, 0.8]], "float32")
-    >>> proxies = np.array([[2.0, 0.0], [0.0, 1.0], [-1.5, 0.0]], "float32")
-    >>> labels = np.array([0, 1, 2, 0])
     >>> loss = kml.large_margin_softmax_loss(labels, x, proxies, margin=2, scale=2.0)
     >>> print(keras.ops.convert_to_numpy(loss).round(4))
     [0.0351 0.271  0.1263 1.799 ]
@@ -73,14 +61,9 @@ def large_margin_softmax_elements(labels, embeddings, proxies, *, margin, scale)
 MULTIPLIER = dict(margin=margin_softmax.margin(MULTIPLICATIVE), scale=common.scale(1.0))
 _EXAMPLE = """Example:
 
-    >>> import keras
-    >>> import numpy as np
-    >>> import keras_metric_losses as kml
-    >>> x = np.array([[1.0, 0.2], [0.1, 1.0], [-1.0, 0.3], [0.8, 0.8]], "float32")
-    >>> labels = np.array([0, 1, 2, 0])
-    >>> proxies = kml.layers.ClassProxies(3, loss=kml.{cls}(margin=2, scale=2.0))
-    >>> proxies.set_proxies(np.array([[2.0, 0.0], [0.0, 1.0], [-1.5, 0.0]], "float32"))
-    >>> print(keras.ops.convert_to_numpy(proxies.loss_values(x, labels)).round(4))
+    >>> head = kml.layers.ClassProxies(3, loss=kml.{cls}(margin=2, scale=2.0))
+    >>> head.set_proxies(proxies)
+    >>> print(keras.ops.convert_to_numpy(head.loss_values(x, labels)).round(4))
     {values}"""
 
 sphereface_loss, SphereFaceLoss = margin_softmax.declare(
