@@ -47,11 +47,6 @@ def barlow_elements(y_true, y_pred, *, lambda_, margin):
 
     Example:
 
-    >>> import keras
-    >>> import numpy as np
-    >>> import keras_metric_losses as kml
-    >>> views = np.array([[[1.0, 0.1], [0.9, 0.3]], [[0.0, 1.0], [0.2, 0.8]],
-    ...                   [[-1.0, 0.2], [-0.8, -0.1]]])
     >>> losses = kml.barlow_loss(None, views)
     >>> print(keras.ops.convert_to_numpy(losses).round(4))
     [0.0245 0.0245 0.0245]
@@ -87,10 +82,6 @@ barlow_loss, Barlow = base.declare(
 
     Example:
 
-    >>> import numpy as np
-    >>> import keras_metric_losses as kml
-    >>> views = np.array([[[1.0, 0.1], [0.9, 0.3]], [[0.0, 1.0], [0.2, 0.8]],
-    ...                   [[-1.0, 0.2], [-0.8, -0.1]]])
     >>> round(float(kml.Barlow()(np.zeros(3), views)), 4)
     0.0245
 

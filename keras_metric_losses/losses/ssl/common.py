@@ -13,6 +13,11 @@ TWO_VIEWS = base.Inputs(
         "Unused (any value, e.g. `None` or zeros `[B]`).",
         "`[B, 2, D]`: the two views (`za`, `zb`) of each example.",
     ),
+    example=""">>> import keras
+>>> import numpy as np
+>>> import keras_metric_losses as kml
+>>> views = np.array([[[1.0, 0.1], [0.9, 0.3]], [[0.0, 1.0], [0.2, 0.8]],
+...                   [[-1.0, 0.2], [-0.8, -0.1]]])  # [3 examples, 2 views, 2]""",
 )
 
 

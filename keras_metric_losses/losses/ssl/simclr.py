@@ -55,10 +55,6 @@ def simclr_elements(y_true, y_pred, *, temperature, cross_replica):
 
     Example:
 
-    >>> import keras
-    >>> import numpy as np
-    >>> import keras_metric_losses as kml
-    >>> views = np.array([[[1.0, 0.1], [0.9, 0.3]], [[0.0, 1.0], [0.2, 0.8]],
     ...                   [[-1.0, 0.2], [-0.8, -0.1]]])  # [3 examples, 2 views, 2]
     >>> losses = kml.simclr_loss(None, views, temperature=0.5)
     >>> print(keras.ops.convert_to_numpy(losses).round(4))
@@ -96,10 +92,6 @@ simclr_loss, SimCLRLoss = base.declare(
 
     Example:
 
-    >>> import numpy as np
-    >>> import keras_metric_losses as kml
-    >>> views = np.array([[[1.0, 0.1], [0.9, 0.3]], [[0.0, 1.0], [0.2, 0.8]],
-    ...                   [[-1.0, 0.2], [-0.8, -0.1]]])
     >>> round(float(kml.SimCLRLoss(temperature=0.5)(np.zeros(3), views)), 4)
     0.9041
 

@@ -51,11 +51,6 @@ def vicreg_elements(y_true, y_pred, *, std_const, lambda_, mu, nu):
 
     Example:
 
-    >>> import keras
-    >>> import numpy as np
-    >>> import keras_metric_losses as kml
-    >>> views = np.array([[[1.0, 0.1], [0.9, 0.3]], [[0.0, 1.0], [0.2, 0.8]],
-    ...                   [[-1.0, 0.2], [-0.8, -0.1]]])
     >>> losses = kml.vicreg_loss(None, views)
     >>> print(keras.ops.convert_to_numpy(losses).round(4))
     [11.3855 11.7605 12.3855]
@@ -93,10 +88,6 @@ vicreg_loss, VicReg = base.declare(
 
     Example:
 
-    >>> import numpy as np
-    >>> import keras_metric_losses as kml
-    >>> views = np.array([[[1.0, 0.1], [0.9, 0.3]], [[0.0, 1.0], [0.2, 0.8]],
-    ...                   [[-1.0, 0.2], [-0.8, -0.1]]])
     >>> round(float(kml.VicReg()(np.zeros(3), views)), 4)
     11.8438
 

@@ -6,11 +6,23 @@ difference of the two distances; PN's step (`pn_step=True`) also counts the dist
 mined positive to the mined negative.
 """
 
+import dataclasses
+
 from keras import ops
 
 from keras_metric_losses import backend, distances, mining
 from keras_metric_losses.losses import base
 from keras_metric_losses.ops import l2_normalize, positive_part, safe_sqrt
+
+# Four classes of two one-hot embeddings: the inputs of the mined losses' examples.
+INPUTS = dataclasses.replace(
+    base.EMBEDDINGS,
+    example=""">>> import keras
+>>> import numpy as np
+>>> import keras_metric_losses as kml
+>>> labels = np.array([0, 1, 2, 3, 0, 1, 2, 3])
+>>> embeddings = np.eye(4, dtype="float32")[labels]""",
+)
 
 # The hyperparameters of TensorFlow Similarity's mined losses (`PNLoss`, `TripletLoss`).
 DISTANCE = base.Hyperparameter(

@@ -61,11 +61,6 @@ def pn_elements(
 
     Example:
 
-    >>> import keras
-    >>> import numpy as np
-    >>> import keras_metric_losses as kml
-    >>> labels = np.array([0, 1, 2, 3, 0, 1, 2, 3])
-    >>> embeddings = np.eye(4, dtype="float32")[labels]
     >>> losses = kml.pn_loss(labels, embeddings, soft_margin=True)
     >>> print(keras.ops.convert_to_numpy(losses).round(5))
     [0.31326 0.31326 0.31326 0.31326 0.31326 0.31326 0.31326 0.31326]
@@ -86,6 +81,7 @@ def pn_elements(
 
 pn_loss, PNLoss = base.declare(
     pn_elements,
+    inputs=mined.INPUTS,
     function="pn_loss",
     cls="PNLoss",
     name="PNLoss",
@@ -134,10 +130,6 @@ pn_loss, PNLoss = base.declare(
 
     Example:
 
-    >>> import numpy as np
-    >>> import keras_metric_losses as kml
-    >>> labels = np.array([0, 1, 2, 3, 0, 1, 2, 3])
-    >>> embeddings = np.eye(4, dtype="float32")[labels]
     >>> round(float(kml.PNLoss(soft_margin=True)(labels, embeddings)), 5)
     0.31326
 

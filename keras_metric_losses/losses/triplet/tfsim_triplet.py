@@ -42,11 +42,6 @@ def triplet_elements(
 
     Example:
 
-    >>> import keras
-    >>> import numpy as np
-    >>> import keras_metric_losses as kml
-    >>> labels = np.array([0, 1, 2, 3, 0, 1, 2, 3])
-    >>> embeddings = np.eye(4, dtype="float32")[labels]
     >>> print(keras.ops.convert_to_numpy(kml.triplet_loss(labels, embeddings)).round(5))
     [0.31326 0.31326 0.31326 0.31326 0.31326 0.31326 0.31326 0.31326]
 
@@ -84,6 +79,7 @@ def resolve_soft_margin(values):
 
 triplet_loss, TripletLoss = base.declare(
     triplet_elements,
+    inputs=mined.INPUTS,
     function="triplet_loss",
     cls="TripletLoss",
     name="TripletLoss",
@@ -120,10 +116,6 @@ triplet_loss, TripletLoss = base.declare(
 
     Example:
 
-    >>> import numpy as np
-    >>> import keras_metric_losses as kml
-    >>> labels = np.array([0, 1, 2, 3, 0, 1, 2, 3])
-    >>> embeddings = np.eye(4, dtype="float32")[labels]
     >>> round(float(kml.TripletLoss()(labels, embeddings)), 5)
     0.31326
     >>> round(float(kml.TripletLoss(margin=1.1)(labels, embeddings)), 5)
