@@ -120,6 +120,14 @@ def reduce_elements(values, mask, reducer, pml_rule=nonzero_mean):
     return anchor_mean(values, mask)
 
 
+def batch_sum(x, cross_replica):
+    """The sum of the scalar `x` over every replica's batch under `cross_replica=True`, `x`
+    itself otherwise; differentiable (each replica's gradient flows back to its own `x`)."""
+    if not cross_replica:
+        return x
+    return ops.sum(distributed.all_gather(ops.reshape(x, (1,))))
+
+
 def batch_total(x, cross_replica):
     """The sum of the scalar `x` over every replica's batch (no gradient): the global batch's
     count under `cross_replica=True`, `x` itself otherwise."""

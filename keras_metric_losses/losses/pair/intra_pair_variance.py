@@ -20,7 +20,8 @@ def intra_pair_variance_per_anchor(pairs, *, pos_eps, neg_eps, distance, reducer
     ```
 
     For a distance the sides flip: `max(D_ij - (1 + pos_eps) mu+, 0)^2` and
-    `max((1 - neg_eps) mu- - D_ij, 0)^2`. The means are differentiated, as in PML.
+    `max((1 - neg_eps) mu- - D_ij, 0)^2`. The means are differentiated, as in PML, and with
+    `cross_replica=True` they are those of the global batch.
 
     Per-anchor values (`reducer`): `"anchor"` (default) is the mean of the anchor's positive
     terms plus the mean of its negative terms; `"pml"` is its share of PML's mean over the
@@ -45,11 +46,18 @@ def intra_pair_variance_per_anchor(pairs, *, pos_eps, neg_eps, distance, reducer
     values = 0.0
     for mask, eps, pulled_up in ((pairs.positive, pos_eps, similarity),
                                  (pairs.negative, neg_eps, not similarity)):  # fmt: skip
-        mean = ops.divide_no_nan(ops.sum(masked(matrix, mask)), count(mask, matrix.dtype))
+        mean = _batch_mean(matrix, mask, pairs.cross_replica)
         gap = (1.0 - eps) * mean - matrix if pulled_up else matrix - (1.0 + eps) * mean
         terms = masked(ops.square(ops.relu(gap)), mask)
         values = values + reduction.reduce_elements(terms, mask, reducer, reduction.batch_mean)
     return values
+
+
+def _batch_mean(matrix, mask, cross_replica):
+    """The mean of `matrix` over `mask`, of every replica's batch with `cross_replica`."""
+    total = reduction.batch_sum(ops.sum(masked(matrix, mask)), cross_replica)
+    pairs = reduction.batch_total(count(mask, "float32"), cross_replica)
+    return ops.divide_no_nan(total, ops.cast(pairs, matrix.dtype))
 
 
 intra_pair_variance_loss, IntraPairVarianceLoss = base.declare(
