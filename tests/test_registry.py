@@ -71,3 +71,13 @@ def test_every_demo_recipe_trains_a_registered_loss():
     for recipe in RECIPES.values():
         if not recipe.baseline:
             assert REGISTRY[recipe.loss.__name__] is recipe.loss, recipe
+
+
+@pytest.mark.parametrize("declaration", DECLARED, ids=lambda d: "/".join(d.names))
+def test_declared_objects_live_in_their_module(declaration):
+    """The generated function and class say they come from a family module that defines them
+    under their name (the docs' API pages and `pickle` look them up there)."""
+    for obj in (declaration.function, declaration.cls):
+        if obj is not None:
+            assert obj.__module__.startswith(f"{kml.__name__}.losses."), obj.__module__
+            assert getattr(sys.modules[obj.__module__], obj.__name__) is obj

@@ -87,7 +87,8 @@ def _compile(source, name, namespace, owner=""):
 def _caller_module():
     """The module that called `declare` (where the generated objects are said to live)."""
     frame = inspect.currentframe()
-    while frame.f_globals.get("__name__") == __name__:
+    declaring = (__name__, __name__.rpartition(".")[0] + ".base")
+    while frame.f_globals.get("__name__") in declaring:
         frame = frame.f_back
     return frame.f_globals["__name__"]
 
