@@ -163,6 +163,12 @@ def npairs_multilabel_per_anchor(y_true, y_pred, *, cross_replica, key_labels=No
     return _cross_entropy(overlap, y_pred)
 
 
+def _inputs(labels, key_labels):
+    """The inputs of an N-pair loss: labels, the similarity matrix, the columns' labels."""
+    return base.Inputs(("y_true", "y_pred"), (labels, _SIMILARITIES),
+                       keywords=(("key_labels", key_labels),))  # fmt: skip
+
+
 npairs_loss, NpairsLoss = base.declare(
     npairs_per_anchor,
     function="npairs_loss",
@@ -172,19 +178,10 @@ npairs_loss, NpairsLoss = base.declare(
     "same-label columns",
     options=(base.CROSS_REPLICA,),
     hyperparameters={"cross_replica": _GATHER_KEY_LABELS},
-    inputs=base.Inputs(
-        ("y_true", "y_pred"),
-        (
-            "`[B]` or `[B, 1]` integer class labels (a `tf.SparseTensor` is densified).",
-            _SIMILARITIES,
-        ),
-        keywords=(
-            (
-                "key_labels",
-                "Optional `[K]` or `[K, 1]` integer labels of the columns of `y_pred`. Defaults "
-                "to `None`: the columns are the rows' own examples (`K = B`, labels `y_true`).",
-            ),
-        ),
+    inputs=_inputs(
+        "`[B]` or `[B, 1]` integer class labels (a `tf.SparseTensor` is densified).",
+        "Optional `[K]` or `[K, 1]` integer labels of the columns of `y_pred`. Defaults to `None`:"
+        " the columns are the rows' own examples (`K = B`, labels `y_true`).",
     ),
     class_doc="""N-pair loss over a `[B, B]` similarity matrix (`npairs_loss`), one value per
     anchor.
@@ -233,19 +230,10 @@ npairs_multilabel_loss, NpairsMultilabelLoss = base.declare(
     summary="the same with targets from label-set overlap of multi-hot labels",
     options=(base.CROSS_REPLICA,),
     hyperparameters={"cross_replica": _GATHER_KEY_LABELS},
-    inputs=base.Inputs(
-        ("y_true", "y_pred"),
-        (
-            "`[B, C]` multi-hot labels (any numeric dtype; a `tf.SparseTensor` is densified).",
-            _SIMILARITIES,
-        ),
-        keywords=(
-            (
-                "key_labels",
-                "Optional `[K, C]` multi-hot labels of the columns of `y_pred`. Defaults to "
-                "`None`: the columns are the rows' own examples.",
-            ),
-        ),
+    inputs=_inputs(
+        "`[B, C]` multi-hot labels (any numeric dtype; a `tf.SparseTensor` is densified).",
+        "Optional `[K, C]` multi-hot labels of the columns of `y_pred`. Defaults to `None`: the "
+        "columns are the rows' own examples.",
     ),
     class_doc="""Multilabel N-pair loss over a `[B, B]` similarity matrix
     (`npairs_multilabel_loss`), one value per anchor.

@@ -1,6 +1,7 @@
 """The hyperparameters that several triplet losses share: TF Addons' `distance_metric` and
 pytorch-metric-learning's `distance`, `triplets_per_anchor` and `normalize_embeddings`."""
 
+import dataclasses
 import inspect
 
 from keras_metric_losses import distances
@@ -71,4 +72,15 @@ TRIPLETS_PER_ANCHOR = base.Hyperparameter(
     "all",
     check_triplets_per_anchor,
     'Only `"all"` (PML\'s default; its random subsampling is not offered).',
+)
+
+
+# Two classes of two unit embeddings: the inputs of the PML triplet losses' examples.
+PML_INPUTS = dataclasses.replace(
+    base.EMBEDDINGS,
+    example=""">>> import keras
+>>> import numpy as np
+>>> import keras_metric_losses as kml
+>>> labels = np.array([0, 0, 1, 1])
+>>> embeddings = np.array([[1, 0], [0.6, 0.8], [0.8, 0.6], [0, 1]], "float32")""",
 )

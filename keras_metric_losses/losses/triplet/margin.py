@@ -112,11 +112,6 @@ def margin_per_anchor(
 
     Example:
 
-    >>> import keras
-    >>> import numpy as np
-    >>> import keras_metric_losses as kml
-    >>> labels = np.array([0, 0, 1, 1])
-    >>> embeddings = np.array([[1, 0], [0.6, 0.8], [0.8, 0.6], [0, 1]], "float32")
     >>> losses = kml.margin_loss(labels, embeddings, beta=0.5)
     >>> print(keras.ops.convert_to_numpy(losses).round(4))
     [0.6282 0.8368 0.8368 0.6282]
@@ -142,6 +137,7 @@ def margin_per_anchor(
 
 margin_loss, MarginLoss = base.declare(
     margin_per_anchor,
+    inputs=common.PML_INPUTS,
     function="margin_loss",
     cls="MarginLoss",
     original="PML 2.9 `MarginLoss`",
@@ -189,10 +185,6 @@ margin_loss, MarginLoss = base.declare(
 
     Example:
 
-    >>> import numpy as np
-    >>> import keras_metric_losses as kml
-    >>> labels = np.array([0, 0, 1, 1])
-    >>> embeddings = np.array([[1, 0], [0.6, 0.8], [0.8, 0.6], [0, 1]], "float32")
     >>> round(float(kml.MarginLoss(beta=0.5, reducer="pml")(labels, embeddings)), 4)
     0.4186
 

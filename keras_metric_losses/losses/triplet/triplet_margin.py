@@ -75,11 +75,6 @@ def triplet_margin_per_anchor(
 
     Example:
 
-    >>> import keras
-    >>> import numpy as np
-    >>> import keras_metric_losses as kml
-    >>> labels = np.array([0, 0, 1, 1])
-    >>> embeddings = np.array([[1, 0], [0.6, 0.8], [0.8, 0.6], [0, 1]], "float32")
     >>> losses = kml.triplet_margin_loss(labels, embeddings, margin=0.1)
     >>> print(keras.ops.convert_to_numpy(losses).round(4))
     [0.181  0.5368 0.5368 0.181 ]
@@ -110,6 +105,7 @@ def _miner_margin_needs_a_miner(values):
 
 triplet_margin_loss, TripletMarginLoss = base.declare(
     triplet_margin_per_anchor,
+    inputs=common.PML_INPUTS,
     function="triplet_margin_loss",
     cls="TripletMarginLoss",
     original="PML 2.9 `TripletMarginLoss` (+ `TripletMarginMiner`)",
@@ -164,10 +160,6 @@ triplet_margin_loss, TripletMarginLoss = base.declare(
 
     Example:
 
-    >>> import numpy as np
-    >>> import keras_metric_losses as kml
-    >>> labels = np.array([0, 0, 1, 1])
-    >>> embeddings = np.array([[1, 0], [0.6, 0.8], [0.8, 0.6], [0, 1]], "float32")
     >>> round(float(kml.TripletMarginLoss(margin=0.1, reducer="pml")(labels, embeddings)), 4)
     0.4785
 
