@@ -59,6 +59,16 @@ def in_dtype_of(values, reference):
     return ops.cast(values, dtype) if is_float_dtype(dtype) else values
 
 
+def with_non_finite_of(values, *tensors):
+    """`values` plus `0 * sum(tensor)` for each tensor: a NaN or inf in any of them makes every
+    value NaN (so that Keras' `TerminateOnNaN` sees it, though masks select with `where`, which
+    drops it), and nothing changes otherwise; no gradient flows through the sums."""
+    for tensor in tensors:
+        carry = ops.sum(ops.cast(ops.stop_gradient(tensor), values.dtype))
+        values = values + 0.0 * carry
+    return values
+
+
 def label_equality(labels, key_labels=None):
     """`[B, K]` boolean matrix, `True` where `labels[i] == key_labels[j]`.
 

@@ -32,7 +32,13 @@ from keras import ops
 
 from keras_metric_losses import distances as distances_lib
 from keras_metric_losses import distributed, validation
-from keras_metric_losses.ops import compute_dtype, in_dtype_of, l2_normalize, label_equality
+from keras_metric_losses.ops import (
+    compute_dtype,
+    in_dtype_of,
+    l2_normalize,
+    label_equality,
+    with_non_finite_of,
+)
 
 EMBEDDINGS = "a [batch, dim] matrix of embeddings"
 
@@ -246,10 +252,8 @@ class Pairs:
         """The loss's output from `[b]` per-query values: each example's mean over its views,
         NaN where the queries or keys hold a NaN or inf (`0 * sum` adds nothing otherwise, and
         no gradient), in the dtype of `y_pred`."""
-        carry = ops.sum(self.queries)
-        if not self.keys_are_queries:
-            carry = carry + ops.sum(ops.stop_gradient(self.keys))
-        values = values + ops.cast(0.0 * ops.stop_gradient(carry), values.dtype)
+        keys = () if self.keys_are_queries else (self.keys,)
+        values = with_non_finite_of(values, self.queries, *keys)
         if self.views > 1:
             values = ops.mean(ops.reshape(values, (self.views, -1)), axis=0)
         return in_dtype_of(values, self.y_pred)

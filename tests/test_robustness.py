@@ -92,8 +92,9 @@ def test_bad_inputs_raise_clear_errors(entry):
 
 @pytest.mark.parametrize("entry", FAMILY_ENTRIES)
 def test_value_faults_do_not_raise_with_value_checks_off(entry):
-    """By default no tensor value is read: value faults pass through without an error (the
-    result may hold NaN for NaN inputs; ids out of range give the documented finite value)."""
+    """By default no tensor value is read: value faults pass through without an error (NaN or
+    inf inputs give a non-finite value, see below; ids out of range the documented finite
+    value)."""
 
     def check(outcome, y_true, y_pred):
         if outcome.traced:
@@ -104,6 +105,39 @@ def test_value_faults_do_not_raise_with_value_checks_off(entry):
 
     assert not kml.config.value_checks_enabled()
     _check_all(entry, Raises, check)
+
+
+NON_FINITE = ("NaN in y_pred", "inf in y_pred", "-inf in y_pred")
+
+
+def _non_finite_faults(entry):
+    """The faults that put a NaN or an infinity in `y_pred` and that the loss does not take
+    as data (N-pair losses take `-inf` as a masked pair)."""
+    return [f for f in NON_FINITE if isinstance(entry.outcomes[f], Raises)]
+
+
+def _assert_non_finite_outputs(entry, loss):
+    for fault in _non_finite_faults(entry):
+        y_true, y_pred = FAULTS[fault](entry)
+        result = numpy(loss(y_true, y_pred))
+        assert not np.isfinite(result).all(), (fault, result)
+
+
+@pytest.mark.parametrize("entry", ENTRIES)
+def test_non_finite_predictions_give_a_non_finite_loss(entry):
+    """With value checks off (no host read), a NaN or inf in `y_pred` gives a non-finite loss,
+    so that Keras' `TerminateOnNaN` stops the training (masks select with `where`, which would
+    drop it)."""
+    assert not kml.config.value_checks_enabled()
+    _assert_non_finite_outputs(entry, entry.loss)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("entry", FAMILY_ENTRIES)
+def test_non_finite_predictions_give_a_non_finite_loss_when_compiled(entry):
+    """The same compiled (`0 * sum` survives the compilers: no fast math), for the first loss
+    of each family and kind (`torch.compile` takes seconds a loss)."""
+    _assert_non_finite_outputs(entry, compiled(entry.loss))
 
 
 def _compiled_error(error):

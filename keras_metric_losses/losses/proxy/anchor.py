@@ -5,7 +5,7 @@ from keras import ops
 from keras_metric_losses.class_logits import Targets, checked_inputs, checked_logits, cosines
 from keras_metric_losses.losses import base
 from keras_metric_losses.losses.proxy import common
-from keras_metric_losses.ops import in_dtype_of
+from keras_metric_losses.ops import in_dtype_of, with_non_finite_of
 
 
 def _log1p_sum_exp_by_class(values, targets):
@@ -103,7 +103,8 @@ def proxy_anchor_of_similarities(y_true, y_pred, *, margin, alpha):
     """`proxy_anchor_elements` of the `[B, C]` cosines of `ClassProxies`."""
     labels, similarity = checked_logits(y_true, y_pred)
     targets = Targets(labels, ops.shape(similarity)[1])
-    return in_dtype_of(proxy_anchor_shares(similarity, targets, margin, alpha), y_pred)
+    shares = proxy_anchor_shares(similarity, targets, margin, alpha)  # masks drop NaN: carried
+    return in_dtype_of(with_non_finite_of(shares, similarity), y_pred)
 
 
 HYPERPARAMETERS = dict(

@@ -10,7 +10,7 @@ from keras_metric_losses.losses.ssl.common import (
     off_diagonal_square_sum,
     two_views,
 )
-from keras_metric_losses.ops import in_dtype_of, safe_sqrt
+from keras_metric_losses.ops import in_dtype_of, safe_sqrt, with_non_finite_of
 
 
 def _standardize_columns(z):
@@ -59,7 +59,8 @@ def barlow_elements(y_true, y_pred, *, lambda_, margin):
     c = ops.matmul(ops.transpose(_standardize_columns(za)), _standardize_columns(zb)) / batch
     on_diagonal = ops.sum(ops.square(1.0 - ops.diagonal(c)))
     loss = on_diagonal + lambda_ * off_diagonal_square_sum(c) + margin
-    return in_dtype_of(ops.ones_like(za[:, 0]) * loss, y_pred)
+    # The standardisation's `where` drops a NaN or inf of a constant column: carried explicitly.
+    return in_dtype_of(with_non_finite_of(ops.ones_like(za[:, 0]) * loss, za, zb), y_pred)
 
 
 barlow_loss, Barlow = base.declare(
