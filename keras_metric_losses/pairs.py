@@ -300,16 +300,18 @@ def split_views(y_pred, count=None):
             )
     elif len(shape) == 2:
         return y_pred, 1
-    elif len(shape) != 3 or shape[1] is None:
+    elif len(shape) != 3 or shape[1] is None or shape[2] == 1:
         raise ValueError(
             "`y_pred` must be a [batch, dim] matrix of embeddings or [batch, views, dim] "
-            f"(several views of each example). Received: y_pred.shape={shape}"
+            "(several views of each example, each of dimension 2 or more: a trailing axis of "
+            f"size 1 is taken for a mistake). Received: y_pred.shape={shape}"
         )
     flat = ops.reshape(ops.transpose(y_pred, (1, 0, 2)), (-1, ops.shape(y_pred)[2]))
     return flat, shape[1]
 
 
-def build(y_true, y_pred, keys=None, *, multi_hot=False, views=False, normalize=False):
+def build(y_true, y_pred, keys=None, *, multi_hot=False, views=False, normalize=False,
+          warn=True):  # fmt: skip
     """Checks labels and embeddings and builds the `Pairs` of a batch against its `keys`.
 
     Args:
@@ -321,6 +323,9 @@ def build(y_true, y_pred, keys=None, *, multi_hot=False, views=False, normalize=
         views: Accept `[b, V, D]` views (each view keeps its example's label). Defaults to
             `False`.
         normalize: L2-normalise queries and keys. Defaults to `False`.
+        warn: With value checks on, warn once for a batch without a positive or a negative pair
+            (a loss whose labels are not classes, such as Instance's, turns it off). Defaults
+            to `True`.
 
     Returns:
         A `Pairs`.
@@ -349,7 +354,7 @@ def build(y_true, y_pred, keys=None, *, multi_hot=False, views=False, normalize=
     rows = key_embeddings if keys.cross_replica else queries
     result = Pairs(queries, key_embeddings, labels, key_labels, keys, self_columns,
                    ops.shape(rows)[0], count, y_pred)  # fmt: skip
-    if not multi_hot:
+    if warn and not multi_hot:
         _warn_once_without_positive(result)
     return result.normalized() if normalize else result
 
@@ -393,25 +398,30 @@ def embedding_pairs(y_true, y_pred, *, ref_embeddings=None, ref_labels=None, cro
     return build(y_true, y_pred, keys_of(ref_embeddings, ref_labels, cross_replica))
 
 
-_WARNED = {"no_positive": False}
+_WARNED = {"no_positive": False, "no_negative": False}
 
 
 def _warn_once_without_positive(pairs):
     """With value checks on (`kml.config`), warns once per process for a concrete batch in
-    which no anchor has a positive: a pair loss is then 0 and learns nothing from it."""
-    if _WARNED["no_positive"] or not validation.reads_values(pairs.queries):
+    which no anchor has a positive, and once for one in which none has a negative (a batch of
+    one class): a pair loss is then 0 and learns nothing from it."""
+    if not validation.reads_values(pairs.queries) or 0 in tuple(pairs.queries.shape):
         return
-    if 0 in tuple(pairs.positive.shape) or bool(ops.convert_to_numpy(ops.any(pairs.positive))):
-        return
-    _WARNED["no_positive"] = True
-    warnings.warn(
-        "keras_metric_losses: a batch has no positive pair (no two of its samples share a "
-        "label), so a pair or triplet loss is 0 on it and learns nothing. Build batches of "
-        "several samples per class with `kml.data.ClassBalancedSampler(x, y, "
-        "classes_per_batch, samples_per_class=2 or more)`. (Shown once; value checks are on.)",
-        UserWarning,
-        stacklevel=4,
-    )
+    for key, mask, what in (
+        ("no_positive", pairs.positive, "no positive pair (no two of its samples share a label)"),
+        ("no_negative", pairs.negative, "no negative pair (all its samples share one label)"),
+    ):
+        if _WARNED[key] or bool(ops.convert_to_numpy(ops.any(mask))):
+            continue
+        _WARNED[key] = True
+        warnings.warn(
+            f"keras_metric_losses: a batch has {what}, so a pair or triplet loss is 0 on it and "
+            "learns nothing. Build batches of several classes and several samples per class "
+            "with `kml.data.ClassBalancedSampler(x, y, classes_per_batch=2 or more, "
+            "samples_per_class=2 or more)`. (Shown once; value checks are on.)",
+            UserWarning,
+            stacklevel=4,
+        )
 
 
 def _shape_of(x):

@@ -142,9 +142,9 @@ def test_tf_dataset_without_tensorflow_says_so():
 
 @pytest.fixture
 def fresh_warning():
-    pairs_module._WARNED["no_positive"] = False
+    pairs_module._WARNED.update(no_positive=False, no_negative=False)
     yield
-    pairs_module._WARNED["no_positive"] = False
+    pairs_module._WARNED.update(no_positive=False, no_negative=False)
 
 
 def test_a_batch_without_positive_pair_warns_once_with_value_checks(fresh_warning):
@@ -159,3 +159,24 @@ def test_a_batch_without_positive_pair_warns_once_with_value_checks(fresh_warnin
             kml.pn_loss(distinct, embeddings)  # only once
     messages = [str(w.message) for w in caught if "no positive pair" in str(w.message)]
     assert len(messages) == 1 and "ClassBalancedSampler" in messages[0]
+
+
+def test_a_batch_of_one_class_warns_once_with_value_checks(fresh_warning):
+    embeddings = np.random.default_rng(0).normal(size=(4, 3)).astype("float32")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        kml.multi_similarity_loss(np.zeros(4, "int32"), embeddings)  # value checks off
+        with kml.config.value_checks():
+            kml.multi_similarity_loss(np.array([0, 0, 1, 1]), embeddings)  # both kinds: silent
+            kml.multi_similarity_loss(np.zeros(4, "int32"), embeddings)
+            kml.multi_similarity_loss(np.zeros(4, "int32"), embeddings)  # only once
+    messages = [str(w.message) for w in caught if "no negative pair" in str(w.message)]
+    assert len(messages) == 1 and "classes_per_batch=2 or more" in messages[0]
+
+
+def test_instance_ids_do_not_warn(fresh_warning):
+    embeddings = np.random.default_rng(0).normal(size=(4, 3)).astype("float32")
+    with warnings.catch_warnings(record=True) as caught, kml.config.value_checks():
+        warnings.simplefilter("always")
+        kml.instance_loss(np.arange(4), embeddings)
+    assert not [w for w in caught if "keras_metric_losses" in str(w.message)]

@@ -359,3 +359,10 @@ def test_configs_round_trip_with_every_hyperparameter():
     assert kml.NTXentLoss.from_config(config).get_config() == config
     for cls in (kml.SupConLoss, kml.SupConMultilabelLoss, kml.FastAPLoss, kml.InstanceLoss):
         assert cls.from_config(cls().get_config()).get_config() == cls().get_config()
+
+
+def test_a_trailing_axis_of_size_one_is_not_taken_for_views():
+    """`[B, V, 1]` would be V one-dimensional views: a rank mistake (`emb[:, :, None]`)."""
+    embeddings = np.random.default_rng(0).normal(size=(8, 4)).astype("float32")
+    with pytest.raises(ValueError, match=r"trailing axis of size 1.*y_pred.shape=\(8, 4, 1\)"):
+        kml.SupConLoss()(np.arange(8) % 4, embeddings[:, :, None])

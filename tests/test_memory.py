@@ -15,6 +15,7 @@ from support import compiled, numpy
 from xbm_reference import CrossBatchMemory as ReferenceMemory
 
 import keras_metric_losses as kml
+from keras_metric_losses.losses.base import DECLARED
 
 DIM = 3
 
@@ -194,6 +195,11 @@ def test_memory_follows_the_variable_dtype_under_mixed_precision():
             r"`TripletSemiHardLoss` takes no keys other than its batch.*CircleLoss.*"
             r"Received: loss=TripletSemiHardLoss\(\)",
         ),
+        (
+            {"loss": kml.SupConMultilabelLoss()},
+            ValueError,
+            r"multi-hot labels; the memory holds one class id per slot",
+        ),
     ],
 )
 def test_bad_arguments_name_the_argument(kwargs, error, message):
@@ -234,3 +240,27 @@ def test_compiled_step_matches_eager():
     np.testing.assert_allclose(
         numpy(compiled(run)(embeddings, labels)), numpy(eager.losses[-1]), rtol=1e-5
     )
+
+
+MEMORY_LOSSES = [
+    d.cls
+    for d in DECLARED
+    if d.cls is not None and d.supports_keys and not d.inputs.front_end.get("multi_hot")
+]
+
+
+@pytest.mark.parametrize("loss_cls", MEMORY_LOSSES, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("mode", ["pml", "tf_similarity"])
+def test_a_large_empty_memory_is_no_memory_at_the_first_step(loss_cls, mode):
+    """Empty slots take no part (PML: `LiftedStructureLoss` in a memory of 100 slots gave
+    13.547 at the first step, counting empty slots as negatives, where PML gives 5.050): at
+    the first step a memory of 100 slots gives what a memory of the batch's size gives."""
+    rng = np.random.default_rng(4)
+    embeddings = rng.normal(size=(8, DIM)).astype("float32")
+    embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
+    labels = np.array([0, 1, 2, 3, 0, 1, 2, 3], "int32")
+    values = [
+        step(kml.layers.CrossBatchMemory(loss_cls(), size, mode=mode), embeddings, labels)
+        for size in (8, 100)
+    ]
+    np.testing.assert_allclose(values[1], values[0], rtol=1e-5, atol=1e-6)

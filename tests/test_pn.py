@@ -220,7 +220,6 @@ BAD_ARGUMENTS = [
     ({"positive_mining_strategy": "Hard"}, r"positive_mining_strategy.*\['hard', 'easy'\]"),
     ({"negative_mining_strategy": "semihard"}, r"negative_mining_strategy.*'semihard'"),
     ({"soft_margin": True, "margin": 0.5}, r"soft_margin=True, margin=0.5"),
-    ({"margin": None}, r"margin.*finite number.*margin=None"),
     ({"margin": "1"}, r"margin.*finite number"),
     ({"margin": float("nan")}, r"margin.*finite number"),
     ({"distance": "cosine_sim"}, r"Unknown distance.*'cosine'.*cosine_sim"),
@@ -364,3 +363,15 @@ def test_random_batches_match_numpy_reference(batch, distance, positive, negativ
     )
     expected = pn_reference(labels, embeddings, soft_margin=soft, margin=margin, **kwargs)[0]
     np.testing.assert_allclose(numpy(values), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_margin_none_is_the_soft_margin_as_in_tf_similarity():
+    labels = np.array([0, 1, 2, 3, 0, 1, 2, 3])
+    embeddings = np.random.default_rng(3).normal(size=(8, 4)).astype("float32")
+    soft = numpy(kml.pn_loss(labels, embeddings, soft_margin=True))
+    np.testing.assert_array_equal(numpy(kml.pn_loss(labels, embeddings, margin=None)), soft)
+    loss = kml.PNLoss(margin=None)
+    assert loss.soft_margin is True and loss.margin == 1.0
+    np.testing.assert_allclose(numpy(loss(labels, embeddings)), soft.mean(), rtol=1e-6)
+    with pytest.raises(ValueError, match=r"`margin` has no effect with `soft_margin=True`"):
+        kml.PNLoss(soft_margin=True, margin=0.5)

@@ -387,8 +387,8 @@ def test_pml_arguments_are_checked():
         kml.TripletMarginLoss(normalize_embeddings=1)
     with pytest.raises(ValueError, match=r"learn_beta=True.*not supported"):
         kml.MarginLoss(learn_beta=True)
-    with pytest.raises(ValueError, match=r"`nu`.*must be 0.*nu=0.1"):
-        kml.margin_loss(y, e, nu=0.1)
+    with pytest.raises(ValueError, match=r"`nu` must be a finite number.*nu=nan"):
+        kml.margin_loss(y, e, nu=float("nan"))
     for beta in ([], [1.0, "a"], "1.2", [1.0, float("nan")]):
         with pytest.raises(ValueError, match=r"`beta` must be a finite number"):
             kml.MarginLoss(beta=beta)
@@ -478,3 +478,11 @@ def test_reference_keys_are_not_the_queries():
     found = pairs.build(y, e, pairs.Keys.reference(keys, keys_labels))
     np.testing.assert_array_equal(numpy(found.positive), [[1, 0, 1], [0, 1, 0]])
     assert found.self_columns is None
+
+
+def test_margin_loss_takes_nu_and_ignores_it_with_a_fixed_beta_as_pml():
+    y, e = np.array([0, 0, 1, 1]), np.eye(4, 3, dtype="float32")
+    np.testing.assert_allclose(
+        numpy(kml.margin_loss(y, e, nu=0.1)), numpy(kml.margin_loss(y, e)), rtol=0, atol=0
+    )
+    assert kml.MarginLoss(nu=0.1).get_config()["nu"] == 0.1

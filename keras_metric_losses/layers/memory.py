@@ -122,6 +122,13 @@ class CrossBatchMemory(AddsLoss, StrictConfig, keras.layers.Layer):
                 "`loss` must be a loss of keras_metric_losses on labels and embeddings (for "
                 f"example `kml.PNLoss()`). Received: loss={loss!r}"
             )
+        if loss.declaration is not None and (loss.declaration.inputs.front_end or {}).get(
+            "multi_hot"
+        ):
+            raise ValueError(
+                f"`{type(loss).__name__}` takes multi-hot labels; the memory holds one class id "
+                f"per slot. Received: loss={type(loss).__name__}()"
+            )
         if loss.declaration is None or not loss.declaration.supports_keys:
             supported = sorted(d.cls.__name__ for d in DECLARED if d.cls and d.supports_keys)
             raise ValueError(

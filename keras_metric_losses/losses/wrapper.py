@@ -1,6 +1,7 @@
 """The `keras.losses.Loss` of every declared loss: Keras' reduction around per-example values."""
 
 import keras
+from keras import ops
 
 from keras_metric_losses import validation
 from keras_metric_losses.api import StrictConfig
@@ -67,7 +68,10 @@ class LossFunctionWrapper(StrictConfig, keras.losses.Loss):
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         labels = validation.numeric_tensor(y_true, "y_true")
-        return _PerExample(self, labels)(0.0, y_pred, sample_weight=sample_weight)
+        result = _PerExample(self, labels)(0.0, y_pred, sample_weight=sample_weight)
+        if self.reduction is not None and tuple(result.shape) == (0,):
+            return ops.sum(result)  # an empty batch: Keras returns its `[]` values; the loss is 0
+        return result
 
     def call(self, y_true, y_pred):
         return self.fn(y_true, y_pred, **self.hyperparameters)

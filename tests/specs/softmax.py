@@ -19,7 +19,8 @@ class ScaledEmbeddings(Embeddings):
     """Labels and `[B, D]` embeddings for a loss of `scale * similarity` logits (`1 /
     temperature`, `gamma`): a softmax cross-entropy moves by at most twice the largest change of
     a logit, so the first mixed-precision step is bounded by `2 * scale * error`.
-    `multiview`: `[B, V, D]` is an input too (a rank-3 `y_pred` is valid)."""
+    `multiview`: `[B, V, D]` is an input too, but not `[B, V, 1]` (the fault's rank-3 `y_pred`:
+    a rank mistake, refused)."""
 
     def __init__(self, scale, multiview=True):
         self.scale, self.multiview = scale, multiview
@@ -30,8 +31,14 @@ class ScaledEmbeddings(Embeddings):
     def outcomes(self):
         outcomes = super().outcomes()
         if self.multiview:
-            outcomes["y_pred rank 3"] = Value()  # [B, V=3, D=1]: three views of each example
+            outcomes["y_pred rank 3"] = VIEWS_OF_ONE
         return outcomes
+
+
+# `[B, V=3, D=1]`: taken for `emb[:, :, None]`, a rank mistake, not three one-dimensional views.
+VIEWS_OF_ONE = Raises(
+    ValueError, r"trailing axis of size 1 is taken for a mistake.*y_pred.shape=\(4, 3, 1\)"
+)
 
 
 class MultilabelEmbeddings(ScaledEmbeddings):
@@ -46,7 +53,7 @@ class MultilabelEmbeddings(ScaledEmbeddings):
             "y_true two columns": Raises(
                 ValueError, r"`y_true`.*multi-hot.*Received: y_true.shape=\(4, 6, 2\)"
             ),
-            "y_pred rank 3": Value(),
+            "y_pred rank 3": VIEWS_OF_ONE,
             "non-square y_pred": NOT_SQUARE,
             "non-integral labels": Value(),  # documented: non-binary entries weight positives
             "NaN labels": not_finite("y_true", (4, 6), 1, 0),

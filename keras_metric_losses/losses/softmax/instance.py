@@ -1,6 +1,8 @@
 """Instance loss (pytorch-metric-learning's `InstanceLoss`): a softmax over the batch's
 scaled cosine similarities, with a target column from the label's rank."""
 
+import dataclasses
+
 from keras import ops
 
 from keras_metric_losses import distances, mining
@@ -70,6 +72,8 @@ instance_loss, InstanceLoss = base.declare(
     original="PML `InstanceLoss`",
     summary="softmax over the batch's columns, the target column from the label's rank",
     positional=("gamma",),
+    # Its labels are instance ids, not classes: no warning for a batch without positive pairs.
+    inputs=dataclasses.replace(base.EMBEDDINGS, front_end={"warn": False}),
     hyperparameters=dict(gamma=base.positive_real(64.0, "Scale of the similarities, `> 0`.")),
     class_doc="""Instance loss over a batch of embeddings (`instance_loss`), one value per
     example.

@@ -39,17 +39,6 @@ def check_learn_beta(value, name):
     return False
 
 
-def check_nu(value, name):
-    """`nu` only weighs PML's regulariser of a learned `beta`: only its default 0 is accepted."""
-    nu = validation.real(value, name)
-    if nu != 0:
-        raise ValueError(
-            f"`{name}` weighs the regulariser of a learned `beta` (`learn_beta=True`, not "
-            f"supported): it has no effect and must be 0. Received: {name}={value!r}"
-        )
-    return nu
-
-
 def margin_parts(pairs, distance, margin, beta):
     """`(positive_part, negative_part)`, two `[b, K]` tensors (0 off the positive / negative
     masks): PML's `relu(D[a, p] - beta + margin)` and `relu(beta - D[a, n] + margin)` (signs
@@ -98,13 +87,14 @@ def margin_per_anchor(
     `O(B^3)` triplets.
 
     `beta` is fixed: PML's `learn_beta=True` (a trainable `beta`, with its regulariser weight
-    `nu`) needs a variable, which a loss of this package does not hold, and is refused. A
+    `nu`) needs a variable, which a loss of this package does not hold, and is refused; `nu` is
+    accepted and, as in PML with a fixed `beta`, has no effect. A
     list `beta` gives one boundary per class (PML's `num_classes` betas, fixed), indexed by
     the anchor's label: labels must then be `0 .. len(beta) - 1` (checked when value checks
     are on; otherwise clipped into range).
 
     Raises:
-        ValueError: for `learn_beta=True`, `nu` other than 0, a non-finite `margin` or
+        ValueError: for `learn_beta=True`, a non-finite `margin`, `nu` or
             `beta`, an empty `beta` list, an unknown distance or reducer, or bad shapes. With
             value checks on (`kml.config`), also for non-integral float labels, NaN or inf in
             `y_pred`, and labels outside `[0, len(beta))` with a list `beta`.
@@ -157,8 +147,10 @@ margin_loss, MarginLoss = base.declare(
     options=(base.KEYS, base.CROSS_REPLICA),
     hyperparameters=dict(
         margin=base.real(0.2, "The margin around `beta`."),
-        nu=base.Hyperparameter(
-            0.0, check_nu, "Weight of PML's `beta` regulariser; only 0 (no learned `beta`)."
+        nu=base.real(
+            0.0,
+            "Weight of PML's regulariser of a learned `beta`: with a fixed `beta` it has no "
+            "effect, as in PML (which ignores it unless `learn_beta=True`).",
         ),
         beta=base.Hyperparameter(
             1.2,

@@ -44,6 +44,14 @@ NEGATIVE_STRATEGY = base.one_of(
 )
 
 
+def soft_margin_of_none(values):
+    """A joint check: `margin=None` (TensorFlow Similarity's soft margin) is `soft_margin=True`
+    with the default margin 1.0."""
+    if values["margin"] is None:
+        return {**values, "soft_margin": True, "margin": 1.0}
+    return values
+
+
 def margin_unused_when_soft(values):
     """A joint check: `margin` has no effect with the soft margin, so only its default 1.0 is
     accepted with `soft_margin=True`."""

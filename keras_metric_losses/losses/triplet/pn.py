@@ -1,6 +1,7 @@
 """PN loss (TensorFlow Similarity's `PNLoss`): a triplet loss whose negative distance also
 counts the distance from the mined positive to the mined negative."""
 
+from keras_metric_losses import validation
 from keras_metric_losses.compat.tfsim import TensorFlowSimilarityConfig
 from keras_metric_losses.losses import base
 from keras_metric_losses.losses.triplet import mined
@@ -100,16 +101,18 @@ pn_loss, PNLoss = base.declare(
     ),
     options=(base.KEYS, base.CROSS_REPLICA),
     bases=(TensorFlowSimilarityConfig,),
-    joint_checks=(mined.margin_unused_when_soft,),
+    joint_checks=(mined.soft_margin_of_none, mined.margin_unused_when_soft),
     hyperparameters=dict(
         distance=mined.DISTANCE,
         positive_mining_strategy=mined.POSITIVE_STRATEGY,
         negative_mining_strategy=mined.NEGATIVE_STRATEGY,
         soft_margin=base.boolean(False, "Use `softplus(d_pos - d_neg)` instead of the hinge."),
-        margin=base.real(
+        margin=base.Hyperparameter(
             1.0,
-            "Hinge margin, a finite float; with `soft_margin=True` it has no effect and only "
-            "the default is accepted.",
+            lambda value, name: None if value is None else validation.real(value, name),
+            "Hinge margin, a finite float, or `None` for the soft margin (TF Similarity's "
+            "`margin=None`: `soft_margin=True`); with `soft_margin=True` it has no effect and "
+            "only the default is accepted.",
         ),
     ),
     class_doc="""PN loss over a batch of `[B, D]` embeddings with integer labels (`pn_loss`),
