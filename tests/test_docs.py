@@ -9,6 +9,7 @@ missing.
 import ast
 import doctest
 import functools
+import html
 import http.server
 import importlib.util
 import os
@@ -245,6 +246,33 @@ def test_site_has_mathml_and_no_raw_formulas(site):
     assert "LossFunctionWrapper" not in api  # private base classes are not shown
     benchmarks = (site / "benchmarks" / "index.html").read_text()
     assert "benchmarks.png" in benchmarks and (site / "benchmarks.png").exists()
+
+
+MATH_ELEMENT = re.compile(r"<math\b.*?</math>", re.DOTALL)
+# What latex2mathml leaves as text when it does not know a command (`\arg`), or a `$` of a
+# formula that Markdown did not delimit (`$$$$` from two display blocks with no blank line).
+RAW_TEX = re.compile(r"\\[A-Za-z]+|\$")
+
+
+@pytest.mark.slow
+def test_site_formulas_hold_no_raw_tex(site):
+    pages = sorted(site.rglob("*.html"))
+    formulas, leftovers = 0, []
+    for page in pages:
+        for element in MATH_ELEMENT.findall(page.read_text()):
+            formulas += 1
+            text = html.unescape(re.sub(r"<[^>]+>", "", element))
+            found = RAW_TEX.findall(text)
+            if found:
+                leftovers.append(f"{page.relative_to(site)}: {found} in {text[:160]!r}")
+    assert formulas > 50
+    assert not leftovers, "raw TeX inside MathML:\n" + "\n".join(leftovers)
+
+
+@pytest.mark.slow
+def test_site_holds_no_python_files(site):
+    # The build hooks (mkdocs.yml `hooks:`, the griffe extension) are not pages.
+    assert not sorted(str(p.relative_to(site)) for p in site.rglob("*.py"))
 
 
 def _chromium():
