@@ -88,6 +88,21 @@ def test_migration_after_blocks_run_as_written(tmp_path, monkeypatch):
     assert isinstance(namespace["trained"], keras.Model)
 
 
+def test_migration_normalises_with_unit_normalization_not_a_lambda(tmp_path):
+    # TF Addons' triplet tutorial normalises with `Lambda(l2_normalize)`: in Keras 3 that model
+    # saves, but does not load in safe mode. The guide says so where it maps TF Addons.
+    text = (DOCS / "migration.md").read_text()
+    start, end = text.index("## From `tfa.losses`"), text.index("## From `tensorflow_similarity")
+    section = text[start:end]
+    assert "keras.layers.UnitNormalization()" in section, section[-1500:]
+    assert "safe mode" in section and "l2_normalize" in section
+    normalise = keras.layers.Lambda(lambda t: keras.ops.normalize(t, axis=-1))
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3), normalise])
+    model.save(tmp_path / "lambda.keras")
+    with pytest.raises(ValueError, match="Lambda"):
+        keras.saving.load_model(tmp_path / "lambda.keras")
+
+
 FENCE = re.compile(r"^(?P<indent>\s*)(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
 
 
