@@ -63,6 +63,56 @@ def test_quick_start_runs_as_written(name, tmp_path, monkeypatch):
         assert namespace["embeddings"].shape == (512, 32)
 
 
+# --- install lines and release metadata ----------------------------------------------------
+
+PYPROJECT = (ROOT / "pyproject.toml").read_text()
+# docs/demo.md is rewritten with the demo (issue 27): its install line joins this check then.
+INSTALL_PAGES_PENDING = {"docs/demo.md"}
+INDEX_INSTALL = re.compile(r'pip install "keras-metric-losses\[(?P<extras>[^\]]*)\]"(?! @)')
+EXTRAS = re.compile(r'(?:pip install "\.|keras-metric-losses)\[(?P<extras>[^\]]*)\]')
+
+
+def install_pages():
+    pages = [ROOT / "README.md", *sorted(DOCS.rglob("*.md"))]
+    return [p for p in pages if str(p.relative_to(ROOT)) not in INSTALL_PAGES_PENDING]
+
+
+def test_install_lines_work_today_and_the_index_line_says_it_is_for_a_release():
+    # The package is not on PyPI until a release: a page that shows the index line says so on
+    # that line (or the line before) and gives the line that works today, from a clone.
+    optional = PYPROJECT.split("[project.optional-dependencies]")[1].split("\n[")[0]
+    declared = set(re.findall(r"^(\w+) = \[", optional, re.M))
+    assert {"jax", "tensorflow", "torch", "all", "demo"} <= declared, declared
+    index_lines = 0
+    for path in install_pages():
+        lines = path.read_text().splitlines()
+        name = path.relative_to(ROOT)
+        for number, line in enumerate(lines):
+            for match in EXTRAS.finditer(line):
+                extras = {extra.strip() for extra in match["extras"].split(",")}
+                assert extras <= declared, f"{name}:{number + 1}: unknown extra in {line!r}"
+            if INDEX_INSTALL.search(line):
+                index_lines += 1
+                context = " ".join(lines[max(number - 1, 0) : number + 1]).lower()
+                assert "release" in context, f"{name}:{number + 1}: {line!r} is for a release"
+                assert 'pip install ".[' in "\n".join(lines), f"{name}: no install from a clone"
+    assert index_lines >= 2  # README and the getting-started page keep it, for a release
+
+
+def test_release_metadata_is_consistent():
+    version = re.search(r'^version = "([^"]+)"', PYPROJECT, re.M).group(1)
+    assert kml.__version__ == version
+    changelog = (ROOT / "CHANGELOG.md").read_text()
+    assert re.search(rf"^## {re.escape(version)}\b", changelog, re.M), "CHANGELOG: no " + version
+    assert re.search(r'^license = "Apache-2.0"$', PYPROJECT, re.M)  # SPDX (setuptools >= 77)
+    files = re.search(r"^license-files = \[(.*)\]$", PYPROJECT, re.M)
+    assert files, "pyproject.toml: no license-files"
+    for name in re.findall(r'"([^"]+)"', files.group(1)):
+        assert (ROOT / name).is_file(), name
+    assert "Apache License" in (ROOT / "LICENSE").read_text()
+    assert re.search(r'^readme = "README.md"$', PYPROJECT, re.M)
+
+
 def migration_blocks():
     """The runnable blocks of the migration page's before/after section: its data block, then
     every "# After" block (the PyTorch-loop one only on the PyTorch backend)."""
