@@ -153,6 +153,32 @@ def test_migration_normalises_with_unit_normalization_not_a_lambda(tmp_path):
         keras.saving.load_model(tmp_path / "lambda.keras")
 
 
+def text_block_after(path, marker):
+    """The first ```text block after `marker` in `path`."""
+    text = path.read_text()
+    match = re.search(r"```text\n(.*?)```", text[text.index(marker) :], re.DOTALL)
+    assert match, f"no text block after {marker!r} in {path}"
+    return match.group(1)
+
+
+def test_choosing_page_cites_the_demos_table_as_the_readme_gives_it():
+    # The page's only numbers are the demo's table, in one marked section: when the demo's
+    # table in the README changes, copy it to docs/choosing.md and check the sentences below it.
+    readme = text_block_after(ROOT / "README.md", "Its table on JAX")
+    choosing = text_block_after(DOCS / "choosing.md", "## The demo's numbers")
+    assert choosing == readme, "docs/choosing.md: copy the README's demo table (and re-read it)"
+    text = (DOCS / "choosing.md").read_text()
+    numbers = re.compile(r"\b\d\.\d{3}\b")
+    before = text[: text.index("## The demo's numbers")]
+    assert not numbers.findall(before), "numbers outside the marked section"
+    after = text[text.index("```text") :]
+    for value in numbers.findall(after[after.index("```", 3) :]):
+        assert value in readme, f"docs/choosing.md cites {value}, not in the demo's table"
+    nav = [line.strip() for line in (ROOT / "mkdocs.yml").read_text().splitlines()]
+    after_getting_started = nav[nav.index("- Getting started: index.md") + 1]
+    assert after_getting_started == "- Which loss to start with: choosing.md"
+
+
 FENCE = re.compile(r"^(?P<indent>\s*)(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
 
 
