@@ -94,7 +94,10 @@ def test_install_lines_work_today_and_the_index_line_says_it_is_for_a_release():
             if INDEX_INSTALL.search(line):
                 index_lines += 1
                 context = " ".join(lines[max(number - 1, 0) : number + 1]).lower()
-                assert "release" in context, f"{name}:{number + 1}: {line!r} is for a release"
+                assert "release" in context, (
+                    f"{name}:{number + 1}: {line!r} works only once a release is on PyPI: say "
+                    "so on that line (or the line before), next to the install from a clone"
+                )
                 assert 'pip install ".[' in "\n".join(lines), f"{name}: no install from a clone"
     assert index_lines >= 2  # README and the getting-started page keep it, for a release
 
