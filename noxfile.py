@@ -1,16 +1,18 @@
 """Test matrix: one virtualenv and one process per Keras backend (a backend is fixed at import).
 
-`nox -s bench [-- --quick]` runs the benchmark suite (not part of the default sessions).
+`nox -s bench [-- --quick]` runs the benchmark suite (not part of the default sessions);
+`nox -s package` builds and checks the release files (the sdist and the wheel).
 """
 
 import hashlib
 import os
 import shutil
+import zipfile
 from pathlib import Path
 
 import nox
 
-nox.options.sessions = ["lint", "tests", "docs"]
+nox.options.sessions = ["lint", "package", "tests", "docs"]
 nox.options.reuse_existing_virtualenvs = True
 
 CONSTRAINTS = ("-c", "constraints.txt")
@@ -27,6 +29,72 @@ def lint(session):
     session.install("ruff")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+
+
+# Run by the installed wheel in a fresh virtualenv, in isolated mode (`python -I`: neither the
+# working directory nor PYTHONPATH is on sys.path, so it cannot import the source tree).
+WHEEL_CHECK = """
+import importlib.metadata, math
+import numpy as np
+import keras
+import keras_metric_losses as kml
+assert keras.backend.backend() == "jax", keras.backend.backend()
+assert "site-packages" in kml.__file__, kml.__file__
+version = importlib.metadata.version("keras-metric-losses")
+assert kml.__version__ == version, (kml.__version__, version)
+loss = keras.ops.convert_to_numpy(kml.npairs_loss(np.array([0, 1]), np.eye(2, dtype="float32")))
+np.testing.assert_allclose(loss, [math.log1p(math.exp(-1))] * 2, rtol=1e-6)  # log(1 + e^-1)
+print(f"keras-metric-losses {version} ({kml.__file__}): npairs_loss {loss}")
+"""
+
+
+def _check_wheel_files(session, wheel):
+    """The wheel holds the package's files, no other (a stale build/ once kept removed
+    modules), and the licence text."""
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+    modules = {name for name in names if not name.split("/")[0].endswith(".dist-info")}
+    source = {
+        path.as_posix()
+        for path in Path("keras_metric_losses").rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts
+    }
+    if modules != source:
+        session.error(
+            f"{wheel.name} differs from the source tree: missing {sorted(source - modules)}, "
+            f"extra {sorted(modules - source)}"
+        )
+    if not any(name.endswith(".dist-info/licenses/LICENSE") for name in names):
+        session.error(f"{wheel.name} has no LICENSE")
+
+
+@nox.session
+def package(session):
+    """Builds the release files as a release would and checks them.
+
+    `python -m build` makes the sdist, then the wheel from the sdist, into a temporary
+    directory; `twine check --strict` checks their metadata (the README as the long
+    description); the wheel must hold exactly the package's modules and the LICENSE. Then the
+    wheel is installed with its `jax` extra in a fresh virtualenv and imported there, outside
+    the repository, and computes one loss value.
+    """
+    session.install("build", "twine")
+    tmp = Path(session.create_tmp()).absolute()
+    dist, venv = tmp / "dist", tmp / "fresh-venv"
+    for path in (dist, venv, Path("build")):
+        shutil.rmtree(path, ignore_errors=True)
+    session.run("python", "-m", "build", "--outdir", str(dist), ".")
+    sdists, wheels = sorted(dist.glob("*.tar.gz")), sorted(dist.glob("*.whl"))
+    if len(sdists) != 1 or len(wheels) != 1:
+        session.error(f"expected one sdist and one wheel in {dist}: {sorted(os.listdir(dist))}")
+    session.run("twine", "check", "--strict", str(sdists[0]), str(wheels[0]))
+    _check_wheel_files(session, wheels[0])
+    session.run("python", "-m", "venv", str(venv))
+    python = str(venv / "bin" / "python")
+    wheel = f"keras-metric-losses[jax] @ {wheels[0].as_uri()}"
+    session.run(python, "-m", "pip", "install", "-q", *CONSTRAINTS, wheel, external=True)
+    env = {"KERAS_BACKEND": "jax", "CUDA_VISIBLE_DEVICES": ""}
+    session.run(python, "-I", "-c", WHEEL_CHECK, env=env, external=True)
 
 
 @nox.session

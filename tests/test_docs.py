@@ -9,6 +9,7 @@ missing.
 import ast
 import doctest
 import functools
+import html
 import http.server
 import importlib.util
 import os
@@ -62,6 +63,59 @@ def test_quick_start_runs_as_written(name, tmp_path, monkeypatch):
         assert namespace["embeddings"].shape == (512, 32)
 
 
+# --- install lines and release metadata ----------------------------------------------------
+
+PYPROJECT = (ROOT / "pyproject.toml").read_text()
+# docs/demo.md is rewritten with the demo (issue 27): its install line joins this check then.
+INSTALL_PAGES_PENDING = {"docs/demo.md"}
+INDEX_INSTALL = re.compile(r'pip install "keras-metric-losses\[(?P<extras>[^\]]*)\]"(?! @)')
+EXTRAS = re.compile(r'(?:pip install "\.|keras-metric-losses)\[(?P<extras>[^\]]*)\]')
+
+
+def install_pages():
+    pages = [ROOT / "README.md", *sorted(DOCS.rglob("*.md"))]
+    return [p for p in pages if str(p.relative_to(ROOT)) not in INSTALL_PAGES_PENDING]
+
+
+def test_install_lines_work_today_and_the_index_line_says_it_is_for_a_release():
+    # The package is not on PyPI until a release: a page that shows the index line says so on
+    # that line (or the line before) and gives the line that works today, from a clone.
+    optional = PYPROJECT.split("[project.optional-dependencies]")[1].split("\n[")[0]
+    declared = set(re.findall(r"^(\w+) = \[", optional, re.M))
+    assert {"jax", "tensorflow", "torch", "all", "demo"} <= declared, declared
+    index_lines = 0
+    for path in install_pages():
+        lines = path.read_text().splitlines()
+        name = path.relative_to(ROOT)
+        for number, line in enumerate(lines):
+            for match in EXTRAS.finditer(line):
+                extras = {extra.strip() for extra in match["extras"].split(",")}
+                assert extras <= declared, f"{name}:{number + 1}: unknown extra in {line!r}"
+            if INDEX_INSTALL.search(line):
+                index_lines += 1
+                context = " ".join(lines[max(number - 1, 0) : number + 1]).lower()
+                assert "release" in context, (
+                    f"{name}:{number + 1}: {line!r} works only once a release is on PyPI: say "
+                    "so on that line (or the line before), next to the install from a clone"
+                )
+                assert 'pip install ".[' in "\n".join(lines), f"{name}: no install from a clone"
+    assert index_lines >= 2  # README and the getting-started page keep it, for a release
+
+
+def test_release_metadata_is_consistent():
+    version = re.search(r'^version = "([^"]+)"', PYPROJECT, re.M).group(1)
+    assert kml.__version__ == version
+    changelog = (ROOT / "CHANGELOG.md").read_text()
+    assert re.search(rf"^## {re.escape(version)}\b", changelog, re.M), "CHANGELOG: no " + version
+    assert re.search(r'^license = "Apache-2.0"$', PYPROJECT, re.M)  # SPDX (setuptools >= 77)
+    files = re.search(r"^license-files = \[(.*)\]$", PYPROJECT, re.M)
+    assert files, "pyproject.toml: no license-files"
+    for name in re.findall(r'"([^"]+)"', files.group(1)):
+        assert (ROOT / name).is_file(), name
+    assert "Apache License" in (ROOT / "LICENSE").read_text()
+    assert re.search(r'^readme = "README.md"$', PYPROJECT, re.M)
+
+
 def migration_blocks():
     """The runnable blocks of the migration page's before/after section: its data block, then
     every "# After" block (the PyTorch-loop one only on the PyTorch backend)."""
@@ -85,6 +139,47 @@ def test_migration_after_blocks_run_as_written(tmp_path, monkeypatch):
     for block in blocks:
         exec(compile(block, "migration.md", "exec"), namespace)
     assert isinstance(namespace["trained"], keras.Model)
+
+
+def test_migration_normalises_with_unit_normalization_not_a_lambda(tmp_path):
+    # TF Addons' triplet tutorial normalises with `Lambda(l2_normalize)`: in Keras 3 that model
+    # saves, but does not load in safe mode. The guide says so where it maps TF Addons.
+    text = (DOCS / "migration.md").read_text()
+    start, end = text.index("## From `tfa.losses`"), text.index("## From `tensorflow_similarity")
+    section = text[start:end]
+    assert "keras.layers.UnitNormalization()" in section, section[-1500:]
+    assert "safe mode" in section and "l2_normalize" in section
+    normalise = keras.layers.Lambda(lambda t: keras.ops.normalize(t, axis=-1))
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3), normalise])
+    model.save(tmp_path / "lambda.keras")
+    with pytest.raises(ValueError, match="Lambda"):
+        keras.saving.load_model(tmp_path / "lambda.keras")
+
+
+def text_block_after(path, marker):
+    """The first ```text block after `marker` in `path`."""
+    text = path.read_text()
+    match = re.search(r"```text\n(.*?)```", text[text.index(marker) :], re.DOTALL)
+    assert match, f"no text block after {marker!r} in {path}"
+    return match.group(1)
+
+
+def test_choosing_page_cites_the_demos_table_as_the_readme_gives_it():
+    # The page's only numbers are the demo's table, in one marked section: when the demo's
+    # table in the README changes, copy it to docs/choosing.md and check the sentences below it.
+    readme = text_block_after(ROOT / "README.md", "Its table on JAX")
+    choosing = text_block_after(DOCS / "choosing.md", "## The demo's numbers")
+    assert choosing == readme, "docs/choosing.md: copy the README's demo table (and re-read it)"
+    text = (DOCS / "choosing.md").read_text()
+    numbers = re.compile(r"\b\d\.\d{3}\b")
+    before = text[: text.index("## The demo's numbers")]
+    assert not numbers.findall(before), "numbers outside the marked section"
+    after = text[text.index("```text") :]
+    for value in numbers.findall(after[after.index("```", 3) :]):
+        assert value in readme, f"docs/choosing.md cites {value}, not in the demo's table"
+    nav = [line.strip() for line in (ROOT / "mkdocs.yml").read_text().splitlines()]
+    after_getting_started = nav[nav.index("- Getting started: index.md") + 1]
+    assert after_getting_started == "- Which loss to start with: choosing.md"
 
 
 FENCE = re.compile(r"^(?P<indent>\s*)(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
@@ -245,6 +340,33 @@ def test_site_has_mathml_and_no_raw_formulas(site):
     assert "LossFunctionWrapper" not in api  # private base classes are not shown
     benchmarks = (site / "benchmarks" / "index.html").read_text()
     assert "benchmarks.png" in benchmarks and (site / "benchmarks.png").exists()
+
+
+MATH_ELEMENT = re.compile(r"<math\b.*?</math>", re.DOTALL)
+# What latex2mathml leaves as text when it does not know a command (`\arg`), or a `$` of a
+# formula that Markdown did not delimit (`$$$$` from two display blocks with no blank line).
+RAW_TEX = re.compile(r"\\[A-Za-z]+|\$")
+
+
+@pytest.mark.slow
+def test_site_formulas_hold_no_raw_tex(site):
+    pages = sorted(site.rglob("*.html"))
+    formulas, leftovers = 0, []
+    for page in pages:
+        for element in MATH_ELEMENT.findall(page.read_text()):
+            formulas += 1
+            text = html.unescape(re.sub(r"<[^>]+>", "", element))
+            found = RAW_TEX.findall(text)
+            if found:
+                leftovers.append(f"{page.relative_to(site)}: {found} in {text[:160]!r}")
+    assert formulas > 50
+    assert not leftovers, "raw TeX inside MathML:\n" + "\n".join(leftovers)
+
+
+@pytest.mark.slow
+def test_site_holds_no_python_files(site):
+    # The build hooks (mkdocs.yml `hooks:`, the griffe extension) are not pages.
+    assert not sorted(str(p.relative_to(site)) for p in site.rglob("*.py"))
 
 
 def _chromium():
