@@ -14,7 +14,10 @@ named here, once, and the rest of the package asks this module.
 | `has_64_bit_types` | every backend but JAX without x64 computes in int64 / float64 |
 | `backend_sparse` | the sparse tensor types Keras densifies (TF `SparseTensor`, JAX `BCOO`) |
 | `replica_context`, `all_gather` | the collectives of `tf.distribute` and `torch.distributed` |
+| `ops` | `keras.ops`, but float64 stays float64 on torch (see `_ops_keeping_float64`) |
 """
+
+import types
 
 import keras
 
@@ -158,3 +161,56 @@ def _torch_all_gather(x, dist):
     parts = [torch.empty_like(x.contiguous()) for _ in range(dist.get_world_size())]
     dist.all_gather(parts, x.contiguous())
     return torch.cat(parts, dim=0)
+
+
+def _ops_keeping_float64():
+    """`keras.ops` with the ops that compute float64 in float32 on torch replaced.
+
+    Keras promotes 64-bit dtypes to 32-bit on every backend but TensorFlow (to follow JAX without
+    x64), so on torch `ops.matmul`, `ops.maximum` and a few more return float32 for float64
+    inputs, and `ops.mean` computes them in float32, while JAX with x64 and TensorFlow keep
+    float64. With a float64 tensor among their
+    arguments, these call torch's own op on float64 tensors instead.
+    """
+    if NAME != "torch":
+        return keras.ops
+    import torch
+
+    def keeping_float64(keras_op, torch_op):
+        def op(*args, **kwargs):
+            if not any(isinstance(a, torch.Tensor) and a.dtype == torch.float64 for a in args):
+                return keras_op(*args, **kwargs)
+            return torch_op(*(keras.ops.convert_to_tensor(a, "float64") for a in args), **kwargs)
+
+        op.__name__ = op.__qualname__ = keras_op.__name__
+        op.__doc__ = keras_op.__doc__
+        return op
+
+    def mean(x, axis=None, keepdims=False):
+        return torch.mean(x, dim=axis, keepdim=keepdims)
+
+    def var(x, axis=None, keepdims=False):
+        return torch.var(x, dim=axis, keepdim=keepdims, correction=0)
+
+    def divide_no_nan(x1, x2):
+        return torch.where(x2 == 0, torch.zeros_like(x1), x1 / torch.where(x2 == 0, 1.0, x2))
+
+    namespace = types.ModuleType(keras.ops.__name__, keras.ops.__doc__)
+    namespace.__dict__.update(vars(keras.ops))
+    replacements = {
+        "arctan2": torch.atan2,
+        "divide_no_nan": divide_no_nan,
+        "floor": torch.floor,
+        "logaddexp": torch.logaddexp,
+        "matmul": torch.matmul,
+        "maximum": torch.maximum,
+        "mean": mean,
+        "minimum": torch.minimum,
+        "var": var,
+    }
+    for name, torch_op in replacements.items():
+        setattr(namespace, name, keeping_float64(getattr(keras.ops, name), torch_op))
+    return namespace
+
+
+ops = _ops_keeping_float64()

@@ -25,10 +25,9 @@ Normalisation is `ops.l2_normalize` (`x / max(|x|, 1e-12)`, pytorch-metric-learn
 import math
 from typing import ClassVar
 
-from keras import ops
-
 from keras_metric_losses import backend, pairs, validation
-from keras_metric_losses.ops import l2_normalize, safe_sqrt
+from keras_metric_losses.backend import ops
+from keras_metric_losses.ops import l2_normalize, safe_sqrt, scalar_like
 
 POOLINGS = ("max", "softmax")
 ADDITIVE = ("additive_angular", "additive_cosine")
@@ -227,12 +226,12 @@ def margin_target(cosine, margin_type, margin):
     variable (a warm-up).
     """
     if margin_type == "additive_cosine":
-        return cosine - ops.cast(margin, cosine.dtype)
+        return cosine - scalar_like(margin, cosine)
     if margin_type == "multiplicative_angular":
         k = _angle_interval(cosine, margin)
         sign = 1.0 - 2.0 * ops.mod(k, 2.0)
         return sign * multiple_angle_cosine(cosine, margin) - 2.0 * k
-    radians = ops.cast(margin, cosine.dtype) * (math.pi / 180.0)
+    radians = scalar_like(margin, cosine) * (math.pi / 180.0)
     cos_m, sin_m = ops.cos(radians), ops.sin(radians)
     c = ops.clip(cosine, -1.0, 1.0)
     rotated = c * cos_m - safe_sqrt(1.0 - ops.square(c)) * sin_m

@@ -25,10 +25,10 @@ similarity. To be saved in a loss config it must be registered with
 """
 
 import keras
-from keras import ops
 
 from keras_metric_losses import docstrings
 from keras_metric_losses.api import export
+from keras_metric_losses.backend import ops
 from keras_metric_losses.ops import l2_normalize, positive_part, safe_sqrt
 
 

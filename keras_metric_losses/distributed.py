@@ -19,10 +19,10 @@ initialised) every function here is the identity / single-replica answer.
 """
 
 import keras
-from keras import ops
 
 from keras_metric_losses import backend
 from keras_metric_losses.api import export
+from keras_metric_losses.backend import ops
 
 __all__ = ["all_gather", "gather_keys", "replica_context", "replica_seed"]
 

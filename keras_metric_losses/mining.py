@@ -21,10 +21,9 @@ positive, negative), as do the losses built on them (`TripletMarginLoss`). That 
 1.07 billion (4 GiB) for 1024. They are the only `O(B K^2)` functions of the package.
 """
 
-from keras import ops
-
 from keras_metric_losses import backend, docstrings, validation
 from keras_metric_losses.api import export
+from keras_metric_losses.backend import ops
 from keras_metric_losses.ops import label_equality
 
 POSITIVE_STRATEGIES = ("hard", "easy")

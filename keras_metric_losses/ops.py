@@ -2,9 +2,9 @@
 
 import keras
 import numpy as np
-from keras import ops
 
 from keras_metric_losses import backend
+from keras_metric_losses.backend import ops
 
 _HALF_PRECISION = ("float16", "bfloat16")
 
@@ -49,7 +49,18 @@ def l2_normalize(x, axis=-1):
     """
     x = ops.convert_to_tensor(x)
     squared = ops.sum(ops.square(x), axis=axis, keepdims=True)
-    return x / ops.sqrt(ops.maximum(squared, ops.cast(_NORM_FLOOR_SQUARED, squared.dtype)))
+    return x / ops.sqrt(ops.maximum(squared, scalar_like(_NORM_FLOOR_SQUARED, squared)))
+
+
+def scalar_like(value, x):
+    """`value`, a Python number or a scalar tensor (a variable), in the dtype of tensor `x`.
+
+    A Python number becomes a tensor of that dtype directly: `ops.cast` of a Python float on
+    TensorFlow makes a float32 tensor first, so `ops.cast(0.35, "float64")` is 0.3499999940...
+    """
+    if isinstance(value, (int, float)):
+        return ops.convert_to_tensor(value, x.dtype)
+    return ops.cast(value, x.dtype)
 
 
 def in_dtype_of(values, reference):

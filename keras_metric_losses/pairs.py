@@ -28,10 +28,9 @@ import dataclasses
 import functools
 import warnings
 
-from keras import ops
-
 from keras_metric_losses import distances as distances_lib
 from keras_metric_losses import distributed, validation
+from keras_metric_losses.backend import ops
 from keras_metric_losses.ops import (
     compute_dtype,
     in_dtype_of,

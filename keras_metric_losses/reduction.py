@@ -20,15 +20,22 @@ Every function returns 0 where `N` (or an anchor's count) is 0: no NaN, zero gra
 `cross_replica=True` the batch aggregates are those of each replica's anchors.
 """
 
-from keras import ops
-
 from keras_metric_losses import distributed, docstrings, validation
 from keras_metric_losses.api import export
+from keras_metric_losses.backend import ops
 
 __all__ = ["anchor_mean", "batch_mean", "divided", "nonzero_mean"]
 
 # The `reducer` hyperparameter: each anchor's own mean, or its share of PML's batch aggregate.
 REDUCERS = ("anchor", "pml")
+
+
+def empty_batch_as_zero(result, reduction):
+    """A Keras loss's result with 0 for an empty batch: Keras' reductions return the `[]` values
+    of a batch of none (`"none"` / `None` keep them)."""
+    if reduction not in (None, "none") and tuple(result.shape) == (0,):
+        return ops.sum(result)
+    return result
 
 
 def check_reducer(value, name):

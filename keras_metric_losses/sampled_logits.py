@@ -5,9 +5,8 @@ Class ids out of `[0, num_classes)` are clipped to the nearest class, for the lo
 and for their expected counts alike; with value checks on, concrete ids out of range raise.
 """
 
-from keras import ops
-
 from keras_metric_losses import validation
+from keras_metric_losses.backend import ops
 from keras_metric_losses.ops import compute_dtype, lowest_finite
 from keras_metric_losses.sampling import (
     check_seed,

@@ -17,10 +17,10 @@ import numbers
 
 import keras
 import numpy as np
-from keras import ops
 
 from keras_metric_losses import backend, validation
 from keras_metric_losses.api import export
+from keras_metric_losses.backend import ops
 from keras_metric_losses.ops import is_float_dtype
 
 INT32_LIMIT = 2**31 - 1  # the most classes that int32 ids can index

@@ -27,9 +27,8 @@ The loops are `keras.ops.scan`s with static shapes (a compiled loop under `jax.j
 holds a few `[block_size, block_size]` tiles.
 """
 
-from keras import ops
-
 from keras_metric_losses import backend
+from keras_metric_losses.backend import ops
 from keras_metric_losses.ops import lowest_finite
 
 # Columns of the `[b, 4]` statistics that `blockwise_terms` returns.

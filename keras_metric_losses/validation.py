@@ -15,9 +15,9 @@ import numbers
 
 import keras
 import numpy as np
-from keras import ops
 
 from keras_metric_losses import backend, config
+from keras_metric_losses.backend import ops
 from keras_metric_losses.ops import is_float_dtype
 
 _NUMERIC_PREFIXES = ("int", "uint", "float", "bfloat", "bool")

@@ -7,7 +7,8 @@ def reference_logits(weights, biases, labels, inputs, sampled_values, remove_acc
     """TensorFlow's `_compute_sampled_logits` in float64 NumPy (a removed hit is `None`)."""
     weights = np.concatenate(weights) if isinstance(weights, list) else weights
     weights, biases, inputs = (np.asarray(a, np.float64) for a in (weights, biases, inputs))
-    sampled, true_ec, sampled_ec = (np.asarray(v) for v in sampled_values)
+    sampled = np.asarray(sampled_values[0])
+    true_ec, sampled_ec = (np.asarray(v, np.float64) for v in sampled_values[1:])
     true = np.einsum("bd,bkd->bk", inputs, weights[labels]) + biases[labels]
     noise = inputs @ weights[sampled].T + biases[sampled]
     true, noise = true - np.log(true_ec), noise - np.log(sampled_ec)

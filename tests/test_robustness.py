@@ -190,8 +190,9 @@ def test_degenerate_inputs_give_documented_finite_values_and_gradients(entry):
     def check(outcome, y_true, y_pred):
         value = numpy(entry.loss(y_true, y_pred))
         assert np.isfinite(value).all(), value
-        if not len(y_pred):  # an empty batch: no values (a function), 0 (a class)
-            assert value.shape == (() if isinstance(entry.loss, keras.losses.Loss) else (0,))
+        if not len(y_pred):  # an empty batch: no values (per-example values), or 0 (a scalar)
+            reduced = numpy(entry.loss(*valid(entry))).ndim == 0
+            assert value.shape == (() if reduced else (0,))
             assert value.sum() == 0.0
         elif entry.reference is not None and np.isfinite(y_pred).all():
             expected = entry.reference(y_true, y_pred)
@@ -210,13 +211,21 @@ def test_degenerate_inputs_give_documented_finite_values_and_gradients(entry):
 def test_traces_with_an_unknown_batch_size(entry):
     import tensorflow as tf
 
+    # In float64 (a loss class: its float64 twin; a layer keeps its own dtype): float32 rounds
+    # a logit of 64 (ArcFace's scale) to 8e-6, so the graph's reordered sums differ from eager
+    # by up to 1e-5 on some CPUs, which is not what this test is about.
     y_true, y_pred = (np.asarray(a) for a in valid(entry))
+    if np.issubdtype(y_pred.dtype, np.floating):
+        y_pred = y_pred.astype("float64")
+    loss = entry.loss
+    if isinstance(loss, keras.losses.Loss):
+        loss = type(loss).from_config({**loss.get_config(), "dtype": "float64"})
     signature = [
         tf.TensorSpec((None, *a.shape[1:]), tf.as_dtype(a.dtype)) for a in (y_true, y_pred)
     ]
-    traced = tf.function(lambda y, p: entry.loss(y, p), input_signature=signature)
+    traced = tf.function(lambda y, p: loss(y, p), input_signature=signature)
     np.testing.assert_allclose(
-        numpy(traced(y_true, y_pred)), numpy(entry.loss(y_true, y_pred)), rtol=1e-5, atol=1e-7
+        numpy(traced(y_true, y_pred)), numpy(loss(y_true, y_pred)), rtol=1e-5, atol=1e-7
     )
 
 
@@ -374,3 +383,24 @@ def test_sampled_losses_match_the_numpy_reference_and_permute_with_the_batch(cas
         np.testing.assert_allclose(per_example, expected, rtol=1e-4, atol=1e-4)
         permuted = loss(labels[permutation], inputs[permutation], values[1][permutation])
         np.testing.assert_allclose(permuted, per_example[permutation], rtol=1e-6, atol=1e-6)
+
+
+FUNCTION_ENTRIES = [param for param in ENTRIES if inspect.isfunction(param.values[0].obj)]
+
+
+@pytest.mark.skipif(
+    not kml.backend.has_64_bit_types(), reason="JAX computes in float32 without jax_enable_x64"
+)
+@pytest.mark.parametrize("entry", FUNCTION_ENTRIES)
+def test_float64_predictions_are_computed_in_float64(entry):
+    """A float64 `y_pred` gives float64 values computed in float64 (an epsilon or a constant of
+    another dtype turns a torch float64 tensor into float32): against the float64 reference."""
+    y_true, y_pred = valid(entry)
+    if not np.issubdtype(np.asarray(y_pred).dtype, np.floating):
+        pytest.skip("integer predictions")
+    y_pred = np.asarray(y_pred, "float64")
+    value = entry.loss(y_true, y_pred)
+    assert keras.backend.standardize_dtype(value.dtype) == "float64", value.dtype
+    if entry.reference is not None:
+        expected = entry.reference(y_true, y_pred)
+        np.testing.assert_allclose(numpy(value), expected, rtol=1e-9, atol=1e-12)

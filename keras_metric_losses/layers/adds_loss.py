@@ -17,9 +17,9 @@ the layer's state: the memory, the margin) and add it, so the model is compiled 
 import threading
 
 import keras
-from keras import ops
 
-from keras_metric_losses import backend, distributed
+from keras_metric_losses import backend, distributed, reduction
+from keras_metric_losses.backend import ops
 
 
 class AddsLoss:
@@ -71,7 +71,7 @@ class _Reduce(keras.losses.Loss):
 def reduce(loss, values):
     """The scalar of `[B]` `values` with `loss`'s reduction (a mean by default)."""
     reducer = _Reduce(name=loss.name, reduction=loss.reduction or "sum", dtype=loss.dtype_policy)
-    value = reducer(values, values)
+    value = reduction.empty_batch_as_zero(reducer(values, values), reducer.reduction)
     if backend.tensorflow_replicas():
         value = ops.multiply(value, ops.cast(distributed.replica_context()[1], value.dtype))
     return value

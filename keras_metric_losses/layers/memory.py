@@ -1,10 +1,10 @@
 """Cross-batch memory: a small batch meets the embeddings of many past batches."""
 
 import keras
-from keras import ops
 
 from keras_metric_losses import backend, distributed, pairs, validation
 from keras_metric_losses.api import StrictConfig, export
+from keras_metric_losses.backend import ops
 from keras_metric_losses.layers.adds_loss import AddsLoss, deserialized, serialized
 from keras_metric_losses.losses.base import DECLARED, LossFunctionWrapper
 

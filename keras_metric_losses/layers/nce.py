@@ -4,10 +4,10 @@ import numbers
 
 import keras
 import numpy as np
-from keras import ops
 
 from keras_metric_losses import distributed, validation
 from keras_metric_losses.api import StrictConfig, export
+from keras_metric_losses.backend import ops
 from keras_metric_losses.ops import compute_dtype
 from keras_metric_losses.sampled_logits import sampled_logits
 

@@ -5,10 +5,10 @@ import numbers
 
 import keras
 import numpy as np
-from keras import ops
 
 from keras_metric_losses import validation
 from keras_metric_losses.api import StrictConfig, export
+from keras_metric_losses.backend import ops
 from keras_metric_losses.class_logits import (
     ADDITIVE,
     LOGITS_ARGUMENTS,

@@ -1,10 +1,10 @@
 """A layer that turns embeddings into the similarity matrix that pairwise losses take."""
 
 import keras
-from keras import ops
 
 from keras_metric_losses import distributed, validation
 from keras_metric_losses.api import StrictConfig, export
+from keras_metric_losses.backend import ops
 from keras_metric_losses.ops import l2_normalize
 
 

@@ -1,9 +1,8 @@
 """The `keras.losses.Loss` of every declared loss: Keras' reduction around per-example values."""
 
 import keras
-from keras import ops
 
-from keras_metric_losses import validation
+from keras_metric_losses import reduction, validation
 from keras_metric_losses.api import StrictConfig
 
 
@@ -69,9 +68,7 @@ class LossFunctionWrapper(StrictConfig, keras.losses.Loss):
     def __call__(self, y_true, y_pred, sample_weight=None):
         labels = validation.numeric_tensor(y_true, "y_true")
         result = _PerExample(self, labels)(0.0, y_pred, sample_weight=sample_weight)
-        if self.reduction is not None and tuple(result.shape) == (0,):
-            return ops.sum(result)  # an empty batch: Keras returns its `[]` values; the loss is 0
-        return result
+        return reduction.empty_batch_as_zero(result, self.reduction)
 
     def call(self, y_true, y_pred):
         return self.fn(y_true, y_pred, **self.hyperparameters)

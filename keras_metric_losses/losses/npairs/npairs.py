@@ -1,8 +1,7 @@
 """N-pair losses: softmax cross-entropy over a similarity matrix with label-derived targets."""
 
-from keras import ops
-
 from keras_metric_losses import distributed, pairs, validation
+from keras_metric_losses.backend import ops
 from keras_metric_losses.losses import base
 from keras_metric_losses.ops import (
     compute_dtype,

@@ -1,9 +1,8 @@
 """Circle loss: TensorFlow Similarity's `CircleLoss` and, with `joint=True`, the paper's form
 that pytorch-metric-learning's `CircleLoss` and `keras.losses.Circle` compute."""
 
-from keras import ops
-
 from keras_metric_losses import distances, reduction
+from keras_metric_losses.backend import ops
 from keras_metric_losses.compat.tfsim import TensorFlowSimilarityConfig
 from keras_metric_losses.losses import base
 from keras_metric_losses.ops import masked_logsumexp

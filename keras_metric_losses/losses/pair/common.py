@@ -1,8 +1,7 @@
 """What the pair-based losses share: margins that read a distance or a similarity, and masks."""
 
-from keras import ops
-
 from keras_metric_losses import distances
+from keras_metric_losses.backend import ops
 
 
 def beyond(x, y, larger_is_closer):

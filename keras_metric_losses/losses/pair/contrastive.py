@@ -2,9 +2,8 @@
 batch of labelled embeddings (here `BatchContrastiveLoss`, a distinct name: PML's loss and TF
 Addons' `ContrastiveLoss`, in `siamese.py`, share a name but not their inputs)."""
 
-from keras import ops
-
 from keras_metric_losses import distances, reduction
+from keras_metric_losses.backend import ops
 from keras_metric_losses.losses import base
 from keras_metric_losses.losses.pair.common import beyond, masked, pair_matrix
 

@@ -1,9 +1,8 @@
 """Generalized lifted structure loss (pytorch-metric-learning's
 `GeneralizedLiftedStructureLoss`): one smooth hinge per anchor, no pair terms."""
 
-from keras import ops
-
 from keras_metric_losses import distances
+from keras_metric_losses.backend import ops
 from keras_metric_losses.losses import base
 from keras_metric_losses.losses.pair.common import beyond, pair_matrix
 from keras_metric_losses.ops import masked_logsumexp

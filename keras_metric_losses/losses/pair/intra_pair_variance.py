@@ -1,8 +1,7 @@
 """Intra-pair variance loss (pytorch-metric-learning's `IntraPairVarianceLoss`)."""
 
-from keras import ops
-
 from keras_metric_losses import distances, reduction
+from keras_metric_losses.backend import ops
 from keras_metric_losses.losses import base
 from keras_metric_losses.losses.pair.common import count, masked, pair_matrix
 

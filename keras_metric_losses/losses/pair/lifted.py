@@ -2,9 +2,8 @@
 `lifted_struct_loss`, one implementation (they are the same loss up to the margins, the
 normalisation and the reduction)."""
 
-from keras import ops
-
 from keras_metric_losses import distances, reduction
+from keras_metric_losses.backend import ops
 from keras_metric_losses.losses import base
 from keras_metric_losses.losses.pair.common import beyond, masked, pair_matrix
 from keras_metric_losses.ops import label_equality, masked_logsumexp

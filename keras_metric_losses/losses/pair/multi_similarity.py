@@ -1,9 +1,8 @@
 """Multi-similarity loss: TensorFlow Similarity's `MultiSimilarityLoss` (with its pair mining);
 pytorch-metric-learning's `MultiSimilarityLoss` is the same class with other settings."""
 
-from keras import ops
-
 from keras_metric_losses import distances, mining, validation
+from keras_metric_losses.backend import ops
 from keras_metric_losses.compat.tfsim import TensorFlowSimilarityConfig
 from keras_metric_losses.losses import base
 from keras_metric_losses.ops import masked_logsumexp

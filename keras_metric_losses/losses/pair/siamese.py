@@ -2,9 +2,9 @@
 one same/different flag per pair, not a batch of labelled embeddings."""
 
 import numpy as np
-from keras import ops
 
 from keras_metric_losses import validation
+from keras_metric_losses.backend import ops
 from keras_metric_losses.losses import base
 from keras_metric_losses.ops import compute_dtype, in_dtype_of
 

@@ -2,9 +2,8 @@
 
 import math
 
-from keras import ops
-
 from keras_metric_losses import distances
+from keras_metric_losses.backend import ops
 from keras_metric_losses.compat.tfsim import TensorFlowSimilarityConfig
 from keras_metric_losses.losses import base
 from keras_metric_losses.ops import masked_logsumexp

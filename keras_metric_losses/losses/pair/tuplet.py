@@ -2,9 +2,8 @@
 
 import math
 
-from keras import ops
-
 from keras_metric_losses import reduction
+from keras_metric_losses.backend import ops
 from keras_metric_losses.distances import inner_product
 from keras_metric_losses.losses import base
 from keras_metric_losses.losses.pair.common import masked

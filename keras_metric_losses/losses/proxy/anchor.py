@@ -1,7 +1,6 @@
 """Proxy Anchor loss (pytorch-metric-learning's `ProxyAnchorLoss`)."""
 
-from keras import ops
-
+from keras_metric_losses.backend import ops
 from keras_metric_losses.class_logits import Targets, checked_inputs, checked_logits, cosines
 from keras_metric_losses.losses import base
 from keras_metric_losses.losses.proxy import common

@@ -8,8 +8,7 @@ which raises when called on logits directly (`common.MarginSoftmaxLoss`). Each r
 example: PML's default (mean) reducer is Keras' mean of the `[B]` values.
 """
 
-from keras import ops
-
+from keras_metric_losses.backend import ops
 from keras_metric_losses.class_logits import (
     MARGINS,
     ClassLogits,

@@ -2,9 +2,8 @@
 
 import math
 
-from keras import ops
-
 from keras_metric_losses import distances, reduction
+from keras_metric_losses.backend import ops
 from keras_metric_losses.class_logits import (
     ClassLogits,
     Targets,

@@ -1,7 +1,6 @@
 """Normalized softmax loss (pytorch-metric-learning's `NormalizedSoftmaxLoss`)."""
 
-from keras import ops
-
+from keras_metric_losses.backend import ops
 from keras_metric_losses.class_logits import (
     ClassLogits,
     Targets,

@@ -1,8 +1,7 @@
 """SoftTriple loss (pytorch-metric-learning's `SoftTripleLoss`)."""
 
-from keras import ops
-
 from keras_metric_losses import validation
+from keras_metric_losses.backend import ops
 from keras_metric_losses.class_logits import (
     ClassLogits,
     Targets,

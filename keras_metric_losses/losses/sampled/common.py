@@ -1,9 +1,8 @@
 """The shared core of the sampled losses: their per-example rules over the sampled logits, and
 the two inputs they are computed from (class weights and inputs, or the `NCE` layer's logits)."""
 
-from keras import ops
-
 from keras_metric_losses import validation
+from keras_metric_losses.backend import ops
 from keras_metric_losses.losses import base
 from keras_metric_losses.ops import compute_dtype, in_dtype_of
 from keras_metric_losses.sampled_logits import sampled_logits

@@ -24,9 +24,8 @@ Both give an `AnchorStats`, from which `ntxent_values` and `supcon_values` compu
 
 import dataclasses
 
-from keras import ops
-
 from keras_metric_losses import distances, reduction, tiling
+from keras_metric_losses.backend import ops
 from keras_metric_losses.losses import base
 from keras_metric_losses.ops import lowest_finite, masked_logsumexp
 

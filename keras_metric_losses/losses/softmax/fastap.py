@@ -1,9 +1,8 @@
 """FastAP (pytorch-metric-learning's `FastAPLoss`): average precision of each anchor's ranking,
 made differentiable by a soft histogram of the squared distances."""
 
-from keras import ops
-
 from keras_metric_losses import distances, reduction, validation
+from keras_metric_losses.backend import ops
 from keras_metric_losses.losses import base
 
 # Squared Euclidean distances of unit vectors lie in [0, 4].

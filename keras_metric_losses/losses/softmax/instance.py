@@ -3,9 +3,8 @@ scaled cosine similarities, with a target column from the label's rank."""
 
 import dataclasses
 
-from keras import ops
-
 from keras_metric_losses import distances, mining
+from keras_metric_losses.backend import ops
 from keras_metric_losses.losses import base
 
 

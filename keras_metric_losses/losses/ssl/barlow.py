@@ -1,8 +1,7 @@
 """Barlow Twins (TensorFlow Similarity's `Barlow`): a batch statistic of the views'
 cross-correlation, carried by every example."""
 
-from keras import ops
-
+from keras_metric_losses.backend import ops
 from keras_metric_losses.compat.tfsim import TensorFlowSimilarityConfig
 from keras_metric_losses.losses import base
 from keras_metric_losses.losses.ssl.common import (

@@ -1,9 +1,8 @@
 """What the two-view losses share: their inputs (`[B, 2, D]` views, an unused `y_true`) and a
 term of the batch statistics."""
 
-from keras import ops
-
 from keras_metric_losses import pairs, validation
+from keras_metric_losses.backend import ops
 from keras_metric_losses.losses import base
 from keras_metric_losses.ops import compute_dtype
 

@@ -1,8 +1,7 @@
 """SimCLR (TensorFlow Similarity's `SimCLRLoss`): NT-Xent of two views, on the softmax core."""
 
-from keras import ops
-
 from keras_metric_losses import distributed, pairs
+from keras_metric_losses.backend import ops
 from keras_metric_losses.compat.tfsim import TensorFlowSimilarityConfig
 from keras_metric_losses.losses import base
 from keras_metric_losses.losses.softmax import core

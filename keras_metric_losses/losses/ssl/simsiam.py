@@ -3,8 +3,7 @@ and a predictor output."""
 
 import math
 
-from keras import ops
-
+from keras_metric_losses.backend import ops
 from keras_metric_losses.compat.tfsim import TensorFlowSimilarityConfig
 from keras_metric_losses.losses import base
 from keras_metric_losses.losses.ssl.common import TWO_VIEWS, two_views

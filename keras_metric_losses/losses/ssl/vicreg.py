@@ -1,8 +1,7 @@
 """VICReg (TensorFlow Similarity's `VicReg`): invariance per example, variance and covariance
 of the batch."""
 
-from keras import ops
-
+from keras_metric_losses.backend import ops
 from keras_metric_losses.compat.tfsim import TensorFlowSimilarityConfig
 from keras_metric_losses.losses import base
 from keras_metric_losses.losses.ssl.common import (

@@ -2,9 +2,9 @@
 closer than `beta - margin`, negatives farther than `beta + margin`, over all triplets."""
 
 import numpy as np
-from keras import ops
 
 from keras_metric_losses import distances, reduction, validation
+from keras_metric_losses.backend import ops
 from keras_metric_losses.losses import base
 from keras_metric_losses.losses.triplet import common
 

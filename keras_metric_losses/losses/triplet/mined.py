@@ -8,9 +8,8 @@ mined positive to the mined negative.
 
 import dataclasses
 
-from keras import ops
-
 from keras_metric_losses import backend, distances, mining
+from keras_metric_losses.backend import ops
 from keras_metric_losses.losses import base
 from keras_metric_losses.ops import l2_normalize, positive_part, safe_sqrt
 

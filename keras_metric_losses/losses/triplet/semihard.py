@@ -1,8 +1,7 @@
 """Semi-hard triplet loss (TF Addons' `triplet_semihard_loss`), one share per anchor."""
 
-from keras import ops
-
 from keras_metric_losses import mining
+from keras_metric_losses.backend import ops
 from keras_metric_losses.losses import base
 from keras_metric_losses.losses.triplet import common
 from keras_metric_losses.ops import label_equality

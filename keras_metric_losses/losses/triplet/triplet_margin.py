@@ -1,9 +1,8 @@
 """Triplet margin loss over every triplet of the batch (pytorch-metric-learning's
 `TripletMarginLoss`, with its `TripletMarginMiner` as a mask)."""
 
-from keras import ops
-
 from keras_metric_losses import distances, mining, reduction, validation
+from keras_metric_losses.backend import ops
 from keras_metric_losses.losses import base
 from keras_metric_losses.losses.triplet import common
 
