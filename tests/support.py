@@ -3,6 +3,7 @@
 import inspect
 import json
 import pathlib
+import re
 
 import keras
 import numpy as np
@@ -25,6 +26,15 @@ FUNCTIONS = [obj for obj in PUBLIC if inspect.isfunction(obj)]
 LOSS_FUNCTIONS = [
     fn for fn in FUNCTIONS if list(inspect.signature(fn).parameters)[:2] == ["y_true", "y_pred"]
 ]
+
+
+def python_block(path, heading):
+    """The first ```python block after the Markdown heading `heading` in `path`."""
+    text = path.read_text()
+    start = text.index(heading)
+    match = re.search(r"(`{3,})python\n(.*?)\1", text[start:], re.DOTALL)
+    assert match, f"no python block after {heading!r} in {path}"
+    return match.group(2)
 
 
 # True when the run deselects the slow tier (`-m "not slow"`); set by `conftest.py` before the

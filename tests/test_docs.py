@@ -23,20 +23,12 @@ import threading
 import keras
 import numpy as np
 import pytest
+from support import python_block
 
 import keras_metric_losses as kml
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
-
-
-def python_block(path, heading):
-    """The first ```python block after the Markdown heading `heading` in `path`."""
-    text = path.read_text()
-    start = text.index(heading)
-    match = re.search(r"(`{3,})python\n(.*?)\1", text[start:], re.DOTALL)
-    assert match, f"no python block after {heading!r} in {path}"
-    return match.group(2)
 
 
 QUICK_STARTS = {

@@ -41,10 +41,12 @@ class CrossBatchMemory(AddsLoss, StrictConfig, keras.layers.Layer):
       `concat(batch, memory)[:memory_size]`, newest first, with the diagonal removed; for the
       first `warmup_steps` steps the memory is not updated and the keys are the batch alone.
 
-    Every loss declared with keys works (`ref_embeddings` in its function; the layer passes its
-    slots to the loss as `kml.pairs.Keys.memory`, and a loss without keys raises when the layer
-    is built). Per step the loss costs one `[B, memory_size]` distance
-    matrix (plus what the loss adds); the memory costs `memory_size * (D + 1)` numbers.
+    Every loss declared with keys is accepted (`ref_embeddings` in its function; the layer
+    passes its slots to the loss as `kml.pairs.Keys.memory`, and a loss without keys raises when
+    the layer is built), but not every one trains against keys without gradient: `PNLoss`
+    collapses (see "When the memory helps" on the docs page). Per step the loss costs one
+    `[B, memory_size]` distance matrix (plus what the loss adds); the memory costs
+    `memory_size * (D + 1)` numbers.
 
     Distributed training (see the docs page):
 
@@ -60,8 +62,8 @@ class CrossBatchMemory(AddsLoss, StrictConfig, keras.layers.Layer):
 
     Args:
         loss: A loss of this package on labels and embeddings (for example
-            `kml.PNLoss()`), called with `ref_embeddings` / `ref_labels`; its reduction makes
-            the scalar that is added.
+            `kml.MultiSimilarityLoss()`), called with `ref_embeddings` / `ref_labels`; its
+            reduction makes the scalar that is added.
         memory_size: Number of slots `M`.
         mode: `"pml"` or `"tf_similarity"`. Defaults to `"pml"`.
         warmup_steps: Steps during which the memory is not updated (`"tf_similarity"` only).
@@ -89,7 +91,7 @@ class CrossBatchMemory(AddsLoss, StrictConfig, keras.layers.Layer):
     >>> import keras
     >>> import numpy as np
     >>> import keras_metric_losses as kml
-    >>> memory = kml.layers.CrossBatchMemory(kml.PNLoss(), memory_size=8)
+    >>> memory = kml.layers.CrossBatchMemory(kml.MultiSimilarityLoss(), memory_size=8)
     >>> x, y = keras.Input((4,)), keras.Input((), dtype="int32")
     >>> embeddings = keras.layers.UnitNormalization()(keras.layers.Dense(3)(x))
     >>> model = keras.Model([x, y], memory([embeddings, y]))

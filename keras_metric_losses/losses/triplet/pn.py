@@ -51,8 +51,12 @@ def pn_elements(
 
     With `ref_embeddings` / `ref_labels` the anchors are mined against those keys instead of
     the batch (a gallery, a cross-batch memory; no key is the anchor itself), and the PN step
-    takes the distance between the two mined keys. `cross_replica=True` mines against the
-    embeddings of every replica (`tf.distribute`, `torch.distributed`).
+    takes the distance between the two mined keys. Keys without gradient (a cross-batch memory)
+    make that distance a constant: an anchor whose `D[p, n]` is the smaller is only pulled to
+    its positive, and in `layers.CrossBatchMemory` the embeddings collapse to one point (loss
+    `ln 2` with the soft margin); use `TripletLoss` or `MultiSimilarityLoss` there.
+    `cross_replica=True` mines against the embeddings of every replica (`tf.distribute`,
+    `torch.distributed`).
 
     Cost: one `[B, B]` distance matrix, a few masked `argmin`/`argmax` reductions over it and
     `[B]` gathers: memory `O(B^2)` (`O(B^2 D)` for `"manhattan"`). With a built-in distance the
