@@ -4,10 +4,13 @@ Trains the same embedding network with each loss (one per family) on some classe
 retrieves among classes that training never saw, and among held-out images of the training
 classes. Baselines: the raw pixels, the untrained network and a softmax classifier trained on
 the same classes (Musgrave et al., "A Metric Learning Reality Check", ECCV 2020). Mean and
-spread over 3 seeds; a PNG shows each loss's held-out embedding next to the untrained one.
+spread over 3 seeds; a PNG shows the held-out classes' embeddings: the raw pixels, the
+untrained network, then each trained one.
 
-Without --data: scikit-learn's bundled 8x8 digits (no download), even digits trained on, odd
-digits held out. With --data DIR: your own images (one subfolder per class).
+Without --data: scikit-learn's bundled 8x8 digits (no download) under random lighting
+(contrast, brightness offset and gradient, noise; drawn with NumPy from fixed seeds, the same
+on every backend), even digits trained on (relit anew in every batch), odd digits held out.
+With --data DIR: your own images (one subfolder per class).
 
 Keras' backend comes from KERAS_BACKEND; when it is unset and Keras' configured backend is not
 installed, an installed one is chosen (jax, then torch, then tensorflow) and named.
@@ -159,12 +162,14 @@ def _run(args):
     recipes = {"softmax": _with_steps(SOFTMAX_BASELINE, args.steps)}
     recipes.update({name: _with_steps(RECIPES[name], args.steps) for name in names})
     split = experiment.load_digits_split()
+    trained_on = ", ".join(split.class_names[c] for c in split.train_classes)
+    held_out = ", ".join(split.class_names[c] for c in split.unseen_classes)
     print(
-        f"Digits {', '.join(split.class_names[c] for c in split.train_classes)}: "
-        f"{len(split.y_train)} training images; retrieval among the held-out digits "
-        f"{', '.join(split.class_names[c] for c in split.unseen_classes)} "
-        f"({len(split.y_unseen)} images) and among {len(split.y_test)} held-out images of the "
-        f"training digits. {len(recipes)} trainings x {len(seeds)} seeds:",
+        f"Digits under random lighting (contrast, brightness offset and gradient, noise). "
+        f"Training on the digits {trained_on}: {len(split.y_train)} images, relit in every "
+        f"batch. Retrieval among the held-out digits {held_out} ({len(split.y_unseen)} images) "
+        f"and among {len(split.y_test)} held-out images of the training digits, each relit "
+        f"once. {len(recipes)} trainings x {len(seeds)} seeds:",
         flush=True,
     )
     start = time.perf_counter()
@@ -180,7 +185,7 @@ def _run(args):
     report.plot_embeddings(results, split, path, keras.backend.backend())
     print(f"\nWrote {path}; {time.perf_counter() - start:.0f} s in all.")
     if failures:
-        print(f"Below the untrained network: {', '.join(failures)} (see the notes above).")
+        print(f"Not above every baseline in every seed: {', '.join(failures)} (see above).")
     return results
 
 

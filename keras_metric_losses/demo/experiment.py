@@ -48,6 +48,9 @@ class Split:
     class_names: list  # names of all classes, indexed by the labels above
     train_classes: list
     unseen_classes: list
+    # `augment(x, rng) -> x`, applied to every training batch with a NumPy generator drawn
+    # from (seed, epoch, batch): the same batches on every backend. `None`: none.
+    augment: object = None
 
     @property
     def num_classes(self):
@@ -82,16 +85,61 @@ def split_classes(x, y, class_names, train_classes, test_fraction=0.2, seed=0):
     )
 
 
+# The built-in task's lighting (`relight`): per image, a contrast factor, a brightness offset,
+# a brightness gradient across the image in a random direction (its rise from one side to the
+# other) and pixel noise (standard deviation), on digits whose ink is 1 and paper 0.
+CONTRAST = (0.5, 1.5)
+OFFSET = (0.0, 1.0)
+GRADIENT = (0.0, 2.0)
+NOISE = 0.1
+# The seed of the held-out images' lighting: the same evaluation images for every seed.
+HELD_OUT_LIGHTING_SEED = 2027
+
+
+def relight(images, rng):
+    """`images` `[N, H, W]` (ink 1, paper 0) under random lighting, from NumPy's `rng`:
+    `contrast * image + offset + gradient * ramp + noise`, clipped below at 0 (a shadow hides
+    what it covers). `ramp` rises by 1 across the image in a random direction. The same
+    `rng` state gives the same images on every backend."""
+    images = np.asarray(images, "float32")
+    n, height, width = images.shape
+    contrast = rng.uniform(*CONTRAST, n)
+    offset = rng.uniform(*OFFSET, n)
+    gradient = rng.uniform(*GRADIENT, n)
+    angle = rng.uniform(0.0, 2 * np.pi, n)
+    rows = (np.arange(height) - (height - 1) / 2) / max(height - 1, 1)
+    cols = (np.arange(width) - (width - 1) / 2) / max(width - 1, 1)
+    ramp = (
+        np.cos(angle)[:, None, None] * rows[None, :, None]
+        + np.sin(angle)[:, None, None] * cols[None, None, :]
+    )
+    lit = (
+        contrast[:, None, None] * images
+        + offset[:, None, None]
+        + gradient[:, None, None] * ramp
+        + NOISE * rng.normal(size=images.shape)
+    )
+    return np.maximum(lit, 0.0).astype("float32")
+
+
 def load_digits_split():
-    """scikit-learn's bundled 8x8 digits (no download): even digits trained on, odd held out."""
+    """The built-in task: scikit-learn's bundled 8x8 digits (no download) under random
+    lighting (`relight`). The even digits are trained on, relit anew in every batch
+    (`Split.augment`); the held-out images (a fifth of the even digits' and all the odd
+    digits') are relit once, from `HELD_OUT_LIGHTING_SEED`."""
     from sklearn.datasets import load_digits
 
     digits = load_digits()
-    x = (digits.data / 16.0).astype("float32")
-    return split_classes(x, digits.target, [str(d) for d in range(10)], (0, 2, 4, 6, 8))
+    x = (digits.images / 16.0).astype("float32")
+    split = split_classes(x, digits.target, [str(d) for d in range(10)], (0, 2, 4, 6, 8))
+    rng = np.random.default_rng(HELD_OUT_LIGHTING_SEED)
+    split.x_test = relight(split.x_test, rng)
+    split.x_unseen = relight(split.x_unseen, rng)
+    split.augment = relight
+    return split
 
 
-def mlp_network(input_shape, embedding_dim=16, width=128):
+def mlp_network(input_shape, embedding_dim=64, width=128):
     """The digits' embedding network: `Dense(width, relu) -> Dense(embedding_dim)`."""
     return keras.Sequential(
         [
@@ -155,18 +203,30 @@ def evaluate(features, split, unseen=None, test=None):
     }
 
 
-class _Batches(keras.utils.PyDataset):
-    """Class-balanced batches with a recipe's transform (pairs, labels as inputs)."""
+# Appended to (seed, epoch, batch) for the augmentation's generator: a stream of its own,
+# apart from the sampler's draw of the batch.
+AUGMENT_STREAM = 1
 
-    def __init__(self, sampler, transform):
+
+class _Batches(keras.utils.PyDataset):
+    """Class-balanced batches, augmented (`Split.augment`), with a recipe's transform (pairs,
+    labels as inputs)."""
+
+    def __init__(self, sampler, transform, augment=None):
         super().__init__()
-        self.sampler, self.transform = sampler, transform
+        self.sampler, self.transform, self.augment = sampler, transform, augment
 
     def __len__(self):
         return len(self.sampler)
 
     def __getitem__(self, index):
-        return self.transform(*self.sampler[index])
+        x, y = self.sampler[index]
+        if self.augment is not None:
+            rng = np.random.default_rng(
+                [self.sampler.seed, self.sampler.epoch, index, AUGMENT_STREAM]
+            )
+            x = self.augment(x, rng)
+        return self.transform(x, y)
 
     def on_epoch_end(self):
         self.sampler.on_epoch_end()
@@ -276,7 +336,7 @@ def train(recipe, split, make_network, seed, progress=None, compiled=None):
     # The sampler's batches are already random; `shuffle=False` keeps Keras from reordering
     # them with the global NumPy state (which compiling a model consumes).
     history = model.fit(
-        _Batches(sampler, recipe.transform()),
+        _Batches(sampler, recipe.transform(), split.augment),
         epochs=epochs,
         verbose=0,
         callbacks=callbacks,

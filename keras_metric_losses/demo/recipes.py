@@ -158,8 +158,8 @@ class Recipe:
     model: object = embeddings_model
     batch: object = None
     normalize: bool = False
-    learning_rate: float = 1e-3
-    steps: int = 150
+    learning_rate: float = 3e-4
+    steps: int = 300
     classes_per_batch: int = 5
     samples_per_class: int = 8
     note: str = ""
@@ -214,6 +214,9 @@ SOFTMAX_BASELINE = Recipe(
     loss=keras.losses.SparseCategoricalCrossentropy,
     loss_args={"from_logits": True},
     model=class_layer_model(_softmax_head, description="on a Dense(num_classes) layer"),
+    # Its best among the learning rates 3e-4, 1e-3, 3e-3 and 1e-2 (and 300, 600, 1000 steps)
+    # on the held-out classes: the baseline at its strongest.
+    learning_rate=3e-3,
     baseline=True,
 )
 
@@ -240,6 +243,7 @@ RECIPES = {
             takes_labels=True,
             description="on layers.NCE(num_sampled=2, remove_accidental_hits=True)",
         ),
+        normalize=True,
     ),
     "triplet": Recipe(
         "TripletSemiHardLoss",
@@ -258,6 +262,7 @@ RECIPES = {
         "ProxyAnchorLoss",
         family="proxy (ClassProxies layer)",
         loss=kml.ProxyAnchorLoss,
+        loss_args={"alpha": 16.0},
         model=class_layer_model(
             _proxies,
             description="on layers.ClassProxies(learning_rate_multiplier=100.0)",
