@@ -17,6 +17,7 @@ named here, once, and the rest of the package asks this module.
 | `ops` | `keras.ops`, but float64 stays float64 on torch (see `_ops_keeping_float64`) |
 """
 
+import math
 import types
 
 import keras
@@ -170,17 +171,22 @@ def _ops_keeping_float64():
     x64), so on torch `ops.matmul`, `ops.maximum` and a few more return float32 for float64
     inputs, and `ops.mean` computes them in float32, while JAX with x64 and TensorFlow keep
     float64. With a float64 tensor among their
-    arguments, these call torch's own op on float64 tensors instead.
+    arguments, these call torch's own op on float64 tensors instead (`clip` and the segment
+    reductions round through float32 too).
     """
     if NAME != "torch":
         return keras.ops
     import torch
 
-    def keeping_float64(keras_op, torch_op):
+    def keeping_float64(keras_op, torch_op, values=None):
+        """`values`: how many leading arguments are values (the others, ids, stay as given)."""
+
         def op(*args, **kwargs):
             if not any(isinstance(a, torch.Tensor) and a.dtype == torch.float64 for a in args):
                 return keras_op(*args, **kwargs)
-            return torch_op(*(keras.ops.convert_to_tensor(a, "float64") for a in args), **kwargs)
+            count = len(args) if values is None else values
+            converted = [keras.ops.convert_to_tensor(a, "float64") for a in args[:count]]
+            return torch_op(*converted, *args[count:], **kwargs)
 
         op.__name__ = op.__qualname__ = keras_op.__name__
         op.__doc__ = keras_op.__doc__
@@ -195,10 +201,24 @@ def _ops_keeping_float64():
     def divide_no_nan(x1, x2):
         return torch.where(x2 == 0, torch.zeros_like(x1), x1 / torch.where(x2 == 0, 1.0, x2))
 
+    def segment_reduction(reduction, empty):
+        # Keras' torch segment ops reduce in float32. Ids outside [0, n) go to a dropped row.
+        def op(data, segment_ids, num_segments=None, sorted=False):
+            ids = keras.ops.convert_to_tensor(segment_ids).long()
+            n = int(ids.max()) + 1 if num_segments is None else num_segments
+            ids = torch.where((ids >= 0) & (ids < n), ids, n)
+            index = ids.reshape(-1, *[1] * (data.ndim - 1)).expand_as(data)
+            shape = (n + 1, *data.shape[1:])
+            result = torch.full(shape, empty, dtype=data.dtype, device=data.device)
+            return result.scatter_reduce(0, index, data, reduction)[:-1]
+
+        return op
+
     namespace = types.ModuleType(keras.ops.__name__, keras.ops.__doc__)
     namespace.__dict__.update(vars(keras.ops))
     replacements = {
         "arctan2": torch.atan2,
+        "clip": torch.clip,
         "divide_no_nan": divide_no_nan,
         "floor": torch.floor,
         "logaddexp": torch.logaddexp,
@@ -210,6 +230,9 @@ def _ops_keeping_float64():
     }
     for name, torch_op in replacements.items():
         setattr(namespace, name, keeping_float64(getattr(keras.ops, name), torch_op))
+    for name, reduction, empty in (("segment_sum", "sum", 0.0), ("segment_max", "amax", -math.inf)):
+        torch_op = segment_reduction(reduction, empty)
+        setattr(namespace, name, keeping_float64(getattr(keras.ops, name), torch_op, values=1))
     return namespace
 
 

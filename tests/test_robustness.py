@@ -20,7 +20,7 @@ from pn_reference import distance_matrix, pn_reference
 from references import reference_per_anchor
 from specs import SPECS
 from specs.faults import FAULTS, Raises, Value, valid
-from support import compiled, examples, first_of_each, numpy, value_and_grad
+from support import compiled, examples, numpy, value_and_grad
 
 import keras_metric_losses as kml
 from keras_metric_losses import backend, validation
@@ -71,13 +71,6 @@ def _check_all(entry, kind, check):
 
 
 ENTRIES = [pytest.param(entry, id=entry.name) for entry in TABLE]
-# The sweeps that run every loss's values: the fast tier runs the first loss of each family and
-# kind (the shared front end, the family's code), the slow tier the others.
-FAMILY_ENTRIES = first_of_each(
-    ((spec.family, spec.kind.name), pytest.param(entry, id=entry.name))
-    for spec in SPECS
-    for entry in spec.kind.entries(spec)
-)
 
 
 @pytest.mark.parametrize("entry", ENTRIES)
@@ -90,7 +83,7 @@ def test_bad_inputs_raise_clear_errors(entry):
         _check_all(entry, Raises, check)
 
 
-@pytest.mark.parametrize("entry", FAMILY_ENTRIES)
+@pytest.mark.parametrize("entry", ENTRIES)
 def test_value_faults_do_not_raise_with_value_checks_off(entry):
     """By default no tensor value is read: value faults pass through without an error (NaN or
     inf inputs give a non-finite value, see below; ids out of range the documented finite
@@ -133,7 +126,7 @@ def test_non_finite_predictions_give_a_non_finite_loss(entry):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("entry", FAMILY_ENTRIES)
+@pytest.mark.parametrize("entry", ENTRIES)
 def test_non_finite_predictions_give_a_non_finite_loss_when_compiled(entry):
     """The same compiled (`0 * sum` survives the compilers: no fast math), for the first loss
     of each family and kind (`torch.compile` takes seconds a loss)."""
@@ -185,7 +178,7 @@ def test_bad_inputs_when_compiled(entry):
         _check_all(entry, Raises, check)
 
 
-@pytest.mark.parametrize("entry", FAMILY_ENTRIES)
+@pytest.mark.parametrize("entry", ENTRIES)
 def test_degenerate_inputs_give_documented_finite_values_and_gradients(entry):
     def check(outcome, y_true, y_pred):
         value = numpy(entry.loss(y_true, y_pred))

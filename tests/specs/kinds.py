@@ -5,6 +5,7 @@ sampled logits), so a spec names its kind and overrides only what differs.
 """
 
 import dataclasses
+from typing import ClassVar
 
 import keras
 import numpy as np
@@ -23,7 +24,7 @@ from specs.faults import (
 )
 
 RNG = np.random.default_rng(0)
-INPUT_DIM, EMBEDDING_DIM = 6, 4
+INPUT_DIM, EMBEDDING_DIM, NUISANCE_DIM = 6, 4, 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,8 +54,12 @@ def one_hot(ids):
     return np.eye(NUM_CLASSES, dtype="float32")[ids]
 
 
-def clustered_inputs(batch=16, num_classes=4, seed=0, scale=1.0):
-    """Two views `[B, INPUT_DIM]` of points around one centre per class, and `[B]` labels."""
+def clustered_inputs(batch=16, num_classes=4, seed=0, scale=1.0, nuisance=0.0):
+    """Two views `[B, INPUT_DIM]` of points around one centre per class, and `[B]` labels.
+
+    `nuisance`: the last `NUISANCE_DIM` features of each view are instead noise of that
+    standard deviation (each view its own draw), which a random projection mixes into the
+    embeddings and training must learn to ignore (the training test's data)."""
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(num_classes, INPUT_DIM)) * 2.0
     labels = np.arange(batch) % num_classes
@@ -62,7 +67,36 @@ def clustered_inputs(batch=16, num_classes=4, seed=0, scale=1.0):
         ((centres[labels] + rng.normal(size=(batch, INPUT_DIM))) * scale).astype("float32")
         for _ in range(2)
     ]
-    return views, labels
+    return [_with_nuisance(v, nuisance, seed + 1 + i) for i, v in enumerate(views)], labels
+
+
+def _with_nuisance(inputs, nuisance, seed):
+    if not nuisance:
+        return inputs
+    noise = np.random.default_rng(seed).normal(size=(len(inputs), NUISANCE_DIM)) * nuisance
+    return np.concatenate([inputs[:, :-NUISANCE_DIM], noise.astype(inputs.dtype)], axis=1)
+
+
+def held_out_inputs(per_class=16, num_classes=4, seed=0, nuisance=0.0):
+    """New points (fresh noise) around the centres of `clustered_inputs(seed=seed)`, and their
+    `[B]` labels: held-out examples of the training classes, for retrieval."""
+    centres = np.random.default_rng(seed).normal(size=(num_classes, INPUT_DIM)) * 2.0
+    labels = np.arange(per_class * num_classes) % num_classes
+    noise = np.random.default_rng(seed + 3).normal(size=(len(labels), INPUT_DIM))
+    inputs = (centres[labels] + noise).astype("float32")
+    return _with_nuisance(inputs, nuisance, seed + 4), labels
+
+
+def r_precision(embeddings, relevant):
+    """The mean over points of the share of their `R` nearest others (cosine) that are
+    `relevant`, `R` the number of relevant others (1.0: every class a tight cluster)."""
+    unit = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
+    similarity = unit @ unit.T
+    np.fill_diagonal(similarity, -np.inf)
+    order = np.argsort(-similarity, axis=1)
+    relevant = relevant & ~np.eye(len(relevant), dtype=bool)
+    shares = [row[order[i, : row.sum()]].mean() for i, row in enumerate(relevant)]
+    return float(np.mean(shares))
 
 
 class Kind:
@@ -74,6 +108,8 @@ class Kind:
     # Precision: which function of the model output the loss is Lipschitz in, and the bound on
     # the mean loss error given that function's error (see test_precision.py).
     lipschitz_input = staticmethod(lambda output: np.asarray(output, np.float64))
+    # How `model.fit` takes `data()` in the training test.
+    fit_options: ClassVar[dict] = {"batch_size": 16}
 
     def outcomes(self, true_name="y_true", pred_name="y_pred"):
         raise NotImplementedError
@@ -116,9 +152,21 @@ class Kind:
         from every replica where the model builds them (`PairwiseSimilarity`)."""
         raise NotImplementedError
 
-    def data(self, batch=16, seed=0, scale=1.0):
+    def data(self, batch=16, seed=0, scale=1.0, nuisance=0.0):
         """`(x, y)` for `model()`: clustered inputs and their labels."""
         raise NotImplementedError
+
+    def retrieval(self, model, nuisance=0.0):
+        """How well the model retrieves held-out points of the training classes: the mean over
+        points of the share of their `R` nearest others (cosine, in the output of the model's
+        layer named `"embedding"`) that are relevant, `R` the number of relevant others."""
+        inputs, labels = held_out_inputs(nuisance=nuisance)
+        embeddings = keras.ops.convert_to_numpy(model.get_layer("embedding")(inputs))
+        return r_precision(embeddings, self.relevant(labels))
+
+    def relevant(self, labels):
+        """`[N, N]` booleans: which held-out points are relevant to which (the same class)."""
+        return labels[:, None] == labels[None, :]
 
 
 class Similarity(Kind):
@@ -141,13 +189,13 @@ class Similarity(Kind):
 
     def model(self, cross_replica=False):
         anchors, positives = keras.Input((INPUT_DIM,)), keras.Input((INPUT_DIM,))
-        embed = keras.layers.Dense(EMBEDDING_DIM)
+        embed = keras.layers.Dense(EMBEDDING_DIM, name="embedding")
         similarity = kml.PairwiseSimilarity(cross_replica=cross_replica)
         similarity = similarity([embed(anchors), embed(positives)])
         return keras.Model([anchors, positives], similarity)
 
-    def data(self, batch=16, seed=0, scale=1.0):
-        return clustered_inputs(batch, seed=seed, scale=scale)
+    def data(self, batch=16, seed=0, scale=1.0, nuisance=0.0):
+        return clustered_inputs(batch, seed=seed, scale=scale, nuisance=nuisance)
 
 
 def similarity_matrix_outcomes():
@@ -184,8 +232,8 @@ class MultilabelSimilarity(Similarity):
             **similarity_matrix_outcomes(),
         }
 
-    def data(self, batch=16, seed=0, scale=1.0):
-        x, labels = clustered_inputs(batch, seed=seed, scale=scale)
+    def data(self, batch=16, seed=0, scale=1.0, nuisance=0.0):
+        x, labels = clustered_inputs(batch, seed=seed, scale=scale, nuisance=nuisance)
         return x, np.eye(4, dtype="float32")[labels]
 
 
@@ -221,11 +269,12 @@ class Embeddings(Kind):
 
     def model(self, cross_replica=False):
         inputs = keras.Input((INPUT_DIM,))
-        embeddings = keras.layers.UnitNormalization()(keras.layers.Dense(EMBEDDING_DIM)(inputs))
+        embeddings = keras.layers.Dense(EMBEDDING_DIM, name="embedding")(inputs)
+        embeddings = keras.layers.UnitNormalization()(embeddings)
         return keras.Model(inputs, embeddings)
 
-    def data(self, batch=16, seed=0, scale=1.0):
-        (x, _), labels = clustered_inputs(batch, seed=seed, scale=scale)
+    def data(self, batch=16, seed=0, scale=1.0, nuisance=0.0):
+        (x, _), labels = clustered_inputs(batch, seed=seed, scale=scale, nuisance=nuisance)
         return x, labels
 
 

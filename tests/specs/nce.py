@@ -7,7 +7,7 @@ from nce_reference import reference_logits, reference_losses
 import keras_metric_losses as kml
 from specs import Spec
 from specs.faults import NOT_SQUARE, NUM_CLASSES, Raises, Value, not_finite, not_integral
-from specs.kinds import Entry, Kind, clustered_inputs, mean, normal, shape_errors
+from specs.kinds import Entry, Kind, clustered_inputs, held_out_inputs, mean, normal, shape_errors
 from specs.kinds import similarity_matrix_outcomes as logits_outcomes
 
 NUM_SAMPLED, DIM = 3, 2
@@ -134,15 +134,27 @@ class Sampled(Kind):
 
     def model(self, cross_replica=False):
         features, labels = keras.Input((6,)), keras.Input((1,), dtype="int32")
-        embedded = keras.layers.Dense(4)(features)
+        embedded = keras.layers.Dense(4, name="embedding")(features)
         nce = kml.layers.NCE(LAYER_CLASSES, LAYER_SAMPLED, remove_accidental_hits=self.column == 1,
-                             seed=1, cross_replica=cross_replica)  # fmt: skip
+                             seed=1, cross_replica=cross_replica, name="nce")  # fmt: skip
         return keras.Model([features, labels], nce([embedded, labels]))
 
-    def data(self, batch=16, seed=0, scale=1.0):
-        (x, _), labels = clustered_inputs(batch, seed=seed, scale=scale)
-        classes = (labels * 3 + 1)[:, None].astype("int32")  # ids below LAYER_CLASSES
+    def data(self, batch=16, seed=0, scale=1.0, nuisance=0.0):
+        (x, _), labels = clustered_inputs(batch, seed=seed, scale=scale, nuisance=nuisance)
+        classes = _class_ids(labels)
         return [x, classes], classes
+
+    def retrieval(self, model, nuisance=0.0):
+        """The share of held-out points whose class has the largest full logit among the
+        layer's `LAYER_CLASSES` (what sampled training is for)."""
+        inputs, labels = held_out_inputs(nuisance=nuisance)
+        logits = model.get_layer("nce")(model.get_layer("embedding")(inputs))
+        predicted = np.argmax(keras.ops.convert_to_numpy(logits), axis=-1)
+        return float(np.mean(predicted == _class_ids(labels)[:, 0]))
+
+
+def _class_ids(labels):
+    return (labels * 3 + 1)[:, None].astype("int32")  # ids below LAYER_CLASSES
 
 
 SPECS = [

@@ -88,7 +88,7 @@ class PairDistances(Kind):
     def model(self, cross_replica=False):
         first, second = keras.Input((INPUT_DIM,)), keras.Input((INPUT_DIM,))
         embed = keras.Sequential(
-            [keras.layers.Dense(EMBEDDING_DIM), keras.layers.UnitNormalization()]
+            [keras.layers.Dense(EMBEDDING_DIM), keras.layers.UnitNormalization()], name="embedding"
         )
         difference = keras.layers.Subtract()([embed(first), embed(second)])
         squared = keras.layers.Multiply()([difference, difference])
@@ -97,10 +97,10 @@ class PairDistances(Kind):
         )
         return keras.Model([first, second], total(squared))
 
-    def data(self, batch=16, seed=0, scale=1.0):
+    def data(self, batch=16, seed=0, scale=1.0, nuisance=0.0):
         """Pairs of the two views: even rows with their own other view (same class), odd rows
         with the next row's (another class)."""
-        (first, second), labels = clustered_inputs(batch, seed=seed, scale=scale)
+        (first, second), labels = clustered_inputs(batch, seed=seed, scale=scale, nuisance=nuisance)
         rows = np.arange(batch)
         partner = np.where(rows % 2 == 0, rows, (rows + 1) % batch)
         same = (labels == labels[partner]).astype("int32")

@@ -242,16 +242,16 @@ class Proxies(Kind):
 
     def model(self, cross_replica=False):
         features = keras.Input((INPUT_DIM,))
-        embeddings = keras.layers.Dense(DIM)(features)
+        embeddings = keras.layers.Dense(DIM, name="embedding")(features)
         layer = kml.layers.ClassProxies(LAYER_CLASSES, **self.layer_kwargs)
         if not self.needs_labels:
             return keras.Model(features, layer(embeddings))
         labels = keras.Input((), dtype="int32")
         return keras.Model([features, labels], layer([embeddings, labels]))
 
-    def data(self, batch=16, seed=0, scale=1.0):
+    def data(self, batch=16, seed=0, scale=1.0, nuisance=0.0):
         (x, _), labels = clustered_inputs(batch, num_classes=LAYER_CLASSES, seed=seed,
-                                          scale=scale)  # fmt: skip
+                                          scale=scale, nuisance=nuisance)  # fmt: skip
         return ([x, labels] if self.needs_labels else x), labels
 
 

@@ -20,10 +20,14 @@ class ScaledEmbeddings(Embeddings):
     temperature`, `gamma`): a softmax cross-entropy moves by at most twice the largest change of
     a logit, so the first mixed-precision step is bounded by `2 * scale * error`.
     `multiview`: `[B, V, D]` is an input too, but not `[B, V, 1]` (the fault's rank-3 `y_pred`:
-    a rank mistake, refused)."""
+    a rank mistake, refused). `instances`: the labels are instance ids in batch order (the
+    training test fits batches of one example of each class, in order, so that each row's
+    target column is itself)."""
 
-    def __init__(self, scale, multiview=True):
+    def __init__(self, scale, multiview=True, instances=False):
         self.scale, self.multiview = scale, multiview
+        if instances:
+            self.fit_options = {"batch_size": 4, "shuffle": False}
 
     def precision_bound(self, error):
         return 2 * self.scale * error.max()
@@ -67,12 +71,21 @@ class MultilabelEmbeddings(ScaledEmbeddings):
             "all labels differ": Value(),
         }
 
-    def data(self, batch=16, seed=0, scale=1.0):
-        """Four classes; examples of class `c` also carry label `c + 1` every third row."""
-        (x, _), labels = clustered_inputs(batch, seed=seed, scale=scale)
-        multi_hot = np.eye(5, dtype="float32")[labels]
-        multi_hot[::3, 1:] += np.eye(5, dtype="float32")[labels[::3]][:, :-1]
-        return x, multi_hot
+    def data(self, batch=16, seed=0, scale=1.0, nuisance=0.0):
+        (x, _), labels = clustered_inputs(batch, seed=seed, scale=scale, nuisance=nuisance)
+        return x, _multi_hot(labels)
+
+    def relevant(self, labels):
+        """Points that share a label."""
+        multi_hot = _multi_hot(labels)
+        return multi_hot @ multi_hot.T > 0
+
+
+def _multi_hot(labels):
+    """Four classes; examples of class `c` also carry label `c + 1` every third row."""
+    multi_hot = np.eye(5, dtype="float32")[labels]
+    multi_hot[::3, 1:] += np.eye(5, dtype="float32")[labels[::3]][:, :-1]
+    return multi_hot
 
 
 # --- references ----------------------------------------------------------------------------
@@ -185,7 +198,7 @@ SPECS = [
     Spec(
         kml.instance_loss,
         kml.InstanceLoss,
-        ScaledEmbeddings(64.0, multiview=False),
+        ScaledEmbeddings(64.0, multiview=False, instances=True),
         "softmax",
         reference=instance_reference,
         # The gradient is a softmax of 64 * cosine: float16 rounding of the embeddings (5e-4)

@@ -42,13 +42,17 @@ class TwoViews(Kind):
     `4 * scale * (the largest change of a cosine)`, and a cosine of unit vectors moves by at
     most `2 * sqrt(D)` times the largest change of one of their entries. Barlow and VICReg
     (batch statistics) assert no bound.
+
+    `predictor`: the model gives the projector output of the first view, its gradient stopped,
+    and a predictor's output on the second view's (SimSiam's recipe; without it SimSiam
+    collapses).
     """
 
     name = "two views"
     predictions = staticmethod(lambda batch: normal(3)(2 * batch).reshape(batch, 2, 3))
 
-    def __init__(self, scale=None):
-        self.scale = scale
+    def __init__(self, scale=None, predictor=False):
+        self.scale, self.predictor = scale, predictor
 
     @staticmethod
     def lipschitz_input(output):
@@ -83,12 +87,16 @@ class TwoViews(Kind):
     def model(self, cross_replica=False):
         """One encoder on two (augmented) views; the loss gathers across replicas itself."""
         view_a, view_b = keras.Input((INPUT_DIM,)), keras.Input((INPUT_DIM,))
-        encoder = keras.layers.Dense(EMBEDDING_DIM)
-        views = keras.ops.stack([encoder(view_a), encoder(view_b)], axis=1)
-        return keras.Model([view_a, view_b], views)
+        encoder = keras.layers.Dense(EMBEDDING_DIM, name="embedding")
+        first, second = encoder(view_a), encoder(view_b)
+        if self.predictor:
+            first = keras.ops.stop_gradient(first)
+            predictor = keras.layers.Dense(EMBEDDING_DIM, kernel_initializer="identity")
+            second = predictor(second)  # near the identity at first, or a linear model collapses
+        return keras.Model([view_a, view_b], keras.ops.stack([first, second], axis=1))
 
-    def data(self, batch=16, seed=0, scale=1.0):
-        views, _ = clustered_inputs(batch, seed=seed, scale=scale)
+    def data(self, batch=16, seed=0, scale=1.0, nuisance=0.0):
+        views, _ = clustered_inputs(batch, seed=seed, scale=scale, nuisance=nuisance)
         return views, np.zeros(batch, "float32")
 
 
@@ -162,7 +170,7 @@ SPECS = [
     Spec(
         kml.simsiam_loss,
         kml.SimSiamLoss,
-        TwoViews(scale=0.5),
+        TwoViews(scale=0.5, predictor=True),
         "ssl",
         reference=simsiam_reference,
         class_outcomes=STRING_LABELS,
