@@ -59,15 +59,14 @@ def _running_a_command():
 
 
 def unavailable_message(backend, available):
-    extra = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}.get(backend)
-    install = (
-        f'install it (`pip install "keras-metric-losses[{extra}]"`)' if extra else "install it"
-    )
+    # The backend's own package: the package is not on PyPI before a release, so its extras
+    # (`keras-metric-losses[jax]`) cannot be installed by name.
+    package = MODULES.get(backend)
+    install = f"install it (`pip install {package}`)" if package else "install it"
     others = (
         f"or set KERAS_BACKEND to an installed one: {', '.join(available)}"
         if available
-        else 'no Keras backend is installed: `pip install "keras-metric-losses[jax]"` '
-        "(or [tensorflow], [torch])"
+        else "no Keras backend is installed: `pip install jax` (or tensorflow, torch)"
     )
     return f"KERAS_BACKEND={backend}, but {backend} is not installed: {install}, {others}."
 

@@ -197,7 +197,7 @@ class ClassBalancedSampler(keras.utils.PyDataset):
         except ImportError as error:
             raise ImportError(
                 "`ClassBalancedSampler.as_tf_dataset()` needs TensorFlow "
-                '(`pip install "keras-metric-losses[tensorflow]"`); on other backends pass the '
+                "(`pip install tensorflow`); on other backends pass the "
                 "sampler itself to `model.fit`."
             ) from error
         per_iteration = 1 if epochs is None else validation.positive_int(epochs, "epochs")
