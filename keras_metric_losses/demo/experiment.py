@@ -288,7 +288,7 @@ def _build_model(recipe, split, make_network, seed):
 def _restart(compiled, recipe, split, make_network, seed):
     """The compiled model of an earlier seed, set to exactly the state a fresh `_build_model`
     of seed `seed` has (every weight and the optimizer's state), so that its compiled training
-    step is reused: compiling costs more than the 150 steps themselves. `None` if the fresh
+    step is reused: compiling costs more than the training steps themselves. `None` if the fresh
     model's weights do not match the compiled one's."""
     fresh, _ = _build_model(recipe, split, make_network, seed)
     state = _state(fresh)

@@ -144,11 +144,11 @@ class Recipe:
         steps: Number of training steps.
         classes_per_batch: Classes per batch (at most the number of training classes).
         samples_per_class: Samples of each class per batch.
-        note: Shown with the results: a reason if the loss cannot beat the untrained network.
+        note: Shown with the results: a reason if the loss cannot beat the baselines.
         control: The key of another recipe this one is compared with in the results (the same
             loss and batches without cross-batch memory); it is trained along with this one.
         baseline: A baseline rather than a loss of the package (not required to beat the
-            untrained network).
+            baselines).
     """
 
     title: str
