@@ -1,0 +1,517 @@
+"""pytorch-metric-learning's retrieval metrics (`AccuracyCalculator`, PML 2.9), on an exact
+k-NN search that runs on the backend one chunk of queries at a time (`knn.search`).
+
+For a query with `R` relevant references (same label; its own row not counted when the query
+set is in the reference), `rel_j = 1` when its `j`-th nearest reference is relevant and
+`P@j = sum_{i <= j} rel_i / j`:
+
+| metric | per query |
+| --- | --- |
+| `precision_at_1` | `rel_1` |
+| `r_precision` | `sum_{j <= min(R, k)} rel_j / min(R, k)` |
+| `mean_average_precision_at_r` | `sum_{j <= min(R, k)} rel_j P@j / R` |
+| `mean_average_precision` | `sum_{j <= k} rel_j P@j / R` |
+| `mean_reciprocal_rank` | `1 / min{j <= k : rel_j = 1}`, 0 if none |
+
+Queries with `R = 0` (a class absent from the reference, or alone in a query set that is its
+own reference) are left out, as PML does; the metric is the mean over the other queries, or
+with `avg_of_avgs` the mean over classes of the per-class means. The ranking is done on the
+backend; the scores are computed in NumPy float64 from the neighbours' indices, chunk by chunk.
+"""
+
+import numbers
+import warnings
+
+import numpy as np
+
+from keras_metric_losses import distances, docstrings, validation
+from keras_metric_losses.api import export
+from keras_metric_losses.backend import ops
+from keras_metric_losses.retrieval import clustering, knn
+from keras_metric_losses.retrieval import labels as labels_lib
+
+KNN_METRICS = (
+    "precision_at_1",
+    "r_precision",
+    "mean_average_precision_at_r",
+    "mean_average_precision",
+    "mean_reciprocal_rank",
+)
+CLUSTERING_METRICS = ("NMI", "AMI")
+# The ones whose definition needs the first R neighbours: PML warns when k cuts them short.
+_AT_R = ("r_precision", "mean_average_precision_at_r")
+
+
+def _scores(relevant, counts):
+    """Each k-NN metric of each query, `{name: [c] float64}`, from `relevant` `[c, k]` and the
+    queries' `R` (`counts`, all > 0)."""
+    k = relevant.shape[1]
+    precision = np.cumsum(relevant, axis=1) / np.arange(1, k + 1)
+    terms = np.where(relevant, precision, 0.0)
+    within_r = np.arange(k) < np.minimum(counts, k)[:, None]
+    found = relevant.any(axis=1)
+    return {
+        "precision_at_1": relevant[:, 0].astype(np.float64),
+        "r_precision": np.sum(relevant & within_r, axis=1) / np.minimum(counts, k),
+        "mean_average_precision_at_r": np.sum(terms * within_r, axis=1) / counts,
+        "mean_average_precision": np.sum(terms, axis=1) / counts,
+        "mean_reciprocal_rank": np.where(found, 1.0 / (np.argmax(relevant, axis=1) + 1), 0.0),
+    }
+
+
+def _average(values, classes, avg_of_avgs, return_per_class):
+    """The mean of per-query `values`, or per class of `classes` (sorted ids)."""
+    if not (avg_of_avgs or return_per_class):
+        return float(np.mean(values))
+    _, inverse = np.unique(classes, return_inverse=True)
+    per_class = np.bincount(inverse, weights=values) / np.bincount(inverse)
+    return per_class.tolist() if return_per_class else float(np.mean(per_class))
+
+
+def _metric_names(metrics, cluster_labels):
+    if metrics is None:
+        return KNN_METRICS + (CLUSTERING_METRICS if cluster_labels is not None else ())
+    allowed = KNN_METRICS + CLUSTERING_METRICS
+    if isinstance(metrics, str) or not all(name in allowed for name in metrics) or not metrics:
+        raise ValueError(
+            f"`metrics` must be a non-empty list of names from {list(allowed)}. "
+            f"Received: metrics={metrics!r}"
+        )
+    if cluster_labels is None and set(metrics) & set(CLUSTERING_METRICS):
+        raise ValueError(
+            "NMI and AMI score a clustering of the queries: pass its cluster ids as "
+            "`cluster_labels` (PML runs a seed-dependent faiss k-means, not reproduced here). "
+            f"Received: metrics={metrics!r} and cluster_labels=None"
+        )
+    return tuple(metrics)
+
+
+def _num_neighbours(k, counts, available):
+    """The `k` searched: all references (`None`), the largest `R` (`"max_bin_count"`) or an
+    int, never more than the `available` references."""
+    if k is None:
+        return available
+    if isinstance(k, str) and k == "max_bin_count":
+        return int(counts.max())
+    if not isinstance(k, numbers.Integral) or isinstance(k, bool) or k < 1:
+        raise ValueError(f'`k` must be None, "max_bin_count" or a positive int. Received: k={k!r}')
+    return min(int(k), available)
+
+
+def _check_query_rows(query, reference):
+    """With the query set given as the first rows of `reference`: checks they are the same."""
+    rows = reference[: query.shape[0]]
+    if not bool(ops.all(ops.isclose(rows, ops.cast(query, rows.dtype), equal_nan=True))):
+        raise ValueError(
+            "With `ref_includes_query=True` the first rows of `reference` must be the queries "
+            f"(as in PML, checked with `allclose`). Received: query.shape={tuple(query.shape)} "
+            f"and reference.shape={tuple(reference.shape)} whose first rows differ"
+        )
+
+
+def _all_finite(x):
+    return bool(ops.all(ops.isfinite(x)))
+
+
+def _knn_scores(query, reference, query_labels, reference_labels, counts, k, options):
+    """`{name: [Nq] float64}` of every k-NN metric, NaN for queries with `R = 0` and for
+    queries whose distances are not all finite."""
+    scores = {name: np.full(len(counts), np.nan) for name in KNN_METRICS}
+    chunks = knn.search(query, reference, k, **options)
+    for start, nearest, indices in chunks:
+        indices = np.asarray(ops.convert_to_numpy(indices))
+        rows = np.arange(start, start + len(indices))
+        finite = np.isfinite(ops.convert_to_numpy(nearest)).all(axis=1)
+        scored = counts[rows] > 0
+        relevant = labels_lib.relevant(query_labels[rows], reference_labels, indices)
+        values = _scores(relevant[scored], counts[rows][scored])
+        for name, value in values.items():
+            scores[name][rows[scored]] = np.where(finite[scored], value, np.nan)
+    return scores
+
+
+@export
+def get_accuracy(
+    query,
+    query_labels,
+    reference=None,
+    reference_labels=None,
+    *,
+    metrics=None,
+    k=None,
+    distance="squared_euclidean",
+    avg_of_avgs=False,
+    return_per_class=False,
+    ref_includes_query=None,
+    cluster_labels=None,
+    chunk_size=None,
+):
+    """Retrieval metrics of embeddings, as pytorch-metric-learning's `AccuracyCalculator`.
+
+    `AccuracyCalculator(include=metrics, k=k, avg_of_avgs=..., return_per_class=...)
+    .get_accuracy(query, query_labels, reference, reference_labels, ref_includes_query)` in one
+    call, with PML's metric names, settings and values, on an exact k-NN search done one chunk
+    of queries at a time (memory `O(chunk_size * N_ref)`, not `O(N_query * N_ref)`).
+
+    For each query with `R > 0` relevant references (see `keras_metric_losses.retrieval.pml`
+    for the definitions): `precision_at_1`, `r_precision`, `mean_average_precision_at_r`,
+    `mean_average_precision` and `mean_reciprocal_rank` over its `k` nearest references;
+    `NMI` / `AMI` of `cluster_labels` against `query_labels` over all queries.
+
+    Differences from PML 2.9, where PML is wrong or fails (the values are otherwise the same):
+
+    - `k` larger than the references: faiss pads the neighbour lists with index `-1` and PML
+      reads the *last* reference's label there, so that class gains matches (MAP above 1);
+      here `k` is cut to the available references and nothing is padded.
+    - Equal distances rank by lower reference index on every backend, exactly; PML's
+      `CustomKNN` (`torch.topk`) orders ties arbitrarily.
+    - `mean_reciprocal_rank` alone works (PML raises `TypeError`: it skips the k-NN search);
+      it is float64 here (float32 in PML, about 1e-7 apart).
+    - Labels keep their dtype (PML casts to float32: ids from `2**24` on can merge); multi-hot
+      labels are accepted (relevant = sharing a class).
+    - NMI/AMI score given cluster ids (`cluster_labels`): PML's faiss k-means of the queries is
+      seed-dependent and not reproduced.
+    - Non-finite embeddings give NaN for every k-NN metric (PML ranks NaN distances as faiss
+      happens to); a query whose distances overflow gives NaN for itself.
+
+    As PML: queries with `R = 0` are left out of every k-NN metric; when none is left each
+    k-NN metric is NaN (a NaN list over the unique query labels with `return_per_class`) with
+    a `RuntimeWarning`. A `k` below the largest `R` makes `r_precision` precision@k and
+    `mean_average_precision_at_r` a truncated sum over `R` (a `UserWarning` says so).
+
+    Args:
+        query: `[Nq, D]` query embeddings.
+        query_labels: `[Nq]` (or `[Nq, 1]`) class ids, or `[Nq, C]` multi-hot rows.
+        reference: `[Nr, D]` reference embeddings. Defaults to `None`: the queries are their
+            own reference, each query's own row left out of its neighbours.
+        reference_labels: The references' labels, of the same kind as `query_labels`;
+            required with `reference`.
+        metrics: Names from `KNN_METRICS` and `CLUSTERING_METRICS` (PML's `include`).
+            Defaults to the k-NN metrics, and NMI and AMI when `cluster_labels` is given.
+        k: Neighbours per query: `None` (default, PML's default) searches every reference,
+            `"max_bin_count"` the largest `R` among the queries (the smallest `k` for exact
+            R-precision and MAP@R), or a positive int, cut to the number of references.
+        distance: How neighbours are ranked: a name of `distances.names()` or a callable (see
+            `distances.get`). Defaults to `"squared_euclidean"`, PML's default `FaissKNN`;
+            `"cosine_similarity"` is `CustomKNN(CosineSimilarity())`.
+        avg_of_avgs: Average per class, then over classes (sorted labels of the scored
+            queries). Defaults to `False`. Class ids only.
+        return_per_class: Return each k-NN metric as the list of per-class means, in sorted
+            label order of the scored queries. Defaults to `False`. Class ids only.
+        ref_includes_query: Whether the first `Nq` rows of `reference` are the queries (each
+            query's own row is then left out, and does not count in `R`). Defaults to `True`
+            without `reference`, else `False`.
+        cluster_labels: `[Nq]` cluster ids of the queries, for NMI and AMI. Defaults to `None`.
+        chunk_size: Queries per chunk of the k-NN search (`[chunk_size, Nr]` distances at a
+            time). Defaults to as many as fit `2**24` entries.
+
+    Returns:
+        A dict `{metric: float}` in the order of `metrics` (`{metric: list of floats}` for the
+        k-NN metrics with `return_per_class`).
+
+    Raises:
+        ValueError: for embeddings that are not non-empty matrices or whose dimensions differ,
+            labels whose shape does not match their embeddings or each other, `reference`
+            without `reference_labels`, unknown metrics, NMI/AMI without `cluster_labels`, a
+            `k` that is not `None`, `"max_bin_count"` or an int >= 1, `avg_of_avgs` together
+            with `return_per_class`, per-class averages of multi-hot labels, and
+            `ref_includes_query=True` when `reference` does not start with the queries.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from keras_metric_losses import retrieval
+    >>> x = np.array([[0.0], [0.1], [1.0], [1.2]])
+    >>> labels = np.array([0, 0, 1, 0])  # class 1 has no other member: left out
+    >>> scores = retrieval.get_accuracy(x, labels, metrics=["precision_at_1", "r_precision"])
+    >>> {name: round(value, 4) for name, value in scores.items()}
+    {'precision_at_1': 0.6667, 'r_precision': 0.5}
+
+    Reference: Musgrave, Belongie and Lim, "A Metric Learning Reality Check", ECCV 2020
+    (MAP@R); pytorch-metric-learning 2.9's `AccuracyCalculator`.
+    """
+    names = _metric_names(metrics, cluster_labels)
+    avg_of_avgs = validation.boolean(avg_of_avgs, "avg_of_avgs")
+    return_per_class = validation.boolean(return_per_class, "return_per_class")
+    if avg_of_avgs and return_per_class:
+        raise ValueError(
+            "`avg_of_avgs` and `return_per_class` cannot both be True (one average over "
+            "classes, or the per-class list). Received: avg_of_avgs=True and "
+            "return_per_class=True"
+        )
+    distance = distances.check(distance)
+    query = knn.embeddings(query, "query")
+    query_labels = labels_lib.host_labels(query_labels, query.shape[0], "query_labels", "query")
+    if (reference is None) != (reference_labels is None):
+        raise ValueError(
+            "`reference` and `reference_labels` go together: pass both or neither. Received: "
+            f"reference is None: {reference is None}, reference_labels is None: "
+            f"{reference_labels is None}"
+        )
+    if reference is None:
+        reference, reference_labels = query, query_labels
+    else:
+        reference = knn.embeddings(reference, "reference")
+        knn.check_dims(query, reference)
+        reference_labels = labels_lib.host_labels(
+            reference_labels, reference.shape[0], "reference_labels", "reference"
+        )
+        labels_lib.check_same_kind(query_labels, reference_labels)
+    includes = knn.self_excluded(ref_includes_query, query, reference, "ref_includes_query")
+    if includes and reference is not query:
+        _check_query_rows(query, reference)
+    multi_hot = labels_lib.is_multi_hot(query_labels)
+    if multi_hot and (avg_of_avgs or return_per_class or set(names) & set(CLUSTERING_METRICS)):
+        raise ValueError(
+            "Per-class averages, NMI and AMI need one class id per query; multi-hot labels "
+            f"support the plain averages. Received: query_labels.shape={query_labels.shape}, "
+            f"avg_of_avgs={avg_of_avgs}, return_per_class={return_per_class}, metrics={names}"
+        )
+    if cluster_labels is not None:
+        cluster_labels = np.asarray(ops.convert_to_numpy(cluster_labels)).reshape(-1)
+    rows = knn.chunk_rows(chunk_size, reference.shape[0])
+    counts = labels_lib.relevant_counts(query_labels, reference_labels, includes, rows)
+    num_k = _num_neighbours(k, counts, reference.shape[0] - includes)
+
+    results = {}
+    knn_names = [name for name in names if name in KNN_METRICS]
+    scored = counts > 0
+    if knn_names and not scored.any():
+        warnings.warn(
+            "No query has a relevant reference (every query label is absent from the "
+            "reference set or has no other member): the k-NN metrics are NaN.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        size = len(np.unique(query_labels, axis=0))
+        nan = [float("nan")] * size if return_per_class else float("nan")
+        results.update({name: nan for name in knn_names})
+    elif knn_names:
+        if set(knn_names) & set(_AT_R) and num_k < counts.max():
+            warnings.warn(
+                f"k={num_k} is below the largest R ({counts.max()}): r_precision is "
+                "precision@k and mean_average_precision_at_r sums over fewer than R "
+                'neighbours for some queries. Use k="max_bin_count" (or None) for the exact '
+                "values.",
+                stacklevel=2,
+            )
+        if _all_finite(query) and _all_finite(reference):
+            options = {"distance": distance, "exclude_self": includes, "chunk_size": chunk_size}
+            scores = _knn_scores(
+                query, reference, query_labels, reference_labels, counts, num_k, options
+            )
+        else:
+            scores = {name: np.full(len(counts), np.nan) for name in KNN_METRICS}
+        classes = query_labels[scored]
+        for name in knn_names:
+            values = scores[name][scored]
+            results[name] = _average(values, classes, avg_of_avgs, return_per_class)
+    if "NMI" in names:
+        results["NMI"] = clustering.normalized_mutual_info(query_labels, cluster_labels)
+    if "AMI" in names:
+        results["AMI"] = clustering.adjusted_mutual_info(query_labels, cluster_labels)
+    return {name: results[name] for name in names}
+
+
+_SHARED = """
+    Args:
+        query: `[Nq, D]` query embeddings.
+        query_labels: `[Nq]` (or `[Nq, 1]`) class ids, or `[Nq, C]` multi-hot rows.
+        reference: `[Nr, D]` reference embeddings. Defaults to `None`: the queries are their
+            own reference, each query's own row left out of its neighbours.
+        reference_labels: The references' labels, of the same kind as `query_labels`;
+            required with `reference`.{k}
+        distance: How neighbours are ranked (see `distances.get`). Defaults to
+            `"squared_euclidean"`, PML's default `FaissKNN`.
+        avg_of_avgs: Average per class, then over classes. Defaults to `False`.
+        return_per_class: Return the list of per-class means (sorted labels of the scored
+            queries). Defaults to `False`.
+        ref_includes_query: Whether the first `Nq` rows of `reference` are the queries.
+            Defaults to `True` without `reference`, else `False`.
+        chunk_size: Queries per chunk of the k-NN search. Defaults to as many as fit `2**24`
+            distances.
+
+    Returns:
+        A Python float (a list of floats with `return_per_class`); NaN when no query has a
+        relevant reference, or for non-finite embeddings.
+
+    Raises:
+        ValueError: as `get_accuracy`: mismatched shapes, empty sets, a bad `k`, `avg_of_avgs`
+            with `return_per_class`.
+
+    Example (see `get_accuracy`: class 1 is left out):
+
+    >>> import numpy as np
+    >>> from keras_metric_losses import retrieval
+    >>> x = np.array([[0.0], [0.1], [1.0], [1.2]])
+    >>> labels = np.array([0, 0, 1, 0])
+    >>> round(retrieval.{name}(x, labels), 4)
+    {shows}
+"""
+_K = """
+        k: Neighbours per query: `None` (every reference), `"max_bin_count"` (the largest `R`)
+            or a positive int, cut to the number of references. Defaults to `{default!r}`."""
+
+
+def _metric(name, shows, k=None):
+    """Declares `get_accuracy` for one metric: the shared `Args` (with `k` if it has one) and
+    example, and the export."""
+    k_text = "" if k is None else _K.format(default=k)
+
+    def declare(fn):
+        return export(docstrings.append(_SHARED, k=k_text, name=name, shows=shows)(fn))
+
+    return declare
+
+
+def _one(name, query, query_labels, reference, reference_labels, **options):
+    """`get_accuracy` of one metric: its value."""
+    scores = get_accuracy(
+        query, query_labels, reference, reference_labels, metrics=[name], **options
+    )
+    return scores[name]
+
+
+@_metric("precision_at_1", shows="0.6667")
+def precision_at_1(
+    query,
+    query_labels,
+    reference=None,
+    reference_labels=None,
+    *,
+    distance="squared_euclidean",
+    avg_of_avgs=False,
+    return_per_class=False,
+    ref_includes_query=None,
+    chunk_size=None,
+):
+    """Precision@1: the fraction of queries whose nearest reference is relevant.
+
+    ```
+    P@1 = mean over the queries with R > 0 of rel_1
+    ```
+
+    `rel_1` is 1 when the nearest reference (ties: the lower index) is relevant to the query.
+
+    Reference: pytorch-metric-learning 2.9's `AccuracyCalculator` (`"precision_at_1"`).
+    """
+    return _one("precision_at_1", k=1, **locals())
+
+
+@_metric("r_precision", shows="0.5", k="max_bin_count")
+def r_precision(
+    query,
+    query_labels,
+    reference=None,
+    reference_labels=None,
+    *,
+    k="max_bin_count",
+    distance="squared_euclidean",
+    avg_of_avgs=False,
+    return_per_class=False,
+    ref_includes_query=None,
+    chunk_size=None,
+):
+    """R-precision: the fraction of relevant references among each query's `R` nearest.
+
+    ```
+    RP = mean over the queries with R > 0 of  sum_{j <= min(R, k)} rel_j / min(R, k)
+    ```
+
+    `R` is the query's number of relevant references. With `k` below `R` this is precision@k
+    (as PML computes it, with a warning).
+
+    Reference: Musgrave, Belongie and Lim, "A Metric Learning Reality Check", ECCV 2020;
+    pytorch-metric-learning 2.9's `AccuracyCalculator` (`"r_precision"`).
+    """
+    return _one("r_precision", **locals())
+
+
+@_metric("mean_average_precision_at_r", shows="0.4167", k="max_bin_count")
+def mean_average_precision_at_r(
+    query,
+    query_labels,
+    reference=None,
+    reference_labels=None,
+    *,
+    k="max_bin_count",
+    distance="squared_euclidean",
+    avg_of_avgs=False,
+    return_per_class=False,
+    ref_includes_query=None,
+    chunk_size=None,
+):
+    """MAP@R: average precision over each query's `R` nearest references, divided by `R`.
+
+    ```
+    MAP@R = mean over the queries with R > 0 of  sum_{j <= min(R, k)} rel_j P@j / R
+    P@j   = sum_{i <= j} rel_i / j
+    ```
+
+    A relevant reference found at rank `j` counts its precision `P@j`; one beyond rank `R`
+    counts nothing, so 1 only for a perfect ranking. With `k` below `R` the sum stops at `k`
+    and still divides by `R` (as PML, with a warning).
+
+    Reference: Musgrave, Belongie and Lim, "A Metric Learning Reality Check", ECCV 2020;
+    pytorch-metric-learning 2.9's `AccuracyCalculator` (`"mean_average_precision_at_r"`).
+    """
+    return _one("mean_average_precision_at_r", **locals())
+
+
+@_metric("mean_average_precision", shows="0.75", k=None)
+def mean_average_precision(
+    query,
+    query_labels,
+    reference=None,
+    reference_labels=None,
+    *,
+    k=None,
+    distance="squared_euclidean",
+    avg_of_avgs=False,
+    return_per_class=False,
+    ref_includes_query=None,
+    chunk_size=None,
+):
+    """Mean average precision over each query's `k` nearest references (every reference by
+    default), divided by `R`.
+
+    ```
+    MAP = mean over the queries with R > 0 of  sum_{j <= k} rel_j P@j / R
+    P@j = sum_{i <= j} rel_i / j
+    ```
+
+    As PML it divides by `R`, not by `min(k, R)` nor by the number of relevant references
+    found: with `k` below `R` it is at most `k / R`. With `k=None` it is the usual MAP.
+
+    Reference: pytorch-metric-learning 2.9's `AccuracyCalculator` (`"mean_average_precision"`).
+    """
+    return _one("mean_average_precision", **locals())
+
+
+@_metric("mean_reciprocal_rank", shows="0.8333", k=None)
+def mean_reciprocal_rank(
+    query,
+    query_labels,
+    reference=None,
+    reference_labels=None,
+    *,
+    k=None,
+    distance="squared_euclidean",
+    avg_of_avgs=False,
+    return_per_class=False,
+    ref_includes_query=None,
+    chunk_size=None,
+):
+    """Mean reciprocal rank of each query's first relevant reference among its `k` nearest.
+
+    ```
+    MRR = mean over the queries with R > 0 of  1 / min{j <= k : rel_j = 1}  (0 if none)
+    ```
+
+    Float64 (PML computes it in float32) and it works alone (PML's `AccuracyCalculator` raises
+    `TypeError` when it is the only metric requested).
+
+    Reference: Voorhees, "The TREC-8 Question Answering Track Report", TREC 1999;
+    pytorch-metric-learning 2.9's `AccuracyCalculator` (`"mean_reciprocal_rank"`).
+    """
+    return _one("mean_reciprocal_rank", **locals())
