@@ -10,25 +10,27 @@ labels to float32 (ids at or above `2**24` can merge), ids are compared exactly.
 import keras
 import numpy as np
 
-from keras_metric_losses import validation
-
 
 def host_labels(labels, num_rows, name, embeddings_name):
-    """`labels` as a NumPy array: `[N]` class ids or `[N, C]` bool multi-hot rows.
+    """`labels` as a NumPy array in their own dtype: `[N]` class ids or `[N, C]` bool multi-hot
+    rows.
 
     Raises:
         ValueError: for another rank, or a number of rows other than `num_rows`.
-        TypeError: for labels that are not numbers.
+        TypeError: for labels that are not numbers or bools.
     """
-    labels = validation.numeric_tensor(labels, name)
-    shape = tuple(labels.shape)
-    if len(shape) not in (1, 2) or shape[0] != num_rows:
+    host = np.asarray(keras.ops.convert_to_numpy(labels))
+    if host.dtype != bool and not np.issubdtype(host.dtype, np.number):
+        raise TypeError(
+            f"`{name}` must hold integer class ids or multi-hot rows. "
+            f"Received: {name}.dtype={host.dtype}"
+        )
+    if host.ndim not in (1, 2) or host.shape[0] != num_rows:
         raise ValueError(
             f"`{name}` must hold one class id per row of `{embeddings_name}` ([N] or [N, 1]) "
             f"or one multi-hot row per row ([N, num_classes]), with N={num_rows}. "
-            f"Received: {name}.shape={shape}"
+            f"Received: {name}.shape={host.shape}"
         )
-    host = np.asarray(keras.ops.convert_to_numpy(labels))
     if host.ndim == 2 and host.shape[1] == 1:
         return host[:, 0]
     return host if host.ndim == 1 else host != 0
