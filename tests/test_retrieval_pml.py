@@ -125,7 +125,8 @@ def test_k_below_r_warns_that_r_precision_is_cut_short():
     with pytest.warns(UserWarning, match=r"k=2 is below the largest R \(\d+\)"):
         retrieval.get_accuracy(X, Y, metrics=["r_precision"], k=2)
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
+        warnings.simplefilter("error", UserWarning)
+        warnings.simplefilter("error", RuntimeWarning)
         retrieval.get_accuracy(X, Y, k="max_bin_count")
         retrieval.get_accuracy(X, Y, metrics=["mean_average_precision"], k=2)
 
