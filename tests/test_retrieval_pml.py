@@ -2,13 +2,20 @@
 (the reference values are in test_golden.py, `pml_accuracy.json`): bad inputs, chunking, the
 tie rule, self exclusion, `k` beyond the references, multi-hot labels, NMI/AMI."""
 
+import inspect
+import pathlib
+import re
 import warnings
 
+import keras
 import numpy as np
 import pytest
-from support import numpy
+from support import numpy, python_block
 
 from keras_metric_losses import retrieval
+from keras_metric_losses.api import REGISTRY
+
+PAGE = pathlib.Path(__file__).resolve().parent.parent / "docs" / "retrieval.md"
 
 KNN_METRICS = list(retrieval.pml.KNN_METRICS)
 
@@ -323,3 +330,24 @@ def test_mutual_information_special_cases():
         "NMI": retrieval.normalized_mutual_info(Y, Y % 2),
         "AMI": retrieval.adjusted_mutual_info(Y, Y % 2),
     }
+
+
+# --- exports and docs ---------------------------------------------------------------------------
+
+
+def test_every_retrieval_function_is_registered_documented_and_on_the_docs_page():
+    targets = re.findall(r"^::: keras_metric_losses\.retrieval\.(\w+)$", PAGE.read_text(), re.M)
+    assert sorted(targets) == sorted(retrieval.__all__) and len(targets) == 9
+    for name in retrieval.__all__:
+        obj = getattr(retrieval, name)
+        assert REGISTRY[name] is obj
+        assert keras.saving.get_registered_object(f"keras_metric_losses>{name}") is obj
+        doc = inspect.getdoc(obj)
+        for part in ("Args:", "Returns:", "Raises:", "Example", "Reference"):
+            assert part in doc, (name, part)
+
+
+@pytest.mark.slow
+def test_the_docs_example_runs(capsys):
+    exec(compile(python_block(PAGE, "# Retrieval evaluation"), str(PAGE), "exec"), {})
+    assert len(capsys.readouterr().out.splitlines()) == 2
