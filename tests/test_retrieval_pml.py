@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from support import numpy, python_block
 
-from keras_metric_losses import retrieval
+from keras_metric_losses import backend, retrieval
 from keras_metric_losses.api import REGISTRY
 
 PAGE = pathlib.Path(__file__).resolve().parent.parent / "docs" / "retrieval.md"
@@ -199,6 +199,13 @@ def test_ties_go_to_the_lower_reference_index(chunk_size):
             query, x, k=40, distance="inner_product", chunk_size=chunk_size
         )
         np.testing.assert_array_equal(numpy(indices), similar)
+
+
+def test_the_backends_top_k_puts_equal_values_in_index_order():
+    x = np.array([[1.0, 3.0, 3.0, 1.0, 3.0, 2.0]], "float32")
+    values, indices = backend.top_k_first_index(keras.ops.convert_to_tensor(x), 5)
+    assert numpy(indices).tolist() == [[1, 2, 4, 5, 0]]
+    assert numpy(values).tolist() == [[3.0, 3.0, 3.0, 2.0, 1.0]]
 
 
 def test_ties_decide_the_metrics_by_index():
