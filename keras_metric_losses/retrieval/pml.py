@@ -113,12 +113,31 @@ def _all_finite(x):
     return bool(ops.all(ops.isfinite(x)))
 
 
-def _knn_scores(query, reference, query_labels, reference_labels, counts, k, options):
-    """`{name: [Nq] float64}` of every k-NN metric, NaN for queries with `R = 0` and for
-    queries whose distances are not all finite."""
-    scores = {name: np.full(len(counts), np.nan) for name in KNN_METRICS}
-    chunks = knn.search(query, reference, k, **options)
-    for start, nearest, indices in chunks:
+def _knn_scores(query, reference, query_labels, reference_labels, counts, k, names, options):
+    """`{name: [Nq] float64}` of every k-NN metric: NaN for queries with `R = 0`, for queries
+    whose distances are not all finite, and for every query when an embedding is not finite.
+
+    Warns (RuntimeWarning) when no query has `R > 0`, and when `k` cuts R-precision short."""
+    nan = {name: np.full(len(counts), np.nan) for name in KNN_METRICS}
+    if not np.any(counts > 0):
+        warnings.warn(
+            "No query has a relevant reference (every query label is absent from the "
+            "reference set or has no other member): the k-NN metrics are NaN.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return nan
+    if set(names) & set(_AT_R) and k < counts.max():
+        warnings.warn(
+            f"k={k} is below the largest R ({counts.max()}): r_precision is precision@k and "
+            "mean_average_precision_at_r sums over fewer than R neighbours for some queries. "
+            'Use k="max_bin_count" (or None) for the exact values.',
+            stacklevel=3,
+        )
+    if not (_all_finite(query) and _all_finite(reference)):
+        return nan
+    scores = nan
+    for start, nearest, indices in knn.search(query, reference, k, **options):
         indices = np.asarray(ops.convert_to_numpy(indices))
         rows = np.arange(start, start + len(indices))
         finite = np.isfinite(ops.convert_to_numpy(nearest)).all(axis=1)
@@ -240,6 +259,41 @@ def get_accuracy(
             "return_per_class=True"
         )
     distance = distances.check(distance)
+    query, query_labels, reference, reference_labels, includes = _inputs(
+        query, query_labels, reference, reference_labels, ref_includes_query
+    )
+    if labels_lib.is_multi_hot(query_labels) and (
+        avg_of_avgs or return_per_class or set(names) & set(CLUSTERING_METRICS)
+    ):
+        raise ValueError(
+            "Per-class averages, NMI and AMI need one class id per query; multi-hot labels "
+            f"support the plain averages. Received: query_labels.shape={query_labels.shape}, "
+            f"avg_of_avgs={avg_of_avgs}, return_per_class={return_per_class}, metrics={names}"
+        )
+    rows = knn.chunk_rows(chunk_size, reference.shape[0])
+    counts = labels_lib.relevant_counts(query_labels, reference_labels, includes, rows)
+    num_k = _num_neighbours(k, counts, reference.shape[0] - includes)
+    results = {}
+    knn_names = [name for name in names if name in KNN_METRICS]
+    if knn_names:
+        options = {"distance": distance, "exclude_self": includes, "chunk_size": chunk_size}
+        labels = (query_labels, reference_labels)
+        scores = _knn_scores(query, reference, *labels, counts, num_k, knn_names, options)
+        # With no query scored, PML's NaN per class of every query (all values are NaN).
+        scored = counts > 0 if np.any(counts > 0) else np.ones(len(counts), bool)
+        for name in knn_names:
+            values, classes = scores[name][scored], query_labels[scored]
+            results[name] = _average(values, classes, avg_of_avgs, return_per_class)
+    if set(names) & set(CLUSTERING_METRICS):
+        cluster_labels = np.asarray(ops.convert_to_numpy(cluster_labels)).reshape(-1)
+        results["NMI"] = clustering.normalized_mutual_info(query_labels, cluster_labels)
+        results["AMI"] = clustering.adjusted_mutual_info(query_labels, cluster_labels)
+    return {name: results[name] for name in names}
+
+
+def _inputs(query, query_labels, reference, reference_labels, ref_includes_query):
+    """Checked `(query, query_labels, reference, reference_labels, ref_includes_query)`:
+    float tensors, NumPy labels, the queries as reference when none is given."""
     query = knn.embeddings(query, "query")
     query_labels = labels_lib.host_labels(query_labels, query.shape[0], "query_labels", "query")
     if (reference is None) != (reference_labels is None):
@@ -260,57 +314,7 @@ def get_accuracy(
     includes = knn.self_excluded(ref_includes_query, query, reference, "ref_includes_query")
     if includes and reference is not query:
         _check_query_rows(query, reference)
-    multi_hot = labels_lib.is_multi_hot(query_labels)
-    if multi_hot and (avg_of_avgs or return_per_class or set(names) & set(CLUSTERING_METRICS)):
-        raise ValueError(
-            "Per-class averages, NMI and AMI need one class id per query; multi-hot labels "
-            f"support the plain averages. Received: query_labels.shape={query_labels.shape}, "
-            f"avg_of_avgs={avg_of_avgs}, return_per_class={return_per_class}, metrics={names}"
-        )
-    if cluster_labels is not None:
-        cluster_labels = np.asarray(ops.convert_to_numpy(cluster_labels)).reshape(-1)
-    rows = knn.chunk_rows(chunk_size, reference.shape[0])
-    counts = labels_lib.relevant_counts(query_labels, reference_labels, includes, rows)
-    num_k = _num_neighbours(k, counts, reference.shape[0] - includes)
-
-    results = {}
-    knn_names = [name for name in names if name in KNN_METRICS]
-    scored = counts > 0
-    if knn_names and not scored.any():
-        warnings.warn(
-            "No query has a relevant reference (every query label is absent from the "
-            "reference set or has no other member): the k-NN metrics are NaN.",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-        size = len(np.unique(query_labels, axis=0))
-        nan = [float("nan")] * size if return_per_class else float("nan")
-        results.update({name: nan for name in knn_names})
-    elif knn_names:
-        if set(knn_names) & set(_AT_R) and num_k < counts.max():
-            warnings.warn(
-                f"k={num_k} is below the largest R ({counts.max()}): r_precision is "
-                "precision@k and mean_average_precision_at_r sums over fewer than R "
-                'neighbours for some queries. Use k="max_bin_count" (or None) for the exact '
-                "values.",
-                stacklevel=2,
-            )
-        if _all_finite(query) and _all_finite(reference):
-            options = {"distance": distance, "exclude_self": includes, "chunk_size": chunk_size}
-            scores = _knn_scores(
-                query, reference, query_labels, reference_labels, counts, num_k, options
-            )
-        else:
-            scores = {name: np.full(len(counts), np.nan) for name in KNN_METRICS}
-        classes = query_labels[scored]
-        for name in knn_names:
-            values = scores[name][scored]
-            results[name] = _average(values, classes, avg_of_avgs, return_per_class)
-    if "NMI" in names:
-        results["NMI"] = clustering.normalized_mutual_info(query_labels, cluster_labels)
-    if "AMI" in names:
-        results["AMI"] = clustering.adjusted_mutual_info(query_labels, cluster_labels)
-    return {name: results[name] for name in names}
+    return query, query_labels, reference, reference_labels, includes
 
 
 _SHARED = """
