@@ -16,6 +16,7 @@ from keras_metric_losses import (
     mining,
     pairs,
     reduction,
+    retrieval,
     sampling,
 )
 from keras_metric_losses.layers import (
@@ -43,6 +44,7 @@ __all__ = [
     "mining",
     "pairs",
     "reduction",
+    "retrieval",
     "sampling",
 ]
 __all__ += losses.__all__

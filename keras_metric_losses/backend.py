@@ -11,6 +11,7 @@ named here, once, and the rest of the package asks this module.
 | `ALWAYS_COMPILED` | JAX: every step is an XLA program, elementwise passes fuse |
 | `PYTHON_LOOPS` | PyTorch runs `keras.ops` loops in Python (unrolled when compiled) |
 | `FIRST_INDEX_ARG_REDUCTIONS` | PyTorch's `argmax`/`argmin` document the first index on ties |
+| `top_k_first_index` | JAX's and TensorFlow's `top_k` document the lower index first on ties |
 | `has_64_bit_types` | every backend but JAX without x64 computes in int64 / float64 |
 | `backend_sparse` | the sparse tensor types Keras densifies (TF `SparseTensor`, JAX `BCOO`) |
 | `replica_context`, `all_gather` | the collectives of `tf.distribute` and `torch.distributed` |
@@ -31,6 +32,20 @@ PYTHON_LOOPS = NAME == "torch"
 # pass. TensorFlow documents no tie rule for `argmax`, and XLA's CPU arg-reductions are 2-3x
 # slower than a max and a search, which it fuses.
 FIRST_INDEX_ARG_REDUCTIONS = NAME == "torch"
+
+
+def top_k_first_index(x, k):
+    """`keras.ops.top_k(x, k)`, the `k` largest values along the last axis in decreasing order
+    and their indices, with equal values in increasing index order on every backend.
+
+    JAX's `lax.top_k` and TensorFlow's `math.top_k` document that order; PyTorch's `topk` does
+    not (among equal values its order varies), so there a stable sort (`keras.ops.argsort` is
+    `torch.argsort(stable=True)`) of `-x` is cut at `k`.
+    """
+    if NAME != "torch":
+        return keras.ops.top_k(x, k)
+    indices = keras.ops.argsort(-x, axis=-1)[..., :k]
+    return keras.ops.take_along_axis(x, indices, axis=-1), indices
 
 
 def is_concrete(x):

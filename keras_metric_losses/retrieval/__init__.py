@@ -1,0 +1,20 @@
+"""Retrieval evaluation of embeddings: an exact k-NN search on the backend, one chunk of queries
+at a time, and the metrics of pytorch-metric-learning's `AccuracyCalculator` on it.
+
+- `knn`: `nearest_neighbors`, exact, ties by lower index, memory `O(chunk_size * N_ref)`.
+- `pml`: `get_accuracy`, PML's metrics and settings in one call.
+- `metrics`: one function per metric: `precision_at_1`, `r_precision`,
+  `mean_average_precision_at_r`, `mean_average_precision`, `mean_reciprocal_rank`.
+- `clustering`: `normalized_mutual_info`, `adjusted_mutual_info` of given cluster ids.
+"""
+
+from keras_metric_losses.api import REGISTRY, public_names
+from keras_metric_losses.retrieval import (  # noqa: F401 (importing a module exports its functions)
+    clustering,
+    knn,
+    metrics,
+    pml,
+)
+
+__all__ = public_names(__name__)
+globals().update({name: REGISTRY[name] for name in __all__})
