@@ -357,7 +357,7 @@ def _precision(query_labels, lookup_labels, k, r, clip_at_r, average, drop, rank
     if ranked:
         ranks = ops.arange(1, k - start + 1, dtype=_FLOAT)
         gains = gains * (ops.cumsum(gains, axis=1) / ranks)
-    counts = _class_counts(query_labels, r, k, drop)
+    counts = _class_counts(query_labels, mask, r, k, drop)
     if clip_at_r:
         within_r = ops.arange(k - start, dtype=_FLOAT) < ops.expand_dims(counts, 1)
         gains = ops.where(within_r, gains, 0.0)
@@ -451,14 +451,14 @@ def _class_ids_for(query_labels, average, r=None):
         )
 
 
-def _class_counts(query_labels, r, k, drop):
+def _class_counts(query_labels, mask, r, k, drop):
     """`[num_queries]` float32 divisors `c_i`: `r[label]` (0 if absent) or `k`, minus 1 (at
     least 0) with `drop`."""
     if r is None:
-        counts = ops.zeros_like(query_labels, dtype=_FLOAT) + float(k)
+        counts = ops.zeros_like(mask[:, 0], dtype=_FLOAT) + float(k)
     else:
-        labels = ops.convert_to_tensor(np.array(list(r)), dtype=query_labels.dtype)
-        sizes = ops.convert_to_tensor(np.array(list(r.values())), dtype=_FLOAT)
+        labels = ops.convert_to_tensor(list(r), dtype=query_labels.dtype)
+        sizes = ops.convert_to_tensor(list(r.values()), dtype=_FLOAT)
         index = ops.minimum(ops.searchsorted(labels, query_labels), len(r) - 1)
         found = ops.equal(ops.take(labels, index), query_labels)
         counts = ops.where(found, ops.take(sizes, index), 0.0)
