@@ -44,7 +44,9 @@ from keras_metric_losses import validation
 from keras_metric_losses.backend import ops
 from keras_metric_losses.ops import compute_dtype, scalar_like
 
-AVERAGES = ("micro", "macro")
+__all__ = ["binary_ndcg", "map_at_k", "precision_at_k", "recall_at_k"]
+
+_AVERAGES = ("micro", "macro")
 
 _FLOAT = "float32"
 
@@ -367,7 +369,7 @@ def _precision(query_labels, lookup_labels, k, r, clip_at_r, average, drop, rank
 def _settings(k, average, drop_closest_lookup):
     return (
         validation.positive_int(k, "k"),
-        validation.one_of(average, "average", AVERAGES),
+        validation.one_of(average, "average", _AVERAGES),
         validation.boolean(drop_closest_lookup, "drop_closest_lookup"),
     )
 
