@@ -1,11 +1,14 @@
 """Retrieval evaluation of embeddings: an exact k-NN search on the backend, one chunk of queries
-at a time, and the metrics of pytorch-metric-learning's `AccuracyCalculator` on it.
+at a time, the metrics of pytorch-metric-learning's `AccuracyCalculator` on it, and TensorFlow
+Similarity's retrieval metrics.
 
 - `knn`: `nearest_neighbors`, exact, ties by lower index, memory `O(chunk_size * N_ref)`.
 - `pml`: `get_accuracy`, PML's metrics and settings in one call.
 - `metrics`: one function per metric: `precision_at_1`, `r_precision`,
   `mean_average_precision_at_r`, `mean_average_precision`, `mean_reciprocal_rank`.
 - `clustering`: `normalized_mutual_info`, `adjusted_mutual_info` of given cluster ids.
+- `tfsim`: TensorFlow Similarity's `RecallAtK`, `PrecisionAtK`, `MapAtK` and `BNDCG` from each
+  query's neighbour labels: `recall_at_k`, `precision_at_k`, `map_at_k`, `binary_ndcg`.
 """
 
 from keras_metric_losses.api import REGISTRY, public_names
@@ -14,6 +17,7 @@ from keras_metric_losses.retrieval import (  # noqa: F401 (importing a module ex
     knn,
     metrics,
     pml,
+    tfsim,
 )
 
 __all__ = public_names(__name__)
