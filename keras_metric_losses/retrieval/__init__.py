@@ -9,11 +9,18 @@ Similarity's retrieval metrics.
 - `clustering`: `normalized_mutual_info`, `adjusted_mutual_info` of given cluster ids.
 - `tfsim`: TensorFlow Similarity's `RecallAtK`, `PrecisionAtK`, `MapAtK` and `BNDCG` from each
   query's neighbour labels: `recall_at_k`, `precision_at_k`, `map_at_k`, `binary_ndcg`.
+- In training: `keras_metrics`, the metrics above within each batch for
+  `model.compile(metrics=[...])` (`PrecisionAt1`, `RPrecision`, `MeanAveragePrecisionAtR`,
+  `MeanAveragePrecision`, `MeanReciprocalRank`); `callbacks`, `RetrievalEvaluation` (a held-out
+  set scored at the end of an epoch, into `logs`); `evaluation`, `evaluate(model, ...)`.
 """
 
 from keras_metric_losses.api import REGISTRY, public_names
 from keras_metric_losses.retrieval import (  # noqa: F401 (importing a module exports its functions)
+    callbacks,
     clustering,
+    evaluation,
+    keras_metrics,
     knn,
     metrics,
     pml,

@@ -59,6 +59,13 @@ def chunk_rows(chunk_size, num_references):
     return validation.positive_int(chunk_size, "chunk_size")
 
 
+def ranking_keys(matrix, larger_is_closer):
+    """`matrix` as keys whose larger values rank first: negated for a distance, and `-0.0` made
+    `0.0` so that the two tie (and go by index)."""
+    keys = matrix if larger_is_closer else -matrix
+    return ops.where(keys == 0, ops.zeros_like(keys), keys)
+
+
 def search(query, reference, k, *, distance, exclude_self, chunk_size):
     """Yields `(start, distances [c, k], indices [c, k])` for each chunk of `c` queries from
     row `start`, nearest first, as backend tensors.
@@ -75,8 +82,7 @@ def search(query, reference, k, *, distance, exclude_self, chunk_size):
     for start in range(0, num_queries, rows):
         stop = min(start + rows, num_queries)
         matrix = fn(query[start:stop], reference)  # [c, Nr]
-        keys = matrix if larger_is_closer else -matrix
-        keys = ops.where(keys == 0, ops.zeros_like(keys), keys)  # -0.0 ties with 0.0
+        keys = ranking_keys(matrix, larger_is_closer)
         if exclude_self:
             own = ops.one_hot(ops.arange(start, stop), num_references, dtype="bool")
             keys = ops.where(own, -math.inf, keys)

@@ -89,13 +89,25 @@ def _metric_names(metrics, cluster_labels):
 def _num_neighbours(k, counts, available):
     """The `k` searched: all references (`None`), the largest `R` (`"max_bin_count"`) or an
     int, never more than the `available` references."""
+    k = check_k(k)
     if k is None:
         return available
-    if isinstance(k, str) and k == "max_bin_count":
+    if k == "max_bin_count":
         return int(counts.max())
+    return min(k, available)
+
+
+def check_k(k):
+    """`k` of `get_accuracy` checked: `None`, `"max_bin_count"` or a positive int (as `int`).
+
+    Raises:
+        ValueError: for anything else.
+    """
+    if k is None or (isinstance(k, str) and k == "max_bin_count"):
+        return k
     if not isinstance(k, numbers.Integral) or isinstance(k, bool) or k < 1:
         raise ValueError(f'`k` must be None, "max_bin_count" or a positive int. Received: k={k!r}')
-    return min(int(k), available)
+    return int(k)
 
 
 def _check_query_rows(query, reference):
