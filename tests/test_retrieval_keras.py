@@ -342,3 +342,28 @@ def test_bad_inputs_raise_clear_errors():
         retrieval.RetrievalEvaluation(x, y, embedding_model=3)
     with pytest.raises(ValueError, match=r"query_labels\.shape"):
         retrieval.evaluate(model, x, y[:3], verbose=0)
+
+
+def test_evaluate_takes_a_py_dataset():
+    x, y = embedding_data(n=40)
+    model = embedding_model()
+    expected = retrieval.evaluate(model, x, y, verbose=0)
+
+    class Batches(keras.utils.PyDataset):
+        def __len__(self):
+            return 3
+
+        def __getitem__(self, index):
+            rows = slice(16 * index, 16 * (index + 1))
+            return x[rows], y[rows]
+
+    assert retrieval.evaluate(model, Batches(), verbose=0) == pytest.approx(expected, rel=1e-6)
+
+
+def test_evaluate_takes_a_tf_data_dataset():
+    tf = pytest.importorskip("tensorflow")  # installed with the TensorFlow backend only
+    x, y = embedding_data(n=40)
+    model = embedding_model()
+    expected = retrieval.evaluate(model, x, y, verbose=0)
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
+    assert retrieval.evaluate(model, dataset, verbose=0) == pytest.approx(expected, rel=1e-6)
