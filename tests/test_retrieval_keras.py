@@ -4,13 +4,14 @@ batch, streamed, in `compile` + `fit`, saved), the `RetrievalEvaluation` callbac
 
 import csv
 import json
+import pathlib
 import subprocess
 import sys
 
 import keras
 import numpy as np
 import pytest
-from support import numpy
+from support import numpy, python_block
 
 import keras_metric_losses as kml
 from keras_metric_losses import retrieval
@@ -22,6 +23,7 @@ CLASSES = {
     "mean_average_precision": retrieval.MeanAveragePrecision,
     "mean_reciprocal_rank": retrieval.MeanReciprocalRank,
 }
+PAGE = pathlib.Path(__file__).resolve().parent.parent / "docs" / "retrieval.md"
 X4 = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.3, 1.0]], "float32")
 Y4 = np.array([0, 0, 1, 0])
 
@@ -367,3 +369,10 @@ def test_evaluate_takes_a_tf_data_dataset():
     expected = retrieval.evaluate(model, x, y, verbose=0)
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
     assert retrieval.evaluate(model, dataset, verbose=0) == pytest.approx(expected, rel=1e-6)
+
+
+def test_the_docs_example_runs(capsys):
+    block = python_block(PAGE, "## In training: metrics and a callback")
+    exec(compile(block, str(PAGE), "exec"), {})
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) == 2 and 0 < float(printed[0]) <= 1
