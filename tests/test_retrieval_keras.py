@@ -11,7 +11,7 @@ import sys
 import keras
 import numpy as np
 import pytest
-from support import numpy, python_block
+from support import compiled, numpy, python_block
 
 import keras_metric_losses as kml
 from keras_metric_losses import retrieval
@@ -84,6 +84,20 @@ def test_each_class_is_get_accuracy_of_the_batch(distance):
         assert batch_value(cls, hot, x, distance=distance) == pytest.approx(
             multi[name], rel=1e-6, abs=1e-7
         )
+
+
+def test_in_batch_scores_compile():
+    """`jax.jit`, `tf.function(jit_compile=True)`, `torch.compile` (traced by Dynamo)."""
+    x, y = grid(n=12)
+    for name in CLASSES:
+
+        def fn(labels, embeddings, name=name):
+            return retrieval.keras_metrics.in_batch_scores(name, labels, embeddings, "cosine")
+
+        eager = [numpy(part) for part in fn(y, x)]
+        traced = [numpy(part) for part in compiled(fn, trace_only=True)(y, x)]
+        np.testing.assert_allclose(traced[0], eager[0], rtol=1e-6)
+        np.testing.assert_array_equal(traced[1], eager[1])
 
 
 def per_query(x, y, name, distance="cosine_similarity"):

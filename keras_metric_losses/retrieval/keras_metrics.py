@@ -72,7 +72,7 @@ _PER_QUERY = {
         ops.sum(_within_r(_precision_terms(rel), r), axis=1) / r
     ),
     "mean_average_precision": lambda rel, r: ops.sum(_precision_terms(rel), axis=1) / r,
-    "mean_reciprocal_rank": lambda rel, r: ops.max(
+    "mean_reciprocal_rank": lambda rel, r: ops.amax(
         rel / ops.cast(ops.arange(1, ops.shape(rel)[1] + 1), rel.dtype), axis=1
     ),
 }
