@@ -476,10 +476,8 @@ def test_own_data_errors_are_one_line(tmp_path):
 
 
 def test_retrieval_metrics_on_a_hand_made_case():
-    from keras_metric_losses.demo.retrieval import map_at_r, recall_at_1
+    from keras_metric_losses.demo.experiment import retrieval
 
     embeddings = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
-    labels = np.array([0, 0, 1, 1])
-    assert recall_at_1(embeddings, labels) == 1.0 and map_at_r(embeddings, labels) == 1.0
-    labels = np.array([0, 1, 0, 1])
-    assert recall_at_1(embeddings, labels) == 0.0 and map_at_r(embeddings, labels) == 0.0
+    assert retrieval(embeddings, np.array([0, 0, 1, 1])) == {"map@r": 1.0, "recall@1": 1.0}
+    assert retrieval(embeddings, np.array([0, 1, 0, 1])) == {"map@r": 0.0, "recall@1": 0.0}

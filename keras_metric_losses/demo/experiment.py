@@ -14,7 +14,6 @@ import keras
 import numpy as np
 
 import keras_metric_losses as kml
-from keras_metric_losses.demo.retrieval import map_at_r, recall_at_1
 
 
 @contextlib.contextmanager
@@ -182,10 +181,19 @@ def embed(network, x, batch_size=512):
 
 
 def retrieval(embeddings, labels):
-    """Recall@1 and MAP@R (cosine) among `embeddings`; `nan` where no query has a match."""
+    """Recall@1 (precision at 1) and MAP@R (cosine) among `embeddings`, each against all the
+    others (`kml.retrieval.get_accuracy`; queries alone in their class are left out); `nan`
+    where no query has a match."""
     if len(np.unique(labels)) < 2 or len(labels) < 3:
         return {"map@r": float("nan"), "recall@1": float("nan")}
-    return {"map@r": map_at_r(embeddings, labels), "recall@1": recall_at_1(embeddings, labels)}
+    scores = kml.retrieval.get_accuracy(
+        embeddings,
+        labels,
+        metrics=["mean_average_precision_at_r", "precision_at_1"],
+        k="max_bin_count",
+        distance="cosine_similarity",
+    )
+    return {"map@r": scores["mean_average_precision_at_r"], "recall@1": scores["precision_at_1"]}
 
 
 def evaluate(features, split, unseen=None, test=None):
