@@ -138,6 +138,17 @@ def test_k_below_r_warns_that_r_precision_is_cut_short():
         retrieval.get_accuracy(X, Y, metrics=["mean_average_precision"], k=2)
 
 
+def test_cosine_of_embeddings_that_are_not_unit_warns():
+    x = np.array([[3.0, 0.0], [0.0, 0.1], [1.0, 1.0], [2.0, 0.1]], "float32")
+    with pytest.warns(UserWarning, match=r'4 rows of `query` are not unit.*"cosine_similarity"'):
+        retrieval.nearest_neighbors(x, distance="cosine")
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        retrieval.nearest_neighbors(unit, distance="cosine")
+        retrieval.nearest_neighbors(x, distance="cosine_similarity")
+
+
 # --- chunking ---------------------------------------------------------------------------------
 
 

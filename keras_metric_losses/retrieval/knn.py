@@ -12,6 +12,7 @@ rows of it), query `i`'s own row `i` is excluded by its index, not by its distan
 """
 
 import math
+import warnings
 
 import keras
 
@@ -76,6 +77,10 @@ def search(query, reference, k, *, distance, exclude_self, chunk_size):
     gets NaN distances (its indices are then meaningless).
     """
     fn = distances.get(distance)
+    if fn is distances.cosine:
+        _warn_unless_unit(query, "query")
+        if reference is not query:
+            _warn_unless_unit(reference, "reference")
     larger_is_closer = distances.larger_is_closer(distance)
     num_queries, num_references = query.shape[0], reference.shape[0]
     rows = chunk_rows(chunk_size, num_references)
@@ -90,6 +95,23 @@ def search(query, reference, k, *, distance, exclude_self, chunk_size):
         nearest = ops.take_along_axis(matrix, indices, axis=1)
         finite = ops.all(ops.isfinite(matrix), axis=1, keepdims=True)
         yield start, ops.where(finite, nearest, math.nan), indices
+
+
+def _warn_unless_unit(x, name):
+    """`"cosine"` is `1 - q.k` of unit embeddings (the losses' convention): on others it ranks
+    by the inner product, silently. Warns (eagerly; nothing is read when traced)."""
+    if not backend.is_concrete(x):
+        return
+    norms = ops.convert_to_numpy(ops.sqrt(ops.sum(ops.square(x), axis=1)))
+    off = abs(norms - 1.0) > 1e-3
+    if off.any():
+        warnings.warn(
+            f'distance="cosine" is 1 - q.k of unit-normalised embeddings, but {off.sum()} rows '
+            f"of `{name}` are not unit (norms from {norms.min():.3g} to {norms.max():.3g}): the "
+            'ranking is then the inner product\'s. Use distance="cosine_similarity", which '
+            "normalises them.",
+            stacklevel=3,
+        )
 
 
 @export
