@@ -35,19 +35,12 @@ them as they are:
 """
 
 import math
-import numbers
-from collections.abc import Mapping
-
-import numpy as np
 
 from keras_metric_losses import validation
 from keras_metric_losses.api import export
 from keras_metric_losses.backend import ops
 from keras_metric_losses.ops import compute_dtype, scalar_like
-
-_AVERAGES = ("micro", "macro")
-
-_FLOAT = "float32"
+from keras_metric_losses.retrieval import lookup
 
 
 @export
@@ -97,13 +90,13 @@ def recall_at_k(query_labels, lookup_labels, *, k=5, average="micro", drop_close
 
     Reference: TensorFlow Similarity 0.17.1, `tensorflow_similarity.retrieval_metrics.RecallAtK`.
     """
-    k, average, drop_closest_lookup = _settings(k, average, drop_closest_lookup)
+    k, average, drop_closest_lookup = lookup.settings(k, average, drop_closest_lookup)
     start = int(drop_closest_lookup)
     reason = "k neighbours after the dropped closest lookup" if start else "k neighbours"
-    query_labels, mask = _match_mask(query_labels, lookup_labels, k, start + k, reason)
-    _class_ids_for(query_labels, average=average)
+    query_labels, mask = lookup.match_mask(query_labels, lookup_labels, k, start + k, reason)
+    lookup.class_ids_for(query_labels, average=average)
     hits = ops.any(mask[:, start : start + k], axis=1)
-    return _average(ops.cast(hits, _FLOAT), query_labels, average)
+    return lookup.average(ops.cast(hits, lookup.FLOAT), query_labels, average)
 
 
 @export
@@ -326,12 +319,12 @@ def binary_ndcg(
 
     Reference: TensorFlow Similarity 0.17.1, `tensorflow_similarity.retrieval_metrics.BNDCG`.
     """
-    k, average, drop_closest_lookup = _settings(k, average, drop_closest_lookup)
-    distance_threshold = _threshold(distance_threshold)
+    k, average, drop_closest_lookup = lookup.settings(k, average, drop_closest_lookup)
+    distance_threshold = lookup.threshold(distance_threshold)
     start = int(drop_closest_lookup)
     reason = "k neighbours after the dropped closest lookup" if start else "k neighbours"
-    query_labels, mask = _match_mask(query_labels, lookup_labels, k, start + k, reason)
-    _class_ids_for(query_labels, average=average)
+    query_labels, mask = lookup.match_mask(query_labels, lookup_labels, k, start + k, reason)
+    lookup.class_ids_for(query_labels, average=average)
     distances = validation.numeric_tensor(lookup_distances, "lookup_distances")
     if tuple(distances.shape) != tuple(mask.shape):
         raise ValueError(
@@ -341,21 +334,21 @@ def binary_ndcg(
         )
     distances = ops.cast(distances, compute_dtype(distances))[:, start : start + k]
     within = ops.less_equal(distances, scalar_like(distance_threshold, distances))
-    gains = ops.cast(ops.logical_and(mask[:, start : start + k], within), _FLOAT)
-    discounts = ops.log1p(ops.arange(1, k + 1, dtype=_FLOAT)) / math.log(2.0)
+    gains = ops.cast(ops.logical_and(mask[:, start : start + k], within), lookup.FLOAT)
+    discounts = ops.log1p(ops.arange(1, k + 1, dtype=lookup.FLOAT)) / math.log(2.0)
     dcg = ops.sum(gains / discounts, axis=1)
     found = ops.sum(gains, axis=1, keepdims=True)
-    ideal = ops.where(ops.arange(k, dtype=_FLOAT) < found, 1.0 / discounts, 0.0)
+    ideal = ops.where(ops.arange(k, dtype=lookup.FLOAT) < found, 1.0 / discounts, 0.0)
     ndcg = ops.divide_no_nan(dcg, ops.sum(ideal, axis=1))
     ndcg = ops.where(ops.any(ops.isnan(distances), axis=1), math.nan, ndcg)
-    return _average(ndcg, query_labels, average)
+    return lookup.average(ndcg, query_labels, average)
 
 
 def _precision(query_labels, lookup_labels, k, r, clip_at_r, average, drop, ranked):
     """`precision_at_k` (`ranked=False`) and `map_at_k` (`ranked=True`)."""
-    k, average, drop = _settings(k, average, drop)
+    k, average, drop = lookup.settings(k, average, drop)
     clip_at_r = validation.boolean(clip_at_r, "clip_at_r")
-    r = _class_sizes(r)
+    r = lookup.class_sizes(r)
     start = int(drop)
     if drop and k < 2:
         raise ValueError(
@@ -364,128 +357,14 @@ def _precision(query_labels, lookup_labels, k, r, clip_at_r, average, drop, rank
             f"Received: k={k}"
         )
     reason = "columns 0..k-1, the dropped closest lookup included" if drop else "k neighbours"
-    query_labels, mask = _match_mask(query_labels, lookup_labels, k, k, reason)
-    _class_ids_for(query_labels, average=average, r=r)
-    gains = ops.cast(mask[:, start:k], _FLOAT)
+    query_labels, mask = lookup.match_mask(query_labels, lookup_labels, k, k, reason)
+    lookup.class_ids_for(query_labels, average=average, r=r)
+    gains = ops.cast(mask[:, start:k], lookup.FLOAT)
     if ranked:
-        ranks = ops.arange(1, k - start + 1, dtype=_FLOAT)
+        ranks = ops.arange(1, k - start + 1, dtype=lookup.FLOAT)
         gains = gains * (ops.cumsum(gains, axis=1) / ranks)
-    counts = _class_counts(query_labels, mask, r, k, drop)
+    counts = lookup.class_counts(query_labels, mask, r, k, drop)
     if clip_at_r:
-        within_r = ops.arange(k - start, dtype=_FLOAT) < ops.expand_dims(counts, 1)
+        within_r = ops.arange(k - start, dtype=lookup.FLOAT) < ops.expand_dims(counts, 1)
         gains = ops.where(within_r, gains, 0.0)
-    return _average(ops.divide_no_nan(ops.sum(gains, axis=1), counts), query_labels, average)
-
-
-def _settings(k, average, drop_closest_lookup):
-    return (
-        validation.positive_int(k, "k"),
-        validation.one_of(average, "average", _AVERAGES),
-        validation.boolean(drop_closest_lookup, "drop_closest_lookup"),
-    )
-
-
-def _threshold(value):
-    """`distance_threshold`: any number but NaN (`math.inf` counts every neighbour)."""
-    if (
-        not isinstance(value, numbers.Real)
-        or isinstance(value, (bool, np.bool_))
-        or math.isnan(value)
-    ):
-        raise ValueError(
-            "`distance_threshold` must be a number (math.inf for no threshold). "
-            f"Received: distance_threshold={value!r}"
-        )
-    return float(value)
-
-
-def _class_sizes(r):
-    """`r` as a dict class id -> count >= 0 sorted by id, or `None`."""
-    if r is None:
-        return None
-    if not isinstance(r, Mapping) or not r:
-        raise ValueError(
-            "`r` must be None or a non-empty mapping class id -> number of examples of that "
-            f"class in the index. Received: r={r!r}"
-        )
-    for label in r:
-        if not isinstance(label, numbers.Real) or isinstance(label, (bool, np.bool_)):
-            raise ValueError(f"`r` must map class ids (numbers). Received: r key {label!r}")
-    return {label: validation.positive_int(r[label], f"r[{label!r}]", low=0) for label in sorted(r)}
-
-
-def _match_mask(query_labels, lookup_labels, k, columns, reason):
-    """`(query_labels, m)`: the labels as a tensor and the `[num_queries, num_lookups]` mask."""
-    query_labels = validation.numeric_tensor(query_labels, "query_labels")
-    lookup_labels = validation.numeric_tensor(lookup_labels, "lookup_labels")
-    queries, lookups = tuple(query_labels.shape), tuple(lookup_labels.shape)
-    if len(queries) not in (1, 2) or len(lookups) != len(queries) + 1:
-        raise ValueError(
-            "`lookup_labels` must be [num_queries, num_lookups] for class ids `query_labels` "
-            "[num_queries], or [num_queries, num_lookups, num_classes] for multi-hot "
-            f"`query_labels` [num_queries, num_classes]. Received: query_labels.shape={queries} "
-            f"and lookup_labels.shape={lookups}"
-        )
-    for query_size, lookup_size in zip(queries, lookups[:1] + lookups[2:], strict=True):
-        if None not in (query_size, lookup_size) and query_size != lookup_size:
-            raise ValueError(
-                "`lookup_labels` must hold one row of neighbours per query (and the classes of "
-                f"multi-hot `query_labels`). Received: query_labels.shape={queries} and "
-                f"lookup_labels.shape={lookups}"
-            )
-    if lookups[1] is not None and lookups[1] < columns:
-        raise ValueError(
-            f"`lookup_labels` must have at least {columns} columns for k={k} ({reason}). "
-            f"Received: lookup_labels.shape={lookups}"
-        )
-    if len(queries) == 1:
-        return query_labels, ops.equal(lookup_labels, ops.expand_dims(query_labels, 1))
-    shared = ops.logical_and(
-        ops.not_equal(lookup_labels, 0), ops.expand_dims(ops.not_equal(query_labels, 0), 1)
-    )
-    return query_labels, ops.any(shared, axis=-1)
-
-
-def _class_ids_for(query_labels, average, r=None):
-    """Refuses multi-hot `query_labels` where class ids are needed (macro averaging, `r`)."""
-    if len(query_labels.shape) == 1:
-        return
-    if average == "macro":
-        raise ValueError(
-            "`average` must be 'micro' for multi-hot `query_labels`: 'macro' averages over "
-            f"class ids. Received: average='macro' and query_labels.shape="
-            f"{tuple(query_labels.shape)}"
-        )
-    if r is not None:
-        raise ValueError(
-            "`r` must be None for multi-hot `query_labels`: it maps class ids to class sizes. "
-            f"Received: r with {len(r)} entries and query_labels.shape="
-            f"{tuple(query_labels.shape)}"
-        )
-
-
-def _class_counts(query_labels, mask, r, k, drop):
-    """`[num_queries]` float32 divisors `c_i`: `r[label]` (0 if absent) or `k`, minus 1 (at
-    least 0) with `drop`."""
-    if r is None:
-        counts = ops.zeros_like(mask[:, 0], dtype=_FLOAT) + float(k)
-    else:
-        labels = ops.convert_to_tensor(list(r), dtype=query_labels.dtype)
-        sizes = ops.convert_to_tensor(list(r.values()), dtype=_FLOAT)
-        index = ops.minimum(ops.searchsorted(labels, query_labels), len(r) - 1)
-        found = ops.equal(ops.take(labels, index), query_labels)
-        counts = ops.where(found, ops.take(sizes, index), 0.0)
-    return ops.maximum(counts - 1.0, 0.0) if drop else counts
-
-
-def _average(per_query, query_labels, average):
-    """Mean over the queries (`"micro"`), or over the labels of the per-label means
-    (`"macro"`: each query weighs `1 / size of its label`, normalised)."""
-    if average == "micro":
-        return ops.mean(per_query)
-    present = ops.sort(query_labels)
-    sizes = ops.searchsorted(present, query_labels, side="right") - ops.searchsorted(
-        present, query_labels, side="left"
-    )
-    weights = 1.0 / ops.cast(sizes, _FLOAT)
-    return ops.sum(per_query * weights) / ops.sum(weights)
+    return lookup.average(ops.divide_no_nan(ops.sum(gains, axis=1), counts), query_labels, average)
