@@ -12,6 +12,7 @@ named here, once, and the rest of the package asks this module.
 | `PYTHON_LOOPS` | PyTorch runs `keras.ops` loops in Python (unrolled when compiled) |
 | `FIRST_INDEX_ARG_REDUCTIONS` | PyTorch's `argmax`/`argmin` document the first index on ties |
 | `top_k_first_index` | JAX's and TensorFlow's `top_k` document the lower index first on ties |
+| `compile_function` | `jax.jit`, `tf.function` (XLA or not), `torch.compile` |
 | `has_64_bit_types` | every backend but JAX without x64 computes in int64 / float64 |
 | `backend_sparse` | the sparse tensor types Keras densifies (TF `SparseTensor`, JAX `BCOO`) |
 | `replica_context`, `all_gather` | the collectives of `tf.distribute` and `torch.distributed` |
@@ -39,13 +40,47 @@ def top_k_first_index(x, k):
     and their indices, with equal values in increasing index order on every backend.
 
     JAX's `lax.top_k` and TensorFlow's `math.top_k` document that order; PyTorch's `topk` does
-    not (among equal values its order varies), so there a stable sort (`keras.ops.argsort` is
-    `torch.argsort(stable=True)`) of `-x` is cut at `k`.
+    not (among equal values its order varies, and which of them are taken at the `k`-th): there
+    `topk` finds the `k`-th value, the keys above it and the lowest-index ones equal to it are
+    taken, and a stable sort of those `k` orders them (no sort of the whole row). A row holding
+    NaN has meaningless indices.
     """
     if NAME != "torch":
         return keras.ops.top_k(x, k)
-    indices = keras.ops.argsort(-x, axis=-1)[..., :k]
-    return keras.ops.take_along_axis(x, indices, axis=-1), indices
+    import torch
+
+    kth = torch.topk(x, k, dim=-1).values[..., -1:]
+    above, tied = x > kth, x == kth
+    # All keys above the k-th, and the lowest-index ones equal to it; then those k columns in
+    # increasing index order (the largest `width - index` first), sorted stably by value.
+    needed = k - torch.sum(above, dim=-1, keepdim=True)
+    taken = above | (tied & (torch.cumsum(tied, dim=-1) <= needed))
+    width = x.shape[-1]
+    reversed_index = width - torch.arange(width, device=x.device)
+    columns = torch.topk(torch.where(taken, reversed_index, 0), k, dim=-1).indices
+    values = torch.gather(x, -1, columns)
+    values, order = torch.sort(values, dim=-1, descending=True, stable=True)
+    return values, torch.gather(columns, -1, order)
+
+
+def compile_function(fn, jit_compile):
+    """`fn` compiled as `model.fit` compiles a step: `jit_compile="auto"` as it does by default
+    on a CPU-only machine (JAX `jax.jit`, TensorFlow `tf.function` without XLA, PyTorch eager),
+    `True` with each backend's compiler (`jax.jit`, `tf.function(jit_compile=True)`,
+    `torch.compile`), `False` eagerly (`fn` itself)."""
+    if jit_compile is False or (NAME == "torch" and jit_compile == "auto"):
+        return fn
+    if NAME == "jax":
+        import jax
+
+        return jax.jit(fn)
+    if NAME == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(fn, jit_compile=jit_compile is True)
+    import torch
+
+    return torch.compile(fn, fullgraph=True, dynamic=False)
 
 
 def is_concrete(x):

@@ -71,7 +71,9 @@ def test_hand_computed_batch():
 @pytest.mark.parametrize("distance", ["cosine_similarity", "squared_euclidean", "manhattan"])
 def test_each_class_is_get_accuracy_of_the_batch(distance):
     x, y = grid()
-    expected = retrieval.get_accuracy(x, y, k=None, distance=distance)
+    # Both eager: the cosines of the grid's collinear points tie only up to rounding, which a
+    # compiled search's fusion may change (an ulp that reorders two neighbours).
+    expected = retrieval.get_accuracy(x, y, k=None, distance=distance, jit_compile=False)
     for name, cls in CLASSES.items():
         value = batch_value(cls, y, x, distance=distance)
         assert value == pytest.approx(expected[name], rel=1e-6, abs=1e-7), name
@@ -79,7 +81,7 @@ def test_each_class_is_get_accuracy_of_the_batch(distance):
     column = batch_value(retrieval.MeanAveragePrecisionAtR, y[:, None], x, distance=distance)
     assert column == pytest.approx(expected["mean_average_precision_at_r"], rel=1e-6)
     hot = np.random.default_rng(1).integers(0, 2, (len(x), 5))
-    multi = retrieval.get_accuracy(x, hot, k=None, distance=distance)
+    multi = retrieval.get_accuracy(x, hot, k=None, distance=distance, jit_compile=False)
     for name, cls in CLASSES.items():
         assert batch_value(cls, hot, x, distance=distance) == pytest.approx(
             multi[name], rel=1e-6, abs=1e-7
@@ -297,7 +299,9 @@ def test_evaluate_is_get_accuracy_of_the_embeddings(capsys):
     expected = retrieval.get_accuracy(embedded, y, distance="cosine_similarity")
     result = retrieval.evaluate(model, x, y, batch_size=16, verbose=1, chunk_size=25)
     assert result == pytest.approx(expected, rel=1e-6)
-    assert "60/60" in capsys.readouterr().out  # the search's progress bar
+    # The search's progress bar: 3 blocks of 25 queries against the 60 references.
+    out = capsys.readouterr().out
+    assert "3/3" in out and "/block" in out
     batches = [(x[i : i + 16], y[i : i + 16]) for i in range(0, 60, 16)]
     assert retrieval.evaluate(model, batches, verbose=0) == pytest.approx(expected, rel=1e-6)
     gallery = retrieval.evaluate(

@@ -26,11 +26,13 @@ def grid(n=40, seed=0):
     return rng.integers(0, 3, (n, 2)).astype("float32"), rng.integers(0, 4, n)
 
 
-def oracle_neighbours(query, reference, exclude_self, larger_is_closer=False):
+def oracle_neighbours(query, reference, exclude_self, larger_is_closer=False, distance=None):
     """Float64 ranking: ascending distance (descending similarity), ties by lower index, the
     query's own row (same index) removed first."""
     query, reference = np.float64(query), np.float64(reference)
-    if larger_is_closer:
+    if distance == "manhattan":
+        keys = np.abs(query[:, None, :] - reference[None, :, :]).sum(-1)
+    elif larger_is_closer:
         keys = -(query @ reference.T)
     else:
         keys = ((query[:, None, :] - reference[None, :, :]) ** 2).sum(-1)
@@ -169,26 +171,103 @@ def test_chunk_sizes_give_the_same_results():
             np.testing.assert_allclose(numpy(distances), numpy(found[0][0]), atol=1e-5)
 
 
-def test_each_chunk_builds_a_chunk_by_reference_matrix():
+def test_each_block_compares_rows_queries_with_width_references(monkeypatch):
     shapes = []
 
-    def recording(query, key):
+    def recording(query, key):  # a user's distance: the matrix itself is ranked
         shapes.append((tuple(query.shape), tuple(key.shape)))
         return retrieval.knn.distances.squared_euclidean(query, key)
 
     query, reference = np.zeros((23, 3), "float32"), np.ones((11, 3), "float32")
-    retrieval.nearest_neighbors(query, reference, k=2, distance=recording, chunk_size=7)
+    eager = {"distance": recording, "jit_compile": False}
+    retrieval.nearest_neighbors(query, reference, k=2, chunk_size=7, **eager)
     assert shapes == [((7, 3), (11, 3))] * 3 + [((2, 3), (11, 3))]
     shapes.clear()
-    retrieval.get_accuracy(X, Y, distance=recording, chunk_size=16)
-    assert [q for q, _ in shapes] == [(16, 2), (16, 2), (8, 2)]
-    assert {k for _, k in shapes} == {(40, 2)}
+    retrieval.get_accuracy(X, Y, chunk_size=16, **eager)
+    assert shapes == [((16, 2), (40, 2))] * 2 + [((8, 2), (40, 2))]
+    # Blocks of 8 x 8: each block of queries meets the references in 5 blocks, in order.
+    monkeypatch.setattr(retrieval.blocks, "BLOCK_ENTRIES", 64)
+    monkeypatch.setattr(retrieval.blocks, "MIN_ROWS", 8)
+    shapes.clear()
+    retrieval.nearest_neighbors(X[:23], X, k=2, **eager)
+    assert shapes == [((8, 2), (8, 2))] * 10 + [((7, 2), (8, 2))] * 5
 
 
-def test_the_default_chunk_bounds_the_matrix():
-    assert retrieval.knn.chunk_rows(None, 2**20) == 16
-    assert retrieval.knn.chunk_rows(None, 2**30) == 1
-    assert retrieval.knn.chunk_rows(5, 2**30) == 5
+def test_the_default_layout_bounds_the_matrix():
+    layout, entries = retrieval.blocks.layout, retrieval.blocks.BLOCK_ENTRIES
+    assert layout(50_000, 50_000, 51, None) == (entries // 50_000, 50_000)  # one block wide
+    assert layout(10**6, 10**6, 11, None) == (128, entries // 128)  # blocks of references
+    assert layout(10**6, 10**6, 10**6, None) == (entries // 10**6, 10**6)  # k too large
+    assert layout(30, 2**30, 1, None) == (30, entries // 128)
+    assert layout(10**6, 2**30, 10**6, None) == (1, 2**30)  # one query at a time
+    assert layout(100, 1000, 3, 7) == (7, 1000)
+
+
+def oracle_top_k(keys, k):
+    """Float64 top-k of each row: larger first, equal keys by lower column."""
+    order = [np.lexsort((np.arange(len(row)), -row))[:k] for row in np.float64(keys)]
+    return np.take_along_axis(np.float64(keys), np.array(order), 1), np.array(order)
+
+
+def top_k_of(k):
+    return lambda *args: retrieval.blocks.top_k(args[0], k, *args[1:])
+
+
+@pytest.mark.parametrize("width", [64, 100, 1000])
+@pytest.mark.parametrize("k", [1, 3, 10])
+def test_two_stage_top_k_is_exact_on_ties(width, k):
+    rng = np.random.default_rng(width + k)
+    keys = rng.integers(0, 6, (9, width)).astype("float32")  # every key tied with many
+    ceiling = rng.integers(2, 6, 9).astype("float32")
+    for limit in (None, ceiling):
+        clipped = keys if limit is None else np.minimum(keys, limit[:, None])
+        expected = oracle_top_k(clipped, k)
+        args = [keras.ops.convert_to_tensor(keys)]
+        if limit is not None:
+            args.append(keras.ops.convert_to_tensor(limit))
+        values, columns = backend.compile_function(top_k_of(k), "auto")(*args)
+        np.testing.assert_array_equal(numpy(columns), expected[1])
+        np.testing.assert_array_equal(numpy(values), expected[0])
+    assert retrieval.blocks.group_size(1000, 10) > 1  # the two stages ran
+
+
+@pytest.mark.parametrize("distance", ["squared_euclidean", "inner_product", "manhattan"])
+def test_blocks_of_references_merge_exactly(monkeypatch, distance):
+    """Blocks of 8 x 8 over integer grid points (exact distances, many ties, duplicates): the
+    merged best equal one ranking of the whole reference set, with and without self."""
+    monkeypatch.setattr(retrieval.blocks, "BLOCK_ENTRIES", 64)
+    monkeypatch.setattr(retrieval.blocks, "MIN_ROWS", 8)
+    x, _ = grid(60, seed=3)
+    similar = distance == "inner_product"
+    for k in (1, 2):
+        _, indices = retrieval.nearest_neighbors(x, k=k, distance=distance)
+        expected = oracle_neighbours(x, x, True, similar, distance)[:, :k]
+        np.testing.assert_array_equal(numpy(indices), expected)
+        distances, indices = retrieval.nearest_neighbors(x[:13], x, k=k, distance=distance)
+        expected = oracle_neighbours(x[:13], x, False, similar, distance)[:, :k]
+        np.testing.assert_array_equal(numpy(indices), expected)
+        matrix = numpy(retrieval.knn.distances.get(distance)(x[:13], x))
+        np.testing.assert_array_equal(numpy(distances), np.take_along_axis(matrix, expected, 1))
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_every_way_of_running_the_steps_gives_the_same_neighbours(jit_compile):
+    x = np.random.default_rng(4).normal(size=(50, 5)).astype("float32")
+    for distance in ("euclidean", "cosine_similarity", "angular", "snr"):
+        auto = retrieval.nearest_neighbors(x, k=4, distance=distance)
+        other = retrieval.nearest_neighbors(x, k=4, distance=distance, jit_compile=jit_compile)
+        np.testing.assert_array_equal(numpy(other[1]), numpy(auto[1]))
+        np.testing.assert_allclose(numpy(other[0]), numpy(auto[0]), rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match=r"`jit_compile` must be.*jit_compile='yes'"):
+        retrieval.nearest_neighbors(x, jit_compile="yes")
+
+
+def test_distances_that_overflow_give_nan_for_their_queries():
+    x = np.array([[0.0], [1.0], [3e19], [2.0]], "float32")  # (3e19)^2 overflows float32
+    distances, _ = retrieval.nearest_neighbors(x, k=2)
+    assert np.isnan(numpy(distances)).all(axis=1).tolist() == [True] * 4
+    distances, _ = retrieval.nearest_neighbors(x[[0, 1, 3]], k=1)
+    assert numpy(distances).ravel().tolist() == [1.0, 1.0, 1.0]
 
 
 # --- ties and self exclusion ------------------------------------------------------------------

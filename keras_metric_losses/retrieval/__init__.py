@@ -1,8 +1,9 @@
-"""Retrieval evaluation of embeddings: an exact k-NN search on the backend, one chunk of queries
-at a time, the metrics of pytorch-metric-learning's `AccuracyCalculator` on it, and TensorFlow
-Similarity's retrieval metrics.
+"""Retrieval evaluation of embeddings: an exact k-NN search on the backend, one block of queries
+and references at a time, the metrics of pytorch-metric-learning's `AccuracyCalculator` on it,
+and TensorFlow Similarity's retrieval metrics.
 
-- `knn`: `nearest_neighbors`, exact, ties by lower index, memory `O(chunk_size * N_ref)`.
+- `knn`: `nearest_neighbors`, exact, ties by lower index, memory of one block of distances.
+- `blocks`: the search's blocks, steps (compiled as `model.fit` compiles) and exact top-k.
 - `pml`: `get_accuracy`, PML's metrics and settings in one call.
 - `metrics`: one function per metric: `precision_at_1`, `r_precision`,
   `mean_average_precision_at_r`, `mean_average_precision`, `mean_reciprocal_rank`.

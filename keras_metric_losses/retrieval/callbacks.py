@@ -43,8 +43,12 @@ class RetrievalEvaluation(keras.callbacks.Callback):
             or a Keras model (or callable `fn(x) -> [b, D]`) sharing its layers, for a model
             whose output is not the embedding (a `CrossBatchMemory` or `ClassProxies` head).
         batch_size: Rows per `predict` batch for array inputs. Defaults to `None` (32).
-        chunk_size: Queries per chunk of the search. Defaults to as many as fit `2**24`
-            distances.
+        chunk_size: Queries and references per block of the search: the largest matrix is
+            `[chunk_size, chunk_size]`, or `[chunk_size, N_ref]` for a `k` above `chunk_size / 4`.
+            Defaults to 4096 (in the second case as many queries as fit `2**24` distances).
+        jit_compile: How each block runs: `"auto"` (default) as `model.fit` runs by default
+            on a CPU (`jax.jit`, `tf.function`, eager torch), `True` with the backend's compiler
+            (`jax.jit`, XLA, `torch.compile`), `False` eagerly.
         prefix: Prepended to the metric names in `logs`. Defaults to `"val_"`.
         every_n_epochs: Evaluate after every `every_n_epochs`-th epoch. Defaults to 1.
 
@@ -100,12 +104,13 @@ class RetrievalEvaluation(keras.callbacks.Callback):
         embedding_model=None,
         batch_size=None,
         chunk_size=None,
+        jit_compile="auto",
         prefix="val_",
         every_n_epochs=1,
     ):
         super().__init__()
-        options = evaluation.check_options(metrics, k, distance, batch_size)
-        self.metrics, self.k, self.distance, self.batch_size = options
+        options = (metrics, k, distance, batch_size, chunk_size, jit_compile)
+        self.options = evaluation.check_options(*options)
         evaluation.check_reference(reference, reference_labels)
         if embedding_model is not None and not callable(embedding_model):
             raise TypeError(
@@ -116,7 +121,6 @@ class RetrievalEvaluation(keras.callbacks.Callback):
             raise TypeError(f"`prefix` must be a string. Received: prefix={prefix!r}")
         self.data = (query, query_labels, reference, reference_labels)
         self.embedding_model = embedding_model
-        self.chunk_size = chunk_size
         self.prefix = prefix
         self.every_n_epochs = validation.positive_int(every_n_epochs, "every_n_epochs")
         self.scores = {}
@@ -125,15 +129,10 @@ class RetrievalEvaluation(keras.callbacks.Callback):
         if (epoch + 1) % self.every_n_epochs:
             return
         model = self.model if self.embedding_model is None else self.embedding_model
-        embedded = evaluation.embed_sets(model, *self.data, self.batch_size, verbose=0)
-        scores = evaluation.scores(
-            embedded,
-            metrics=self.metrics,
-            k=self.k,
-            distance=self.distance,
-            chunk_size=self.chunk_size,
-            verbose=0,
-        )
+        options = dict(self.options)
+        batch_size = options.pop("batch_size")
+        embedded = evaluation.embed_sets(model, *self.data, batch_size, verbose=0)
+        scores = evaluation.scores(embedded, verbose=0, **options)
         self.scores = {self.prefix + name: value for name, value in scores.items()}
         if logs is not None:
             logs.update(self.scores)
@@ -141,12 +140,11 @@ class RetrievalEvaluation(keras.callbacks.Callback):
     def get_config(self):
         """The settings (not the data nor `embedding_model`), for records of a run: Keras
         saves no callbacks with a model, so there is no `from_config`."""
+        options = self.options
         return {
-            "metrics": list(self.metrics),
-            "k": self.k,
-            "distance": distances.serialize(self.distance),
-            "batch_size": self.batch_size,
-            "chunk_size": self.chunk_size,
+            **options,
+            "metrics": list(options["metrics"]),
+            "distance": distances.serialize(options["distance"]),
             "prefix": self.prefix,
             "every_n_epochs": self.every_n_epochs,
         }

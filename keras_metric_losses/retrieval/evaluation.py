@@ -1,12 +1,12 @@
 """`evaluate`: a model's embeddings of a query set (and a reference set), embedded batch by
-batch, scored by `get_accuracy` with a progress bar over its chunked search."""
+batch, scored by `get_accuracy` with a progress bar over the steps of its search."""
 
 import keras
 import numpy as np
 
 from keras_metric_losses import distances, validation
 from keras_metric_losses.api import export
-from keras_metric_losses.retrieval import pml
+from keras_metric_losses.retrieval import knn, pml
 
 
 def check_metrics(metrics):
@@ -70,21 +70,24 @@ def _embed_batch(model, x):
     return _host(model(x))
 
 
-def scores(embedded, *, metrics, k, distance, chunk_size, verbose):
+def scores(embedded, *, verbose, **options):
     """`get_accuracy` of `(query, query_labels, reference, reference_labels)` NumPy arrays,
-    with a `keras.utils.Progbar` over the queries searched when `verbose`."""
-    query, query_labels, reference, reference_labels = embedded
-    if verbose:
-        bar = keras.utils.Progbar(len(query), verbose=verbose, unit_name="query")
-        fn = distances.get(distance)
+    with a `keras.utils.Progbar` over the steps of the search when `verbose`."""
+    bar = None
 
-        def distance(chunk, keys, fn=fn):  # called once per chunk of the search
-            bar.add(chunk.shape[0])
-            return fn(chunk, keys)
+    def progress(done, total):
+        nonlocal bar
+        bar = bar or keras.utils.Progbar(total, verbose=verbose, unit_name="block")
+        bar.update(done)
 
-        distance.larger_is_closer = distances.larger_is_closer(fn)
-    options = {"metrics": metrics, "k": k, "distance": distance, "chunk_size": chunk_size}
-    return pml.get_accuracy(query, query_labels, reference, reference_labels, **options)
+    defaults = {"avg_of_avgs": False, "return_per_class": False, "ref_includes_query": None}
+    return pml.accuracy(
+        *embedded,
+        cluster_labels=None,
+        progress=progress if verbose else None,
+        **defaults,
+        **options,
+    )
 
 
 def check_reference(reference, reference_labels):
@@ -110,10 +113,17 @@ def embed_sets(model, query, query_labels, reference, reference_labels, batch_si
     return embedded + embed(model, reference, reference_labels, batch_size, verbose, "reference")
 
 
-def check_options(metrics, k, distance, batch_size):
-    """The shared arguments of `evaluate` and `RetrievalEvaluation`, checked."""
+def check_options(metrics, k, distance, batch_size, chunk_size, jit_compile):
+    """The shared arguments of `evaluate` and `RetrievalEvaluation`, checked, as a dict."""
     batch_size = None if batch_size is None else validation.positive_int(batch_size, "batch_size")
-    return check_metrics(metrics), pml.check_k(k), distances.check(distance), batch_size
+    return {
+        "metrics": check_metrics(metrics),
+        "k": pml.check_k(k),
+        "distance": distances.check(distance),
+        "batch_size": batch_size,
+        "chunk_size": knn.check_chunk_size(chunk_size),
+        "jit_compile": knn.check_jit_compile(jit_compile),
+    }
 
 
 @export
@@ -129,14 +139,15 @@ def evaluate(
     distance="cosine_similarity",
     batch_size=None,
     chunk_size=None,
+    jit_compile="auto",
     verbose=1,
 ):
     """Embeds a query set (and a reference set) with `model` and scores the retrieval with
     `get_accuracy`, in one call.
 
     The data is embedded batch by batch (`model.predict` for arrays, `predict_on_batch` for
-    each batch of an iterable), then searched exactly, one chunk of queries at a time: for each
-    query with `R > 0` relevant references, over its `k` nearest,
+    each batch of an iterable), then searched exactly, one block of queries and references at a
+    time: for each query with `R > 0` relevant references, over its `k` nearest,
 
     ```
     precision_at_1 = rel_1,   r_precision = sum_{j <= min(R, k)} rel_j / min(R, k),
@@ -163,8 +174,12 @@ def evaluate(
             (`get_accuracy` itself defaults to PML's `"squared_euclidean"`).
         batch_size: Rows per `model.predict` batch for array inputs. Defaults to `None`
             (Keras' 32).
-        chunk_size: Queries per chunk of the search. Defaults to as many as fit `2**24`
-            distances.
+        chunk_size: Queries and references per block of the search: the largest matrix is
+            `[chunk_size, chunk_size]`, or `[chunk_size, N_ref]` for a `k` above `chunk_size / 4`.
+            Defaults to 4096 (in the second case as many queries as fit `2**24` distances).
+        jit_compile: How each block runs: `"auto"` (default) as `model.fit` runs by default
+            on a CPU (`jax.jit`, `tf.function`, eager torch), `True` with the backend's compiler
+            (`jax.jit`, XLA, `torch.compile`), `False` eagerly.
         verbose: `0` silent, `1` or `2` a `keras.utils.Progbar` for the embedding (of array
             inputs) and one for the search. Defaults to `1`.
 
@@ -190,10 +205,10 @@ def evaluate(
     Reference: Musgrave, Belongie and Lim, "A Metric Learning Reality Check", ECCV 2020;
     pytorch-metric-learning 2.9's `AccuracyCalculator` and `testers`.
     """
-    metrics, k, distance, batch_size = check_options(metrics, k, distance, batch_size)
+    options = check_options(metrics, k, distance, batch_size, chunk_size, jit_compile)
+    batch_size = options.pop("batch_size")
     verbose = validation.positive_int(verbose, "verbose", low=0)
     embedded = embed_sets(
         model, query, query_labels, reference, reference_labels, batch_size, verbose
     )
-    options = {"metrics": metrics, "k": k, "distance": distance, "chunk_size": chunk_size}
     return scores(embedded, verbose=verbose, **options)

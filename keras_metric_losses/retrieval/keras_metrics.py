@@ -16,7 +16,7 @@ import keras
 from keras_metric_losses import backend, distances, docstrings, validation
 from keras_metric_losses.api import StrictConfig, export
 from keras_metric_losses.backend import ops
-from keras_metric_losses.retrieval import knn
+from keras_metric_losses.retrieval import blocks, knn
 
 
 def _relevance(y_true):
@@ -46,7 +46,7 @@ def _ranked(y_true, y_pred, distance):
     own = ops.eye(size, dtype="bool")
     relevant = ops.cast(relevant & ~own, y_pred.dtype)
     matrix = distances.get(distance)(y_pred, y_pred)
-    keys = knn.ranking_keys(matrix, distances.larger_is_closer(distance))
+    keys = blocks.ranking_keys(matrix, distances.larger_is_closer(distance))
     _, order = backend.top_k_first_index(ops.where(own, -math.inf, keys), size)
     finite = ops.all(ops.isfinite(matrix), axis=1)
     return ops.take_along_axis(relevant, order, axis=1), ops.sum(relevant, axis=1), finite

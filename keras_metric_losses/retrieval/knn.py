@@ -1,17 +1,17 @@
-"""Exact k nearest neighbours on the backend, one chunk of queries at a time.
+"""Exact k nearest neighbours on the backend, one block of queries and references at a time.
 
-Each chunk of `chunk_size` queries is compared with the whole reference set: the distance matrix
-of a chunk is `[chunk_size, N_ref]`, so the peak memory is `O(chunk_size * N_ref)` whatever the
-number of queries (pytorch-metric-learning's `AccuracyCalculator` builds the whole query set's
-k-NN search at once, its out-of-memory reports #353 and #566).
+The search (`blocks`) compares `rows` queries with `width` references at a time, one matrix of
+at most `blocks.BLOCK_ENTRIES` distances, and keeps each query's `k` best: the peak memory is
+`O(rows * width + N_query * k)` whatever the number of queries and references
+(pytorch-metric-learning's `AccuracyCalculator` builds the whole query set's k-NN search at
+once, its out-of-memory reports #353 and #566).
 
 Ranking: ascending distance, or descending similarity for a distance that is larger-is-closer
 (`distances.larger_is_closer`); equal values go to the lower reference index, exactly, on every
-backend (`backend.top_k_first_index`). When the query set is its own reference (or the first
-rows of it), query `i`'s own row `i` is excluded by its index, not by its distance.
+backend. When the query set is its own reference (or the first rows of it), query `i`'s own row
+`i` is excluded by its index, not by its distance.
 """
 
-import math
 import warnings
 
 import keras
@@ -19,9 +19,7 @@ import keras
 from keras_metric_losses import backend, distances, validation
 from keras_metric_losses.api import export
 from keras_metric_losses.backend import ops
-
-# A chunk's distance matrix holds at most this many entries by default (64 MiB in float32).
-CHUNK_ENTRIES = 2**24
+from keras_metric_losses.retrieval import blocks
 
 
 def embeddings(x, name):
@@ -52,24 +50,25 @@ def check_dims(query, reference):
         )
 
 
-def chunk_rows(chunk_size, num_references):
-    """The number of queries per chunk: `chunk_size`, or by default as many as keep a chunk's
-    `[chunk, N_ref]` matrix within `CHUNK_ENTRIES` entries (at least one)."""
-    if chunk_size is None:
-        return max(1, CHUNK_ENTRIES // num_references)
-    return validation.positive_int(chunk_size, "chunk_size")
+def check_chunk_size(chunk_size):
+    """`chunk_size` checked: `None` or a positive int."""
+    return None if chunk_size is None else validation.positive_int(chunk_size, "chunk_size")
 
 
-def ranking_keys(matrix, larger_is_closer):
-    """`matrix` as keys whose larger values rank first: negated for a distance, and `-0.0` made
-    `0.0` so that the two tie (and go by index)."""
-    keys = matrix if larger_is_closer else -matrix
-    return ops.where(keys == 0, ops.zeros_like(keys), keys)
+def check_jit_compile(jit_compile):
+    """`jit_compile` checked: `"auto"`, `True` or `False`."""
+    if jit_compile is True or jit_compile is False or jit_compile == "auto":
+        return jit_compile
+    raise ValueError(
+        f'`jit_compile` must be "auto", True or False. Received: jit_compile={jit_compile!r}'
+    )
 
 
-def search(query, reference, k, *, distance, exclude_self, chunk_size):
-    """Yields `(start, distances [c, k], indices [c, k])` for each chunk of `c` queries from
-    row `start`, nearest first, as backend tensors.
+def search(
+    query, reference, k, *, distance, exclude_self, chunk_size, jit_compile="auto", progress=None
+):
+    """Yields `(start, distances [c, k], indices [c, k])` for each block of `c` queries from
+    row `start`, nearest first, as backend tensors (see `blocks.search` for the schedules).
 
     `query` `[Nq, D]` and `reference` `[Nr, D]` are checked float tensors; `k` is at most the
     number of references a query can have (`Nr`, or `Nr - 1` with `exclude_self`, where query
@@ -81,20 +80,16 @@ def search(query, reference, k, *, distance, exclude_self, chunk_size):
         _warn_unless_unit(query, "query")
         if reference is not query:
             _warn_unless_unit(reference, "reference")
-    larger_is_closer = distances.larger_is_closer(distance)
-    num_queries, num_references = query.shape[0], reference.shape[0]
-    rows = chunk_rows(chunk_size, num_references)
-    for start in range(0, num_queries, rows):
-        stop = min(start + rows, num_queries)
-        matrix = fn(query[start:stop], reference)  # [c, Nr]
-        keys = ranking_keys(matrix, larger_is_closer)
-        if exclude_self:
-            own = ops.one_hot(ops.arange(start, stop), num_references, dtype="bool")
-            keys = ops.where(own, -math.inf, keys)
-        _, indices = backend.top_k_first_index(keys, k)
-        nearest = ops.take_along_axis(matrix, indices, axis=1)
-        finite = ops.all(ops.isfinite(matrix), axis=1, keepdims=True)
-        yield start, ops.where(finite, nearest, math.nan), indices
+    return blocks.search(
+        query,
+        reference,
+        k,
+        fn=fn,
+        exclude_self=exclude_self,
+        chunk_size=chunk_size,
+        jit_compile=jit_compile,
+        progress=progress,
+    )
 
 
 def _warn_unless_unit(x, name):
@@ -116,9 +111,16 @@ def _warn_unless_unit(x, name):
 
 @export
 def nearest_neighbors(
-    query, reference=None, *, k=1, distance="squared_euclidean", exclude_self=None, chunk_size=None
+    query,
+    reference=None,
+    *,
+    k=1,
+    distance="squared_euclidean",
+    exclude_self=None,
+    chunk_size=None,
+    jit_compile="auto",
 ):
-    """The exact `k` nearest references of each query, searched one chunk of queries at a time.
+    """The exact `k` nearest references of each query, searched block by block.
 
     For query `q_i` the references `r_j` are ranked by `d(q_i, r_j)` ascending (descending for
     a similarity such as `"cosine_similarity"`), equal values by lower index `j`, and the first
@@ -136,8 +138,12 @@ def nearest_neighbors(
             pytorch-metric-learning's default `FaissKNN`).
         exclude_self: Whether reference row `i` is query `i` and is excluded from its
             neighbours. Defaults to `True` when `reference` is `None`, else `False`.
-        chunk_size: Queries per chunk; each chunk builds a `[chunk_size, Nr]` distance matrix.
-            Defaults to as many as fit `2**24` entries (64 MiB in float32), at least one.
+        chunk_size: Queries and references per block of the search: the largest matrix is
+            `[chunk_size, chunk_size]`, or `[chunk_size, N_ref]` for a `k` above `chunk_size / 4`.
+            Defaults to 4096 (in the second case as many queries as fit `2**24` distances).
+        jit_compile: How each block runs: `"auto"` (default) as `model.fit` runs by default
+            on a CPU (`jax.jit`, `tf.function`, eager torch), `True` with the backend's compiler
+            (`jax.jit`, XLA, `torch.compile`), `False` eagerly.
 
     Returns:
         `(distances, indices)`, both `[Nq, min(k, available)]`, nearest first: the distances
@@ -161,7 +167,7 @@ def nearest_neighbors(
     [[1, 3], [3, 0], [1, 3], [1, 0]]
 
     Reference: the exact search of pytorch-metric-learning's `FaissKNN` (`faiss.IndexFlatL2`),
-    whose search of all queries at once is replaced by chunks.
+    whose search of all queries at once is replaced by blocks.
     """
     query = embeddings(query, "query")
     reference = query if reference is None else embeddings(reference, "reference")
@@ -169,10 +175,16 @@ def nearest_neighbors(
     exclude_self = self_excluded(exclude_self, query, reference, "exclude_self")
     k = validation.positive_int(k, "k")
     k = min(k, reference.shape[0] - exclude_self)
-    chunks = search(
-        query, reference, k, distance=distance, exclude_self=exclude_self, chunk_size=chunk_size
+    found = search(
+        query,
+        reference,
+        k,
+        distance=distance,
+        exclude_self=exclude_self,
+        chunk_size=check_chunk_size(chunk_size),
+        jit_compile=check_jit_compile(jit_compile),
     )
-    parts = list(chunks)
+    parts = list(found)
     return (
         ops.concatenate([nearest for _, nearest, _ in parts], axis=0),
         ops.concatenate([indices for _, _, indices in parts], axis=0),

@@ -21,8 +21,12 @@ _SHARED = """
             queries). Defaults to `False`.
         ref_includes_query: Whether the first `Nq` rows of `reference` are the queries.
             Defaults to `True` without `reference`, else `False`.
-        chunk_size: Queries per chunk of the k-NN search. Defaults to as many as fit `2**24`
-            distances.
+        chunk_size: Queries and references per block of the search: the largest matrix is
+            `[chunk_size, chunk_size]`, or `[chunk_size, N_ref]` for a `k` above `chunk_size / 4`.
+            Defaults to 4096 (in the second case as many queries as fit `2**24` distances).
+        jit_compile: How each block runs: `"auto"` (default) as `model.fit` runs by default
+            on a CPU (`jax.jit`, `tf.function`, eager torch), `True` with the backend's compiler
+            (`jax.jit`, XLA, `torch.compile`), `False` eagerly.
 
     Returns:
         A Python float (a list of floats with `return_per_class`); NaN when no query has a
@@ -77,6 +81,7 @@ def precision_at_1(
     return_per_class=False,
     ref_includes_query=None,
     chunk_size=None,
+    jit_compile="auto",
 ):
     """Precision@1: the fraction of queries whose nearest reference is relevant.
 
@@ -104,6 +109,7 @@ def r_precision(
     return_per_class=False,
     ref_includes_query=None,
     chunk_size=None,
+    jit_compile="auto",
 ):
     """R-precision: the fraction of relevant references among each query's `R` nearest.
 
@@ -133,6 +139,7 @@ def mean_average_precision_at_r(
     return_per_class=False,
     ref_includes_query=None,
     chunk_size=None,
+    jit_compile="auto",
 ):
     """MAP@R: average precision over each query's `R` nearest references, divided by `R`.
 
@@ -164,6 +171,7 @@ def mean_average_precision(
     return_per_class=False,
     ref_includes_query=None,
     chunk_size=None,
+    jit_compile="auto",
 ):
     """Mean average precision over each query's `k` nearest references (every reference by
     default), divided by `R`.
@@ -194,6 +202,7 @@ def mean_reciprocal_rank(
     return_per_class=False,
     ref_includes_query=None,
     chunk_size=None,
+    jit_compile="auto",
 ):
     """Mean reciprocal rank of each query's first relevant reference among its `k` nearest.
 

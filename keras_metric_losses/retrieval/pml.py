@@ -1,5 +1,6 @@
 """pytorch-metric-learning's retrieval metrics (`AccuracyCalculator`, PML 2.9), on an exact
-k-NN search that runs on the backend one chunk of queries at a time (`knn.search`).
+k-NN search that runs on the backend one block of queries and references at a time
+(`knn.search`).
 
 For a query with `R` relevant references (same label; its own row not counted when the query
 set is in the reference), `rel_j = 1` when its `j`-th nearest reference is relevant and
@@ -16,7 +17,7 @@ set is in the reference), `rel_j = 1` when its `j`-th nearest reference is relev
 Queries with `R = 0` (a class absent from the reference, or alone in a query set that is its
 own reference) are left out, as PML does; the metric is the mean over the other queries, or
 with `avg_of_avgs` the mean over classes of the per-class means. The ranking is done on the
-backend; the scores are computed in NumPy float64 from the neighbours' indices, chunk by chunk.
+backend; the scores are computed in NumPy float64 from the neighbours' indices, block by block.
 """
 
 import numbers
@@ -27,7 +28,7 @@ import numpy as np
 from keras_metric_losses import distances, validation
 from keras_metric_losses.api import export
 from keras_metric_losses.backend import ops
-from keras_metric_losses.retrieval import clustering, knn
+from keras_metric_losses.retrieval import blocks, clustering, knn
 from keras_metric_losses.retrieval import labels as labels_lib
 
 KNN_METRICS = (
@@ -176,13 +177,14 @@ def get_accuracy(
     ref_includes_query=None,
     cluster_labels=None,
     chunk_size=None,
+    jit_compile="auto",
 ):
     """Retrieval metrics of embeddings, as pytorch-metric-learning's `AccuracyCalculator`.
 
     `AccuracyCalculator(include=metrics, k=k, avg_of_avgs=..., return_per_class=...)
     .get_accuracy(query, query_labels, reference, reference_labels, ref_includes_query)` in one
-    call, with PML's metric names, settings and values, on an exact k-NN search done one chunk
-    of queries at a time (memory `O(chunk_size * N_ref)`, not `O(N_query * N_ref)`).
+    call, with PML's metric names, settings and values, on an exact k-NN search done one block
+    of queries and references at a time (memory of one block, not `O(N_query * N_ref)`).
 
     For each query with `R > 0` relevant references (see `keras_metric_losses.retrieval.pml`
     for the definitions): `precision_at_1`, `r_precision`, `mean_average_precision_at_r`,
@@ -233,8 +235,12 @@ def get_accuracy(
             query's own row is then left out, and does not count in `R`). Defaults to `True`
             without `reference`, else `False`.
         cluster_labels: `[Nq]` cluster ids of the queries, for NMI and AMI. Defaults to `None`.
-        chunk_size: Queries per chunk of the k-NN search (`[chunk_size, Nr]` distances at a
-            time). Defaults to as many as fit `2**24` entries.
+        chunk_size: Queries and references per block of the search: the largest matrix is
+            `[chunk_size, chunk_size]`, or `[chunk_size, N_ref]` for a `k` above `chunk_size / 4`.
+            Defaults to 4096 (in the second case as many queries as fit `2**24` distances).
+        jit_compile: How each block runs: `"auto"` (default) as `model.fit` runs by default
+            on a CPU (`jax.jit`, `tf.function`, eager torch), `True` with the backend's compiler
+            (`jax.jit`, XLA, `torch.compile`), `False` eagerly.
 
     Returns:
         A dict `{metric: float}` in the order of `metrics` (`{metric: list of floats}` for the
@@ -261,6 +267,27 @@ def get_accuracy(
     Reference: Musgrave, Belongie and Lim, "A Metric Learning Reality Check", ECCV 2020
     (MAP@R); pytorch-metric-learning 2.9's `AccuracyCalculator`.
     """
+    return accuracy(**locals())
+
+
+def accuracy(
+    query,
+    query_labels,
+    reference,
+    reference_labels,
+    *,
+    metrics,
+    k,
+    distance,
+    avg_of_avgs,
+    return_per_class,
+    ref_includes_query,
+    cluster_labels,
+    chunk_size,
+    jit_compile,
+    progress=None,
+):
+    """`get_accuracy`, with `progress(done, total)` called after each step of the search."""
     names = _metric_names(metrics, cluster_labels)
     avg_of_avgs = validation.boolean(avg_of_avgs, "avg_of_avgs")
     return_per_class = validation.boolean(return_per_class, "return_per_class")
@@ -282,13 +309,20 @@ def get_accuracy(
             f"support the plain averages. Received: query_labels.shape={query_labels.shape}, "
             f"avg_of_avgs={avg_of_avgs}, return_per_class={return_per_class}, metrics={names}"
         )
-    rows = knn.chunk_rows(chunk_size, reference.shape[0])
+    chunk_size = knn.check_chunk_size(chunk_size)
+    rows = chunk_size or blocks.MIN_ROWS
     counts = labels_lib.relevant_counts(query_labels, reference_labels, includes, rows)
     num_k = _num_neighbours(k, counts, reference.shape[0] - includes)
     results = {}
     knn_names = [name for name in names if name in KNN_METRICS]
     if knn_names:
-        options = {"distance": distance, "exclude_self": includes, "chunk_size": chunk_size}
+        options = {
+            "distance": distance,
+            "exclude_self": includes,
+            "chunk_size": chunk_size,
+            "jit_compile": knn.check_jit_compile(jit_compile),
+            "progress": progress,
+        }
         labels = (query_labels, reference_labels)
         scores = _knn_scores(query, reference, *labels, counts, num_k, knn_names, options)
         # With no query scored, PML's NaN per class of every query (all values are NaN).

@@ -1,12 +1,14 @@
 """Retrieval metrics (`kml.retrieval`): pytorch-metric-learning 2.9's `AccuracyCalculator`.
 
-No loss spec; `GOLDEN` runs every case of `pml_accuracy.json` through `retrieval.get_accuracy`
-(eagerly: the search reads each chunk's neighbours on the host). Where PML is wrong the case
-stores the sane value and that is what ours must give: `expected_if_padding_never_matches`
-(k larger than the reference: faiss pads with index -1 and PML reads the last label there) and
-`expected_ties_by_index` (`CustomKNN`'s `torch.topk` orders ties arbitrarily). PML fails on
-`mean_reciprocal_rank` alone (`mrr-alone-error`); ours gives the value it has next to another
-metric. NMI and AMI are scored on the stored cluster ids of PML's faiss k-means.
+No loss spec; `GOLDEN` runs every case of `pml_accuracy.json` through `retrieval.get_accuracy`,
+whose search steps run as `model.fit` runs by default (`jit_compile="auto"`), or with the
+backend's compiler (`jit_compile=True`: XLA, `torch.compile`) where `run.compiled`. Where PML
+is wrong the case stores the sane value and that is what ours must give:
+`expected_if_padding_never_matches` (k larger than the reference: faiss pads with index -1 and
+PML reads the last label there) and `expected_ties_by_index` (`CustomKNN`'s `torch.topk` orders
+ties arbitrarily). PML fails on `mean_reciprocal_rank` alone (`mrr-alone-error`); ours gives the
+value it has next to another metric. NMI and AMI are scored on the stored cluster ids of PML's
+faiss k-means.
 """
 
 import warnings
@@ -52,7 +54,7 @@ def _arrays(case):
     return query, np.asarray(case["query_labels"]), reference, case["reference_labels"]
 
 
-def _accuracy(case, metrics):
+def _accuracy(case, metrics, jit_compile):
     query, query_labels, reference, reference_labels = _arrays(case)
     kwargs = case["kwargs"]
     clustering = case.get("clustering")
@@ -68,6 +70,7 @@ def _accuracy(case, metrics):
         return_per_class=kwargs["return_per_class"],
         ref_includes_query=case["ref_includes_query"],
         cluster_labels=None if clustering is None else clustering["cluster_labels"],
+        jit_compile=jit_compile,
     )
 
 
@@ -76,21 +79,22 @@ def _as_float(value):
 
 
 def check_case(case, run):
+    jit_compile = True if run.compiled else "auto"
     kwargs = case["kwargs"]
     assert not kwargs["exclude"] and kwargs["label_comparison_fn"] is None
     assert kwargs["kmeans_func"] is None
     metrics = kwargs["include"]
     if case["expected"] is None:  # mrr-alone-error: PML skips the search and raises TypeError
         assert "TypeError" in case["expected_error"]
-        alone = _accuracy(case, metrics)
-        together = _accuracy(case, [*metrics, "precision_at_1"])
+        alone = _accuracy(case, metrics, jit_compile)
+        together = _accuracy(case, [*metrics, "precision_at_1"], jit_compile)
         assert np.isfinite(alone["mean_reciprocal_rank"])
         assert alone["mean_reciprocal_rank"] == together["mean_reciprocal_rank"]
         return
     expected = _expected(case)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = _accuracy(case, metrics)
+        result = _accuracy(case, metrics, jit_compile)
     assert list(result) == metrics
     none_scored = case.get("num_queries_scored") == 0
     assert none_scored == any(w.category is RuntimeWarning for w in caught)
@@ -102,18 +106,21 @@ def check_case(case, run):
             assert isinstance(result[name], list) and len(result[name]) == len(want), name
             np.testing.assert_allclose(result[name], want, rtol=RTOL, err_msg=name)
     if "knn_indices" in case and "ties" in case and kwargs["knn_func"] is None:
-        _check_neighbours(case)
+        _check_neighbours(case, jit_compile)
 
 
-def _check_neighbours(case):
+def _check_neighbours(case, jit_compile):
     """Ties by lower index, as faiss's `IndexFlatL2` returned them in every tie case."""
     query, _, reference, _ = _arrays(case)
     expected = np.asarray(case["knn_indices"])
     _, indices = retrieval.nearest_neighbors(
-        query, reference, k=case["num_k"], exclude_self=case["ref_includes_query"]
+        query,
+        reference,
+        k=case["num_k"],
+        exclude_self=case["ref_includes_query"],
+        jit_compile=jit_compile,
     )
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(indices), expected)
 
 
-check_case.eager_only = True  # host reads between chunks: an evaluation, not a traced step
 GOLDEN = {("pml_accuracy.json", "AccuracyCalculator.get_accuracy"): check_case}

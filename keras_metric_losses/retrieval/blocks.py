@@ -1,0 +1,240 @@
+"""The exact k-NN search, block by block: each step compares `rows` queries with `width`
+references (one matrix of at most `BLOCK_ENTRIES` distances), takes each query's `k` best
+references of the block with an exact two-stage top-k, and merges them into its running `k`
+best. When the whole reference set fits one block's width, one step per block of queries
+finishes it.
+
+Ranking keys: larger first (a distance negated, a similarity as it is), equal keys by lower
+reference index, kept exactly through the blocks: a block's top-k takes equal keys by lower
+column (`top_k`), and a merge puts the running best (lower indices: the blocks of a query
+arrive in increasing order) before the block's.
+
+The built-in distances that rank as an inner product (`linear_form`) compute a block's keys as
+one matrix product, `min(a(q) . b(r), ceiling(q))`, with no pass over the block for the
+distance itself; the `k` distances found are then computed row-wise
+(`distances.rowwise`). Other distances (`"manhattan"`, `"snr"`, a user's callable), and
+embeddings whose norms could overflow the product, rank `distance(q, r)` itself and check each
+value is finite.
+"""
+
+import functools
+import math
+
+import numpy as np
+
+from keras_metric_losses import backend, distances
+from keras_metric_losses.backend import ops
+from keras_metric_losses.ops import l2_normalize
+
+# A block's distance matrix holds at most this many entries (32 MiB in float32: larger outputs
+# halve the throughput of the CPU matrix products, and PyTorch maps fresh pages for each one).
+BLOCK_ENTRIES = 2**23
+# Queries per block at least (the reference set is then split into blocks of its width).
+MIN_ROWS = 128
+
+
+def ranking_keys(matrix, larger_is_closer):
+    """`matrix` as keys whose larger values rank first: negated for a distance, and `-0.0` made
+    `0.0` so that the two tie (and go by index)."""
+    keys = matrix if larger_is_closer else -matrix
+    return ops.where(keys == 0, ops.zeros_like(keys), keys)
+
+
+def _squared_norms(x):
+    return ops.sum(ops.square(x), axis=1)
+
+
+def _augmented_query(q):
+    return ops.concatenate([q, ops.ones_like(q[:, :1])], axis=1)
+
+
+def _augmented_reference(r):
+    return ops.concatenate([2.0 * r, -_squared_norms(r)[:, None]], axis=1)
+
+
+def _one(q):
+    return ops.ones_like(q[:, 0])
+
+
+# distance: (query side a, reference side b, ceiling of a query's keys or None): the keys of
+# `(q, r)` are `min(a(q) . b(r), ceiling(q))`, ordered as the distance (ties included: a
+# distance clamped at 0 is a key at its ceiling).
+_LINEAR = {
+    distances.inner_product: (None, None, None),
+    distances.cosine_similarity: (l2_normalize, l2_normalize, None),
+    distances.cosine: (None, None, _one),  # max(1 - q.r, 0)
+    distances.angular: (l2_normalize, l2_normalize, _one),
+    # max(|q|^2 + |r|^2 - 2 q.r, 0) ranks as min(2 q.r - |r|^2, |q|^2).
+    distances.squared_euclidean: (_augmented_query, _augmented_reference, _squared_norms),
+    distances.euclidean: (_augmented_query, _augmented_reference, _squared_norms),
+}
+
+
+def linear_form(fn):
+    """`(a, b, ceiling)` of a built-in distance that ranks as an inner product, else `None`."""
+    return _LINEAR.get(fn)
+
+
+def bounded(query, reference):
+    """Whether every key of the linear form is finite: the embeddings are finite and their
+    norms cannot overflow `2 |q| |r| + |r|^2 + |q|^2` in their dtype (read on the host)."""
+    largest = [float(np.max(ops.convert_to_numpy(_squared_norms(x)))) for x in (query, reference)]
+    limit = float(np.finfo(ops.convert_to_numpy(query[:1]).dtype).max) / 8
+    return all(math.isfinite(s) for s in largest) and sum(largest) * 2 < limit
+
+
+def group_size(width, k):
+    """Columns per group of `top_k`: the power of two at or below `sqrt(width / k)`, so that
+    the group maxima (`width / group`) and the candidates (`k * group`) are both few; 1 (one
+    plain top-k) below 4."""
+    group = 2 ** int(math.log2(math.sqrt(width / k))) if width >= 16 * k else 1
+    return group if group >= 4 else 1
+
+
+def top_k(keys, k, ceiling=None):
+    """The `k` largest keys of each row of `min(keys, ceiling)` (`keys` `[rows, width]`, an
+    optional `[rows]` ceiling) and their int32 columns, larger first and equal keys by lower
+    column, exactly.
+
+    In two stages: the `k` largest maxima of column groups (ties: lower group) are groups that
+    hold the `k` largest keys, ties at the `k`-th key included (a group whose maximum is above
+    the `k`-th largest maximum is chosen, and among groups whose maximum equals it the lowest
+    are, which hold the lowest equal keys); one top-k over their columns, in column order,
+    finishes. The keys are read once, for the maxima (the ceiling is applied to the maxima and
+    the candidates: `max(min(x, c)) = min(max(x), c)`).
+    """
+    rows, width = keys.shape
+    group = group_size(width, k)
+    if group == 1:
+        keys = keys if ceiling is None else ops.minimum(keys, ceiling[:, None])
+        values, columns = backend.top_k_first_index(keys, k)
+        return values, ops.cast(columns, "int32")
+    full = width - width % group
+    maxima = ops.max(ops.reshape(keys[:, :full], (rows, full // group, group)), axis=2)
+    if full < width:  # the last, shorter group
+        maxima = ops.concatenate([maxima, ops.max(keys[:, full:], axis=1, keepdims=True)], 1)
+    if ceiling is not None:
+        maxima = ops.minimum(maxima, ceiling[:, None])
+    chosen = ops.sort(ops.cast(backend.top_k_first_index(maxima, k)[1], "int32"), axis=1)
+    offsets = ops.arange(group, dtype="int32")
+    columns = ops.reshape(chosen[:, :, None] * group + offsets, (rows, k * group))
+    candidates = ops.take_along_axis(keys, ops.minimum(columns, width - 1), axis=1)
+    candidates = ops.where(columns < width, candidates, -math.inf)
+    if ceiling is not None:
+        candidates = ops.minimum(candidates, ceiling[:, None])
+    values, positions = backend.top_k_first_index(candidates, k)
+    return values, ops.take_along_axis(columns, positions, axis=1)
+
+
+def merge(best, found, k):
+    """The `k` best of `best` and `found` (`(keys, indices)` pairs, each sorted), `best` first
+    on equal keys: every index in it is lower than those found."""
+    keys = ops.concatenate([best[0], found[0]], axis=1)
+    indices = ops.concatenate([best[1], found[1]], axis=1)
+    keys, positions = backend.top_k_first_index(keys, k)
+    return keys, ops.take_along_axis(indices, positions, axis=1)
+
+
+@functools.lru_cache(maxsize=16)
+def step_functions(fn, larger_is_closer, k, exclude_self, linear, merges, jit_compile):
+    """`(step, finish)`, compiled with `backend.compile_function(..., jit_compile)`.
+
+    `step(query, reference, reference_start, best, finite) -> (best, finite)` updates a block
+    of queries' best `(keys, indices)` (`k + exclude_self` of them) and all-finite flags with a
+    block of references (with `linear`, `b(reference)` of the linear form, transposed).
+    `finish(query, reference, start, best, finite) -> (distances, indices)`: the `k` nearest,
+    with query `start + i`'s own index `i` dropped when `exclude_self` (the last of the `k + 1`
+    when it is not among them), and their distances (NaN where not all finite).
+
+    `linear`: the keys are the linear form's, known finite (`bounded`); else `fn`'s matrix,
+    checked. `merges`: whether the block is one of several (else its top-k is the best).
+    """
+    a, _, ceiling = linear_form(fn) if linear else (None, None, None)
+    kept = k + exclude_self
+
+    def step(query, reference, reference_start, best, finite):
+        if linear:
+            keys = ops.matmul(a(query) if a else query, reference)
+            limit = None if ceiling is None else ceiling(query)
+        else:
+            matrix = fn(query, reference)
+            keys, limit = ranking_keys(matrix, larger_is_closer), None
+            finite = finite & ops.all(ops.isfinite(matrix), axis=1)
+        values, columns = top_k(keys, min(kept, keys.shape[1]), limit)
+        found = (values, columns + reference_start)
+        return merge(best, found, kept) if merges else found, finite
+
+    def finish(query, reference, start, best, finite):
+        keys, indices = best
+        if exclude_self:
+            own = indices == start + ops.arange(indices.shape[0], dtype="int32")[:, None]
+            positions = ops.arange(kept, dtype="int32")[None, :]
+            missing = ops.logical_not(ops.any(own, axis=1, keepdims=True))
+            dropped = own | (missing & (positions == k))
+            order = backend.top_k_first_index(ops.where(dropped, -kept, -positions), k)[1]
+            keys = ops.take_along_axis(keys, order, axis=1)
+            indices = ops.take_along_axis(indices, order, axis=1)
+        if linear:  # the distances themselves, from the embeddings
+            neighbours = ops.take(reference, ops.reshape(indices, (-1,)), axis=0)
+            pairs = distances.rowwise(fn)(ops.repeat(query, k, axis=0), neighbours)
+            nearest = ops.reshape(pairs, indices.shape)
+        else:  # `+ 0.0`: a distance of 0 is `+0.0`, not the negated key's `-0.0`
+            nearest = keys if larger_is_closer else ops.negative(keys) + 0.0
+        return ops.where(finite[:, None], nearest, math.nan), indices
+
+    return tuple(backend.compile_function(f, jit_compile) for f in (step, finish))
+
+
+def layout(num_queries, num_references, k, chunk_size):
+    """`(rows, width)`: queries and references per block, `rows * width <= BLOCK_ENTRIES`
+    (or one query against a reference set larger than that).
+
+    `rows` is `chunk_size`, or by default as many as fit the whole reference set in a block, at
+    least `MIN_ROWS`; the reference set is split into blocks of `BLOCK_ENTRIES // rows`, unless
+    the `k` best of each (a quarter of a block or more) would cost as much as the block: then
+    one block holds every reference (`rows` by default as many as fit).
+    """
+    rows = chunk_size or max(MIN_ROWS, BLOCK_ENTRIES // num_references)
+    width = max(1, BLOCK_ENTRIES // rows)
+    if 4 * k > width or width >= num_references:
+        rows = chunk_size or max(1, BLOCK_ENTRIES // num_references)
+        width = num_references
+    return min(rows, num_queries), width
+
+
+def search(query, reference, k, *, fn, exclude_self, chunk_size, jit_compile, progress=None):
+    """Yields `(start, distances [c, k], indices [c, k])` for each block of `c` queries from
+    row `start`: the distances of its `k` nearest references, nearest first (NaN for a query
+    whose distances are not all finite), and their int32 indices. `progress(done, total)` is
+    called after each step.
+
+    With `exclude_self` (query `i` is reference `i`), the `k + 1` best are searched and the
+    query's own index is dropped from them (the last one when it is not among them): the `k`
+    best of the others, with no mask over the blocks.
+    """
+    num_queries, num_references = query.shape[0], reference.shape[0]
+    kept = k + exclude_self
+    rows, width = layout(num_queries, num_references, kept, chunk_size)
+    linear = linear_form(fn) is not None and bounded(query, reference)
+    side = linear_form(fn)[1] if linear else None
+    options = (exclude_self, linear, width < num_references, jit_compile)
+    step, finish = step_functions(fn, distances.larger_is_closer(fn), k, *options)
+    starts, reference_starts = range(0, num_queries, rows), range(0, num_references, width)
+    total, done = len(starts) * len(reference_starts), 0
+    # Each block of references as the step takes it, prepared once: `b(r)` transposed.
+    parts = [reference[j : j + width] for j in reference_starts]
+    if linear:
+        parts = [ops.transpose(side(part) if side else part) for part in parts]
+    for start in starts:
+        block = query[start : start + rows]
+        count = block.shape[0]
+        best = (ops.full((count, kept), -math.inf, query.dtype), ops.zeros((count, kept), "int32"))
+        finite = ops.ones((count,), "bool")
+        for reference_start, part in zip(reference_starts, parts, strict=True):
+            offset = ops.convert_to_tensor(reference_start, "int32")
+            best, finite = step(block, part, offset, best, finite)
+            done += 1
+            if progress is not None:
+                progress(done, total)
+        position = ops.convert_to_tensor(start, "int32")
+        yield start, *finish(block, reference, position, best, finite)
