@@ -11,10 +11,12 @@ from pathlib import Path
 
 from cases import CASES
 from harness import MODES, PATHS
+from retrieval import section as retrieval_section
 
 TARGET_BATCH, MEMORY_TARGET_BATCH = 1024, 8192
 TARGET_MODES = ("default", "compiled")  # `Case.default_targets`, `Case.targets`
 NOTES = Path(__file__).resolve().parent / "notes.md"  # hand-written analysis, if present
+RETRIEVAL = Path(__file__).resolve().parent / "retrieval.json"  # written by retrieval.py
 
 
 def _index(records, date=None):
@@ -221,6 +223,8 @@ def markdown(results):
     )
     if NOTES.exists():
         out += ["", NOTES.read_text().strip()]
+    if RETRIEVAL.exists():
+        out += ["", *retrieval_section(json.loads(RETRIEVAL.read_text()))]
     out += _summary_section(results)
     out += _memory_section(results)
     for case in [c for c in CASES if any(r.get("case") == c for r in results["time"])]:
