@@ -185,9 +185,14 @@ def test_each_block_compares_rows_queries_with_width_references(monkeypatch):
     shapes.clear()
     retrieval.get_accuracy(X, Y, chunk_size=16, **eager)
     assert shapes == [((16, 2), (40, 2))] * 2 + [((8, 2), (40, 2))]
-    # Blocks of 8 x 8: each block of queries meets the references in 5 blocks, in order.
+    # Blocks of 8 x 8: each of the 5 blocks of references meets the 3 blocks of queries.
     monkeypatch.setattr(retrieval.blocks, "BLOCK_ENTRIES", 64)
     monkeypatch.setattr(retrieval.blocks, "MIN_ROWS", 8)
+    shapes.clear()
+    retrieval.nearest_neighbors(X[:23], X, k=2, **eager)
+    assert shapes == [((8, 2), (8, 2)), ((8, 2), (8, 2)), ((7, 2), (8, 2))] * 5
+    # Queries kept at once: 2 blocks of 8 with their 2 best, then the last block.
+    monkeypatch.setattr(retrieval.blocks, "STATE_ENTRIES", 32)
     shapes.clear()
     retrieval.nearest_neighbors(X[:23], X, k=2, **eager)
     assert shapes == [((8, 2), (8, 2))] * 10 + [((7, 2), (8, 2))] * 5
@@ -231,12 +236,15 @@ def test_two_stage_top_k_is_exact_on_ties(width, k):
     assert retrieval.blocks.group_size(1000, 10) > 1  # the two stages ran
 
 
+@pytest.mark.parametrize("state_entries", [2**22, 24])
 @pytest.mark.parametrize("distance", ["squared_euclidean", "inner_product", "manhattan"])
-def test_blocks_of_references_merge_exactly(monkeypatch, distance):
+def test_blocks_of_references_merge_exactly(monkeypatch, distance, state_entries):
     """Blocks of 8 x 8 over integer grid points (exact distances, many ties, duplicates): the
-    merged best equal one ranking of the whole reference set, with and without self."""
+    merged best equal one ranking of the whole reference set, with and without self, whether
+    every query's best is kept at once or one block of queries at a time."""
     monkeypatch.setattr(retrieval.blocks, "BLOCK_ENTRIES", 64)
     monkeypatch.setattr(retrieval.blocks, "MIN_ROWS", 8)
+    monkeypatch.setattr(retrieval.blocks, "STATE_ENTRIES", state_entries)
     x, _ = grid(60, seed=3)
     similar = distance == "inner_product"
     for k in (1, 2):

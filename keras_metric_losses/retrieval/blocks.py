@@ -31,6 +31,9 @@ from keras_metric_losses.ops import l2_normalize
 BLOCK_ENTRIES = 2**23
 # Queries per block at least (the reference set is then split into blocks of its width).
 MIN_ROWS = 128
+# With several blocks of references, the running best of at most this many (query, neighbour)
+# pairs is kept while each block of references is met by the queries in turn.
+STATE_ENTRIES = 2**22
 
 
 def ranking_keys(matrix, larger_is_closer):
@@ -56,15 +59,17 @@ def _one(q):
     return ops.ones_like(q[:, 0])
 
 
-# distance: (query side a, reference side b, ceiling of a query's keys or None): the keys of
-# `(q, r)` are `min(a(q) . b(r), ceiling(q))`, ordered as the distance (ties included: a
-# distance clamped at 0 is a key at its ceiling).
+# distance: (query side a, reference side b, ceiling of a query's keys), each None or a
+# function of the embeddings: the key of `(q, r)` is `min(a(q) . b(r), ceiling(q))`, ordered as
+# the distance, ties included (a distance clamped at 0 is a key at its ceiling). `b` is applied
+# to one block of references at a time.
 _LINEAR = {
     distances.inner_product: (None, None, None),
     distances.cosine_similarity: (l2_normalize, l2_normalize, None),
     distances.cosine: (None, None, _one),  # max(1 - q.r, 0)
     distances.angular: (l2_normalize, l2_normalize, _one),
-    # max(|q|^2 + |r|^2 - 2 q.r, 0) ranks as min(2 q.r - |r|^2, |q|^2).
+    # max(|q|^2 + |r|^2 - 2 q.r, 0) ranks as min([q, 1] . [2 r, -|r|^2], |q|^2): the norm term
+    # is part of the product.
     distances.squared_euclidean: (_augmented_query, _augmented_reference, _squared_norms),
     distances.euclidean: (_augmented_query, _augmented_reference, _squared_norms),
 }
@@ -149,7 +154,7 @@ def step_functions(fn, larger_is_closer, k, exclude_self, linear, merges, jit_co
     `linear`: the keys are the linear form's, known finite (`bounded`); else `fn`'s matrix,
     checked. `merges`: whether the block is one of several (else its top-k is the best).
     """
-    a, _, ceiling = linear_form(fn) if linear else (None, None, None)
+    a, _, ceiling = linear_form(fn) if linear else (None,) * 3
     kept = k + exclude_self
 
     def step(query, reference, reference_start, best, finite):
@@ -210,31 +215,40 @@ def search(query, reference, k, *, fn, exclude_self, chunk_size, jit_compile, pr
 
     With `exclude_self` (query `i` is reference `i`), the `k + 1` best are searched and the
     query's own index is dropped from them (the last one when it is not among them): the `k`
-    best of the others, with no mask over the blocks.
+    best of the others, with no mask over the blocks. With several blocks of references, each
+    is prepared once and met by the blocks of up to `STATE_ENTRIES // (k + 1)` queries in turn
+    (their running best kept), then the next; the blocks of a query still come in order.
     """
     num_queries, num_references = query.shape[0], reference.shape[0]
     kept = k + exclude_self
     rows, width = layout(num_queries, num_references, kept, chunk_size)
     linear = linear_form(fn) is not None and bounded(query, reference)
-    side = linear_form(fn)[1] if linear else None
     options = (exclude_self, linear, width < num_references, jit_compile)
     step, finish = step_functions(fn, distances.larger_is_closer(fn), k, *options)
+    side = linear_form(fn)[1] if linear else None
     starts, reference_starts = range(0, num_queries, rows), range(0, num_references, width)
     total, done = len(starts) * len(reference_starts), 0
-    # Each block of references as the step takes it, prepared once: `b(r)` transposed.
-    parts = [reference[j : j + width] for j in reference_starts]
-    if linear:
-        parts = [ops.transpose(side(part) if side else part) for part in parts]
-    for start in starts:
-        block = query[start : start + rows]
-        count = block.shape[0]
-        best = (ops.full((count, kept), -math.inf, query.dtype), ops.zeros((count, kept), "int32"))
-        finite = ops.ones((count,), "bool")
-        for reference_start, part in zip(reference_starts, parts, strict=True):
+    group = max(1, STATE_ENTRIES // (rows * kept))  # blocks of queries kept at once
+    for first in range(0, len(starts), group):
+        states = {}
+        for reference_start in reference_starts:
+            part = reference[reference_start : reference_start + width]
+            if linear:  # prepared once for the queries of the group: `b(r)`, transposed
+                part = ops.transpose(side(part) if side else part)
             offset = ops.convert_to_tensor(reference_start, "int32")
-            best, finite = step(block, part, offset, best, finite)
-            done += 1
-            if progress is not None:
-                progress(done, total)
-        position = ops.convert_to_tensor(start, "int32")
-        yield start, *finish(block, reference, position, best, finite)
+            for start in starts[first : first + group]:
+                block = query[start : start + rows]
+                state = states.get(start) or _initial(block.shape[0], kept, query.dtype)
+                states[start] = step(block, part, offset, *state)
+                done += 1
+                if progress is not None:
+                    progress(done, total)
+        for start, (best, finite) in states.items():
+            position = ops.convert_to_tensor(start, "int32")
+            yield start, *finish(query[start : start + rows], reference, position, best, finite)
+
+
+def _initial(count, kept, dtype):
+    """No reference yet: keys `-inf` (any reference's are larger) at index 0."""
+    best = (ops.full((count, kept), -math.inf, dtype), ops.zeros((count, kept), "int32"))
+    return best, ops.ones((count,), "bool")
