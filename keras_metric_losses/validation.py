@@ -38,7 +38,7 @@ def numeric_tensor(x, name):
             reject deep inside their conversion code (or, in TensorFlow, accept silently), and
             for sparse data the backend has no sparse tensors for (SciPy, PyTorch sparse).
     """
-    if _is_sparse(x):
+    if is_sparse(x):
         if not backend.backend_sparse(x):
             raise TypeError(
                 f"`{name}` is sparse ({type(x).__module__}.{type(x).__name__}), which the "
@@ -47,6 +47,16 @@ def numeric_tensor(x, name):
                 f"`jax.experimental.sparse.BCOO` on JAX). Received: {name}={type(x).__name__}"
             )
         return ops.convert_to_tensor(x, sparse=False)
+    return ops.convert_to_tensor(numeric_array(x, name))
+
+
+def numeric_array(x, name):
+    """`x` itself, or a NumPy array of it when it has no dtype (a list), checked to hold numbers
+    (or bools).
+
+    Raises:
+        TypeError: for strings or other non-numeric data.
+    """
     dtype = getattr(x, "dtype", None)
     if dtype is None:
         x = np.asarray(x)
@@ -60,10 +70,10 @@ def numeric_tensor(x, name):
             f"`{name}` must hold numbers (integer class labels or floats). "
             f"Received: {name}.dtype={dtype}"
         )
-    return ops.convert_to_tensor(x)
+    return x
 
 
-def _is_sparse(x):
+def is_sparse(x):
     """Whether `x` is a sparse array of some library (SciPy, TensorFlow, JAX, PyTorch)."""
     kind = type(x).__name__
     return (

@@ -20,6 +20,7 @@ value is finite.
 import functools
 import math
 
+import keras
 import numpy as np
 
 from keras_metric_losses import backend, distances
@@ -83,9 +84,15 @@ def linear_form(fn):
 def bounded(query, reference):
     """Whether every key of the linear form is finite: the embeddings are finite and their
     norms cannot overflow `2 |q| |r| + |r|^2 + |q|^2` in their dtype (read on the host)."""
-    largest = [float(np.max(ops.convert_to_numpy(_squared_norms(x)))) for x in (query, reference)]
-    limit = float(np.finfo(ops.convert_to_numpy(query[:1]).dtype).max) / 8
+    largest = [float(np.max(_host_squared_norms(x))) for x in (query, reference)]
+    limit = float(np.finfo(np.dtype(keras.backend.standardize_dtype(query.dtype))).max) / 8
     return all(math.isfinite(s) for s in largest) and sum(largest) * 2 < limit
+
+
+def _host_squared_norms(x):
+    if isinstance(x, np.ndarray):
+        return np.einsum("ij,ij->i", x, x)
+    return ops.convert_to_numpy(_squared_norms(x))
 
 
 def group_size(width, k):
@@ -142,14 +149,15 @@ def merge(best, found, k):
 
 @functools.lru_cache(maxsize=16)
 def step_functions(fn, larger_is_closer, k, exclude_self, linear, merges, jit_compile):
-    """`(step, finish)`, compiled with `backend.compile_function(..., jit_compile)`.
+    """`(step, select, measure)`, compiled with `backend.compile_function(..., jit_compile)`.
 
     `step(query, reference, reference_start, best, finite) -> (best, finite)` updates a block
     of queries' best `(keys, indices)` (`k + exclude_self` of them) and all-finite flags with a
     block of references (with `linear`, `b(reference)` of the linear form, transposed).
-    `finish(query, reference, start, best, finite) -> (distances, indices)`: the `k` nearest,
-    with query `start + i`'s own index `i` dropped when `exclude_self` (the last of the `k + 1`
-    when it is not among them), and their distances (NaN where not all finite).
+    `select(start, best) -> (keys, indices)`: the `k` nearest, with query `start + i`'s own
+    index `i` dropped when `exclude_self` (the last of the `k + 1` when it is not among them).
+    `measure(query, neighbours, keys, finite)`: their distances, NaN where not all finite
+    (with `linear` computed from the neighbours' embeddings `[c, k, D]`, else from the keys).
 
     `linear`: the keys are the linear form's, known finite (`bounded`); else `fn`'s matrix,
     checked. `merges`: whether the block is one of several (else its top-k is the best).
@@ -169,7 +177,7 @@ def step_functions(fn, larger_is_closer, k, exclude_self, linear, merges, jit_co
         found = (values, columns + reference_start)
         return merge(best, found, kept) if merges else found, finite
 
-    def finish(query, reference, start, best, finite):
+    def select(start, best):
         keys, indices = best
         if exclude_self:
             own = indices == start + ops.arange(indices.shape[0], dtype="int32")[:, None]
@@ -179,15 +187,19 @@ def step_functions(fn, larger_is_closer, k, exclude_self, linear, merges, jit_co
             order = backend.top_k_first_index(ops.where(dropped, -kept, -positions), k)[1]
             keys = ops.take_along_axis(keys, order, axis=1)
             indices = ops.take_along_axis(indices, order, axis=1)
+        return keys, indices
+
+    def measure(query, neighbours, keys, finite):
         if linear:  # the distances themselves, from the embeddings
-            neighbours = ops.take(reference, ops.reshape(indices, (-1,)), axis=0)
-            pairs = distances.rowwise(fn)(ops.repeat(query, k, axis=0), neighbours)
-            nearest = ops.reshape(pairs, indices.shape)
+            pairs = distances.rowwise(fn)(
+                ops.repeat(query, k, axis=0), ops.reshape(neighbours, (-1, query.shape[1]))
+            )
+            nearest = ops.reshape(pairs, keys.shape)
         else:  # `+ 0.0`: a distance of 0 is `+0.0`, not the negated key's `-0.0`
             nearest = keys if larger_is_closer else ops.negative(keys) + 0.0
-        return ops.where(finite[:, None], nearest, math.nan), indices
+        return ops.where(finite[:, None], nearest, math.nan)
 
-    return tuple(backend.compile_function(f, jit_compile) for f in (step, finish))
+    return tuple(backend.compile_function(f, jit_compile) for f in (step, select, measure))
 
 
 def layout(num_queries, num_references, k, chunk_size):
@@ -224,7 +236,7 @@ def search(query, reference, k, *, fn, exclude_self, chunk_size, jit_compile, pr
     rows, width = layout(num_queries, num_references, kept, chunk_size)
     linear = linear_form(fn) is not None and bounded(query, reference)
     options = (exclude_self, linear, width < num_references, jit_compile)
-    step, finish = step_functions(fn, distances.larger_is_closer(fn), k, *options)
+    step, select, measure = step_functions(fn, distances.larger_is_closer(fn), k, *options)
     side = linear_form(fn)[1] if linear else None
     starts, reference_starts = range(0, num_queries, rows), range(0, num_references, width)
     total, done = len(starts) * len(reference_starts), 0
@@ -232,23 +244,33 @@ def search(query, reference, k, *, fn, exclude_self, chunk_size, jit_compile, pr
     for first in range(0, len(starts), group):
         states = {}
         for reference_start in reference_starts:
-            part = reference[reference_start : reference_start + width]
+            part = ops.convert_to_tensor(reference[reference_start : reference_start + width])
             if linear:  # prepared once for the queries of the group: `b(r)`, transposed
                 part = ops.transpose(side(part) if side else part)
             offset = ops.convert_to_tensor(reference_start, "int32")
             for start in starts[first : first + group]:
-                block = query[start : start + rows]
+                block = ops.convert_to_tensor(query[start : start + rows])
                 state = states.get(start) or _initial(block.shape[0], kept, query.dtype)
                 states[start] = step(block, part, offset, *state)
                 done += 1
                 if progress is not None:
                     progress(done, total)
         for start, (best, finite) in states.items():
-            position = ops.convert_to_tensor(start, "int32")
-            yield start, *finish(query[start : start + rows], reference, position, best, finite)
+            keys, indices = select(ops.convert_to_tensor(start, "int32"), best)
+            neighbours = _rows(reference, indices) if linear else keys
+            block = ops.convert_to_tensor(query[start : start + rows])
+            yield start, measure(block, neighbours, keys, finite), indices
+
+
+def _rows(x, indices):
+    """`x[indices]`: on the host for a NumPy `x`, else on the backend."""
+    if isinstance(x, np.ndarray):
+        return ops.convert_to_tensor(x[ops.convert_to_numpy(indices)])
+    return ops.take(x, indices, axis=0)
 
 
 def _initial(count, kept, dtype):
     """No reference yet: keys `-inf` (any reference's are larger) at index 0."""
+    dtype = keras.backend.standardize_dtype(dtype)
     best = (ops.full((count, kept), -math.inf, dtype), ops.zeros((count, kept), "int32"))
     return best, ops.ones((count,), "bool")

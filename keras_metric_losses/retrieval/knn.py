@@ -15,6 +15,7 @@ backend. When the query set is its own reference (or the first rows of it), quer
 import warnings
 
 import keras
+import numpy as np
 
 from keras_metric_losses import backend, distances, validation
 from keras_metric_losses.api import export
@@ -23,22 +24,34 @@ from keras_metric_losses.retrieval import blocks
 
 
 def embeddings(x, name):
-    """`x` as a `[N, D]` float tensor: float32 for integers and half precisions, else its own
-    float dtype.
+    """`x` as a `[N, D]` float matrix, float32 for integers and half precisions, else its own
+    float dtype: a backend tensor as it is, anything else (NumPy arrays, lists) as a NumPy array
+    on the host, whose blocks the search converts one at a time (no copy of the whole set on
+    the backend).
 
     Raises:
         ValueError: if `x` is not a matrix or holds no row.
         TypeError: if `x` does not hold numbers.
     """
-    x = validation.numeric_tensor(x, name)
+    if ops.is_tensor(x) or validation.is_sparse(x):
+        x = validation.numeric_tensor(x, name)
+    else:
+        x = np.asarray(validation.numeric_array(x, name))
     validation.rank(x, 2, "a [num_embeddings, dim] matrix of embeddings", name)
     if x.shape[0] == 0:
         raise ValueError(
             f"`{name}` must hold at least one embedding. Received: {name}.shape={tuple(x.shape)}"
         )
     if keras.backend.standardize_dtype(x.dtype) not in ("float32", "float64"):
-        x = ops.cast(x, "float32")
+        x = x.astype("float32") if isinstance(x, np.ndarray) else ops.cast(x, "float32")
     return x
+
+
+def all_finite(x):
+    """Whether every value of `x` (a NumPy array or a backend tensor) is finite."""
+    if isinstance(x, np.ndarray):
+        return bool(np.isfinite(x).all())
+    return bool(ops.all(ops.isfinite(x)))
 
 
 def check_dims(query, reference):
@@ -170,9 +183,10 @@ def nearest_neighbors(
     whose search of all queries at once is replaced by blocks.
     """
     query = embeddings(query, "query")
-    reference = query if reference is None else embeddings(reference, "reference")
+    own = reference is None
+    reference = query if own else embeddings(reference, "reference")
     check_dims(query, reference)
-    exclude_self = self_excluded(exclude_self, query, reference, "exclude_self")
+    exclude_self = self_excluded(exclude_self, own, query, reference, "exclude_self")
     k = validation.positive_int(k, "k")
     k = min(k, reference.shape[0] - exclude_self)
     found = search(
@@ -191,15 +205,14 @@ def nearest_neighbors(
     )
 
 
-def self_excluded(flag, query, reference, name):
-    """Resolves whether query `i` is reference row `i`: `None` means "`reference` is the
-    queries" (the same tensor, as when the caller passed no reference).
+def self_excluded(flag, own, query, reference, name):
+    """Resolves whether query `i` is reference row `i`: `None` means `own`, whether the caller
+    passed no reference (the queries are their own).
 
     Raises:
         ValueError: for `False` when the queries are their own reference, and for `True` with
             fewer reference rows than queries.
     """
-    own = reference is query
     if flag is None:
         return own
     flag = validation.boolean(flag, name)

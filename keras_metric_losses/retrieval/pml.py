@@ -122,10 +122,6 @@ def _check_query_rows(query, reference):
         )
 
 
-def _all_finite(x):
-    return bool(ops.all(ops.isfinite(x)))
-
-
 def _knn_scores(query, reference, query_labels, reference_labels, counts, k, names, options):
     """`{name: [Nq] float64}` of every k-NN metric: NaN for queries with `R = 0`, for queries
     whose distances are not all finite, and for every query when an embedding is not finite.
@@ -147,7 +143,7 @@ def _knn_scores(query, reference, query_labels, reference_labels, counts, k, nam
             'Use k="max_bin_count" (or None) for the exact values.',
             stacklevel=3,
         )
-    if not (_all_finite(query) and _all_finite(reference)):
+    if not (knn.all_finite(query) and knn.all_finite(reference)):
         return nan
     scores = nan
     for start, nearest, indices in knn.search(query, reference, k, **options):
@@ -348,7 +344,8 @@ def _inputs(query, query_labels, reference, reference_labels, ref_includes_query
             f"reference is None: {reference is None}, reference_labels is None: "
             f"{reference_labels is None}"
         )
-    if reference is None:
+    own = reference is None
+    if own:
         reference, reference_labels = query, query_labels
     else:
         reference = knn.embeddings(reference, "reference")
@@ -357,7 +354,7 @@ def _inputs(query, query_labels, reference, reference_labels, ref_includes_query
             reference_labels, reference.shape[0], "reference_labels", "reference"
         )
         labels_lib.check_same_kind(query_labels, reference_labels)
-    includes = knn.self_excluded(ref_includes_query, query, reference, "ref_includes_query")
-    if includes and reference is not query:
+    includes = knn.self_excluded(ref_includes_query, own, query, reference, "ref_includes_query")
+    if includes and not own:
         _check_query_rows(query, reference)
     return query, query_labels, reference, reference_labels, includes
