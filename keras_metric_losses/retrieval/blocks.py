@@ -15,6 +15,10 @@ distance itself; the `k` distances found are then computed row-wise
 (`distances.rowwise`). Other distances (`"manhattan"`, `"snr"`, a user's callable), and
 embeddings whose norms could overflow the product, rank `distance(q, r)` itself and check each
 value is finite.
+
+Embeddings given as NumPy arrays stay on the host: each block is converted when it is used (a
+block of references once for a group of queries), so the backend never holds a copy of the
+whole set.
 """
 
 import functools
