@@ -698,6 +698,39 @@ def intra_pair_variance_loss(
     )
 
 
+def threshold_consistent_margin_loss(
+    query_emb,
+    query_labels,
+    key_emb=None,
+    key_labels=None,
+    self_index=None,
+    *,
+    lambda_plus=1.0,
+    lambda_minus=1.0,
+    margin_plus=0.9,
+    margin_minus=0.5,
+):
+    """ThresholdConsistentMarginLoss (the cosine similarity of the embeddings), over the
+    positive pairs with `S <= margin_plus` and the negative pairs with `S >= margin_minus`:
+
+        loss = lambda_plus Mean(margin_plus - S) + lambda_minus Mean(S - margin_minus)
+
+    each Mean over its paying pairs (0 if none). `per_anchor` = the MeanReducer shares of each
+    kind, weighted and added; `natural` = the anchor's own two means, weighted and added.
+    """
+    pairs = pair_masks(query_emb, query_labels, key_emb, key_labels, self_index, COSINE)
+    loss, per_anchor, natural = 0.0, 0.0, 0.0
+    for mask, weight, gap in ((pairs.pos, lambda_plus, margin_plus - pairs.mat),
+                              (pairs.neg, lambda_minus, pairs.mat - margin_minus)):  # fmt: skip
+        paying = mask & (gap >= 0)
+        terms = np.where(paying, gap, 0.0)
+        scalar, shares = mean_reduce(terms, paying)
+        loss += weight * scalar
+        per_anchor = per_anchor + weight * shares
+        natural = natural + weight * _row_means(terms, paying)
+    return LossResult(loss, {}, per_anchor, natural)
+
+
 def tuplet_margin_loss(
     query_emb,
     query_labels,
