@@ -698,6 +698,35 @@ def intra_pair_variance_loss(
     )
 
 
+def nca_loss(
+    query_emb,
+    query_labels,
+    key_emb=None,
+    key_labels=None,
+    self_index=None,
+    *,
+    softmax_scale=1.0,
+    distance=None,
+):
+    """NCALoss (default LpDistance(power=2), normalised): with `x = s S` (a distance negated),
+    `loss_i = -log(sum_{j in P_i} exp(x_ij) / sum_{k in P_i or N_i} exp(x_ik))` for the rows
+    with a positive; `per_anchor` = their MeanReducer shares, `natural` = `loss_i` (0 without a
+    positive). No row with a positive: 0 (PML: NaN).
+    """
+    pairs = pair_masks(
+        query_emb, query_labels, key_emb, key_labels, self_index,
+        _distance(distance, Distance("lp", True, 2, 2)),
+    )  # fmt: skip
+    logits = softmax_scale * (pairs.mat if pairs.distance.inverted else -pairs.mat)
+    has_positive = pairs.pos.any(axis=1)
+    every = pairs.pos | pairs.neg
+    with np.errstate(invalid="ignore"):  # -inf - -inf on the rows without a positive
+        losses = _masked_lse(logits, every) - _masked_lse(logits, pairs.pos)
+    losses = np.where(has_positive, losses, 0.0)
+    scalar, per_anchor = mean_reduce(losses[:, None], has_positive[:, None])
+    return LossResult(scalar, {}, per_anchor, losses)
+
+
 def threshold_consistent_margin_loss(
     query_emb,
     query_labels,

@@ -188,6 +188,13 @@ ORIGINALS = {
             _renamed({}, reducer="pml"),
         ),
         Original(
+            "NCALoss",
+            "NCALoss",
+            {"softmax_scale": 1, "distance": {"class": "LpDistance", "power": 2}},
+            _renamed({}, reducer="pml"),
+            "a batch where no row has a positive gives 0 (PML: NaN)",
+        ),
+        Original(
             "ThresholdConsistentMarginLoss",
             "ThresholdConsistentMarginLoss",
             {
