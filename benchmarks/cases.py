@@ -582,6 +582,22 @@ PAIR_CASES = [
         "PML's settings (cosine similarity, a MeanReducer per kind of pair).",
     ),
     _pair_case(
+        "nca",
+        "nca_loss",
+        _ours("nca_loss", reducer="pml"),
+        {"pml.NCALoss": ("torch", _pml("NCALoss"))},
+        {"floor": 2.5, "pml.NCALoss": 0.7},
+        "PML's settings (squared Euclidean distance of unit embeddings, scale 1).",
+    ),
+    _pair_case(
+        "threshold_consistent_margin",
+        "threshold_consistent_margin_loss",
+        _ours("threshold_consistent_margin_loss", reducer="pml"),
+        {"pml.ThresholdConsistentMarginLoss": ("torch", _pml("ThresholdConsistentMarginLoss"))},
+        {"floor": 2.5, "pml.ThresholdConsistentMarginLoss": 0.7},
+        "PML's settings (cosine similarity, margins 0.9 and 0.5).",
+    ),
+    _pair_case(
         "tuplet_margin",
         "tuplet_margin_loss",
         _ours("tuplet_margin_loss", reducer="pml"),

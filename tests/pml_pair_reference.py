@@ -698,6 +698,68 @@ def intra_pair_variance_loss(
     )
 
 
+def nca_loss(
+    query_emb,
+    query_labels,
+    key_emb=None,
+    key_labels=None,
+    self_index=None,
+    *,
+    softmax_scale=1.0,
+    distance=None,
+):
+    """NCALoss (default LpDistance(power=2), normalised): with `x = s S` (a distance negated),
+    `loss_i = -log(sum_{j in P_i} exp(x_ij) / sum_{k in P_i or N_i} exp(x_ik))` for the rows
+    with a positive; `per_anchor` = their MeanReducer shares, `natural` = `loss_i` (0 without a
+    positive). No row with a positive: 0 (PML: NaN).
+    """
+    pairs = pair_masks(
+        query_emb, query_labels, key_emb, key_labels, self_index,
+        _distance(distance, Distance("lp", True, 2, 2)),
+    )  # fmt: skip
+    logits = softmax_scale * (pairs.mat if pairs.distance.inverted else -pairs.mat)
+    has_positive = pairs.pos.any(axis=1)
+    every = pairs.pos | pairs.neg
+    with np.errstate(invalid="ignore"):  # -inf - -inf on the rows without a positive
+        losses = _masked_lse(logits, every) - _masked_lse(logits, pairs.pos)
+    losses = np.where(has_positive, losses, 0.0)
+    scalar, per_anchor = mean_reduce(losses[:, None], has_positive[:, None])
+    return LossResult(scalar, {}, per_anchor, losses)
+
+
+def threshold_consistent_margin_loss(
+    query_emb,
+    query_labels,
+    key_emb=None,
+    key_labels=None,
+    self_index=None,
+    *,
+    lambda_plus=1.0,
+    lambda_minus=1.0,
+    margin_plus=0.9,
+    margin_minus=0.5,
+):
+    """ThresholdConsistentMarginLoss (the cosine similarity of the embeddings), over the
+    positive pairs with `S <= margin_plus` and the negative pairs with `S >= margin_minus`:
+
+        loss = lambda_plus Mean(margin_plus - S) + lambda_minus Mean(S - margin_minus)
+
+    each Mean over its paying pairs (0 if none). `per_anchor` = the MeanReducer shares of each
+    kind, weighted and added; `natural` = the anchor's own two means, weighted and added.
+    """
+    pairs = pair_masks(query_emb, query_labels, key_emb, key_labels, self_index, COSINE)
+    loss, per_anchor, natural = 0.0, 0.0, 0.0
+    for mask, weight, gap in ((pairs.pos, lambda_plus, margin_plus - pairs.mat),
+                              (pairs.neg, lambda_minus, pairs.mat - margin_minus)):  # fmt: skip
+        paying = mask & (gap >= 0)
+        terms = np.where(paying, gap, 0.0)
+        scalar, shares = mean_reduce(terms, paying)
+        loss += weight * scalar
+        per_anchor = per_anchor + weight * shares
+        natural = natural + weight * _row_means(terms, paying)
+    return LossResult(loss, {}, per_anchor, natural)
+
+
 def tuplet_margin_loss(
     query_emb,
     query_labels,

@@ -126,6 +126,11 @@ def _circle(m, gamma, distance):
                 reducer="pml")  # fmt: skip
 
 
+def _threshold_consistent(distance, **margins):
+    _cosine_only(distance, "ThresholdConsistentMarginLoss")
+    return dict(margins, reducer="pml")
+
+
 def _tuplet(margin, scale, distance):
     _cosine_only(distance, "TupletMarginLoss")
     return dict(margin=margin, scale=scale, reducer="pml")
@@ -181,6 +186,27 @@ ORIGINALS = {
             "IntraPairVarianceLoss",
             {"pos_eps": 0.01, "neg_eps": 0.01, "distance": _COSINE},
             _renamed({}, reducer="pml"),
+        ),
+        Original(
+            "NCALoss",
+            "NCALoss",
+            {"softmax_scale": 1, "distance": {"class": "LpDistance", "power": 2}},
+            _renamed({}, reducer="pml"),
+            "a batch where no row has a positive gives 0 (PML: NaN)",
+        ),
+        Original(
+            "ThresholdConsistentMarginLoss",
+            "ThresholdConsistentMarginLoss",
+            {
+                "lambda_plus": 1.0,
+                "lambda_minus": 1.0,
+                "margin_plus": 0.9,
+                "margin_minus": 0.5,
+                "distance": _COSINE,
+            },
+            _threshold_consistent,
+            "PML reads both ends of a pair in the batch: with `ref_emb` it fails or reads the "
+            "wrong rows; ours takes a gallery or a memory",
         ),
         Original(
             "GeneralizedLiftedStructureLoss",

@@ -10,7 +10,7 @@ from keras_metric_losses import pairs
 from keras_metric_losses.losses.softmax import core
 from specs import Spec
 from specs.faults import NO_RANGE, NOT_SQUARE, Raises, Value, not_finite, shape_errors
-from specs.kinds import Embeddings, clustered_inputs, one_hot
+from specs.kinds import EMBEDDINGS, Embeddings, clustered_inputs, one_hot
 
 # --- kinds ---------------------------------------------------------------------------------
 
@@ -213,6 +213,14 @@ SPECS = [
         "softmax",
         reference=fast_ap_reference,
         precision=False,  # a soft histogram: pairs near a bin centre change bins under rounding
+    ),
+    Spec(
+        kml.nca_loss,
+        kml.NCALoss,
+        EMBEDDINGS,
+        "softmax",
+        reference=lambda labels, embeddings: pml.nca_loss(embeddings, labels).natural,
+        cross_replica=True,
     ),
 ]
 

@@ -9,5 +9,6 @@ from keras_metric_losses.losses.pair import (  # noqa: F401 (each module declare
     multi_similarity,
     siamese,
     soft_nearest_neighbor,
+    threshold_consistent,
     tuplet,
 )

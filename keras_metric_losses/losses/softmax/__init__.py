@@ -1,9 +1,10 @@
 """Softmax contrastive losses on labelled embeddings: NT-Xent, SupCon (single- and
-multi-label), Instance and FastAP, with their shared log-softmax core (`core`)."""
+multi-label), Instance, FastAP and NCA, with their shared log-softmax core (`core`)."""
 
 from keras_metric_losses.losses.softmax import (  # noqa: F401 (each module declares its losses)
     fastap,
     instance,
+    nca,
     ntxent,
     supcon,
 )
