@@ -27,3 +27,21 @@ def test_case_runs_at_a_small_batch(name):
     for builder in (case.ours, case.floor):
         value = keras.ops.convert_to_numpy(builder()(x))
         assert np.isfinite(value).all() and np.ndim(value) == 0, (name, value)
+
+
+def test_the_retrieval_section_of_the_benchmarks_page_is_the_recorded_run():
+    """`benchmarks/retrieval.py`'s record renders the page's section: a row per backend and
+    PML's, the ratios to PML's time."""
+    import json
+
+    import retrieval
+
+    results = json.loads((BENCHMARKS / "retrieval.json").read_text())
+    section = "\n".join(retrieval.section(results))
+    page = (BENCHMARKS.parent / "docs" / "benchmarks.md").read_text()
+    assert section in page
+    pml = retrieval.summary(results["speed"]["runs"]["pml"])["warm"]
+    for backend in ("jax", "tensorflow", "torch"):
+        ours = retrieval.summary(results["speed"]["runs"][backend])["warm"]
+        assert f"| ours, {backend} | {ours:.2f} |" in section
+        assert f"| {ours / pml:.2f} |" in section
