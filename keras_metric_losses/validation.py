@@ -55,8 +55,12 @@ def numeric_array(x, name):
     (or bools).
 
     Raises:
-        TypeError: for strings or other non-numeric data.
+        TypeError: for `None`, strings or other non-numeric data.
     """
+    if x is None:
+        raise TypeError(
+            f"`{name}` must hold numbers (integer class labels or floats). Received: {name}=None"
+        )
     dtype = getattr(x, "dtype", None)
     if dtype is None:
         x = np.asarray(x)

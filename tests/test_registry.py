@@ -23,6 +23,8 @@ import cases  # noqa: E402
 LOSSES = [obj for obj in REGISTRY.values() if obj.__module__.startswith(f"{kml.__name__}.losses")]
 LAYERS = [obj for obj in REGISTRY.values() if obj.__module__.startswith(f"{kml.__name__}.layers")]
 DECLARED_NAMES = [name for d in DECLARED for name in d.names]
+# Losses made of other losses (written by hand, not declared).
+COMPOSITE_NAMES = [cls.__name__ for cls in kml.losses.COMPOSITE]
 # One declaration per loss class (a proxy loss's function is declared alone, named `related`).
 CLASSES = [d for d in DECLARED if d.cls is not None]
 
@@ -38,9 +40,10 @@ def test_all_is_the_registry():
 
 
 def test_every_loss_is_declared_or_named_by_its_declaration():
-    by_hand = {obj.__name__ for obj in LOSSES} - set(DECLARED_NAMES)
+    by_hand = {obj.__name__ for obj in LOSSES} - set(DECLARED_NAMES) - set(COMPOSITE_NAMES)
     assert by_hand == {d.related for d in CLASSES if d.function is None} - set(DECLARED_NAMES)
     assert by_hand == {"nce_loss", "sampled_softmax_loss"}, by_hand  # tf.nn's signatures
+    assert COMPOSITE_NAMES == ["MultipleLosses", "SelfSupervisedLoss"]
 
 
 def test_the_readme_table_is_made_from_the_declarations():
@@ -54,6 +57,7 @@ def test_every_loss_has_one_api_entry_and_every_entry_resolves():
     targets = [t for page in pages for t in directive.findall(page.read_text())]
     assert sorted(targets) == sorted(set(targets)), "an object documented twice"
     assert set(DECLARED_NAMES) | {"nce_loss", "sampled_softmax_loss"} <= set(targets)
+    assert set(COMPOSITE_NAMES) <= set(targets)
     assert all(REGISTRY.get(target) is getattr(kml, target) for target in targets)
 
 

@@ -15,22 +15,24 @@ from support import FUNCTIONS, LAYERS, LOSS_CLASSES, LOSS_FUNCTIONS, PUBLIC, num
 
 import keras_metric_losses as kml
 
-LAYER_ARGS = {
+CONSTRUCTOR_ARGS = {
     "NCE": dict(num_classes=20, num_sampled=4),
     "PairwiseSimilarity": {},
     "CrossBatchMemory": dict(loss=kml.PNLoss(), memory_size=16),
     "ClassProxies": dict(num_classes=20),
+    "MultipleLosses": dict(losses={"pn": kml.PNLoss(), "ms": kml.MultiSimilarityLoss()}),
+    "SelfSupervisedLoss": dict(loss=kml.NTXentLoss(temperature=0.2), symmetric=False),
 }
 CLASSES = [obj for obj in PUBLIC if inspect.isclass(obj)]
 
 
 def instance(cls, **kwargs):
-    return cls(**LAYER_ARGS.get(cls.__name__, {}), **kwargs)
+    return cls(**CONSTRUCTOR_ARGS.get(cls.__name__, {}), **kwargs)
 
 
 @pytest.mark.parametrize("loss_cls", LOSS_CLASSES, ids=lambda c: c.__name__)
 def test_loss_config_round_trip(loss_cls):
-    loss = loss_cls(name="custom", reduction="sum", dtype="mixed_float16")
+    loss = instance(loss_cls, name="custom", reduction="sum", dtype="mixed_float16")
     config = loss.get_config()
     assert config["dtype"] == "mixed_float16" and config["reduction"] == "sum"
     restored = loss_cls.from_config(config)
@@ -144,6 +146,12 @@ def compile_targets():
         targets[spec.cls.__name__] = (spec, spec.loss(reduction="sum"))
         if spec.function in LOSS_FUNCTIONS:
             targets[spec.function.__name__] = (spec, spec.function)
+    # The losses made of other losses, on the models of the losses they hold.
+    pair, views = targets["MultiSimilarityLoss"][0], targets["SimCLRLoss"][0]
+    losses = [pair.loss(), kml.PNLoss()]
+    targets["MultipleLosses"] = (pair, kml.MultipleLosses(losses, [1.0, 0.5], reduction="sum"))
+    ntxent = kml.NTXentLoss(temperature=0.2)
+    targets["SelfSupervisedLoss"] = (views, kml.SelfSupervisedLoss(ntxent, reduction="sum"))
     return targets
 
 

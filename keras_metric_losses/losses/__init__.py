@@ -1,16 +1,19 @@
 """The package's losses: a function (per-example values) and a Keras `Loss` class each.
 
-Each family is a package whose modules declare their losses (`base.declare`); importing the
-families registers them (`api.REGISTRY`), and the names of this module, its `__all__` and the
+Each family is a package whose modules declare their losses (`base.declare`), and two modules
+hold losses made of other losses (`MultipleLosses`, `SelfSupervisedLoss`); importing them
+registers them (`api.REGISTRY`), and the names of this module, its `__all__` and the
 README's table are read from that registry: adding a loss adds no line here.
 """
 
 from keras_metric_losses.api import REGISTRY, public_names
 from keras_metric_losses.losses import (  # noqa: F401 (importing a family declares its losses)
+    multiple,
     npairs,
     pair,
     proxy,
     sampled,
+    self_supervised,
     softmax,
     ssl,
     triplet,
@@ -19,6 +22,10 @@ from keras_metric_losses.losses.base import DECLARED
 
 __all__ = public_names(__name__)
 globals().update({name: REGISTRY[name] for name in __all__})
+
+# The losses made of other losses, written by hand (the README's table lists them after the
+# declared losses).
+COMPOSITE = (multiple.MultipleLosses, self_supervised.SelfSupervisedLoss)
 
 
 def markdown_table():
@@ -29,4 +36,6 @@ def markdown_table():
         rows.append(
             f"| `{d.cls.__name__}` | `{function}` | {d.original or '(none)'} | {d.summary} |"
         )
+    for cls in COMPOSITE:
+        rows.append(f"| `{cls.__name__}` | | PML `{cls.__name__}` | {cls.summary} |")
     return "\n".join(rows)

@@ -22,12 +22,39 @@ class _PerExample(keras.losses.Loss):
         return self.loss.call(self.labels, y_pred)
 
 
-class LossFunctionWrapper(StrictConfig, keras.losses.Loss):
+class PerExampleLoss(keras.losses.Loss):
+    """A Keras `Loss` whose `call(labels, y_pred)` returns one value per example and whose
+    labels keep their own dtype.
+
+    `keras.losses.Loss.__call__` casts `y_true` to the loss dtype, which merges integer class
+    ids above 2**24 in float32 (above 2048 in float16); here `y_true` reaches `call()` as
+    given (`None` stays `None`, for losses that take no labels). `y_pred` is converted to the
+    loss dtype, its Keras mask read, and the values reduced with `reduction` and
+    `sample_weight`, as for Keras' own losses; an empty batch gives 0.
+    """
+
+    def __init__(self, name=None, reduction="sum_over_batch_size", dtype=None):
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"`name` must be a string. Received: name={name!r}")
+        try:
+            self.dtype_policy = keras.dtype_policies.get(dtype or keras.config.floatx())
+        except ValueError as error:
+            raise ValueError(
+                f"`dtype` must be a float dtype or a dtype policy name. Received: dtype={dtype!r}"
+            ) from error
+        super().__init__(name=name, reduction=reduction, dtype=self.dtype_policy)
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        labels = None if y_true is None else validation.numeric_tensor(y_true, "y_true")
+        result = _PerExample(self, labels)(0.0, y_pred, sample_weight=sample_weight)
+        return reduction.empty_batch_as_zero(result, self.reduction)
+
+
+class LossFunctionWrapper(StrictConfig, PerExampleLoss):
     """A Keras `Loss` that computes a per-example loss function with declared hyperparameters.
 
-    - `y_true` keeps its own dtype (`keras.losses.Loss.__call__` casts it to the loss dtype,
-      which merges integer class ids above 2**24 in float32, above 2048 in float16); `y_pred`
-      is converted to the loss dtype as in Keras.
+    - `y_true` keeps its own dtype (`PerExampleLoss`); `y_pred` is converted to the loss
+      dtype as in Keras.
     - `call()` returns one value per example; Keras' own reduction then applies `reduction`,
       `sample_weight` and a Keras mask on `y_pred`, so `reduction=None` gives the `[B]` values.
     - Each hyperparameter is checked when the class is built (errors name the argument) and
@@ -46,15 +73,7 @@ class LossFunctionWrapper(StrictConfig, keras.losses.Loss):
     declaration = None
 
     def __init__(self, fn, name=None, reduction="sum_over_batch_size", dtype=None, **values):
-        if name is not None and not isinstance(name, str):
-            raise TypeError(f"`name` must be a string. Received: name={name!r}")
-        try:
-            self.dtype_policy = keras.dtype_policies.get(dtype or keras.config.floatx())
-        except ValueError as error:
-            raise ValueError(
-                f"`dtype` must be a float dtype or a dtype policy name. Received: dtype={dtype!r}"
-            ) from error
-        super().__init__(name=name, reduction=reduction, dtype=self.dtype_policy)
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.fn = fn
         self._hyperparameter_names = tuple(values)
         for key, value in fn.check_hyperparameters(values).items():
@@ -64,11 +83,6 @@ class LossFunctionWrapper(StrictConfig, keras.losses.Loss):
     def hyperparameters(self):
         """The hyperparameters passed to the loss function, by name."""
         return {key: getattr(self, key) for key in self._hyperparameter_names}
-
-    def __call__(self, y_true, y_pred, sample_weight=None):
-        labels = validation.numeric_tensor(y_true, "y_true")
-        result = _PerExample(self, labels)(0.0, y_pred, sample_weight=sample_weight)
-        return reduction.empty_batch_as_zero(result, self.reduction)
 
     def call(self, y_true, y_pred):
         return self.fn(y_true, y_pred, **self.hyperparameters)
