@@ -172,6 +172,14 @@ class Pairs:
         keys = queries if self.keys_are_queries else l2_normalize(self.keys)
         return dataclasses.replace(self, queries=queries, keys=keys)
 
+    def restricted(self, positive, negative):
+        """These pairs with only the `[b, K]` positive and negative pairs given as well (a
+        miner's selection, `kml.miners`)."""
+        restricted = dataclasses.replace(self)
+        object.__setattr__(restricted, "positive", ops.logical_and(self.positive, positive))
+        object.__setattr__(restricted, "negative", ops.logical_and(self.negative, negative))
+        return restricted
+
     def distances(self, distance):
         """`[b, K]` matrix `distance(queries, keys)` for a distance name or callable."""
         return distances_lib.get(distance)(self.queries, self.keys)

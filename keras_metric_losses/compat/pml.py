@@ -353,3 +353,27 @@ def markdown_table():
             f"| {_call('kml.', ours, arguments_)} | {original.note} |"
         )
     return "\n".join(rows)
+
+
+def mining(name, **kwargs):
+    """The miner of this package (`kml.miners`) that selects what PML's
+    `miners.<name>(**kwargs)` selects, from PML's arguments (`distance` as a PML distance).
+
+    Raises:
+        ValueError: for a miner or a distance with no counterpart here.
+
+    Example:
+
+    >>> import keras_metric_losses as kml
+    >>> kml.compat.pml.mining("PairMarginMiner", pos_margin=0.1).get_config()["distance"]
+    'euclidean'
+    """
+    import keras_metric_losses
+
+    if name not in keras_metric_losses.miners.__all__:
+        raise ValueError(
+            f"PML's {name} has no counterpart here. Known: {keras_metric_losses.miners.__all__}"
+        )
+    if "distance" in kwargs:
+        kwargs["distance"], kwargs["normalize"] = our_distance(kwargs.pop("distance"))
+    return getattr(keras_metric_losses.miners, name)(**kwargs)
