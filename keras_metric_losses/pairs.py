@@ -141,6 +141,8 @@ class Pairs:
         num_rows: Number of anchors of the global batch (every replica's with `cross_replica`).
         views: Views of each example (`y_pred` `[B, V, D]`), 1 for `[B, D]`.
         y_pred: The predictions as given (their dtype is the output's).
+        triplets: `[b, K, K]` booleans, the (anchor, positive, negative) triplets a miner
+            selected, or `None`: every positive of an anchor with every negative.
     """
 
     queries: object
@@ -152,6 +154,7 @@ class Pairs:
     num_rows: object
     views: int
     y_pred: object
+    triplets: object = None
 
     @property
     def multi_hot(self):
@@ -172,10 +175,10 @@ class Pairs:
         keys = queries if self.keys_are_queries else l2_normalize(self.keys)
         return dataclasses.replace(self, queries=queries, keys=keys)
 
-    def restricted(self, positive, negative):
+    def restricted(self, positive, negative, triplets=None):
         """These pairs with only the `[b, K]` positive and negative pairs given as well (a
-        miner's selection, `kml.miners`)."""
-        restricted = dataclasses.replace(self)
+        miner's selection, `kml.miners`), and the `[b, K, K]` `triplets` if given."""
+        restricted = dataclasses.replace(self, triplets=triplets)
         object.__setattr__(restricted, "positive", ops.logical_and(self.positive, positive))
         object.__setattr__(restricted, "negative", ops.logical_and(self.negative, negative))
         return restricted
@@ -229,6 +232,14 @@ class Pairs:
         if self.multi_hot:
             return ops.where(self.positive, self.overlap, 0.0)
         return ops.cast(self.positive, self.queries.dtype)
+
+    def triplet_mask(self):
+        """`[b, K, K]` booleans: the triplets (anchor, positive, negative), those a miner
+        selected if any."""
+        every = ops.logical_and(
+            ops.expand_dims(self.positive, 2), ops.expand_dims(self.negative, 1)
+        )
+        return every if self.triplets is None else ops.logical_and(every, self.triplets)
 
     @property
     def has_positive(self):

@@ -31,7 +31,9 @@ every declared loss is); `generated` writes the function, the class and their do
 
 import dataclasses
 
-from keras_metric_losses import pairs, reduction, validation
+import keras
+
+from keras_metric_losses import miners, pairs, reduction, validation
 from keras_metric_losses.api import export
 from keras_metric_losses.losses import generated
 from keras_metric_losses.losses.wrapper import LossFunctionWrapper  # noqa: F401 (its home for users)
@@ -40,6 +42,7 @@ from keras_metric_losses.losses.wrapper import LossFunctionWrapper  # noqa: F401
 KEYS = "keys"  # `ref_embeddings` / `ref_labels`, and a `CrossBatchMemory` around it
 CROSS_REPLICA = "cross_replica"  # the keys of every replica
 TILING = "tiling"  # `block_size`
+MINER = "miner"  # `miner`: a `kml.miners` miner selects the pairs or triplets used
 
 DECLARED = []  # every `Declaration`, in the order of definition
 
@@ -155,8 +158,29 @@ _OPTION_ARGS = {
             "with `B` rather than `B**2`; see `kml.tiling`).",
         ),
     ),
+    MINER: (
+        Hyperparameter(
+            None,
+            lambda v, n: _miner(v, n),  # defined below
+            "A miner of `kml.miners` that selects the pairs (or triplets) the loss uses, from "
+            "the embeddings as given: PML's `loss(embeddings, labels, miner(embeddings, "
+            "labels))`. Defaults to `None`: every pair.",
+        ),
+    ),
 }
-_OPTION_NAMES = {CROSS_REPLICA: ("cross_replica",), TILING: ("block_size",)}
+_OPTION_NAMES = {CROSS_REPLICA: ("cross_replica",), TILING: ("block_size",), MINER: ("miner",)}
+
+
+def _miner(value, name):
+    """A hyperparameter check: `None`, a miner of `kml.miners`, or its saved config."""
+    if isinstance(value, dict):
+        value = keras.saving.deserialize_keras_object(value)
+    if value is not None and not isinstance(value, miners.Miner):
+        raise TypeError(
+            f"`{name}` must be a miner of `kml.miners` (for example "
+            f"`kml.miners.MultiSimilarityMiner()`) or None. Received: {name}={value!r}"
+        )
+    return value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -325,12 +349,17 @@ def _caller(elements, inputs, every, references, check):
         if inputs.front_end is None:
             return elements(*args, **checked, **values)
         cross_replica = checked.pop("cross_replica", False)
+        miner = checked.pop("miner", None)
         if keys is None:
             keys = pairs.keys_of(*references_, cross_replica=cross_replica)
         normalize = any([checked.pop(n, False) for n in ("normalize", "normalize_embeddings")])
-        batch = pairs.build(*args, keys, normalize=normalize, **inputs.front_end)
+        batch = pairs.build(*args, keys, normalize=normalize and miner is None, **inputs.front_end)
         if batch.is_empty:
             return batch.finish(batch.zeros())
+        if miner is not None:  # the miner sees the embeddings as given, the loss its own
+            mined = miner.mine(batch)
+            batch = batch.normalized() if normalize else batch
+            batch = batch.restricted(mined.positive, mined.negative, mined.triplets)
         return batch.finish(elements(batch, **checked))
 
     return call

@@ -100,7 +100,10 @@ class LossFunctionWrapper(StrictConfig, PerExampleLoss):
 
 
 def _config_value(key, value):
-    """A hyperparameter as saved in a config: callables by their registered name."""
+    """A hyperparameter as saved in a config: objects with a config (a miner) as Keras
+    serializes them, callables by their registered name."""
+    if hasattr(value, "get_config"):
+        return keras.saving.serialize_keras_object(value)
     if not callable(value):
         return value
     name = keras.saving.get_registered_name(value)

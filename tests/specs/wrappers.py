@@ -4,7 +4,6 @@ in test_loss_wrappers.py."""
 
 import keras
 import numpy as np
-import pytest
 from support import value_and_grad
 
 import keras_metric_losses as kml
@@ -13,18 +12,23 @@ from specs.pair import _close, _values
 SPECS = []
 
 
-def _pml_loss(spec):
-    return kml.compat.pml.loss(spec["call"], **spec["kwargs"])
+def _pml_loss(spec, miner=None):
+    """Our loss for PML's, with our miner for PML's where one is given."""
+    ours, arguments = kml.compat.pml.arguments(spec["call"], **spec["kwargs"])
+    if miner is not None:
+        arguments["miner"] = kml.compat.pml.mining(miner["call"], **miner["kwargs"])
+    return getattr(kml, ours)(**arguments)
 
 
 def check_multiple(case, run):
     """PML's total and each weighted term, and the gradient of the total (eager tier)."""
     kwargs = case["kwargs"]
-    if kwargs.get("miners"):
-        pytest.skip("a PML miner per loss: the `miner=` argument is issue 24's")
-    specs = kwargs["losses"]
+    specs, miners = kwargs["losses"], kwargs.get("miners") or {}
     named = isinstance(specs, dict)
-    losses = {k: _pml_loss(s) for k, s in specs.items()} if named else list(map(_pml_loss, specs))
+    keys = list(specs) if named else range(len(specs))
+    miners = miners if isinstance(miners, dict) else dict(enumerate(miners))
+    losses = [_pml_loss(specs[key], miners.get(key)) for key in keys]
+    losses = dict(zip(keys, losses, strict=True)) if named else losses
     loss = kml.MultipleLosses(losses, kwargs.get("weights"), reduction=None)
     labels = np.asarray(case["labels"])
     embeddings = np.asarray(case["embeddings"], case["dtype"])

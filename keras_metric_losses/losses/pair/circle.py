@@ -88,7 +88,7 @@ circle_loss, CircleLoss = base.declare(
     original="TF Similarity `CircleLoss`; `joint=True`: PML `CircleLoss`, `keras.losses.Circle`",
     summary="self-paced pair weights around optima `1 - m` / `m`",
     positional=("distance", "gamma", "margin"),
-    options=(base.KEYS, base.CROSS_REPLICA),
+    options=(base.KEYS, base.CROSS_REPLICA, base.MINER),
     bases=(TensorFlowSimilarityConfig,),
     hyperparameters=dict(
         distance=base.Hyperparameter(

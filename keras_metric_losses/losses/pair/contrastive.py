@@ -150,7 +150,7 @@ batch_contrastive_loss, BatchContrastiveLoss = base.declare(
     original="PML `ContrastiveLoss`",
     summary="every pair of the batch: positives pulled within, negatives pushed beyond margins",
     positional=("pos_margin", "neg_margin", "distance", "normalize", "reducer"),
-    options=(base.KEYS, base.CROSS_REPLICA),
+    options=(base.KEYS, base.CROSS_REPLICA, base.MINER),
     hyperparameters=dict(
         **_MARGINS,
         distance=base.Hyperparameter(
@@ -187,7 +187,7 @@ signal_to_noise_ratio_contrastive_loss, SignalToNoiseRatioContrastiveLoss = base
     original="PML `SignalToNoiseRatioContrastiveLoss`",
     summary="the contrastive loss on the signal-to-noise-ratio distance `var(q - k) / var(q)`",
     positional=("pos_margin", "neg_margin", "normalize", "reducer"),
-    options=(base.KEYS, base.CROSS_REPLICA),
+    options=(base.KEYS, base.CROSS_REPLICA, base.MINER),
     hyperparameters=dict(**_MARGINS, normalize=base.normalize(True), reducer=_REDUCER),
     class_doc="""Contrastive loss on the signal-to-noise-ratio distance
     (`signal_to_noise_ratio_contrastive_loss`): PML's `SignalToNoiseRatioContrastiveLoss`.

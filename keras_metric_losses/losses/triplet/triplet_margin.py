@@ -16,11 +16,13 @@ def triplet_margin_elements(
     larger_is_closer = distances.larger_is_closer(distance)
     dist = pairs.distances(distance)
     if type_of_triplets is None:
-        mask = mining.triplet_mask(pairs.positive, pairs.negative)
+        mask = pairs.triplet_mask()
     else:
         mask = mining.triplet_margin_mask(
             dist, pairs.positive, pairs.negative, miner_margin, type_of_triplets, larger_is_closer
         )
+        if pairs.triplets is not None:  # a miner's triplets too
+            mask = ops.logical_and(mask, pairs.triplets)
     anchor_positive, anchor_negative = ops.expand_dims(dist, 2), ops.expand_dims(dist, 1)
     if swap:  # the negative's distance to the positive, when that is closer
         if pairs.keys_are_queries:
@@ -123,7 +125,7 @@ triplet_margin_loss, TripletMarginLoss = base.declare(
         "miner_margin",
         "reducer",
     ),
-    options=(base.KEYS, base.CROSS_REPLICA),
+    options=(base.KEYS, base.CROSS_REPLICA, base.MINER),
     joint_checks=(_miner_margin_needs_a_miner,),
     hyperparameters=dict(
         margin=base.real(0.05, "The loss margin (PML's default)."),
