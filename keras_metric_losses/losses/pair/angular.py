@@ -25,10 +25,10 @@ def angular_per_anchor(pairs, *, alpha, normalize_negatives, reducer):
     ```
 
     The sum over the negatives is one matrix product of the `exp` of the anchor's and of the
-    positive's products with `x_n`, each shifted by its largest: `O(B^2)` memory, no
-    `[B, B, B]` tensor. Per-anchor values (`reducer`): `"anchor"` (default) the mean of the
-    anchor's `l_ap`; `"pml"` its share of the mean over every positive pair (PML's
-    `MeanReducer`). A pair whose anchor has no negative gives 0.
+    positive's products with `x_n`, each shifted by its largest: `O(K^2)` memory for `K` keys
+    (`B` in a batch), no `[B, K, K]` tensor. Per-anchor values (`reducer`): `"anchor"`
+    (default) the mean of the anchor's `l_ap`; `"pml"` its share of the mean over every
+    positive pair (PML's `MeanReducer`). A pair whose anchor has no negative gives 0.
 
     `normalize_negatives=False` is PML's setting: PML normalises `a` and `p` but takes the
     negatives `x_n` as they are, so the value then depends on their norms (the paper normalises
