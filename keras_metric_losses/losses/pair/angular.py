@@ -51,8 +51,8 @@ def angular_per_anchor(pairs, *, alpha, normalize_negatives, reducer):
     positive_terms = 4.0 * tan_squared * inner_product(keys, negatives)  # [K, K]: p . x_n
     anchor_shift = _row_max(anchor_terms, pairs.negative)
     positive_shift = ops.stop_gradient(ops.amax(positive_terms, axis=1, keepdims=True))
-    anchor_exp = masked(ops.exp(masked(anchor_terms - anchor_shift, pairs.negative)),
-                        pairs.negative)  # fmt: skip
+    shifted = masked(anchor_terms - anchor_shift, pairs.negative)
+    anchor_exp = masked(ops.exp(shifted), pairs.negative)
     sums = ops.matmul(anchor_exp, ops.transpose(ops.exp(positive_terms - positive_shift)))
     # Each product is at least exp(-16 tan^2(alpha)) of its largest for unit negatives: a sum
     # underflows only past alpha = 66 degrees, and then stays at the dtype's smallest normal.

@@ -24,7 +24,7 @@ def ranked_list_per_anchor(pairs, *, margin, Tn, imbalance, alpha, Tp, epsilon, 
     The weights are differentiated, as in PML. PML adds `1e-5` to the weight of each of the
     `K` columns of the batch (`epsilon=1e-5` with `K = B`), which shrinks every value a little
     and more so in larger batches; `epsilon=0` (default) gives the weighted means themselves.
-    The weights are normalised by their largest before `exp` (PML warns that `Tn` or `Tp`
+    The exponents are shifted by their largest before `exp` (PML warns that `Tn` or `Tp`
     above 5 may overflow; here no temperature does). Difference from PML: a negative at a
     distance of exactly 0 (a copy of the anchor under another label) pays its gap; PML drops
     it (it selects the pairs by `D > 0`). Without a paying pair a side adds 0.
