@@ -590,6 +590,31 @@ PAIR_CASES = [
         "PML's settings (squared Euclidean distance of unit embeddings, scale 1).",
     ),
     _pair_case(
+        "angular",
+        "angular_loss",
+        _ours("angular_loss", normalize_negatives=False, reducer="pml"),
+        {"pml.AngularLoss": ("torch", _pml("AngularLoss"))},
+        {"floor": 2.5, "pml.AngularLoss": 0.7},
+        "PML's settings (alpha 40 degrees, negatives not normalised, the mean over positive "
+        "pairs); ours sums over the negatives by one [B, B] matrix product.",
+    ),
+    _pair_case(
+        "histogram",
+        "histogram_loss",
+        _ours("histogram_loss"),
+        {"pml.HistogramLoss": ("torch", _pml("HistogramLoss"))},
+        {"floor": 2.5, "pml.HistogramLoss": 0.7},
+        "PML's settings (cosine similarity, 100 bins).",
+    ),
+    _pair_case(
+        "ranked_list",
+        "ranked_list_loss",
+        _ours("ranked_list_loss", epsilon=1e-5),
+        {"pml.RankedListLoss": ("torch", _pml("RankedListLoss", margin=0.4, Tn=10))},
+        {"floor": 2.5, "pml.RankedListLoss": 0.7},
+        "PML's settings with the paper's margin 0.4 and Tn 10 (Euclidean distance, epsilon 1e-5).",
+    ),
+    _pair_case(
         "threshold_consistent_margin",
         "threshold_consistent_margin_loss",
         _ours("threshold_consistent_margin_loss", reducer="pml"),

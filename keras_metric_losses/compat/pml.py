@@ -150,6 +150,19 @@ def _fast_ap(num_bins, distance):
     return dict(num_bins=num_bins, reducer="pml")
 
 
+def _angular(alpha, distance):
+    if our_distance(distance) != ("euclidean", True):
+        raise ValueError(
+            f"PML's AngularLoss asserts LpDistance(p=2, power=1). Received: {distance!r}"
+        )
+    return dict(alpha=alpha, normalize_negatives=False, reducer="pml")
+
+
+def _histogram(n_bins, delta, distance):
+    name, normalize = our_distance(distance)
+    return dict(n_bins=n_bins, delta=delta, distance=name, normalize=normalize)
+
+
 def _instance(gamma, distance):
     _cosine_only(distance, "InstanceLoss")
     return dict(gamma=gamma)
@@ -193,6 +206,29 @@ ORIGINALS = {
             {"softmax_scale": 1, "distance": {"class": "LpDistance", "power": 2}},
             _renamed({}, reducer="pml"),
             "a batch where no row has a positive gives 0 (PML: NaN)",
+        ),
+        Original(
+            "AngularLoss",
+            "AngularLoss",
+            {"alpha": 40, "distance": _LP},
+            _angular,
+            "PML normalises the anchor and the positive but not the negatives "
+            "(`normalize_negatives=False`; the paper normalises them)",
+        ),
+        Original(
+            "HistogramLoss",
+            "HistogramLoss",
+            {"n_bins": None, "delta": None, "distance": _COSINE},
+            _histogram,
+            "PML fails on a similarity of exactly 1 (two identical rows) and on `LpDistance`",
+        ),
+        Original(
+            "RankedListLoss",
+            "RankedListLoss",
+            {"margin": 0.4, "Tn": 10, "imbalance": 0.5, "alpha": None, "Tp": 0, "distance": _LP},
+            _renamed({}, epsilon=1e-5),
+            "PML adds 1e-5 per column of the batch to its denominators (`epsilon=1e-5`); PML "
+            "requires `margin` and `Tn` (shown: the paper's values, our defaults)",
         ),
         Original(
             "ThresholdConsistentMarginLoss",

@@ -1,6 +1,7 @@
 """The pair-based losses: TF Addons' contrastive and lifted structure losses, TF Similarity's
 multi-similarity, circle and soft nearest neighbour losses, and PML's contrastive, SNR
-contrastive, (generalized) lifted structure, multi-similarity, circle and tuplet margin losses.
+contrastive, (generalized) lifted structure, multi-similarity, circle, tuplet margin, angular,
+histogram and ranked list losses.
 
 GOLDEN checks cover only this family's calls of the shared files (`tfa_metric.json` and
 `pml_pair.json` also hold the triplet losses, checked by their own family).
@@ -10,6 +11,7 @@ import inspect
 
 import keras
 import numpy as np
+import pml_more_pair_reference as pml_more
 import pml_pair_reference as pml
 import pytest
 import tf_metric_reference as tf_ref
@@ -262,6 +264,31 @@ SPECS = [
         precision=False,  # the batch means make every pair's term move with the others
     ),
     Spec(
+        kml.angular_loss,
+        kml.AngularLoss,
+        EMBEDDINGS,
+        "pair",
+        reference=natural(pml_more.angular_loss),  # a float64 NumPy oracle
+        cross_replica=True,
+    ),
+    Spec(
+        kml.histogram_loss,
+        kml.HistogramLoss,
+        EMBEDDINGS,
+        "pair",
+        reference=lambda labels, embeddings: pml_more.histogram_loss(embeddings, labels).natural,
+        precision=False,  # a pair near a node changes bins under rounding
+    ),
+    Spec(
+        kml.ranked_list_loss,
+        kml.RankedListLoss,
+        EMBEDDINGS,
+        "pair",
+        reference=natural(pml_more.ranked_list_loss),
+        cross_replica=True,
+        precision=False,  # the thresholds switch pairs on and off
+    ),
+    Spec(
         kml.threshold_consistent_margin_loss,
         kml.ThresholdConsistentMarginLoss,
         EMBEDDINGS,
@@ -471,6 +498,9 @@ GOLDEN = {
     ("pml_more.json", "IntraPairVarianceLoss"): check_pml_more,
     ("pml_more.json", "ThresholdConsistentMarginLoss"): check_pml_more,
     ("pml_more.json", "NCALoss"): check_pml_more,
+    ("pml_more.json", "AngularLoss"): check_pml_more,
+    ("pml_more.json", "HistogramLoss"): check_pml_more,
+    ("pml_more.json", "RankedListLoss"): check_pml_more,
     ("tfa_metric.json", "contrastive_loss"): check_tfa_contrastive,
     ("tfa_metric.json", "lifted_struct_loss"): check_tfa_lifted,
     **{("tfsim_metric.json", call): check_tfsim for call in TFSIM_CLASSES},
