@@ -13,11 +13,13 @@ B = 1024 (PML builds several of them, kept for the backward pass). Here anchors 
 rows: each step holds `[rows, K, K]` tiles (about 2^24 elements), the counts are a batched
 matmul of the tile with the weights, and the backward pass (`keras.ops.custom_gradient`)
 recomputes each tile instead of keeping it. Time is `O(b K^2)`, as PML's; memory `O(b K)`
-besides the tiles.
+besides the tiles. The blocks go by `keras.ops.fori_loop` (a Python loop on PyTorch, unrolled by
+`torch.compile`), each writing its rows of a `[blocks, rows, ...]` buffer: `keras.ops.scan`
+fails on TensorFlow when the batch size is unknown (`model.fit` on a dataset).
 """
 
 from keras_metric_losses.backend import ops
-from keras_metric_losses.tiling import _blocks, _scan
+from keras_metric_losses.tiling import _blocks, _fori_loop, _put
 
 # Elements of one `[rows, K, K]` tile (the rows per step follow from it).
 _TILE_ELEMENTS = 2**24
@@ -33,7 +35,8 @@ def soft_ranks(similarity, weights, *, temperature, clip=None):
             no gradient flows to them).
         temperature: Python float `T > 0`.
         clip: `None`, or a Python float `c`: the sigmoid's argument is clamped to `[-c, c]`
-            (PML's `PNPLoss`), with no gradient where it is clamped.
+            (PML's `PNPLoss`). Where it is clamped the slope is the sigmoid's at `+-c` (at
+            `c = 50`, 2e-22 where PML's is 0: one mask fewer per tile).
 
     Returns:
         `[b, K, k]` in the dtype of `similarity`.
@@ -43,38 +46,35 @@ def soft_ranks(similarity, weights, *, temperature, clip=None):
     weights = ops.stop_gradient(ops.cast(weights, similarity.dtype))
     weight_blocks = _blocks(weights, rows)
 
-    def tile(block):
-        """`(sigmoid, slope)` of one block's `[rows, K, K]` gaps (`l` on axis 1, `m` on 2)."""
+    def sigmoids(block):
+        """The sigmoids of one block's `[rows, K, K]` gaps (`l` on axis 1, `m` on axis 2)."""
         gaps = (ops.expand_dims(block, 1) - ops.expand_dims(block, 2)) / temperature
-        if clip is None:
-            sigmoid = ops.sigmoid(gaps)
-            return sigmoid, sigmoid * (1.0 - sigmoid)
-        sigmoid = ops.sigmoid(ops.clip(gaps, -clip, clip))
-        inside = ops.logical_and(gaps >= -clip, gaps <= clip)
-        return sigmoid, ops.where(inside, sigmoid * (1.0 - sigmoid), 0.0)
+        return ops.sigmoid(gaps if clip is None else ops.clip(gaps, -clip, clip))
 
     @ops.custom_gradient
     def compute(similarity_blocks):
-        def forward(carry, x):  # carries are tuples (`_scan`)
-            return (ops.matmul(tile(x[0])[0], x[1]),)
+        count = ops.shape(similarity_blocks)[0]
 
-        init = (ops.zeros(ops.shape(weight_blocks)[1:], similarity.dtype),)
-        (ranks,) = _scan(forward, init, (similarity_blocks, weight_blocks))[1]
+        def forward(i, ranks):
+            tile = sigmoids(ops.take(similarity_blocks, i, axis=0))
+            return _put(ranks, i, ops.matmul(tile, ops.take(weight_blocks, i, axis=0)))
+
+        ranks = _fori_loop(count, forward, ops.zeros(ops.shape(weight_blocks), similarity.dtype))
 
         def grad(*args, upstream=None):
             if upstream is None:  # JAX and TensorFlow pass it positionally, PyTorch by name
                 (upstream,) = args
 
-            def backward(carry, x):
-                block, block_weights, block_upstream = x
-                # d R[i, l, t] / d gap[i, l, m] = w[i, m, t] sigmoid' / T
-                slope = tile(block)[1]
-                outer = ops.matmul(block_upstream, ops.transpose(block_weights, (0, 2, 1)))
-                d_gaps = outer * slope / temperature
-                return (ops.sum(d_gaps, axis=1) - ops.sum(d_gaps, axis=2),)
+            def backward(i, gradient):
+                # d R[i, l, t] / d gap[i, l, m] = w[i, m, t] sigmoid (1 - sigmoid) / T
+                sigmoid = sigmoids(ops.take(similarity_blocks, i, axis=0))
+                weights_t = ops.transpose(ops.take(weight_blocks, i, axis=0), (0, 2, 1))
+                outer = ops.matmul(ops.take(upstream, i, axis=0) / temperature, weights_t)
+                d_gaps = outer * sigmoid * (1.0 - sigmoid)
+                return _put(gradient, i, ops.sum(d_gaps, axis=1) - ops.sum(d_gaps, axis=2))
 
-            init = (ops.zeros(ops.shape(similarity_blocks)[1:], similarity.dtype),)
-            return _scan(backward, init, (similarity_blocks, weight_blocks, upstream))[1][0]
+            zeros = ops.zeros(ops.shape(similarity_blocks), similarity.dtype)
+            return _fori_loop(count, backward, zeros)
 
         return ranks, grad
 
