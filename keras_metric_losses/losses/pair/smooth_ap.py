@@ -44,7 +44,7 @@ def smooth_ap_per_anchor(pairs, *, temperature):
     similarity = pairs.distances("cosine_similarity")
     same_class = ops.cast(ops.logical_or(pairs.positive, own_column(pairs)), similarity.dtype)
     weights = ops.stack([ops.ones_like(same_class), same_class], axis=-1)
-    # Each sum has the term m = l, sigmoid(0) = 1/2: the ranks' 1 is half of it added back.
+    # The sums over m include m = l, sigmoid(0) = 1/2: 1 + sum_{m != l} = 1/2 + sum_m.
     ranks = 0.5 + soft_ranks(similarity, weights, temperature=temperature)
     precision = ops.sum(same_class * ranks[..., 1] / ranks[..., 0], axis=1)
     return 1.0 - precision / ops.sum(same_class, axis=1)
