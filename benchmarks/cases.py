@@ -480,6 +480,25 @@ def _pair_case(name, loss, ours, references, targets, note):
     )
 
 
+def _ranking_case(name, loss, pml, ours_kwargs, note):
+    """A ranking loss (a soft rank per anchor, key and key: O(B^3) time) against PML's, which
+    it must not trail on the default path nor compiled; no floor target (the [B, B] matmul is
+    not its cost)."""
+    return Case(
+        name,
+        loss,
+        inputs="embeddings",
+        wrt=("embeddings",),
+        ours=_ours(loss, **ours_kwargs),
+        floor=similarity_floor,
+        references={f"pml.{pml}": ("torch", _pml(pml))},
+        targets={f"pml.{pml}": 1.0},
+        default_targets={f"pml.{pml}": 1.0},
+        note=f"{note} Ours by [rows, B, B] tiles of about 2^24 elements, recomputed in the "
+        "backward pass; PML holds several [B, B, B] tensors (4 GiB each at B = 1024).",
+    )
+
+
 PAIR_CASES = [
     Case(
         "contrastive",
@@ -621,6 +640,21 @@ PAIR_CASES = [
         {"pml.ThresholdConsistentMarginLoss": ("torch", _pml("ThresholdConsistentMarginLoss"))},
         {"floor": 2.5, "pml.ThresholdConsistentMarginLoss": 0.7},
         "PML's settings (cosine similarity, margins 0.9 and 0.5).",
+    ),
+    _ranking_case(
+        "pnp",
+        "pnp_loss",
+        "PNPLoss",
+        {"anchor_as_positive": True, "reducer": "pml"},
+        "PML's settings (variant O, anneal 0.01, the anchor as its own positive).",
+    ),
+    _ranking_case(
+        "smooth_ap",
+        "smooth_ap_loss",
+        "SmoothAPLoss",
+        {},
+        "Temperature 0.01. The labels are shuffled, so PML's value is wrong (it is right for "
+        "contiguous class blocks only); the work is the same.",
     ),
     _pair_case(
         "tuplet_margin",

@@ -131,6 +131,16 @@ def _threshold_consistent(distance, **margins):
     return dict(margins, reducer="pml")
 
 
+def _pnp(distance, **settings):
+    _cosine_only(distance, "PNPLoss")
+    return dict(settings, anchor_as_positive=True, reducer="pml")
+
+
+def _smooth_ap(temperature, distance):
+    _cosine_only(distance, "SmoothAPLoss")
+    return dict(temperature=temperature)
+
+
 def _tuplet(margin, scale, distance):
     _cosine_only(distance, "TupletMarginLoss")
     return dict(margin=margin, scale=scale, reducer="pml")
@@ -243,6 +253,23 @@ ORIGINALS = {
             _threshold_consistent,
             "PML reads both ends of a pair in the batch: with `ref_emb` it fails or reads the "
             "wrong rows; ours takes a gallery or a memory",
+        ),
+        Original(
+            "PNPLoss",
+            "PNPLoss",
+            {"b": 2, "alpha": 1, "anneal": 0.01, "variant": "O", "distance": _COSINE},
+            _pnp,
+            "PML counts each anchor as its own positive (`anchor_as_positive=True`; ours "
+            "defaults to the other examples of its class)",
+        ),
+        Original(
+            "SmoothAPLoss",
+            "SmoothAPLoss",
+            {"temperature": 0.01, "distance": _COSINE},
+            _smooth_ap,
+            "PML is right only for contiguous blocks of one class each, as many blocks as "
+            "examples per class (other layouts: a wrong value or ValueError); ours reads the "
+            "labels, any layout",
         ),
         Original(
             "GeneralizedLiftedStructureLoss",

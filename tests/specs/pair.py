@@ -13,6 +13,7 @@ import keras
 import numpy as np
 import pml_more_pair_reference as pml_more
 import pml_pair_reference as pml
+import pml_ranking_reference as ranking
 import pytest
 import tf_metric_reference as tf_ref
 from support import value_and_grad
@@ -289,6 +290,22 @@ SPECS = [
         precision=False,  # the thresholds switch pairs on and off
     ),
     Spec(
+        kml.pnp_loss,
+        kml.PNPLoss,
+        EMBEDDINGS,
+        "pair",
+        reference=natural(ranking.pnp_loss),  # a float64 NumPy oracle
+        precision=False,  # a sigmoid at temperature 0.01: a rounding error moves a rank 25x
+    ),
+    Spec(
+        kml.smooth_ap_loss,
+        kml.SmoothAPLoss,
+        EMBEDDINGS,
+        "pair",
+        reference=natural(ranking.smooth_ap_loss),  # a float64 NumPy oracle
+        precision=False,  # a sigmoid at temperature 0.01: a rounding error moves a rank 25x
+    ),
+    Spec(
         kml.threshold_consistent_margin_loss,
         kml.ThresholdConsistentMarginLoss,
         EMBEDDINGS,
@@ -494,8 +511,24 @@ def check_pml_more(case, run):
         _close(value_and_grad(mean, embeddings)[1], case["expected_grad"], f"{case['id']}: grad")
 
 
+def check_smooth_ap(case, run):
+    """The label-based Smooth-AP on every case (where PML is right, its value: it agrees with
+    `numpy_label_based`), per example and in the mean, and its gradient (eager tier)."""
+    labels = np.asarray(case["labels"])
+    embeddings = np.asarray(case["embeddings"], case["dtype"])
+    arguments = kml.compat.pml.arguments(case["call"], **case["kwargs"])[1]
+    values = _values(run(lambda y, e: kml.smooth_ap_loss(y, e, **arguments), labels, embeddings))
+    _close(values, case["expected_per_example"], f"{case['id']}: per example")
+    _close(values.mean(), case.get("numpy_label_based", case["expected"]), f"{case['id']}: mean")
+    if not getattr(run, "compiled", False):
+        mean = lambda e: keras.ops.mean(kml.smooth_ap_loss(labels, e, **arguments))  # noqa: E731
+        _close(value_and_grad(mean, embeddings)[1], case["expected_grad"], f"{case['id']}: grad")
+
+
 GOLDEN = {
     ("pml_more.json", "IntraPairVarianceLoss"): check_pml_more,
+    ("pml_more.json", "PNPLoss"): check_pml_more,
+    ("pml_more.json", "SmoothAPLoss"): check_smooth_ap,
     ("pml_more.json", "ThresholdConsistentMarginLoss"): check_pml_more,
     ("pml_more.json", "NCALoss"): check_pml_more,
     ("pml_more.json", "AngularLoss"): check_pml_more,
