@@ -428,17 +428,16 @@ def _tfsim(name):
     return build
 
 
-def _proxy_pml(name, weight, key="proxies1", **kwargs):
-    """PML's loss object, its trainable weight (`proxies` `[C, D]`, or `W` / `fc` `[D, C * K]`)
-    replaced by the benchmark's input so that the step differentiates it as ours does."""
+def _proxy_pml(name, weight, key="proxies1", size="embedding_size", **kwargs):
+    """PML's loss object, its trainable weight (`proxies` `[C, D]`, or `W` / `fc` / `weight`
+    `[D, C * K]`) replaced by the benchmark's input so that the step differentiates it as ours
+    does; `size` is the name of PML's argument for the embedding size."""
 
     def build():
         import torch
         from pytorch_metric_learning import losses
 
-        loss = getattr(losses, name)(
-            num_classes=PROXY_CLASSES, embedding_size=EMBEDDING_DIM, **kwargs
-        )
+        loss = getattr(losses, name)(num_classes=PROXY_CLASSES, **{size: EMBEDDING_DIM}, **kwargs)
         del loss._parameters[weight]  # a plain attribute from now on
         loss.cast_types = lambda dtype, device: None  # the input has the right dtype already
 
@@ -608,7 +607,8 @@ PAIR_CASES = [
 ]
 
 
-def _proxy_case(name, fn, pml, weight, key="proxies1", note="", **kwargs):
+def _proxy_case(name, fn, pml, weight, key="proxies1", note="", size="embedding_size",
+                **kwargs):  # fmt: skip
     return Case(
         name,
         fn,
@@ -616,7 +616,7 @@ def _proxy_case(name, fn, pml, weight, key="proxies1", note="", **kwargs):
         wrt=("embeddings", key),
         ours=_proxy_ours(fn, key, **kwargs),
         floor=class_logits_floor(key),
-        references={f"pml.{pml}": ("torch", _proxy_pml(pml, weight, key, **kwargs))},
+        references={f"pml.{pml}": ("torch", _proxy_pml(pml, weight, key, size, **kwargs))},
         targets={f"pml.{pml}": 0.7},
         note=f"C = {PROXY_CLASSES} classes, PML's defaults; gradients w.r.t. the embeddings and"
         f" the weights.{note}",
@@ -632,6 +632,8 @@ PROXY_CASES = [
     _proxy_case("normalized_softmax", "normalized_softmax_loss", "NormalizedSoftmaxLoss", "W"),
     _proxy_case("soft_triple", "soft_triple_loss", "SoftTripleLoss", "fc", key="proxies10",
                 note=" K = 10 centres per class.", **_TRIPLE),
+    _proxy_case("p2sgrad", "p2sgrad_loss", "P2SGradLoss", "weight", size="descriptors_dim",
+                note=" PML rescales its weight's columns in place on every call."),
     _proxy_case("arcface", "arcface_loss", "ArcFaceLoss", "W"),
     _proxy_case("subcenter_arcface", "subcenter_arcface_loss", "SubCenterArcFaceLoss", "W",
                 key="proxies3", note=" K = 3 sub-centres.", **_SUB),

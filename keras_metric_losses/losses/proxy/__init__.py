@@ -14,6 +14,7 @@ from keras_metric_losses.losses.proxy import (  # noqa: F401 (each module declar
     cosface,
     nca,
     normalized_softmax,
+    p2sgrad,
     soft_triple,
     sphereface,
 )
