@@ -22,6 +22,7 @@ EMBEDDING_DIM = 128
 NCE_CLASSES, NCE_SAMPLED = 100_000, 64
 EXAMPLES_PER_CLASS = 4
 PROXY_CLASSES = 1000  # proxy and margin-softmax losses: C = 1000 classes
+MANIFOLD_PROXIES = 50  # ManifoldLoss: K = 50 proxies (PML's default)
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,16 @@ def proxy_inputs(batch, rng):
     }
 
 
+def manifold_inputs(batch, rng):
+    """`[B, D]` embeddings (not normalised), `[B]` int32 meta classes in `[0, K)` and `[K, D]`
+    proxies, K = 50 (PML's `ManifoldLoss` default)."""
+    return {
+        "embeddings": rng.standard_normal((batch, EMBEDDING_DIM)).astype("float32"),
+        "meta_classes": rng.integers(0, MANIFOLD_PROXIES, batch).astype("int32"),
+        "proxies": rng.standard_normal((MANIFOLD_PROXIES, EMBEDDING_DIM)).astype("float32"),
+    }
+
+
 def view_inputs(batch, rng):
     """Two views `[B, 2, D]` of `B` examples: a shared point plus noise (unnormalised)."""
     base = rng.standard_normal((batch, 1, EMBEDDING_DIM))
@@ -94,6 +105,7 @@ INPUTS = {
     "embeddings": embedding_inputs,
     "nce": nce_inputs,
     "proxy": proxy_inputs,
+    "manifold": manifold_inputs,
     "views": view_inputs,
 }
 
@@ -642,6 +654,71 @@ PROXY_CASES = [
     _proxy_case("large_margin_softmax", "large_margin_softmax_loss", "LargeMarginSoftmaxLoss",
                 "W"),
 ]  # fmt: skip
+
+
+def _manifold_ours():
+    def build():
+        from keras import ops
+
+        import keras_metric_losses as kml
+
+        return lambda x: ops.mean(
+            kml.manifold_loss(x["meta_classes"], x["embeddings"], x["proxies"])
+        )
+
+    return build
+
+
+def _manifold_floor():
+    """sum(inv(I + N N.T / n)): the Gram matrix of the `B + K` nodes and its inverse."""
+
+    def build():
+        from keras import ops
+
+        def floor(x):
+            nodes = ops.concatenate([x["embeddings"], x["proxies"]], axis=0)
+            size = ops.shape(nodes)[0]
+            gram = ops.matmul(nodes, ops.transpose(nodes)) / size
+            return ops.sum(ops.inv(ops.eye(size) + gram))
+
+        return floor
+
+    return build
+
+
+def _manifold_pml():
+    """PML's `ManifoldLoss` with its proxies replaced by the input and the meta classes given
+    (`indices_tuple`)."""
+
+    def build():
+        import torch
+        from pytorch_metric_learning import losses
+
+        loss = losses.ManifoldLoss(l=EMBEDDING_DIM, K=MANIFOLD_PROXIES)
+        del loss._parameters["proxies"]  # a plain attribute from now on
+
+        def fn(x):
+            loss.proxies = x["proxies"]
+            meta_classes = x["meta_classes"].to(torch.int64)
+            return loss(x["embeddings"], indices_tuple=meta_classes)
+
+        return fn
+
+    return build
+
+
+MANIFOLD_CASE = Case(
+    "manifold",
+    "manifold_loss",
+    inputs="manifold",
+    wrt=("embeddings", "proxies"),
+    ours=_manifold_ours(),
+    floor=_manifold_floor(),
+    references={"pml.ManifoldLoss": ("torch", _manifold_pml())},
+    targets={"floor": 2.5, "pml.ManifoldLoss": 0.7},
+    note="K = 50 proxies, PML's defaults, meta classes given; gradients w.r.t. the embeddings "
+    "and the proxies. Not measured yet.",
+)
 # --- softmax-contrastive (PML) and self-supervised (TF Similarity) ----------------------------
 
 
@@ -924,6 +1001,7 @@ CASES = {
         ),
         *PAIR_CASES,
         *PROXY_CASES,
+        MANIFOLD_CASE,
         Case(
             "ntxent",
             "ntxent_loss",

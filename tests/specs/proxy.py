@@ -25,6 +25,7 @@ from support import value_and_grad
 
 import keras_metric_losses as kml
 from keras_metric_losses.layers.adds_loss import reduce
+from keras_metric_losses.losses.proxy import manifold
 from specs import Spec
 from specs.faults import NOT_SQUARE, NUM_CLASSES, Raises, Value, not_finite, not_integral
 from specs.kinds import INPUT_DIM, Entry, Kind, clustered_inputs, mean, normal, shape_errors
@@ -508,8 +509,56 @@ def check_more_case(case, run):
     np.testing.assert_allclose(grad[batch:], expected, RTOL, ATOL)
 
 
+def check_manifold(case, run):
+    """ManifoldLoss: PML's scalar from the case's meta classes (the stochastic case: those PML
+    drew, `meta_classes_drawn`), the float64 oracle's per-example values and, in the eager
+    tier, PML's gradients for the embeddings and the proxies. The stochastic case checks the
+    structure of our own draw: every meta class once at least, and the loss of the draw."""
+    kwargs = {name: case["kwargs"][name] for name in ("lambdaC", "alpha", "margin")}
+    meta_classes = np.asarray(
+        case["meta_classes_drawn" if case.get("stochastic") else "meta_classes"]
+    )
+    embeddings = np.asarray(case["embeddings"], case["dtype"])
+    proxies = np.asarray(case["proxies"], case["dtype"])
+    tensor = keras.ops.convert_to_tensor(proxies)
+
+    def function(meta_classes, embeddings):
+        return kml.manifold_loss(meta_classes, embeddings, tensor, **kwargs)
+
+    values = keras.ops.convert_to_numpy(run(function, meta_classes, embeddings))
+    assert values.shape == meta_classes.shape and values.dtype == np.float32
+    np.testing.assert_allclose(values.mean(), case["expected"], rtol=RTOL, atol=ATOL)
+    oracle_values = more_oracle.manifold_loss(embeddings, meta_classes, proxies, **kwargs)
+    np.testing.assert_allclose(values, oracle_values.per_anchor, rtol=RTOL, atol=ATOL)
+    if case.get("stochastic"):
+        seed = case["torch_seed"]
+        drawn = keras.ops.convert_to_numpy(
+            manifold.draw_meta_classes(len(embeddings), len(proxies), seed)
+        )
+        assert drawn.shape == meta_classes.shape and drawn.dtype == np.int32
+        assert set(drawn) == set(range(len(proxies))), drawn
+        of_draw = run(lambda e: kml.manifold_loss(None, e, tensor, seed=seed, **kwargs), embeddings)
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(of_draw),
+            keras.ops.convert_to_numpy(function(drawn, embeddings)),
+            rtol=RTOL,
+            atol=ATOL,
+        )
+    if getattr(run, "compiled", False):
+        return
+    batch = len(embeddings)
+
+    def mean(both):  # embeddings and proxies stacked: one array to differentiate
+        return keras.ops.mean(kml.manifold_loss(meta_classes, both[:batch], both[batch:], **kwargs))
+
+    _, grad = value_and_grad(mean, np.concatenate([embeddings, proxies]))
+    np.testing.assert_allclose(grad[:batch], case["expected_grad"], RTOL, ATOL)
+    np.testing.assert_allclose(grad[batch:], case["expected_grad_weights"]["proxies"], RTOL, ATOL)
+
+
 GOLDEN = {
     **{("pml_proxy.json", spec.cls.__name__): check_case for spec in SPECS},
+    ("pml_more.json", "ManifoldLoss"): check_manifold,
     ("pml_more.json", "P2SGradLoss"): check_more_case,
     ("pml_more.json", "SubCenterArcFaceLoss"): check_more_case,
 }
