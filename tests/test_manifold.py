@@ -120,3 +120,8 @@ def test_float64_stays_float64():
     assert keras.backend.standardize_dtype(values.dtype) == "float64"
     expected = oracle.manifold_loss(embeddings, META, proxies).per_anchor
     np.testing.assert_allclose(numpy(values), expected, rtol=1e-10)
+
+
+def test_an_empty_batch_gives_no_values():
+    values = kml.manifold_loss(np.zeros((0,), int), np.zeros((0, 4), "float32"), PROXIES)
+    assert numpy(values).shape == (0,)

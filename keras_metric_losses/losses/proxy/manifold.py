@@ -102,6 +102,8 @@ def manifold_elements(meta_classes, embeddings, proxies, *, lambdaC, alpha, marg
     labels, x, p, num_proxies = checked_inputs(
         meta_classes, embeddings, proxies, labels_name="meta_classes"
     )
+    if x.shape[0] == 0:  # no example; the max of an empty row has no value on TensorFlow
+        return in_dtype_of(ops.sum(x, axis=1), embeddings)
     targets = Targets(labels, num_proxies)
     batch = ops.shape(x)[0]
     nodes = l2_normalize(ops.concatenate([x, p], axis=0))
