@@ -130,12 +130,14 @@ def manifold_elements(meta_classes, embeddings, proxies, *, lambdaC, alpha, marg
 
 
 def _weight(value, name):
+    """`lambdaC`: a finite number `>= 0`, or `inf` (the context loss alone)."""
     if isinstance(value, float) and value == math.inf:
         return value
     return validation.real(value, name, low=0.0)
 
 
 def _share(value, name):
+    """`alpha`: in `(0, 1)`."""
     if value == 1.0:  # I - A_bar is singular
         raise ValueError(f"`{name}` must be in (0, 1). Received: {name}={value!r}")
     return validation.real(value, name, low=0.0, high=1.0, low_open=True)
