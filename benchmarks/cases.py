@@ -22,6 +22,7 @@ EMBEDDING_DIM = 128
 NCE_CLASSES, NCE_SAMPLED = 100_000, 64
 EXAMPLES_PER_CLASS = 4
 PROXY_CLASSES = 1000  # proxy and margin-softmax losses: C = 1000 classes
+MANIFOLD_PROXIES = 50  # ManifoldLoss: K = 50 proxies (PML's default)
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,16 @@ def proxy_inputs(batch, rng):
     }
 
 
+def manifold_inputs(batch, rng):
+    """`[B, D]` embeddings (not normalised), `[B]` int32 meta classes in `[0, K)` and `[K, D]`
+    proxies, K = 50 (PML's `ManifoldLoss` default)."""
+    return {
+        "embeddings": rng.standard_normal((batch, EMBEDDING_DIM)).astype("float32"),
+        "meta_classes": rng.integers(0, MANIFOLD_PROXIES, batch).astype("int32"),
+        "proxies": rng.standard_normal((MANIFOLD_PROXIES, EMBEDDING_DIM)).astype("float32"),
+    }
+
+
 def view_inputs(batch, rng):
     """Two views `[B, 2, D]` of `B` examples: a shared point plus noise (unnormalised)."""
     base = rng.standard_normal((batch, 1, EMBEDDING_DIM))
@@ -94,6 +105,7 @@ INPUTS = {
     "embeddings": embedding_inputs,
     "nce": nce_inputs,
     "proxy": proxy_inputs,
+    "manifold": manifold_inputs,
     "views": view_inputs,
 }
 
@@ -428,17 +440,16 @@ def _tfsim(name):
     return build
 
 
-def _proxy_pml(name, weight, key="proxies1", **kwargs):
-    """PML's loss object, its trainable weight (`proxies` `[C, D]`, or `W` / `fc` `[D, C * K]`)
-    replaced by the benchmark's input so that the step differentiates it as ours does."""
+def _proxy_pml(name, weight, key="proxies1", size="embedding_size", **kwargs):
+    """PML's loss object, its trainable weight (`proxies` `[C, D]`, or `W` / `fc` / `weight`
+    `[D, C * K]`) replaced by the benchmark's input so that the step differentiates it as ours
+    does; `size` is the name of PML's argument for the embedding size."""
 
     def build():
         import torch
         from pytorch_metric_learning import losses
 
-        loss = getattr(losses, name)(
-            num_classes=PROXY_CLASSES, embedding_size=EMBEDDING_DIM, **kwargs
-        )
+        loss = getattr(losses, name)(num_classes=PROXY_CLASSES, **{size: EMBEDDING_DIM}, **kwargs)
         del loss._parameters[weight]  # a plain attribute from now on
         loss.cast_types = lambda dtype, device: None  # the input has the right dtype already
 
@@ -667,7 +678,8 @@ PAIR_CASES = [
 ]
 
 
-def _proxy_case(name, fn, pml, weight, key="proxies1", note="", **kwargs):
+def _proxy_case(name, fn, pml, weight, key="proxies1", note="", size="embedding_size",
+                **kwargs):  # fmt: skip
     return Case(
         name,
         fn,
@@ -675,7 +687,7 @@ def _proxy_case(name, fn, pml, weight, key="proxies1", note="", **kwargs):
         wrt=("embeddings", key),
         ours=_proxy_ours(fn, key, **kwargs),
         floor=class_logits_floor(key),
-        references={f"pml.{pml}": ("torch", _proxy_pml(pml, weight, key, **kwargs))},
+        references={f"pml.{pml}": ("torch", _proxy_pml(pml, weight, key, size, **kwargs))},
         targets={f"pml.{pml}": 0.7},
         note=f"C = {PROXY_CLASSES} classes, PML's defaults; gradients w.r.t. the embeddings and"
         f" the weights.{note}",
@@ -691,6 +703,8 @@ PROXY_CASES = [
     _proxy_case("normalized_softmax", "normalized_softmax_loss", "NormalizedSoftmaxLoss", "W"),
     _proxy_case("soft_triple", "soft_triple_loss", "SoftTripleLoss", "fc", key="proxies10",
                 note=" K = 10 centres per class.", **_TRIPLE),
+    _proxy_case("p2sgrad", "p2sgrad_loss", "P2SGradLoss", "weight", size="descriptors_dim",
+                note=" PML rescales its weight's columns in place on every call."),
     _proxy_case("arcface", "arcface_loss", "ArcFaceLoss", "W"),
     _proxy_case("subcenter_arcface", "subcenter_arcface_loss", "SubCenterArcFaceLoss", "W",
                 key="proxies3", note=" K = 3 sub-centres.", **_SUB),
@@ -699,6 +713,71 @@ PROXY_CASES = [
     _proxy_case("large_margin_softmax", "large_margin_softmax_loss", "LargeMarginSoftmaxLoss",
                 "W"),
 ]  # fmt: skip
+
+
+def _manifold_ours():
+    def build():
+        from keras import ops
+
+        import keras_metric_losses as kml
+
+        return lambda x: ops.mean(
+            kml.manifold_loss(x["meta_classes"], x["embeddings"], x["proxies"])
+        )
+
+    return build
+
+
+def _manifold_floor():
+    """sum(inv(I + N N.T / n)): the Gram matrix of the `B + K` nodes and its inverse."""
+
+    def build():
+        from keras import ops
+
+        def floor(x):
+            nodes = ops.concatenate([x["embeddings"], x["proxies"]], axis=0)
+            size = ops.shape(nodes)[0]
+            gram = ops.matmul(nodes, ops.transpose(nodes)) / size
+            return ops.sum(ops.inv(ops.eye(size) + gram))
+
+        return floor
+
+    return build
+
+
+def _manifold_pml():
+    """PML's `ManifoldLoss` with its proxies replaced by the input and the meta classes given
+    (`indices_tuple`)."""
+
+    def build():
+        import torch
+        from pytorch_metric_learning import losses
+
+        loss = losses.ManifoldLoss(l=EMBEDDING_DIM, K=MANIFOLD_PROXIES)
+        del loss._parameters["proxies"]  # a plain attribute from now on
+
+        def fn(x):
+            loss.proxies = x["proxies"]
+            meta_classes = x["meta_classes"].to(torch.int64)
+            return loss(x["embeddings"], indices_tuple=meta_classes)
+
+        return fn
+
+    return build
+
+
+MANIFOLD_CASE = Case(
+    "manifold",
+    "manifold_loss",
+    inputs="manifold",
+    wrt=("embeddings", "proxies"),
+    ours=_manifold_ours(),
+    floor=_manifold_floor(),
+    references={"pml.ManifoldLoss": ("torch", _manifold_pml())},
+    targets={"floor": 2.5, "pml.ManifoldLoss": 0.7},
+    note="K = 50 proxies, PML's defaults, meta classes given; gradients w.r.t. the embeddings "
+    "and the proxies. Not measured yet.",
+)
 # --- softmax-contrastive (PML) and self-supervised (TF Similarity) ----------------------------
 
 
@@ -981,6 +1060,7 @@ CASES = {
         ),
         *PAIR_CASES,
         *PROXY_CASES,
+        MANIFOLD_CASE,
         Case(
             "ntxent",
             "ntxent_loss",

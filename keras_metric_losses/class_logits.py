@@ -258,8 +258,9 @@ def checked_labels(labels, values, num_classes, true_name, pred_name):
     return labels
 
 
-def checked_inputs(labels, embeddings, proxies, sub_centers=1):
-    """`(labels [B], embeddings [B, D], proxies [C * K, D], C)` of a loss function, checked.
+def checked_inputs(labels, embeddings, proxies, sub_centers=1, labels_name="labels"):
+    """`(labels [B], embeddings [B, D], proxies [C * K, D], C)` of a loss function, checked
+    (the labels under the name `labels_name`).
 
     Embeddings and proxies are returned in the compute dtype (float32 for half precision).
 
@@ -280,7 +281,7 @@ def checked_inputs(labels, embeddings, proxies, sub_centers=1):
         )
     check_features(embeddings, proxies)
     num_classes = rows // sub_centers
-    labels = checked_labels(labels, embeddings, num_classes, "labels", "embeddings")
+    labels = checked_labels(labels, embeddings, num_classes, labels_name, "embeddings")
     if backend.is_concrete(embeddings):  # proxies captured by a traced function are constants
         validation.finite(proxies, "proxies")
     return labels, embeddings, ops.cast(proxies, embeddings.dtype), num_classes

@@ -19,10 +19,13 @@ import warnings
 
 import keras
 import numpy as np
+import pml_more_proxy_reference as more_oracle
 import pml_proxy_reference as oracle
+from support import value_and_grad
 
 import keras_metric_losses as kml
 from keras_metric_losses.layers.adds_loss import reduce
+from keras_metric_losses.losses.proxy import manifold
 from specs import Spec
 from specs.faults import NOT_SQUARE, NUM_CLASSES, Raises, Value, not_finite, not_integral
 from specs.kinds import INPUT_DIM, Entry, Kind, clustered_inputs, mean, normal, shape_errors
@@ -156,14 +159,15 @@ class Proxies(Kind):
         class_reference: `(logits, labels) -> [B]` NumPy values of the class.
         layer_kwargs: arguments of the model's `ClassProxies`.
         lipschitz: the class's loss moves by at most `lipschitz * max |d logits|`.
+        embedding_dim: the size of the model's embeddings.
     """
 
     name = "proxies"
     predictions = staticmethod(normal(DIM))
 
     def __init__(self, oracle_fn, weight, function_kwargs, class_reference, layer_kwargs,
-                 lipschitz, sub_centers=1, with_layer=False):  # fmt: skip
-        self.with_layer = with_layer
+                 lipschitz, sub_centers=1, with_layer=False, embedding_dim=DIM):  # fmt: skip
+        self.with_layer, self.embedding_dim = with_layer, embedding_dim
         self.oracle_fn, self.weight = oracle_fn, weight
         self.function_kwargs, self.class_reference = function_kwargs, class_reference
         self.layer_kwargs, self.lipschitz, self.sub_centers = layer_kwargs, lipschitz, sub_centers
@@ -242,7 +246,7 @@ class Proxies(Kind):
 
     def model(self, cross_replica=False):
         features = keras.Input((INPUT_DIM,))
-        embeddings = keras.layers.Dense(DIM, name="embedding")(features)
+        embeddings = keras.layers.Dense(self.embedding_dim, name="embedding")(features)
         layer = kml.layers.ClassProxies(LAYER_CLASSES, **self.layer_kwargs)
         if not self.needs_labels:
             return keras.Model(features, layer(embeddings))
@@ -278,6 +282,12 @@ def _proxy_anchor_ref(logits, labels, margin=0.1, alpha=32.0):
     return proxy_anchor_of_similarities(logits, labels, margin, alpha)
 
 
+def _p2sgrad_ref(logits, labels):
+    labels = np.asarray(labels, np.int64).reshape(-1)
+    one_hot = np.eye(np.shape(logits)[1])[labels]
+    return np.mean((np.clip(np.asarray(logits, np.float64), -1, 1) - one_hot) ** 2, axis=1)
+
+
 @dataclasses.dataclass(frozen=True)
 class MarginSpec(Spec):
     """A margin-softmax loss: `loss()`, for the shared tests that compile it on `kind.model()`
@@ -307,6 +317,10 @@ SPECS = [
     Spec(kml.normalized_softmax_loss, kml.NormalizedSoftmaxLoss,
          Proxies(oracle.normalized_softmax_loss, "W", {}, _tempered_ce, {}, 2 / 0.5), "proxy",
          kwargs={"temperature": 0.5}),
+    # P2SGrad's targets (cosine 0 to every other class) need a dimension per class.
+    Spec(kml.p2sgrad_loss, kml.P2SGradLoss,
+         Proxies(more_oracle.p2sgrad_loss, "weight", {}, _p2sgrad_ref, {}, 4.0,
+                 embedding_dim=LAYER_CLASSES), "proxy"),
     MarginSpec(kml.arcface_loss, kml.ArcFaceLoss,
          Proxies(oracle.arcface_loss, "W", {}, _scaled_ce, ANGULAR, 2 * 2.0),
          "margin", kwargs={"scale": 2.0}),
@@ -340,10 +354,11 @@ FUNCTIONS = {spec.cls.__name__: spec for spec in SPECS}
 
 
 def case_proxies(case):
-    """The case's weights as `[C * K, D]` proxies (PML's `proxies`, `W.T` or `fc.T`)."""
+    """The case's weights as `[C * K, D]` proxies (PML's `proxies`, `W.T`, `fc.T` or
+    `weight.T`)."""
     if "proxies" in case:
         return np.asarray(case["proxies"], case["dtype"])
-    weights = case["W"] if "W" in case else case["fc"]
+    (weights,) = (case[name] for name in ("W", "fc", "weight") if name in case)
     return np.ascontiguousarray(np.asarray(weights, case["dtype"]).T)
 
 
@@ -354,9 +369,10 @@ def translated(case):
     logits too); the layer kwargs are those of a layer whose logits a proxy class is compiled
     on (`ClassProxies(**layer)`)."""
     kwargs = dict(case["kwargs"])
-    distance = kwargs.pop("distance")
+    distance = kwargs.pop("distance", {"class": "CosineSimilarity"})  # P2SGrad has none
     num_classes = kwargs.pop("num_classes")
-    kwargs.pop("embedding_size")
+    for size in ("embedding_size", "descriptors_dim"):
+        kwargs.pop(size, None)
     call, normalize = case["call"], distance.get("normalize_embeddings", True)
     layer = {"num_classes": num_classes}
     classes = dict(kwargs)
@@ -452,7 +468,8 @@ def _training_step(loss, proxies, labels, embeddings, run):
 
 
 def _oracle_kwargs(case):
-    kwargs = {k: v for k, v in case["kwargs"].items() if k not in ("num_classes", "embedding_size")}
+    sizes = ("num_classes", "embedding_size", "descriptors_dim")
+    kwargs = {k: v for k, v in case["kwargs"].items() if k not in sizes}
     if case["call"] == "SoftTripleLoss":
         kwargs.pop("centers_per_class")
     if case["call"] == "SubCenterArcFaceLoss":
@@ -460,4 +477,88 @@ def _oracle_kwargs(case):
     return kwargs
 
 
-GOLDEN = {("pml_proxy.json", spec.cls.__name__): check_case for spec in SPECS}
+def check_more_case(case, run):
+    """A proxy case of pml_more.json: `check_case`, and in the eager tier PML's gradients of
+    the mean for the embeddings and the weights (`expected_grad_weights`, in PML's layout).
+
+    P2SGradLoss writes its weight's columns back rescaled to unit norm, then differentiates the
+    product with them as they are: its weight gradient has a radial part that the next call's
+    rescaling removes. Ours normalises inside the loss and writes nothing, so its gradient is
+    the tangent part of PML's, divided by the proxy's norm (the values are PML's)."""
+    check_case(case, run)
+    if getattr(run, "compiled", False):
+        return
+    spec = FUNCTIONS[case["call"]]
+    kwargs = translated(case)[0]
+    labels = np.asarray(case["labels"])
+    embeddings = np.asarray(case["embeddings"], case["dtype"])
+    proxies = case_proxies(case)
+    batch = len(embeddings)
+
+    def mean(both):  # embeddings and proxies stacked: one array to differentiate
+        return keras.ops.mean(spec.function(labels, both[:batch], both[batch:], **kwargs))
+
+    _, grad = value_and_grad(mean, np.concatenate([embeddings, proxies]))
+    np.testing.assert_allclose(grad[:batch], case["expected_grad"], RTOL, ATOL)
+    ((_, weight_grad),) = case["expected_grad_weights"].items()
+    expected = np.asarray(weight_grad, np.float64).T  # [C * K, D], as `proxies`
+    if case["call"] == "P2SGradLoss":
+        norm = np.linalg.norm(proxies.astype(np.float64), axis=1, keepdims=True)
+        unit = proxies / norm
+        expected = (expected - unit * np.sum(unit * expected, axis=1, keepdims=True)) / norm
+    np.testing.assert_allclose(grad[batch:], expected, RTOL, ATOL)
+
+
+def check_manifold(case, run):
+    """ManifoldLoss: PML's scalar from the case's meta classes (the stochastic case: those PML
+    drew, `meta_classes_drawn`), the float64 oracle's per-example values and, in the eager
+    tier, PML's gradients for the embeddings and the proxies. The stochastic case checks the
+    structure of our own draw: every meta class once at least, and the loss of the draw."""
+    kwargs = {name: case["kwargs"][name] for name in ("lambdaC", "alpha", "margin")}
+    meta_classes = np.asarray(
+        case["meta_classes_drawn" if case.get("stochastic") else "meta_classes"]
+    )
+    embeddings = np.asarray(case["embeddings"], case["dtype"])
+    proxies = np.asarray(case["proxies"], case["dtype"])
+    tensor = keras.ops.convert_to_tensor(proxies)
+
+    def function(meta_classes, embeddings):
+        return kml.manifold_loss(meta_classes, embeddings, tensor, **kwargs)
+
+    values = keras.ops.convert_to_numpy(run(function, meta_classes, embeddings))
+    assert values.shape == meta_classes.shape and values.dtype == np.float32
+    np.testing.assert_allclose(values.mean(), case["expected"], rtol=RTOL, atol=ATOL)
+    oracle_values = more_oracle.manifold_loss(embeddings, meta_classes, proxies, **kwargs)
+    np.testing.assert_allclose(values, oracle_values.per_anchor, rtol=RTOL, atol=ATOL)
+    if case.get("stochastic"):
+        seed = case["torch_seed"]
+        drawn = keras.ops.convert_to_numpy(
+            manifold.draw_meta_classes(len(embeddings), len(proxies), seed)
+        )
+        assert drawn.shape == meta_classes.shape and drawn.dtype == np.int32
+        assert set(drawn) == set(range(len(proxies))), drawn
+        of_draw = run(lambda e: kml.manifold_loss(None, e, tensor, seed=seed, **kwargs), embeddings)
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(of_draw),
+            keras.ops.convert_to_numpy(function(drawn, embeddings)),
+            rtol=RTOL,
+            atol=ATOL,
+        )
+    if getattr(run, "compiled", False):
+        return
+    batch = len(embeddings)
+
+    def mean(both):  # embeddings and proxies stacked: one array to differentiate
+        return keras.ops.mean(kml.manifold_loss(meta_classes, both[:batch], both[batch:], **kwargs))
+
+    _, grad = value_and_grad(mean, np.concatenate([embeddings, proxies]))
+    np.testing.assert_allclose(grad[:batch], case["expected_grad"], RTOL, ATOL)
+    np.testing.assert_allclose(grad[batch:], case["expected_grad_weights"]["proxies"], RTOL, ATOL)
+
+
+GOLDEN = {
+    **{("pml_proxy.json", spec.cls.__name__): check_case for spec in SPECS},
+    ("pml_more.json", "ManifoldLoss"): check_manifold,
+    ("pml_more.json", "P2SGradLoss"): check_more_case,
+    ("pml_more.json", "SubCenterArcFaceLoss"): check_more_case,
+}

@@ -12,8 +12,10 @@ from keras_metric_losses.losses.proxy import (  # noqa: F401 (each module declar
     anchor,
     arcface,
     cosface,
+    manifold,
     nca,
     normalized_softmax,
+    p2sgrad,
     soft_triple,
     sphereface,
 )
