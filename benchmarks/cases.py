@@ -590,6 +590,14 @@ PAIR_CASES = [
         "PML's settings (squared Euclidean distance of unit embeddings, scale 1).",
     ),
     _pair_case(
+        "pml_npairs",
+        "pml_npairs_loss",
+        _ours("pml_npairs_loss", reducer="pml"),
+        {"pml.NPairsLoss": ("torch", _pml("NPairsLoss"))},
+        {"floor": 2.5, "pml.NPairsLoss": 0.7},
+        "PML's settings (inner product of unit embeddings, one pair per label).",
+    ),
+    _pair_case(
         "threshold_consistent_margin",
         "threshold_consistent_margin_loss",
         _ours("threshold_consistent_margin_loss", reducer="pml"),

@@ -23,7 +23,7 @@ PENDING = {
     ("pml_more.json", call)
     for call in (
         "AngularLoss", "DynamicSoftMarginLoss", "HistogramLoss", "ManifoldLoss",
-        "MultipleLosses", "NPairsLoss", "P2SGradLoss", "PNPLoss", "RankedListLoss",
+        "MultipleLosses", "P2SGradLoss", "PNPLoss", "RankedListLoss",
         "SelfSupervisedLoss", "SmoothAPLoss", "SubCenterArcFaceLoss", "VICRegLoss",
     )
 }  # fmt: skip

@@ -209,6 +209,13 @@ ORIGINALS = {
             "wrong rows; ours takes a gallery or a memory",
         ),
         Original(
+            "NPairsLoss",
+            "PMLNPairsLoss",
+            {"distance": {"class": "DotProductSimilarity"}},
+            _renamed({}, reducer="pml"),
+            "a `PML` prefix: `kml.NpairsLoss` is TF Addons' loss of a similarity matrix",
+        ),
+        Original(
             "GeneralizedLiftedStructureLoss",
             "GeneralizedLiftedStructureLoss",
             {"neg_margin": 1.0, "pos_margin": 0.0, "distance": _LP},
