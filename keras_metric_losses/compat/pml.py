@@ -155,6 +155,12 @@ def _instance(gamma, distance):
     return dict(gamma=gamma)
 
 
+_VICREG_NAMES = {
+    "invariance_lambda": "lambda_",
+    "variance_mu": "mu",
+    "covariance_v": "nu",
+    "eps": "std_const",
+}
 _LP = {"class": "LpDistance"}
 _COSINE = {"class": "CosineSimilarity"}
 
@@ -214,6 +220,14 @@ ORIGINALS = {
             {"distance": {"class": "DotProductSimilarity"}},
             _renamed({}, reducer="pml"),
             "a `PML` prefix: `kml.NpairsLoss` is TF Addons' loss of a similarity matrix",
+        ),
+        Original(
+            "VICRegLoss",
+            "VicReg",
+            {"invariance_lambda": 25, "variance_mu": 25, "covariance_v": 1, "eps": 1e-4},
+            _renamed(_VICREG_NAMES, unbiased_variance=True),
+            "a setting of TF Similarity's `VicReg` (whose variance is the population's); "
+            "`y_pred` is `stack([embeddings, ref_emb], axis=1)`",
         ),
         Original(
             "GeneralizedLiftedStructureLoss",
