@@ -31,6 +31,7 @@ TABLE = [entry for spec in SPECS for entry in spec.kind.entries(spec)]
 NOT_LOSSES = {
     kml.PairwiseSimilarity: "builds the y_pred of the npairs losses",
     kml.layers.CrossBatchMemory: "adds the loss it wraps (tests/test_memory.py)",
+    kml.layers.DynamicSoftMargin: "adds the loss it wraps (tests/test_dynamic_soft_margin.py)",
 }
 
 

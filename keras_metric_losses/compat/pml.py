@@ -131,6 +131,14 @@ def _threshold_consistent(distance, **margins):
     return dict(margins, reducer="pml")
 
 
+def _dynamic_soft_margin(distance, **settings):
+    name, normalize = our_distance(distance)
+    if name not in ("euclidean", "squared_euclidean"):
+        raise ValueError(f"PML's DynamicSoftMarginLoss needs LpDistance(p=2): {distance!r}")
+    return dict(settings, distance=name, normalize=normalize, histogram_gradient=True,
+                reducer="pml")  # fmt: skip
+
+
 def _tuplet(margin, scale, distance):
     _cosine_only(distance, "TupletMarginLoss")
     return dict(margin=margin, scale=scale, reducer="pml")
@@ -228,6 +236,15 @@ ORIGINALS = {
             _renamed(_VICREG_NAMES, unbiased_variance=True),
             "a setting of TF Similarity's `VicReg` (whose variance is the population's); "
             "`y_pred` is `stack([embeddings, ref_emb], axis=1)`",
+        ),
+        Original(
+            "DynamicSoftMarginLoss",
+            "DynamicSoftMarginLoss",
+            {"min_val": -2.0, "num_bins": 10, "momentum": 0.01, "distance": _LP},
+            _dynamic_soft_margin,
+            "the running histogram is `kml.layers.DynamicSoftMargin`'s weight (the class "
+            "alone: a new object's first batch); out-of-range `d_ap - d_an` is clipped "
+            '(PML: RuntimeError); without labels: `negatives="hardest"`, see the docs',
         ),
         Original(
             "GeneralizedLiftedStructureLoss",

@@ -331,6 +331,6 @@ def _caller(elements, inputs, every, references, check):
         batch = pairs.build(*args, keys, normalize=normalize, **inputs.front_end)
         if batch.is_empty:
             return batch.finish(batch.zeros())
-        return batch.finish(elements(batch, **checked))
+        return batch.finish(elements(batch, **checked, **values))
 
     return call
