@@ -219,6 +219,15 @@ def npairs_pml():
     return lambda x: loss(x["embeddings"], x["labels"].to(torch.int64))
 
 
+def dynamic_soft_margin_pml():
+    """A new `DynamicSoftMarginLoss` per call: one object's second `backward()` fails (its
+    `hist_` keeps the previous graph)."""
+    import torch
+    from pytorch_metric_learning import losses
+
+    return lambda x: losses.DynamicSoftMarginLoss()(x["embeddings"], x["labels"].to(torch.int64))
+
+
 # --- PN (cosine distance, hard positives, semi-hard negatives) -------------------------------
 
 PN_ARGS = {
@@ -645,6 +654,14 @@ PAIR_CASES = [
         "PML's settings with the paper's margin 0.4 and Tn 10 (Euclidean distance, epsilon 1e-5).",
     ),
     _pair_case(
+        "pml_npairs",
+        "pml_npairs_loss",
+        _ours("pml_npairs_loss", reducer="pml"),
+        {"pml.NPairsLoss": ("torch", _pml("NPairsLoss"))},
+        {"floor": 2.5, "pml.NPairsLoss": 0.7},
+        "PML's settings (inner product of unit embeddings, one pair per label).",
+    ),
+    _pair_case(
         "threshold_consistent_margin",
         "threshold_consistent_margin_loss",
         _ours("threshold_consistent_margin_loss", reducer="pml"),
@@ -1028,6 +1045,21 @@ CASES = {
             note="All triplets, margin 0.05, PML's AvgNonZeroReducer. Ours is dense [B, B, B]"
             f" (not run above B = {DENSE_TRIPLETS_MAX_BATCH}); PML lists the ~3 B^2 valid"
             " triplets (4 examples per class).",
+            **_EMBED,
+        ),
+        Case(
+            "dynamic_soft_margin",
+            "dynamic_soft_margin_loss",
+            ours=_ours(
+                "dynamic_soft_margin_loss",
+                DENSE_TRIPLETS_MAX_BATCH,
+                reducer="pml",
+                histogram_gradient=True,
+            ),
+            references={"pml.DynamicSoftMarginLoss": ("torch", dynamic_soft_margin_pml)},
+            targets={"pml.DynamicSoftMarginLoss": 0.7},
+            note="All triplets, a new histogram per call (PML: a new object, whose first batch"
+            f" it is). Ours is dense [B, B, B] (not run above B = {DENSE_TRIPLETS_MAX_BATCH}).",
             **_EMBED,
         ),
         Case(

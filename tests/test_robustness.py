@@ -31,6 +31,7 @@ TABLE = [entry for spec in SPECS for entry in spec.kind.entries(spec)]
 NOT_LOSSES = {
     kml.PairwiseSimilarity: "builds the y_pred of the npairs losses",
     kml.layers.CrossBatchMemory: "adds the loss it wraps (tests/test_memory.py)",
+    kml.layers.DynamicSoftMargin: "adds the loss it wraps (tests/test_dynamic_soft_margin.py)",
     # Losses made of other losses: the faults reach the losses they hold (whose entries are
     # above); their own errors and NaN are tested in tests/test_loss_wrappers.py.
     kml.MultipleLosses: "sums the losses it holds",

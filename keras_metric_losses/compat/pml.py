@@ -141,6 +141,14 @@ def _smooth_ap(temperature, distance):
     return dict(temperature=temperature)
 
 
+def _dynamic_soft_margin(distance, **settings):
+    name, normalize = our_distance(distance)
+    if name not in ("euclidean", "squared_euclidean"):
+        raise ValueError(f"PML's DynamicSoftMarginLoss needs LpDistance(p=2): {distance!r}")
+    return dict(settings, distance=name, normalize=normalize, histogram_gradient=True,
+                reducer="pml")  # fmt: skip
+
+
 def _tuplet(margin, scale, distance):
     _cosine_only(distance, "TupletMarginLoss")
     return dict(margin=margin, scale=scale, reducer="pml")
@@ -178,6 +186,12 @@ def _instance(gamma, distance):
     return dict(gamma=gamma)
 
 
+_VICREG_NAMES = {
+    "invariance_lambda": "lambda_",
+    "variance_mu": "mu",
+    "covariance_v": "nu",
+    "eps": "std_const",
+}
 _LP = {"class": "LpDistance"}
 _COSINE = {"class": "CosineSimilarity"}
 
@@ -270,6 +284,30 @@ ORIGINALS = {
             "PML is right only for contiguous blocks of one class each, as many blocks as "
             "examples per class (other layouts: a wrong value or ValueError); ours reads the "
             "labels, any layout",
+        ),
+        Original(
+            "NPairsLoss",
+            "PMLNPairsLoss",
+            {"distance": {"class": "DotProductSimilarity"}},
+            _renamed({}, reducer="pml"),
+            "a `PML` prefix: `kml.NpairsLoss` is TF Addons' loss of a similarity matrix",
+        ),
+        Original(
+            "VICRegLoss",
+            "VicReg",
+            {"invariance_lambda": 25, "variance_mu": 25, "covariance_v": 1, "eps": 1e-4},
+            _renamed(_VICREG_NAMES, unbiased_variance=True),
+            "a setting of TF Similarity's `VicReg` (whose variance is the population's); "
+            "`y_pred` is `stack([embeddings, ref_emb], axis=1)`",
+        ),
+        Original(
+            "DynamicSoftMarginLoss",
+            "DynamicSoftMarginLoss",
+            {"min_val": -2.0, "num_bins": 10, "momentum": 0.01, "distance": _LP},
+            _dynamic_soft_margin,
+            "the running histogram is `kml.layers.DynamicSoftMargin`'s weight (the class "
+            "alone: a new object's first batch); out-of-range `d_ap - d_an` is clipped "
+            '(PML: RuntimeError); without labels: `negatives="hardest"`, see the docs',
         ),
         Original(
             "GeneralizedLiftedStructureLoss",

@@ -1,5 +1,6 @@
 """Layers that produce what the package's losses take."""
 
+from keras_metric_losses.layers.dynamic_soft_margin import DynamicSoftMargin
 from keras_metric_losses.layers.memory import CrossBatchMemory
 from keras_metric_losses.layers.nce import NCE
 from keras_metric_losses.layers.proxies import ClassProxies
@@ -9,5 +10,6 @@ __all__ = [
     "NCE",
     "ClassProxies",
     "CrossBatchMemory",
+    "DynamicSoftMargin",
     "PairwiseSimilarity",
 ]

@@ -360,6 +360,6 @@ def _caller(elements, inputs, every, references, check):
             mined = miner.mine(batch)
             batch = batch.normalized() if normalize else batch
             batch = batch.restricted(mined.positive, mined.negative, mined.triplets)
-        return batch.finish(elements(batch, **checked))
+        return batch.finish(elements(batch, **checked, **values))
 
     return call

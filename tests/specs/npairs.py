@@ -1,12 +1,22 @@
-"""The N-pair losses (TF Addons)."""
+"""The N-pair losses (TF Addons' on a similarity matrix, PML's on labelled embeddings)."""
 
 import keras
 import numpy as np
+import pml_npairs_vicreg_dsm_reference as pml_more
 from references import reference_per_anchor
 
 import keras_metric_losses as kml
 from specs import Spec
-from specs.kinds import MULTILABEL_SIMILARITY, SIMILARITY
+from specs.kinds import MULTILABEL_SIMILARITY, SIMILARITY, Embeddings
+from specs.pair import check_pml_more
+
+
+class FirstRowsOfEachLabel(Embeddings):
+    """Labelled embeddings whose order matters (PML's N-pairs: each label's first two rows
+    make its pair), so the loss does not permute with the batch."""
+
+    name = "embeddings in batch order"
+
 
 SPECS = [
     Spec(
@@ -25,6 +35,13 @@ SPECS = [
         reference=lambda y, s: reference_per_anchor(y, s, multilabel=True),
         cross_replica=True,
     ),
+    Spec(
+        kml.pml_npairs_loss,
+        kml.PMLNPairsLoss,
+        FirstRowsOfEachLabel(),
+        "npairs",
+        reference=pml_more.npairs_loss,
+    ),
 ]
 
 RTOL = {"float32": 1e-5, "float16": 1e-2}
@@ -42,6 +59,7 @@ def check_case(case, run):
 
 
 GOLDEN = {
+    ("pml_more.json", "NPairsLoss"): check_pml_more,
     ("npairs.json", "npairs_loss"): check_case,
     ("npairs_multilabel.json", "npairs_multilabel_loss"): check_case,
 }

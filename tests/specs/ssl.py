@@ -6,6 +6,7 @@ import re
 import keras
 import numpy as np
 import ssl_reference
+from support import value_and_grad
 
 import keras_metric_losses as kml
 from specs import Spec
@@ -206,4 +207,26 @@ def check_case(case, run):
                                    rtol=RTOL, atol=ATOL)  # fmt: skip
 
 
-GOLDEN = {("tfsim_ssl.json", call): check_case for call in CLASSES}
+def check_pml_vicreg(case, run):
+    """PML's `VICRegLoss(**kwargs)(embeddings, ref_emb=ref_emb)` is the mean of
+    `VicReg(unbiased_variance=True)` on `stack([embeddings, ref_emb], 1)`, through
+    `kml.compat.pml`; the gradient (eager tier) with respect to both views."""
+    ours, arguments = kml.compat.pml.arguments(case["call"], **case["kwargs"])
+    function = getattr(kml, ours).declaration.function
+    views = np.stack([np.asarray(case[k], case["dtype"]) for k in ("embeddings", "ref_emb")], 1)
+    values = run(lambda y, p: function(y, p, **arguments), np.zeros(len(views)), views)
+    assert tuple(values.shape) == (len(views),)
+    np.testing.assert_allclose(np.mean(keras.ops.convert_to_numpy(values)), case["expected"],
+                               rtol=RTOL, atol=ATOL, err_msg=case["id"])  # fmt: skip
+    if not getattr(run, "compiled", False):
+        mean = lambda p: keras.ops.mean(function(None, p, **arguments))  # noqa: E731
+        grad = value_and_grad(mean, views)[1]
+        for view, key in enumerate(("expected_grad", "expected_grad_ref")):
+            np.testing.assert_allclose(grad[:, view], case[key], rtol=RTOL, atol=ATOL,
+                                       err_msg=f"{case['id']}: {key}")  # fmt: skip
+
+
+GOLDEN = {
+    **{("tfsim_ssl.json", call): check_case for call in CLASSES},
+    ("pml_more.json", "VICRegLoss"): check_pml_vicreg,
+}

@@ -3,12 +3,14 @@ pytorch-metric-learning's TripletMarginLoss (with its TripletMarginMiner) and Ma
 
 import keras
 import numpy as np
+import pml_npairs_vicreg_dsm_reference as pml_more
 import pml_pair_reference as pml
 import tf_metric_reference as tfm
+from support import value_and_grad
 
 import keras_metric_losses as kml
 from keras_metric_losses import pairs
-from keras_metric_losses.losses.triplet import margin, triplet_margin
+from keras_metric_losses.losses.triplet import dynamic_soft_margin, margin, triplet_margin
 from specs import Spec
 from specs.kinds import EMBEDDINGS
 
@@ -157,6 +159,14 @@ SPECS = [
         reference=lambda y, e: pml_reference("MarginLoss", y, e),
         cross_replica=True,
         precision=False,
+    ),
+    Spec(
+        kml.dynamic_soft_margin_loss,
+        kml.DynamicSoftMarginLoss,
+        EMBEDDINGS,
+        "triplet",
+        reference=pml_more.dynamic_soft_margin_loss,
+        precision=False,  # a triplet's weight jumps with its bin
     ),
 ]
 
@@ -325,7 +335,62 @@ def check_pml_margin(case, run):
     assert expected["beta_reg_loss"]["indexed_by"] == "zero_loss"
 
 
+def check_pml_dynamic_soft_margin(case, run):
+    """PML's scalar, its `hist_` after the call and its two gradients (through the histogram,
+    `histogram_gradient=True`; and with it held, `False`), step by step for `steps` (the
+    histogram carried from one step to the next, as `kml.layers.DynamicSoftMargin` does).
+    Without labels, PML's `loss(embeddings, ref_emb=ref)` is ours on `arange` labels with
+    `negatives="hardest"` and PML's padding (`unpaired_zeros=True`)."""
+    _, arguments = kml.compat.pml.arguments(case["call"], **case["kwargs"])
+    histogram = np.zeros(arguments["num_bins"], "float32")
+    for step in case.get("steps", [case]):
+        settings = dict(arguments)
+        embeddings = np.asarray(step["embeddings"], case["dtype"])
+        labels = step["labels"]
+        if labels is None:
+            reference = np.asarray(case["ref_emb"], case["dtype"])
+            labels = np.arange(len(embeddings))
+            settings.update(ref_embeddings=reference, ref_labels=np.arange(len(reference)),
+                            negatives="hardest", unpaired_zeros=True)  # fmt: skip
+        histogram = _check_dynamic_soft_margin_step(
+            case, step, np.asarray(labels), embeddings, histogram, settings, run
+        )
+
+
+def _check_dynamic_soft_margin_step(case, step, labels, embeddings, histogram, settings, run):
+    """One call of `check_pml_dynamic_soft_margin`; returns the histogram after it."""
+
+    def loss(y, e, h, **changes):
+        return kml.dynamic_soft_margin_loss(y, e, histogram=h, **{**settings, **changes})
+
+    values = run(loss, labels, embeddings, histogram)
+    _close(np.mean(keras.ops.convert_to_numpy(values)), step["expected"], case["id"])
+    after = run(lambda y, e, h: dynamic_soft_margin.running_histogram(y, e, h, **settings),
+                labels, embeddings, histogram)  # fmt: skip
+    after = keras.ops.convert_to_numpy(after)
+    _close(after, step["hist_after"], f"{case['id']}: hist_")
+    if getattr(run, "compiled", False):
+        return after
+    for key, through in (("expected_grad", True), ("expected_grad_hist_detached", False)):
+        mean = lambda e, through=through: keras.ops.mean(  # noqa: E731
+            loss(labels, e, histogram, histogram_gradient=through)
+        )
+        expected = step.get(key, step["expected_grad"])  # no triplet: zeros
+        _close(value_and_grad(mean, embeddings)[1], expected, f"{case['id']}: {key}")
+    if "expected_grad_ref" in case:
+        mean = lambda r: keras.ops.mean(loss(labels, embeddings, histogram, ref_embeddings=r))  # noqa: E731
+        _close(value_and_grad(mean, settings["ref_embeddings"])[1], case["expected_grad_ref"],
+               f"{case['id']}: grad ref")  # fmt: skip
+    return after
+
+
+def _close(actual, expected, what):
+    np.testing.assert_allclose(np.asarray(actual, np.float64), np.asarray(expected, np.float64),
+                               rtol=1e-5, atol=1e-6, err_msg=what)  # fmt: skip
+
+
 GOLDEN = {
+    ("pml_more.json", "DynamicSoftMarginLoss"): check_pml_dynamic_soft_margin,
     ("tfa_metric.json", "triplet_semihard_loss"): check_tfa,
     ("tfa_metric.json", "triplet_hard_loss"): check_tfa,
     ("tfsim_metric.json", "TripletLoss"): check_tfsim,

@@ -9,6 +9,7 @@ pytorch-metric-learning define them.
 | `pn` | `pn_loss` | TF Similarity 0.17 | mined triplet + PN step | own loss |
 | `triplet_margin` | `triplet_margin_loss` | PML 2.9 | all (or a miner's) triplets | `reducer` |
 | `margin` | `margin_loss` | PML 2.9 | all triplets, from `[B, K]` pair terms | `reducer` |
+| `dynamic_soft_margin` | `dynamic_soft_margin_loss` | PML 2.9 | all (or hardest) | `reducer` |
 
 The TF Addons and TF Similarity losses mine from the `[B, K]` distance matrix (`O(B K)` memory,
 `O(B K log K)` time for the semi-hard search); `mined` is the core of those with one mined
@@ -18,6 +19,7 @@ enumerates every triplet as a dense `[B, K, K]` tensor (`O(B K^2)`, see `kml.min
 """
 
 from keras_metric_losses.losses.triplet import (  # noqa: F401 (each module declares its losses)
+    dynamic_soft_margin,
     hard,
     margin,
     pn,

@@ -1,0 +1,82 @@
+"""pytorch-metric-learning's `NPairsLoss`: N-pair loss on labelled embeddings (one pair per
+label)."""
+
+from keras_metric_losses import distances, reduction
+from keras_metric_losses.backend import ops
+from keras_metric_losses.losses import base
+from keras_metric_losses.losses.pair.common import masked, pair_matrix
+from keras_metric_losses.ops import label_equality, masked_logsumexp
+
+
+def pml_npairs_per_anchor(pairs, *, distance, reducer):
+    """N-pair loss on labelled embeddings, one value per anchor: PML's `NPairsLoss`.
+
+    Each label with two or more rows gives one pair: its first row (in batch order) is the
+    anchor, its second the positive. Each anchor classifies its own positive among the
+    positives of the `n` pairs with the softmax of its similarities (`S`: the similarity, or
+    the negated distance; the inner product of unit embeddings by default):
+
+    ```
+    loss_a = log sum_{b = 1..n} exp(S(anchor_a, positive_b)) - S(anchor_a, positive_a)
+    ```
+
+    The other rows give 0. Per-anchor values (`reducer`): `"anchor"` (default) `loss_a`;
+    `"pml"` its share of the mean over the `n` anchors, so that Keras' mean of the values is
+    PML's scalar. A batch without a pair gives 0. Unlike `npairs_loss` (TF Addons' loss of a
+    similarity matrix of two towers), this loss takes the embeddings and builds the pairs from
+    the labels.
+
+    Example:
+
+    >>> labels = np.array([0, 1, 0, 1, 1])
+    >>> embeddings = np.array([[1.0, 0.0], [0.0, 1.0], [0.8, 0.6], [0.6, 0.8], [1.0, 0.0]])
+    >>> losses = kml.pml_npairs_loss(labels, embeddings)
+    >>> print(keras.ops.convert_to_numpy(losses).round(4))
+    [0.5981 0.5981 0.     0.     0.    ]
+
+    Reference: Sohn, "Improved Deep Metric Learning with Multi-class N-pair Loss Objective",
+    NeurIPS 2016; pytorch-metric-learning's `NPairsLoss`.
+    """
+    matrix, similarity = pair_matrix(pairs, distance)
+    logits = matrix if similarity else -matrix
+    same = label_equality(pairs.labels, pairs.key_labels)
+    rows = ops.arange(ops.shape(same)[0], dtype="int32")
+    earlier = ops.expand_dims(rows, 0) < ops.expand_dims(rows, 1)
+    rank = ops.sum(ops.cast(ops.logical_and(same, earlier), "int32"), axis=1)  # within its label
+    anchors = ops.logical_and(ops.equal(rank, 0), pairs.has_positive)
+    positives = ops.expand_dims(ops.equal(rank, 1), 0)
+    own = ops.sum(masked(logits, ops.logical_and(same, positives)), axis=1)
+    losses = masked(masked_logsumexp(logits, positives) - own, anchors)
+    anchors = ops.expand_dims(anchors, 1)
+    return reduction.reduce_elements(
+        ops.expand_dims(losses, 1), anchors, reducer, reduction.batch_mean
+    )
+
+
+pml_npairs_loss, PMLNPairsLoss = base.declare(
+    pml_npairs_per_anchor,
+    function="pml_npairs_loss",
+    cls="PMLNPairsLoss",
+    original="PML `NPairsLoss`",
+    summary="softmax of each label's first row over the second rows of every label",
+    hyperparameters=dict(
+        distance=base.Hyperparameter(
+            "inner_product", distances.check, "A distance name or callable (PML's `distance`)."
+        ),
+        normalize=base.normalize(True),
+        reducer=base.reducer('`"anchor"` or `"pml"`, see the function.'),
+    ),
+    class_doc="""PML's N-pair loss on labelled embeddings (`pml_npairs_loss`): with
+    `reducer="pml"` and the default reduction the value is PML's `NPairsLoss()`. PML's name
+    with a `PML` prefix: `NpairsLoss` is TF Addons' loss of a similarity matrix.
+
+    Example:
+
+    >>> labels = np.array([0, 1, 0, 1, 1])
+    >>> embeddings = np.array([[1.0, 0.0], [0.0, 1.0], [0.8, 0.6], [0.6, 0.8], [1.0, 0.0]])
+    >>> round(float(kml.PMLNPairsLoss(reducer="pml")(labels, embeddings)), 4)
+    0.5981
+
+    Reference: Sohn, NeurIPS 2016.
+    """,
+)
