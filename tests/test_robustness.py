@@ -35,6 +35,7 @@ NOT_LOSSES = {
     # Losses made of other losses: the faults reach the losses they hold (whose entries are
     # above); their own errors and NaN are tested in tests/test_loss_wrappers.py.
     kml.MultipleLosses: "sums the losses it holds",
+    kml.manifold_loss: "takes meta classes and proxies: its faults are in tests/test_manifold.py",
     kml.SelfSupervisedLoss: "labels the views for the loss it holds",
 }
 
