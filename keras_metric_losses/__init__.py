@@ -17,6 +17,7 @@ from keras_metric_losses import (
     mining,
     pairs,
     reduction,
+    regularizers,
     retrieval,
     sampling,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "mining",
     "pairs",
     "reduction",
+    "regularizers",
     "retrieval",
     "sampling",
 ]

@@ -478,3 +478,31 @@ def mining(name, **kwargs):
     if "distance" in kwargs:
         kwargs["distance"], kwargs["normalize"] = our_distance(kwargs.pop("distance"))
     return getattr(keras_metric_losses.miners, name)(**kwargs)
+
+
+def regularizer(name, **kwargs):
+    """The regularizer of this package (`kml.regularizers`) that computes PML's
+    `regularizers.<name>(**kwargs)`, from PML's arguments (`distance` as a PML distance).
+
+    Raises:
+        ValueError: for a regularizer or a distance with no counterpart here.
+
+    Example:
+
+    >>> import keras_metric_losses as kml
+    >>> kml.compat.pml.regularizer("LpRegularizer", power=2).get_config()["power"]
+    2.0
+    """
+    import keras_metric_losses
+
+    names = keras_metric_losses.regularizers.__all__
+    if name not in names:
+        raise ValueError(f"PML's {name} has no counterpart here. Known: {names}")
+    distance = kwargs.pop("distance", None)
+    if distance is not None:
+        ours, normalize = our_distance(distance)
+        if name == "CenterInvariantRegularizer":
+            kwargs["p"] = {"euclidean": 2, "manhattan": 1}[ours]
+        elif name == "RegularFaceRegularizer":
+            kwargs["distance"] = "cosine_similarity" if normalize else ours
+    return getattr(keras_metric_losses.regularizers, name)(**kwargs)
