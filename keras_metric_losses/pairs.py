@@ -29,7 +29,7 @@ import functools
 import warnings
 
 from keras_metric_losses import distances as distances_lib
-from keras_metric_losses import distributed, validation
+from keras_metric_losses import distributed, mining, validation
 from keras_metric_losses.backend import ops
 from keras_metric_losses.ops import (
     compute_dtype,
@@ -236,9 +236,7 @@ class Pairs:
     def triplet_mask(self):
         """`[b, K, K]` booleans: the triplets (anchor, positive, negative), those a miner
         selected if any."""
-        every = ops.logical_and(
-            ops.expand_dims(self.positive, 2), ops.expand_dims(self.negative, 1)
-        )
+        every = mining.triplet_mask(self.positive, self.negative)
         return every if self.triplets is None else ops.logical_and(every, self.triplets)
 
     @property

@@ -10,10 +10,10 @@ weight regularizer. `weight` is PML's
 
 import keras
 
-from keras_metric_losses import distances, validation
+from keras_metric_losses import distances, mining, validation
 from keras_metric_losses.api import StrictConfig, export
 from keras_metric_losses.backend import ops
-from keras_metric_losses.ops import compute_dtype, l2_normalize
+from keras_metric_losses.ops import compute_dtype
 
 __all__ = [
     "CenterInvariantRegularizer",
@@ -163,11 +163,9 @@ class RegularFaceRegularizer(_Regularizer):
 
     def values(self, x):
         similarity = distances.get(self.distance)(x, x)
-        rows = ops.shape(x)[0]
-        others = ops.logical_not(ops.eye(rows, dtype="bool"))
-        nearest = ops.argmax(ops.where(others, ops.stop_gradient(similarity), -float("inf")), 1)
-        chosen = ops.equal(ops.arange(rows)[None, :], ops.expand_dims(nearest, 1))
-        return ops.sum(ops.where(chosen, similarity, 0.0), axis=1)
+        others = ops.logical_not(ops.eye(ops.shape(x)[0], dtype="bool"))
+        nearest = mining.masked_argmax(ops.stop_gradient(similarity), others)
+        return mining.take_rows(similarity, nearest)
 
     def get_config(self):
         return {"distance": distances.serialize(self.distance), **super().get_config()}
@@ -251,8 +249,7 @@ class SparseCentersRegularizer(_Regularizer):
                 f"SparseCentersRegularizer({self.num_classes}, {self.centers_per_class}) takes "
                 f"{rows} rows of centres. Received: shape={tuple(x.shape)}"
             )
-        unit = l2_normalize(x)
-        cosine = ops.matmul(unit, ops.transpose(unit))
+        cosine = distances.cosine_similarity(x, x)
         index = ops.arange(rows)
         same = ops.equal(index[:, None] // self.centers_per_class,
                          index[None, :] // self.centers_per_class)  # fmt: skip

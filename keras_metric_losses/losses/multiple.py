@@ -82,9 +82,7 @@ class MultipleLosses(StrictConfig, PerExampleLoss):
         serialized = [keras.saving.serialize_keras_object(loss) for loss in self.losses]
         named = self.names is not None
         return {
-            "name": self.name,
-            "reduction": self.reduction,
-            "dtype": self.dtype_policy.name,
+            **super().get_config(),
             "losses": dict(zip(self.names, serialized, strict=True)) if named else serialized,
             "weights": dict(zip(self.names, self.weights, strict=True)) if named else self.weights,
         }

@@ -109,9 +109,7 @@ class SelfSupervisedLoss(StrictConfig, PerExampleLoss):
 
     def get_config(self):
         return {
-            "name": self.name,
-            "reduction": self.reduction,
-            "dtype": self.dtype_policy.name,
+            **super().get_config(),
             "loss": keras.saving.serialize_keras_object(self.loss),
             "symmetric": self.symmetric,
         }

@@ -49,6 +49,9 @@ class PerExampleLoss(keras.losses.Loss):
         result = _PerExample(self, labels)(0.0, y_pred, sample_weight=sample_weight)
         return reduction.empty_batch_as_zero(result, self.reduction)
 
+    def get_config(self):
+        return {"name": self.name, "reduction": self.reduction, "dtype": self.dtype_policy.name}
+
 
 class LossFunctionWrapper(StrictConfig, PerExampleLoss):
     """A Keras `Loss` that computes a per-example loss function with declared hyperparameters.
@@ -93,7 +96,7 @@ class LossFunctionWrapper(StrictConfig, PerExampleLoss):
         return self.fn.per_example(y_true, y_pred, keys=keys, **self.hyperparameters)
 
     def get_config(self):
-        config = {"name": self.name, "reduction": self.reduction, "dtype": self.dtype_policy.name}
+        config = super().get_config()
         for key, value in self.hyperparameters.items():
             config[key] = _config_value(key, value)
         return config

@@ -2,7 +2,7 @@
 
 import dataclasses
 
-from keras_metric_losses import distances, pairs, validation
+from keras_metric_losses import distances, mining, pairs, validation
 from keras_metric_losses.api import StrictConfig
 from keras_metric_losses.backend import ops
 
@@ -27,7 +27,7 @@ class Mined:
         """`[b, K, K]` booleans: the selected triplets."""
         if self.triplets is not None:
             return self.triplets
-        return ops.logical_and(ops.expand_dims(self.positive, 2), ops.expand_dims(self.negative, 1))
+        return mining.triplet_mask(self.positive, self.negative)
 
 
 class _FromConfig:

@@ -122,10 +122,7 @@ class AngularMiner(Miner):
         )  # fmt: skip
         tangent = math.tan(math.radians(self.angle))
         wide = ap[:, :, None] > 4 * tangent**2 * nc
-        valid = ops.logical_and(
-            ops.expand_dims(batch.positive, 2), ops.expand_dims(batch.negative, 1)
-        )
-        return _triplet_selection(ops.logical_and(valid, wide))
+        return _triplet_selection(ops.logical_and(batch.triplet_mask(), wide))
 
     def _config(self):
         return {"angle": self.angle}
@@ -322,6 +319,6 @@ def _pick(far, mask, nearest):
 
 
 def _one_hot(index, keep, like):
-    columns = ops.arange(ops.shape(like)[1], dtype="int32")
-    chosen = ops.equal(ops.expand_dims(columns, 0), ops.expand_dims(ops.cast(index, "int32"), 1))
+    """`[b, K]` booleans: column `index[i]` of row `i`, where `keep[i]`."""
+    chosen = ops.one_hot(index, ops.shape(like)[1], dtype="bool")
     return ops.logical_and(chosen, ops.expand_dims(keep, 1))
