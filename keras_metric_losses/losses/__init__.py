@@ -8,6 +8,7 @@ README's table are read from that registry: adding a loss adds no line here.
 
 from keras_metric_losses.api import REGISTRY, public_names
 from keras_metric_losses.losses import (  # noqa: F401 (importing a family declares its losses)
+    clip,
     multiple,
     npairs,
     pair,
@@ -16,6 +17,7 @@ from keras_metric_losses.losses import (  # noqa: F401 (importing a family decla
     self_supervised,
     softmax,
     ssl,
+    text,
     triplet,
 )
 from keras_metric_losses.losses.base import DECLARED

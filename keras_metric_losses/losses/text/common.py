@@ -1,0 +1,28 @@
+"""What the text-embedding losses share: their `[B, C, D]` columns."""
+
+from keras_metric_losses import validation
+from keras_metric_losses.backend import ops
+from keras_metric_losses.ops import compute_dtype
+
+
+def columns(y_pred, minimum=2, maximum=None):
+    """The `C` columns `[B, D]` of a checked `[B, C, D]` `y_pred`, in the compute dtype
+    (float32 at least).
+
+    Raises:
+        ValueError: if `y_pred` is not `[B, C, D]` with `minimum <= C <= maximum`; with value
+            checks on, if it holds NaN or inf (the index is that of `y_pred`).
+    """
+    y_pred = ops.convert_to_tensor(y_pred)
+    shape = tuple(y_pred.shape)
+    count = shape[1] if len(shape) == 3 else None
+    if count is None or count < minimum or (maximum is not None and count > maximum):
+        wanted = f"{minimum}" + ("" if maximum == minimum else f" to {maximum or 'any number of'}")
+        raise ValueError(
+            f"`y_pred` must hold {wanted} columns of each example as [batch, columns, dim] "
+            "(anchor, positive, negatives...; e.g. `keras.ops.stack([anchor, positive], "
+            f"axis=1)`). Received: y_pred.shape={shape}"
+        )
+    validation.finite(y_pred, "y_pred")
+    y_pred = ops.cast(y_pred, compute_dtype(y_pred))
+    return [y_pred[:, c] for c in range(count)]
