@@ -176,11 +176,9 @@ def _check(case, run, loss):
     """The loss's per-example values (their mean is `expected`; `run` compiles them in the slow
     tier) and the gradient of the mean with respect to every column (eagerly)."""
     labels, y_pred = _inputs(case)
-    if labels is None:
-        values = run(lambda p: loss(None, p), y_pred)
-    else:
-        values = run(loss, labels, y_pred)
-    values = keras.ops.convert_to_numpy(values)
+    arrays = (y_pred,) if labels is None else (labels, y_pred)  # None: not an array to trace
+    unlabelled = lambda p: loss(None, p)  # noqa: E731
+    values = keras.ops.convert_to_numpy(run(loss if labels is not None else unlabelled, *arrays))
     assert values.shape == (len(y_pred),)
     np.testing.assert_allclose(values.mean(), case["expected"], rtol=RTOL, atol=ATOL,
                                err_msg=case["id"])  # fmt: skip

@@ -46,7 +46,7 @@ def angle_elements(y_true, y_pred, *, scale):
 
     >>> losses = kml.angle_loss(scores, pairs)
     >>> print(keras.ops.convert_to_numpy(losses).round(4))
-    [8.0003 8.0003 8.0003]
+    [22.8149 22.8149 22.8149]
 
     Reference: Li and Li, "AoE: Angle-optimized Embeddings for Semantic Textual Similarity",
     ACL 2024; sentence-transformers' `AnglELoss`.
@@ -74,7 +74,7 @@ angle_loss, AnglELoss = base.declare(
     Example:
 
     >>> round(float(kml.AnglELoss()(scores, pairs)), 4)
-    8.0003
+    22.8149
 
     Reference: Li and Li, ACL 2024.
     """,
