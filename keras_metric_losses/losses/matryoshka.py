@@ -38,6 +38,10 @@ class MatryoshkaLoss(StrictConfig, PerExampleLoss):
     Every dim's loss is still computed, with weight 0 for the dims not drawn: the shapes stay
     static under `jax.jit`, XLA and `torch.compile`, so the step costs the same as with
     every dim. Keras saves no `SeedGenerator` state: a loaded loss draws from `seed` again.
+    Two limits of Keras' random state in a loss: JAX's `model.fit` keeps the state of the
+    model and metrics only, so there the draw does not advance and every step sums the same
+    dims (eager calls do advance); Keras' torch seed generator is excluded from
+    `torch.compile` (a graph break; `model.fit` on torch runs eagerly unless `jit_compile`).
 
     Args:
         loss: A loss of this package on embeddings `[B, D]`, two views `[B, 2, D]` or

@@ -34,8 +34,8 @@ def _labels_error(shape):
 class LabelledPairs(TwoViews):
     """Float labels `[B]` and the two columns `[B, 2, D]` of each pair (the model and
     predictions of `TwoViews`); AnglE also takes more columns. The training data pairs every
-    even example with its own second view (label 1) and every odd one with the next example's
-    (another class, label 0)."""
+    even example with the second view of another example of its class (label 1) and every odd
+    one with the next example's (another class, label 0)."""
 
     name = "labelled pairs"
     labels = staticmethod(lambda ids: np.asarray(ids, "float32"))
@@ -77,10 +77,9 @@ class LabelledPairs(TwoViews):
     def data(self, batch=16, seed=0, scale=1.0, nuisance=0.0):
         (first, second), labels = clustered_inputs(batch, seed=seed, scale=scale,
                                                    nuisance=nuisance)  # fmt: skip
-        odd = np.arange(batch) % 2 == 1
-        second = np.where(odd[:, None], np.roll(second, -1, axis=0), second)
-        same = labels == np.where(odd, np.roll(labels, -1), labels)
-        return [first, second], same.astype("float32")
+        shift = np.where(np.arange(batch) % 2 == 1, 1, 4)[:, None]  # 4: the same class
+        partner = (np.arange(batch)[:, None] + shift)[:, 0] % batch
+        return [first, second[partner]], (labels == labels[partner]).astype("float32")
 
 
 def _not_finite(nan, inf):
