@@ -68,8 +68,8 @@ def ranked_pairs(y_true, y_pred, *, scale, similarity_fct, tuples):
     cols = columns(y_pred, 2, None if tuples else 2)
     batch = ops.shape(cols[0])[0]
     labels = _labels(y_true, y_pred, cols[0].dtype, required=not tuples)
-    if cols[0].shape[0] == 0:  # an empty batch (a static shape): no values
-        return in_dtype_of(ops.zeros((0,), cols[0].dtype), y_pred)
+    if cols[0].shape[0] == 0:  # an empty batch (a static shape): no values, a zero gradient
+        return in_dtype_of(0.0 * ops.sum(cols[0], axis=-1), y_pred)
     anchors, others = cols[0], cols[1:]
     if len(others) > 1:  # the anchor against each column; the negatives get `1 - labels`
         labels = ops.concatenate([labels] + [1 - labels] * (len(others) - 1), axis=0)
