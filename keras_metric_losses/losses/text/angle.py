@@ -42,6 +42,12 @@ def angle_elements(y_true, y_pred, *, scale):
     Differences from sentence-transformers: a zero row has similarity 0 (sentence-transformers
     divides by its norm: NaN).
 
+    Raises:
+        ValueError: if `y_pred` is not `[B, C, D]` with `C >= 2`, `y_true` not `None`, `[B]`
+            or `[B, 1]`, their batch sizes differ, or `scale <= 0`. With value checks on
+            (`kml.config`), also NaN or inf in `y_true` or `y_pred`.
+        TypeError: if `y_true` is not numbers.
+
     Example:
 
     >>> losses = kml.angle_loss(scores, pairs)

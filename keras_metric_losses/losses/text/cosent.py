@@ -99,11 +99,11 @@ def _labels(y_true, y_pred, dtype, required):
     return labels if is_float_dtype(labels.dtype) else ops.cast(labels, compute_dtype(labels))
 
 
+SIMILARITIES = ("pairwise_cos_sim", "pairwise_dot_score", "pairwise_angle_sim")
+
+
 def check_similarity(value, name):
     return validation.one_of(value, name, SIMILARITIES)
-
-
-SIMILARITIES = ("pairwise_cos_sim", "pairwise_dot_score", "pairwise_angle_sim")
 
 
 def cosent_elements(y_true, y_pred, *, scale, similarity_fct):
@@ -127,8 +127,13 @@ def cosent_elements(y_true, y_pred, *, scale, similarity_fct):
 
     Differences from sentence-transformers: `y_pred` must be `[B, 2, D]` (its `CoSENTLoss`
     reads the first two columns and ignores any other); `similarity_fct` is a name; a zero
-    row has similarity 0 (L2 normalisation by `max(|x|, 1e-12)`, as `torch.nn.functional.
-    normalize`).
+    row has similarity 0 (L2 normalisation by `max(|x|, 1e-12)`, as PyTorch's `normalize`).
+
+    Raises:
+        ValueError: if `y_pred` is not `[B, 2, D]`, `y_true` not `[B]` or `[B, 1]`, their
+            batch sizes differ, or a hyperparameter is out of range. With value checks on
+            (`kml.config`), also NaN or inf in `y_true` or `y_pred`.
+        TypeError: if `y_true` is not numbers.
 
     Example:
 
