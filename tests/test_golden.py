@@ -36,9 +36,6 @@ PENDING |= {
     ("sentence_transformers.json", "MultipleNegativesSymmetricRankingLoss"),
     ("sentence_transformers.json", "CachedMultipleNegativesRankingLoss"),
     ("sentence_transformers.json", "CachedMultipleNegativesSymmetricRankingLoss"),
-    ("sentence_transformers.json", "CoSENTLoss"),
-    ("sentence_transformers.json", "AnglELoss"),
-    ("sentence_transformers.json", "MatryoshkaLoss"),
     ("sentence_transformers.json", "GISTEmbedLoss"),
 }
 EVERY_CASE = [
