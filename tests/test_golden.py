@@ -24,9 +24,6 @@ FILES = sorted(path.name for path in DATA.glob("*.json"))
 PENDING = {
     ("pml_miners.json", "DistanceWeightedMiner"),
     ("pml_miners.json", "UniformHistogramMiner"),
-    ("pml_regularizers.json", "ArcFaceLoss"),
-    ("pml_regularizers.json", "SoftTripleLoss"),
-    ("pml_regularizers.json", "ProxyAnchorLoss"),
 }
 # open_clip's and sentence-transformers' losses (issue 25), one call per line.
 PENDING |= {
