@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 from specs.miners import case_batch, matrix_of
-from support import DATA, numpy
+from support import DATA, compiled, numpy
 
 import keras_metric_losses as kml
 
@@ -98,6 +98,70 @@ def test_a_miner_mines_the_batch_against_the_memory():
     model.compile(optimizer="adam")
     history = model.fit([EMBEDDINGS, LABELS], batch_size=4, epochs=3, verbose=0).history
     assert np.isfinite(history["loss"]).all() and history["loss"][0] > 0
+
+
+STOCHASTIC_MINERS = {
+    "DistanceWeightedMiner": dict(cutoff=0.3),
+    "UniformHistogramMiner": dict(num_bins=4, pos_per_bin=3, neg_per_bin=3),
+}
+
+
+@pytest.mark.parametrize("name", sorted(STOCHASTIC_MINERS))
+def test_stochastic_miners_seed_config_and_argument_checks(name):
+    """An int seed draws the same every call, a `SeedGenerator` anew (saved in the config as
+    its initial seed); the arguments are checked."""
+    cls, kwargs = getattr(kml.miners, name), STOCHASTIC_MINERS[name]
+    labels, embeddings = np.arange(16) % 3, np.random.default_rng(5).normal(size=(16, 6))
+
+    def masks(miner):
+        mined = miner(labels, embeddings)
+        return np.concatenate([numpy(mined.positive), numpy(mined.negative)])
+
+    np.testing.assert_array_equal(masks(cls(**kwargs, seed=4)), masks(cls(**kwargs, seed=4)))
+    miner = cls(**kwargs, seed=keras.random.SeedGenerator(4))
+    assert not all(np.array_equal(masks(miner), masks(miner)) for _ in range(3))
+    config = json.loads(json.dumps(keras.saving.serialize_keras_object(miner)))
+    restored = keras.saving.deserialize_keras_object(config)
+    assert isinstance(restored.seed, keras.random.SeedGenerator)
+    assert restored.get_config() == miner.get_config()
+    assert restored.seed.get_config()["seed"] == 4
+    with pytest.raises(TypeError, match="Received: seed='a'"):
+        cls(seed="a")
+    with pytest.raises(ValueError, match="Received: num_bins=0"):
+        kml.miners.UniformHistogramMiner(num_bins=0)
+
+
+@pytest.mark.parametrize("name", sorted(STOCHASTIC_MINERS))
+def test_losses_take_the_stochastic_miners_also_compiled(name):
+    """`miner=` takes them: the loss of the drawn pairs or triplets, finite and positive, the
+    same compiled as eager on JAX (an int seed is a stateless draw)."""
+    miner = getattr(kml.miners, name)(**STOCHASTIC_MINERS[name], seed=2)
+    for loss in (kml.TripletMarginLoss(miner=miner), kml.MultiSimilarityLoss(miner=miner)):
+        value = numpy(loss(LABELS, EMBEDDINGS))
+        assert np.isfinite(value) and value > 0, type(loss).__name__
+        if keras.backend.backend() != "torch":  # Keras' torch RNG is not traceable by dynamo
+            again = numpy(compiled(lambda y, e, loss=loss: loss(y, e))(LABELS, EMBEDDINGS))
+            assert np.isfinite(again)
+            if keras.backend.backend() == "jax":
+                np.testing.assert_allclose(again, value, rtol=1e-6)
+
+
+def test_stochastic_miners_take_multi_hot_labels():
+    """Multi-hot labels: the drawn positives share a label with the anchor, the negatives
+    none; an anchor draws one triplet per positive and one for itself."""
+    labels = np.array([[1, 0, 1], [1, 0, 0], [0, 1, 0], [0, 1, 1], [0, 0, 1], [1, 1, 0]])
+    embeddings = np.random.default_rng(2).normal(size=(6, 4)).astype("float32")
+    shared = labels @ labels.T > 0
+    batch = kml.pairs.build(labels, embeddings, kml.pairs.keys_of(), multi_hot=True)
+    miner = kml.miners.DistanceWeightedMiner(nonzero_loss_cutoff=2.0, seed=1)
+    positive, negative, kept = map(numpy, miner.draw(batch, matrix_of(miner, batch)))
+    np.testing.assert_array_equal(kept.sum(axis=1), shared.sum(axis=1))
+    rows = np.nonzero(kept)[0]
+    assert shared[rows, positive[kept]].all() and (positive[kept] != rows).all()
+    assert not shared[rows, negative[kept]].any()
+    mined = kml.miners.UniformHistogramMiner(num_bins=3, pos_per_bin=2, seed=1)(labels, embeddings)
+    assert (shared & ~np.eye(6, dtype=bool))[numpy(mined.positive)].all()
+    assert not shared[numpy(mined.negative)].any()
 
 
 # --- the stochastic miners' draws, against PML's distributions (pml_miners.json) --------------
