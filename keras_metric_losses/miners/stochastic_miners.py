@@ -81,8 +81,8 @@ class DistanceWeightedMiner(_Drawing):
     >>> labels = np.array([0, 0, 1, 1])
     >>> embeddings = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0], [0.6, 0.8]])
     >>> mined = kml.miners.DistanceWeightedMiner(seed=1)(labels, embeddings)
-    >>> np.asarray(mined.triplets).sum(axis=(1, 2)).tolist()  # each anchor: 1 or 2 triplets
-    [1, 2, 2, 1]
+    >>> np.argwhere(np.asarray(mined.positive)).tolist()  # each anchor's one positive
+    [[0, 1], [1, 0], [2, 3], [3, 2]]
 
     Reference: Wu et al., "Sampling Matters in Deep Embedding Learning", ICCV 2017;
     pytorch-metric-learning's `DistanceWeightedMiner`.
