@@ -97,11 +97,11 @@ class ClassProxies(AddsLoss, StrictConfig, keras.layers.Layer):
         learning_rate_multiplier: `r > 0`, the factor on the proxies' optimizer steps.
             Defaults to `1.0`.
         proxies_initializer: Initializer of the proxies. Defaults to `"glorot_uniform"`.
+        loss: A proxy or margin-softmax loss class instance of this package, which the layer
+            computes and adds (see above), or `None`. Defaults to `None`.
         proxies_regularizer: A Keras regularizer of the `[C * K, D]` proxies (PML's
             `weight_regularizer`, for example `kml.regularizers.RegularFaceRegularizer(
             weight=weight_reg_weight)`): its term joins the model's losses. Defaults to `None`.
-        loss: A proxy or margin-softmax loss class instance of this package, which the layer
-            computes and adds (see above), or `None`. Defaults to `None`.
         **kwargs: Standard `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
     Raises:
@@ -151,9 +151,9 @@ class ClassProxies(AddsLoss, StrictConfig, keras.layers.Layer):
         margin_warmup_steps=0,
         learning_rate_multiplier=1.0,
         proxies_initializer="glorot_uniform",
-        proxies_regularizer=None,
         *,
         loss=None,
+        proxies_regularizer=None,
         **kwargs,
     ):
         kwargs.setdefault("autocast", False)
