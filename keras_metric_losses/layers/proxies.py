@@ -108,7 +108,8 @@ class ClassProxies(AddsLoss, StrictConfig, keras.layers.Layer):
         ValueError: for a count that is not a positive int, an unknown `margin_type` or
             pooling, a margin out of range (or given without `margin_type`), a warm-up with a
             multiplicative margin, sub-centres with `normalize_proxies=False`, a logits
-            argument that differs from the `loss`'s; when called, for embeddings whose last
+            argument that differs from the `loss`'s, a `proxies_regularizer` that is not a
+            Keras regularizer; when called, for embeddings whose last
             dimension is unknown or differs from the proxies'.
         TypeError: if a flag is not a bool, or `loss` is not a loss of this package on these
             logits.
