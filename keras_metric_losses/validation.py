@@ -208,6 +208,21 @@ def initializer(identifier, name):
         ) from error
 
 
+def regularizer(identifier, name):
+    """Checks a Keras regularizer argument (or `None`) and returns the regularizer.
+
+    Raises:
+        ValueError: naming `name`, for what `keras.regularizers.get` refuses.
+    """
+    try:
+        return keras.regularizers.get(identifier)
+    except ValueError as error:
+        raise ValueError(
+            f"`{name}` must be a Keras regularizer, its name, its config or None. "
+            f"Received: {name}={identifier!r}"
+        ) from error
+
+
 def is_shape_pair(shape):
     """Whether a layer's `input_shape` is that of two inputs (`[embeddings, labels]`)."""
     return (

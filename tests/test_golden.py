@@ -18,16 +18,7 @@ from specs import GOLDEN
 from support import DATA, compiled, first_of_each
 
 FILES = sorted(path.name for path in DATA.glob("*.json"))
-# pytorch-metric-learning's stochastic miners (their sampling distributions) and PML's
-# class-weight regularizers inside a proxy loss (`weight_regularizer`) are not re-created yet
-# (issue 24), one call per line.
-PENDING = {
-    ("pml_miners.json", "DistanceWeightedMiner"),
-    ("pml_miners.json", "UniformHistogramMiner"),
-    ("pml_regularizers.json", "ArcFaceLoss"),
-    ("pml_regularizers.json", "SoftTripleLoss"),
-    ("pml_regularizers.json", "ProxyAnchorLoss"),
-}
+PENDING = set()
 # open_clip's and sentence-transformers' losses (issue 25), one call per line.
 PENDING |= {
     ("clip.json", "ClipLoss"),

@@ -65,3 +65,28 @@ def test_activity_regularizer_adds_the_mean_and_the_model_reloads(tmp_path):
     model.save(tmp_path / "model.keras")
     restored = keras.saving.load_model(tmp_path / "model.keras")
     np.testing.assert_allclose(restored.evaluate(X, labels, verbose=0), expected, rtol=1e-5)
+
+
+def test_proxies_regularizer_adds_its_term_of_the_proxies_and_the_model_reloads(tmp_path):
+    """`ClassProxies(proxies_regularizer=...)` (PML's `weight_regularizer`) adds the term of
+    the proxies themselves, also with a `learning_rate_multiplier` (the kernel holds
+    `proxies / r`), and is saved with the model."""
+    regularizer = kml.regularizers.RegularFaceRegularizer(weight=0.5)
+    layer = kml.layers.ClassProxies(
+        6, loss=kml.ArcFaceLoss(scale=8.0), learning_rate_multiplier=4.0,
+        proxies_regularizer=regularizer,
+    )  # fmt: skip
+    inputs = [keras.Input((4,)), keras.Input((), dtype="int32")]
+    model = keras.Model(inputs, layer(inputs))
+    layer.set_proxies(np.random.default_rng(1).normal(size=(6, 4)).astype("float32"))
+    model.compile(optimizer=keras.optimizers.SGD(0.0))
+    labels = np.array([0, 1, 2, 3, 4, 5])
+    expected = float(numpy(keras.ops.mean(layer.loss_values(X, labels))))
+    expected += float(numpy(regularizer(numpy(layer.proxies))))
+    np.testing.assert_allclose(model.train_on_batch([X, labels]), expected, rtol=1e-5)
+    evaluated = model.evaluate([X, labels], verbose=0)  # no margin, the same term
+    model.save(tmp_path / "model.keras")
+    restored = keras.saving.load_model(tmp_path / "model.keras")
+    np.testing.assert_allclose(restored.evaluate([X, labels], verbose=0), evaluated, rtol=1e-5)
+    with pytest.raises(ValueError, match="Received: proxies_regularizer='lp'"):
+        kml.layers.ClassProxies(3, proxies_regularizer="lp")

@@ -458,7 +458,8 @@ def markdown_table():
 
 def mining(name, **kwargs):
     """The miner of this package (`kml.miners`) that selects what PML's
-    `miners.<name>(**kwargs)` selects, from PML's arguments (`distance` as a PML distance).
+    `miners.<name>(**kwargs)` selects, from PML's arguments (`distance` as a PML distance). The
+    stochastic miners (`DistanceWeightedMiner`, `UniformHistogramMiner`) also take our `seed`.
 
     Raises:
         ValueError: for a miner or a distance with no counterpart here.
@@ -482,7 +483,9 @@ def mining(name, **kwargs):
 
 def regularizer(name, **kwargs):
     """The regularizer of this package (`kml.regularizers`) that computes PML's
-    `regularizers.<name>(**kwargs)`, from PML's arguments (`distance` as a PML distance).
+    `regularizers.<name>(**kwargs)`, from PML's arguments (`distance` as a PML distance). A
+    proxy loss's `weight_regularizer=<name>(...)` with `weight_reg_weight=w` is
+    `kml.layers.ClassProxies(..., proxies_regularizer=regularizer(name, weight=w, ...))`.
 
     Raises:
         ValueError: for a regularizer or a distance with no counterpart here.

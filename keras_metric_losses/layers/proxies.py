@@ -99,13 +99,17 @@ class ClassProxies(AddsLoss, StrictConfig, keras.layers.Layer):
         proxies_initializer: Initializer of the proxies. Defaults to `"glorot_uniform"`.
         loss: A proxy or margin-softmax loss class instance of this package, which the layer
             computes and adds (see above), or `None`. Defaults to `None`.
+        proxies_regularizer: A Keras regularizer of the `[C * K, D]` proxies (PML's
+            `weight_regularizer`, for example `kml.regularizers.RegularFaceRegularizer(
+            weight=weight_reg_weight)`): its term joins the model's losses. Defaults to `None`.
         **kwargs: Standard `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
     Raises:
         ValueError: for a count that is not a positive int, an unknown `margin_type` or
             pooling, a margin out of range (or given without `margin_type`), a warm-up with a
             multiplicative margin, sub-centres with `normalize_proxies=False`, a logits
-            argument that differs from the `loss`'s; when called, for embeddings whose last
+            argument that differs from the `loss`'s, a `proxies_regularizer` that is not a
+            Keras regularizer; when called, for embeddings whose last
             dimension is unknown or differs from the proxies'.
         TypeError: if a flag is not a bool, or `loss` is not a loss of this package on these
             logits.
@@ -150,6 +154,7 @@ class ClassProxies(AddsLoss, StrictConfig, keras.layers.Layer):
         proxies_initializer="glorot_uniform",
         *,
         loss=None,
+        proxies_regularizer=None,
         **kwargs,
     ):
         kwargs.setdefault("autocast", False)
@@ -198,6 +203,9 @@ class ClassProxies(AddsLoss, StrictConfig, keras.layers.Layer):
         self.proxies_initializer = validation.initializer(
             proxies_initializer, "proxies_initializer"
         )
+        self.proxies_regularizer = validation.regularizer(
+            proxies_regularizer, "proxies_regularizer"
+        )
         if margin_type in ADDITIVE:
             self.margin_variable = self.add_weight(
                 name="margin", shape=(), initializer=keras.initializers.Constant(self.margin),
@@ -227,6 +235,7 @@ class ClassProxies(AddsLoss, StrictConfig, keras.layers.Layer):
             name="kernel",
             shape=(self.num_classes * self.sub_centers, dim),
             initializer=kernel_initializer,
+            regularizer=self._proxies_penalty if self.proxies_regularizer else None,
             dtype="float32",
             autocast=False,
         )
@@ -236,12 +245,17 @@ class ClassProxies(AddsLoss, StrictConfig, keras.layers.Layer):
         """The `[C * K, D]` proxies, `learning_rate_multiplier * kernel` (float32 tensor)."""
         return self._proxies()
 
-    def _proxies(self):
-        kernel = self.kernel.value
+    def _proxies(self, kernel=None):
+        kernel = self.kernel.value if kernel is None else kernel
         if self.learning_rate_multiplier == 1.0:
             return kernel
         # The value is r * kernel; the kernel's gradient is the proxies' gradient.
         return kernel + ops.stop_gradient(kernel * (self.learning_rate_multiplier - 1.0))
+
+    def _proxies_penalty(self, kernel):
+        """The regularizer's term of the proxies that `kernel` holds (Keras passes the kernel
+        variable, or its value in a stateless step)."""
+        return self.proxies_regularizer(self._proxies(kernel))
 
     def set_proxies(self, proxies):
         """Sets the proxies to `proxies` `[C * K, D]` (building the layer if needed)."""
@@ -355,6 +369,7 @@ class ClassProxies(AddsLoss, StrictConfig, keras.layers.Layer):
             "margin_warmup_steps": self.margin_warmup_steps,
             "learning_rate_multiplier": self.learning_rate_multiplier,
             "proxies_initializer": keras.initializers.serialize(self.proxies_initializer),
+            "proxies_regularizer": keras.regularizers.serialize(self.proxies_regularizer),
             "loss": serialized(self.loss),
         }
 

@@ -14,6 +14,10 @@ from keras_metric_losses.miners.pair_miners import (  # noqa: F401 (registered: 
     MultiSimilarityMiner,
     PairMarginMiner,
 )
+from keras_metric_losses.miners.stochastic_miners import (  # noqa: F401
+    DistanceWeightedMiner,
+    UniformHistogramMiner,
+)
 from keras_metric_losses.miners.triplet_miners import (  # noqa: F401
     AngularMiner,
     BatchEasyHardMiner,

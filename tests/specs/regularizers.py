@@ -1,12 +1,13 @@
 """PML's regularizers (`kml.regularizers`): the golden checks of pml_regularizers.json (the
-regularizers alone, and added to a loss through a layer's `activity_regularizer`; the cases of
-a class-weight regularizer inside a proxy loss are pending)."""
+regularizers alone, added to a loss through a layer's `activity_regularizer`, and on the class
+weights of a proxy loss through `ClassProxies(proxies_regularizer=...)`)."""
 
 import keras
 import numpy as np
 from support import value_and_grad
 
 import keras_metric_losses as kml
+from specs import proxy
 from specs.pair import _close, _values
 
 SPECS = []
@@ -42,8 +43,53 @@ def check_embedding_regularizer(case, run):
 
 check_embedding_regularizer.eager_only = True  # `fit`'s own compiled step either way
 
+
+def check_weight_regularizer(case, run):
+    """A proxy loss plus PML's `weight_regularizer` (on `W.t()`, `fc.t()` or `proxies`): the
+    loss a training step of `ClassProxies(C, loss=..., proxies_regularizer=...)` reports (the
+    layer's loss plus the regularizer's term, compiled where `run` compiles) is PML's value; the
+    gradients of the loss function plus the regularizer of the proxies
+    are PML's for the embeddings and the weights."""
+    kwargs = dict(case["kwargs"])
+    spec, weight = kwargs.pop("weight_regularizer"), kwargs.pop("weight_reg_weight", 1)
+    settings = {k: v for k, v in spec.items() if k not in ("class", "default_reducer")}
+    regularizer = kml.compat.pml.regularizer(spec["class"], weight=weight, **settings)
+    function_kwargs, layer_kwargs, class_kwargs = proxy.translated({**case, "kwargs": kwargs})
+    labels = np.asarray(case["labels"])
+    embeddings = np.asarray(case["embeddings"], case["dtype"])
+    proxies = proxy.case_proxies(case)
+    layer = kml.layers.ClassProxies(
+        layer_kwargs["num_classes"],
+        loss=proxy.FUNCTIONS[case["call"]].cls(**class_kwargs),
+        proxies_regularizer=regularizer,
+    )
+    inputs = [keras.Input(embeddings.shape[1:]), keras.Input((), dtype="int32")]
+    model = keras.Model(inputs, layer(inputs))
+    layer.set_proxies(proxies)
+    compiled = getattr(run, "compiled", False)
+    model.compile(optimizer=keras.optimizers.SGD(0.0), jit_compile=compiled,
+                  run_eagerly=not compiled)  # fmt: skip
+    trained = model.train_on_batch([embeddings, labels.astype("int32")])
+    _close(trained, case["expected"], case["id"])
+    function, batch = proxy.FUNCTIONS[case["call"]].function, len(embeddings)
+
+    def total(both):  # embeddings and proxies stacked: one array to differentiate
+        values = function(labels, both[:batch], both[batch:], **function_kwargs)
+        return keras.ops.mean(values) + regularizer(both[batch:])
+
+    value, grad = value_and_grad(total, np.concatenate([embeddings, proxies]))
+    _close(value, case["expected"], f"{case['id']}: value")
+    _close(grad[:batch], case["expected_grad"], f"{case['id']}: grad")
+    ((_, weight_grad),) = case["expected_grad_weights"].items()
+    expected = np.asarray(weight_grad, np.float64)
+    _close(grad[batch:], expected if "proxies" in case else expected.T, f"{case['id']}: weights")
+
+
 GOLDEN = {
     **{("pml_regularizers.json", name): check_regularizer for name in kml.regularizers.__all__},
     ("pml_regularizers.json", "ContrastiveLoss"): check_embedding_regularizer,
     ("pml_regularizers.json", "TripletMarginLoss"): check_embedding_regularizer,
+    ("pml_regularizers.json", "ArcFaceLoss"): check_weight_regularizer,
+    ("pml_regularizers.json", "SoftTripleLoss"): check_weight_regularizer,
+    ("pml_regularizers.json", "ProxyAnchorLoss"): check_weight_regularizer,
 }
