@@ -260,8 +260,8 @@ def blockwise_terms(pairs, *, scale, pairwise, block_size):
     return compute(_blocks(queries, rows), _blocks(keys, columns))[:num_rows]
 
 
-def blockwise_sigmoid_sums(queries, keys, columns, bias, *, block_size):
-    """Per-row sums of SigLIP's sigmoid terms of `x = queries @ keys^T + bias`, by tiles.
+def blockwise_sigmoid_sums(queries, keys, columns, *, block_size):
+    """Per-row sums of SigLIP's sigmoid terms of `x = queries @ keys^T`, by tiles.
 
     ```
     values_i = sum_j softplus(-z[i, j] * x[i, j])     z = +1 at column `columns[i]`, else -1
@@ -269,24 +269,23 @@ def blockwise_sigmoid_sums(queries, keys, columns, bias, *, block_size):
 
     (`softplus(-z x) = -log sigmoid(z x)`). Each step holds a `[block_size, block_size]` tile;
     the backward pass (`keras.ops.custom_gradient`) recomputes the tiles with the logit
-    gradient `G[i, j] = -u_i z[i, j] sigmoid(-z[i, j] x[i, j])` and accumulates `dq = G k`,
-    `dk = G^T q` and `d bias = sum G`, so what is kept is `O((b + K) * D)`.
+    gradient `G[i, j] = -u_i z[i, j] sigmoid(-z[i, j] x[i, j])` and accumulates `dq = G k` and
+    `dk = G^T q`, so what is kept is `O((b + K) * D)`. A bias of the logits is a column of the
+    queries against a column of ones of the keys (SigLIP's tiled path).
 
     Args:
         queries: `[b, D]` float queries (SigLIP: the scaled images `s * I`).
         keys: `[K, D]` keys, in the queries' dtype (the texts).
         columns: `[b]` int column of each query's positive key.
-        bias: A scalar tensor or Python float added to every logit.
         block_size: Python int, rows and columns per tile.
 
     Returns:
-        `[b]` values in the queries' dtype, differentiable in `queries`, `keys` and `bias`.
+        `[b]` values in the queries' dtype, differentiable in `queries` and `keys`.
     """
     dtype = queries.dtype
-    bias = ops.cast(bias, dtype)
     num_rows, num_keys = ops.shape(queries)[0], ops.shape(keys)[0]
     if 0 in (num_rows, num_keys):  # nothing to sum: zero values and zero gradients
-        return ops.zeros((num_rows,), dtype) + 0.0 * (ops.sum(queries) + ops.sum(keys) + bias)
+        return ops.zeros((num_rows,), dtype) + 0.0 * (ops.sum(queries) + ops.sum(keys))
     rows, width = _block(num_rows, block_size), _block(num_keys, block_size)
     row_columns = _blocks(ops.cast(columns, "int32"), rows, fill=-1)
     column_data = (
@@ -294,19 +293,19 @@ def blockwise_sigmoid_sums(queries, keys, columns, bias, *, block_size):
         _blocks(_valid(None, num_keys), width, fill=False),
     )
 
-    def tile(query_block, positives, bias_, key_block, index, valid):
+    def tile(query_block, positives, key_block, index, valid):
         """`-z x` of one tile, its valid entries and its positives."""
-        logits = ops.matmul(query_block, ops.transpose(key_block)) + bias_
+        logits = ops.matmul(query_block, ops.transpose(key_block))
         positive = ops.equal(ops.expand_dims(index, 0), ops.expand_dims(positives, 1))
         return ops.where(positive, -logits, logits), ops.expand_dims(valid, 0), positive
 
     @ops.custom_gradient
-    def compute(query_blocks, key_blocks, bias_):
+    def compute(query_blocks, key_blocks):
         def forward(i):
             query_block, positives = ops.take(query_blocks, i, 0), ops.take(row_columns, i, 0)
 
             def step(carry, column):
-                flipped, valid, _ = tile(query_block, positives, bias_, *column)
+                flipped, valid, _ = tile(query_block, positives, *column)
                 return (carry[0] + ops.sum(ops.where(valid, ops.softplus(flipped), 0.0), -1),)
 
             init = (ops.zeros((rows,), dtype),)
@@ -325,36 +324,32 @@ def blockwise_sigmoid_sums(queries, keys, columns, bias, *, block_size):
                 factor = ops.expand_dims(ops.take(upstream, i, 0), 1)
 
                 def step(carry, column):
-                    flipped, valid, positive = tile(query_block, positives, bias_, *column)
+                    flipped, valid, positive = tile(query_block, positives, *column)
                     sign = ops.where(positive, -1.0, 1.0)
                     logit_grad = ops.where(valid, sign * ops.sigmoid(flipped), 0.0) * factor
                     return (
                         carry[0] + ops.matmul(logit_grad, column[0]),
                         ops.matmul(ops.transpose(logit_grad), query_block),
-                        carry[2] + ops.sum(logit_grad),
                     )
 
                 init = (
                     ops.zeros(ops.shape(query_block), dtype),
                     ops.zeros(ops.shape(key_blocks)[1:], dtype),
-                    ops.zeros((), dtype),
                 )
-                (query_grad, _, bias_grad), (_, key_grads, _) = _scan(
-                    step, init, (key_blocks, *column_data)
-                )
-                return (query_grad,), (key_grads, bias_grad)
+                (query_grad, _), (_, key_grads) = _scan(step, init, (key_blocks, *column_data))
+                return (query_grad,), (key_grads,)
 
-            (query_grads,), (key_grads, bias_grad) = _row_loop(
+            (query_grads,), (key_grads,) = _row_loop(
                 backward,
                 (ops.zeros(ops.shape(query_blocks), dtype),),
-                (ops.zeros(ops.shape(key_blocks), dtype), ops.zeros((), dtype)),
+                (ops.zeros(ops.shape(key_blocks), dtype),),
                 count,
             )
-            return query_grads, key_grads, bias_grad
+            return query_grads, key_grads
 
         return ops.reshape(values, (-1,)), grad
 
-    return compute(_blocks(queries, rows), _blocks(keys, width), bias)[:num_rows]
+    return compute(_blocks(queries, rows), _blocks(keys, width))[:num_rows]
 
 
 def _row_loop(body, buffers, totals, count):

@@ -14,9 +14,11 @@ def siglip_rows(images, all_texts, columns, *, scale, bias=None, block_size=None
     (`tiling.blockwise_sigmoid_sums`). The cross-replica path calls it after the gather."""
     queries = common.scaled(images, scale)
     if block_size is not None:
-        bias = 0.0 if bias is None else bias
-        return tiling.blockwise_sigmoid_sums(queries, all_texts, columns, bias,
-                                             block_size=block_size)  # fmt: skip
+        if bias is not None:  # x = [s I, bias] . [T, 1]
+            column = ops.ones((ops.shape(queries)[0], 1), queries.dtype)
+            queries = ops.concatenate([queries, column * ops.cast(bias, queries.dtype)], axis=1)
+            all_texts = ops.concatenate([all_texts, ops.ones_like(all_texts[:, :1])], axis=1)
+        return tiling.blockwise_sigmoid_sums(queries, all_texts, columns, block_size=block_size)
     logits = ops.matmul(queries, ops.transpose(all_texts))
     if bias is not None:
         logits = logits + ops.cast(bias, logits.dtype)
