@@ -4,7 +4,7 @@ from keras_metric_losses import pairs, tiling
 from keras_metric_losses.backend import ops
 from keras_metric_losses.losses import base
 from keras_metric_losses.losses.clip import common
-from keras_metric_losses.ops import in_dtype_of, soft_target_cross_entropy
+from keras_metric_losses.ops import in_dtype_of, scalar_like, soft_target_cross_entropy
 
 
 def cross_entropies(queries, keys, columns, *, scale, bias=None, block_size=None):
@@ -19,7 +19,7 @@ def cross_entropies(queries, keys, columns, *, scale, bias=None, block_size=None
     if block_size is None:
         logits = ops.matmul(queries, ops.transpose(keys))
         if bias is not None:  # shifts every logit of a row: it cancels (open_clip adds it)
-            logits = logits + ops.cast(bias, logits.dtype)
+            logits = logits + scalar_like(bias, logits)
         if logits.shape[-1] == 0:  # an empty batch: no rows, no maximum to take
             return ops.sum(logits, axis=-1)
         # Relative to the row's largest logit (a constant): `logsumexp - target` is then exact

@@ -6,6 +6,7 @@ from keras_metric_losses.backend import ops
 from keras_metric_losses.losses import base
 from keras_metric_losses.losses.ssl.common import two_views
 from keras_metric_losses.losses.ssl.simclr import example_ids
+from keras_metric_losses.ops import scalar_like
 
 IMAGE_TEXT = base.Inputs(
     ("y_true", "y_pred"),
@@ -50,7 +51,7 @@ def scaled(features, scale):
     """`scale * features`: `scale` a Python float or a scalar tensor (a layer's `exp(t)`), in
     the features' dtype. The logits are `(s * queries) @ keys^T`, as open_clip computes them."""
     features = ops.convert_to_tensor(features)
-    return ops.multiply(features, ops.cast(scale, features.dtype))
+    return ops.multiply(features, scalar_like(scale, features))
 
 
 def check_bias(value, name):

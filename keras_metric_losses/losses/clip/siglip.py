@@ -4,7 +4,7 @@ from keras_metric_losses import tiling
 from keras_metric_losses.backend import ops
 from keras_metric_losses.losses import base
 from keras_metric_losses.losses.clip import common
-from keras_metric_losses.ops import in_dtype_of
+from keras_metric_losses.ops import in_dtype_of, scalar_like
 
 
 def siglip_rows(images, all_texts, columns, *, scale, bias=None, block_size=None):
@@ -16,12 +16,12 @@ def siglip_rows(images, all_texts, columns, *, scale, bias=None, block_size=None
     if block_size is not None:
         if bias is not None:  # x = [s I, bias] . [T, 1]
             column = ops.ones((ops.shape(queries)[0], 1), queries.dtype)
-            queries = ops.concatenate([queries, column * ops.cast(bias, queries.dtype)], axis=1)
+            queries = ops.concatenate([queries, column * scalar_like(bias, queries)], axis=1)
             all_texts = ops.concatenate([all_texts, ops.ones_like(all_texts[:, :1])], axis=1)
         return tiling.blockwise_sigmoid_sums(queries, all_texts, columns, block_size=block_size)
     logits = ops.matmul(queries, ops.transpose(all_texts))
     if bias is not None:
-        logits = logits + ops.cast(bias, logits.dtype)
+        logits = logits + scalar_like(bias, logits)
     keys = ops.arange(ops.shape(all_texts)[0], dtype="int32")
     positive = ops.equal(ops.expand_dims(keys, 0), ops.expand_dims(columns, 1))
     return ops.sum(ops.softplus(ops.where(positive, -logits, logits)), axis=-1)
