@@ -62,4 +62,10 @@ def hyperparameters(scale, bias, scale_doc, bias_doc):
     return dict(
         scale=base.positive_real(scale, scale_doc),
         bias=base.Hyperparameter(bias, check_bias, bias_doc + " `None`: no bias."),
+        cross_replica=base.boolean(
+            False,
+            "Score this replica's rows against every replica's (`tf.distribute`, "
+            "`torch.distributed`): open_clip's `local_loss=True, gather_with_grad=True`; the "
+            "identity on one device and under JAX.",
+        ),
     )
