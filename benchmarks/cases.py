@@ -1182,5 +1182,16 @@ CASES = {
             )
             for name in ("cosent", "angle")
         ],
+        *[
+            Case(
+                name,
+                f"{name}_loss",
+                ours=_ssl_case(f"{name}_loss", None)[0],
+                note=f"image and text features [B, 2, {EMBEDDING_DIM}]; open_clip's {original}"
+                " (torch, not in the benchmark environments).",
+                **_VIEWS,
+            )
+            for name, original in [("clip", "ClipLoss"), ("siglip", "SigLipLoss")]
+        ],
     ]
 }

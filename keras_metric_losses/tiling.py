@@ -150,7 +150,10 @@ def blockwise_terms(pairs, *, scale, pairwise, block_size):
         )
 
     def forward_block(query_block, row, key_blocks):
-        """`[r, 4]` statistics and the saved `[r, 3]` (lse, slopes, direct) of a row block."""
+        """`[r, 4]` statistics and the saved `[r, 4]` (maximum, log l, slopes, direct) of a
+        row block: `lse = m + log l` kept in two parts, so that the backward pass computes
+        `lse - x` as `log l - (x - m)`, exact for large logits (`m + log l` rounds to `m`'s
+        ulp)."""
         zeros = ops.zeros((rows,), dtype)
         init = (ops.full((rows,), lowest, dtype), zeros, zeros, zeros, zeros)
         maximum, total, weight, positives, negatives, *gap = sweep(
@@ -164,7 +167,7 @@ def blockwise_terms(pairs, *, scale, pairwise, block_size):
             # >= 0 (no cancellation); each positive's slope is 1, so a_i = W_i.
             weighted_sum = weight * log_total + gap[0]
             stats = ops.stack([weighted_sum, weight, positives, negatives], axis=-1)
-            return stats, ops.stack([maximum + log_total, weight, ops.ones_like(total)], axis=-1)
+            return stats, ops.stack([maximum, log_total, weight, ops.ones_like(total)], axis=-1)
 
         def positive_sums(carry, tile_):
             """NT-Xent's second sweep: `softplus(lse - x)` needs the final `lse`."""
@@ -182,18 +185,18 @@ def blockwise_terms(pairs, *, scale, pairwise, block_size):
         # gradient).
         direct = ops.cast(has_denominator, dtype)
         stats = ops.stack([weighted_sum * direct, weight, positives, negatives], axis=-1)
-        return stats, ops.stack([maximum + log_total, slopes * direct, direct], axis=-1)
+        return stats, ops.stack([maximum, log_total, slopes * direct, direct], axis=-1)
 
     def backward_block(query_block, row, saved, upstream, key_blocks):
         """`dq` `[r, D]` of a row block and its share `[nc, c, D]` of `dk`."""
-        lse, slopes, direct = (saved[:, k] for k in range(3))
+        maximum, log_total, slopes, direct = (saved[:, k] for k in range(4))
         factor = ops.expand_dims(upstream * scale, 1)
 
         def step(carry, column):
             query_grad, _ = carry
             key_block = column[0]
             logits, weights, _, denominator = tile(query_block, row, key_block, column[1:])
-            t = ops.expand_dims(lse, 1) - logits
+            t = ops.expand_dims(log_total, 1) - (logits - ops.expand_dims(maximum, 1))
             probabilities = ops.exp(ops.where(denominator, -t, lowest))
             grad = ops.expand_dims(slopes, 1) * probabilities - weights * slope(t) * (
                 ops.expand_dims(direct, 1)
@@ -209,19 +212,13 @@ def blockwise_terms(pairs, *, scale, pairwise, block_size):
         return query_grad, key_grads
 
     def row_loop(body, buffers, totals, query_blocks):
-        """`body(i, query_block, row) -> (outputs, terms)` over the row blocks `i`: each
-        `[r, ...]` output goes to row `i` of its `[nr, r, ...]` buffer, each term is summed
-        into its total. Returns `(buffers, totals)`."""
+        """`_row_loop` of `body(i, query_block, row)` over the row blocks `i`."""
 
-        def loop(i, carry):
+        def at(i):
             row = tuple(ops.take(x, i, axis=0) for x in row_data)
-            outputs, terms = body(i, ops.take(query_blocks, i, axis=0), row)
-            return (
-                tuple(_put(buffer, i, x) for buffer, x in zip(carry[0], outputs, strict=True)),
-                tuple(total + x for total, x in zip(carry[1], terms, strict=True)),
-            )
+            return body(i, ops.take(query_blocks, i, axis=0), row)
 
-        return _fori_loop(ops.shape(query_blocks)[0], loop, (buffers, totals))
+        return _row_loop(at, buffers, totals, ops.shape(query_blocks)[0])
 
     # Padding and slicing stay outside the custom gradient (autodiff handles them; inside,
     # `keras.ops.pad`'s name registry is a side effect that `torch.compile` refuses).
@@ -230,7 +227,7 @@ def blockwise_terms(pairs, *, scale, pairwise, block_size):
         count = ops.shape(query_blocks)[0]
         (stats, saved), _ = row_loop(
             lambda i, query_block, row: (forward_block(query_block, row, key_blocks), ()),
-            (ops.zeros((count, rows, 4), dtype), ops.zeros((count, rows, 3), dtype)),
+            (ops.zeros((count, rows, 4), dtype), ops.zeros((count, rows, 4), dtype)),
             (),
             query_blocks,
         )
@@ -261,6 +258,113 @@ def blockwise_terms(pairs, *, scale, pairwise, block_size):
         return ops.reshape(stats, (-1, 4)), grad
 
     return compute(_blocks(queries, rows), _blocks(keys, columns))[:num_rows]
+
+
+def blockwise_sigmoid_sums(queries, keys, columns, *, block_size):
+    """Per-row sums of SigLIP's sigmoid terms of `x = queries @ keys^T`, by tiles.
+
+    ```
+    values_i = sum_j softplus(-z[i, j] * x[i, j])     z = +1 at column `columns[i]`, else -1
+    ```
+
+    (`softplus(-z x) = -log sigmoid(z x)`). Each step holds a `[block_size, block_size]` tile;
+    the backward pass (`keras.ops.custom_gradient`) recomputes the tiles with the logit
+    gradient `G[i, j] = -u_i z[i, j] sigmoid(-z[i, j] x[i, j])` and accumulates `dq = G k` and
+    `dk = G^T q`, so what is kept is `O((b + K) * D)`. A bias of the logits is a column of the
+    queries against a column of ones of the keys (SigLIP's tiled path).
+
+    Args:
+        queries: `[b, D]` float queries (SigLIP: the scaled images `s * I`).
+        keys: `[K, D]` keys, in the queries' dtype (the texts).
+        columns: `[b]` int column of each query's positive key.
+        block_size: Python int, rows and columns per tile.
+
+    Returns:
+        `[b]` values in the queries' dtype, differentiable in `queries` and `keys`.
+    """
+    dtype = queries.dtype
+    num_rows, num_keys = ops.shape(queries)[0], ops.shape(keys)[0]
+    if 0 in (num_rows, num_keys):  # nothing to sum: zero values and zero gradients
+        return ops.zeros((num_rows,), dtype) + 0.0 * (ops.sum(queries) + ops.sum(keys))
+    rows, width = _block(num_rows, block_size), _block(num_keys, block_size)
+    row_columns = _blocks(ops.cast(columns, "int32"), rows, fill=-1)
+    column_data = (
+        ops.reshape(ops.arange(_padded(num_keys, width), dtype="int32"), (-1, width)),
+        _blocks(_valid(None, num_keys), width, fill=False),
+    )
+
+    def tile(query_block, positives, key_block, index, valid):
+        """`-z x` of one tile, its valid entries and its positives."""
+        logits = ops.matmul(query_block, ops.transpose(key_block))
+        positive = ops.equal(ops.expand_dims(index, 0), ops.expand_dims(positives, 1))
+        return ops.where(positive, -logits, logits), ops.expand_dims(valid, 0), positive
+
+    @ops.custom_gradient
+    def compute(query_blocks, key_blocks):
+        def forward(i):
+            query_block, positives = ops.take(query_blocks, i, 0), ops.take(row_columns, i, 0)
+
+            def step(carry, column):
+                flipped, valid, _ = tile(query_block, positives, *column)
+                return (carry[0] + ops.sum(ops.where(valid, ops.softplus(flipped), 0.0), -1),)
+
+            init = (ops.zeros((rows,), dtype),)
+            return (_scan(step, init, (key_blocks, *column_data))[0][0],), ()
+
+        count = ops.shape(query_blocks)[0]
+        (values,), _ = _row_loop(forward, (ops.zeros((count, rows), dtype),), (), count)
+
+        def grad(*args, upstream=None):
+            if upstream is None:  # JAX and TensorFlow pass it positionally, PyTorch by name
+                (upstream,) = args
+            upstream = ops.reshape(upstream, (-1, rows))
+
+            def backward(i):
+                query_block, positives = ops.take(query_blocks, i, 0), ops.take(row_columns, i, 0)
+                factor = ops.expand_dims(ops.take(upstream, i, 0), 1)
+
+                def step(carry, column):
+                    flipped, valid, positive = tile(query_block, positives, *column)
+                    sign = ops.where(positive, -1.0, 1.0)
+                    logit_grad = ops.where(valid, sign * ops.sigmoid(flipped), 0.0) * factor
+                    return (
+                        carry[0] + ops.matmul(logit_grad, column[0]),
+                        ops.matmul(ops.transpose(logit_grad), query_block),
+                    )
+
+                init = (
+                    ops.zeros(ops.shape(query_block), dtype),
+                    ops.zeros(ops.shape(key_blocks)[1:], dtype),
+                )
+                (query_grad, _), (_, key_grads) = _scan(step, init, (key_blocks, *column_data))
+                return (query_grad,), (key_grads,)
+
+            (query_grads,), (key_grads,) = _row_loop(
+                backward,
+                (ops.zeros(ops.shape(query_blocks), dtype),),
+                (ops.zeros(ops.shape(key_blocks), dtype),),
+                count,
+            )
+            return query_grads, key_grads
+
+        return ops.reshape(values, (-1,)), grad
+
+    return compute(_blocks(queries, rows), _blocks(keys, width))[:num_rows]
+
+
+def _row_loop(body, buffers, totals, count):
+    """`body(i) -> (outputs, terms)` over the row blocks `i < count`: each `[r, ...]` output
+    goes to row `i` of its `[nr, r, ...]` buffer, each term is summed into its total. Returns
+    `(buffers, totals)`."""
+
+    def loop(i, carry):
+        outputs, terms = body(i)
+        return (
+            tuple(_put(buffer, i, x) for buffer, x in zip(carry[0], outputs, strict=True)),
+            tuple(total + x for total, x in zip(carry[1], terms, strict=True)),
+        )
+
+    return _fori_loop(count, loop, (buffers, totals))
 
 
 def _fori_loop(count, body, init):

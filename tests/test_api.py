@@ -10,7 +10,7 @@ from support import FUNCTIONS, LOSS_CLASSES, LOSS_FUNCTIONS, PUBLIC, numpy
 import keras_metric_losses as kml
 
 # Layers only reachable as `kml.layers.<Name>`, by design.
-LAYERS_NOT_AT_TOP_LEVEL = {"NCE", "CrossBatchMemory", "DynamicSoftMargin"}
+LAYERS_NOT_AT_TOP_LEVEL = {"NCE", "CrossBatchMemory", "DynamicSoftMargin", "LogitScale"}
 
 
 def _isort_key(name):

@@ -21,8 +21,6 @@ FILES = sorted(path.name for path in DATA.glob("*.json"))
 PENDING = set()
 # open_clip's and sentence-transformers' losses (issue 25), one call per line.
 PENDING |= {
-    ("clip.json", "ClipLoss"),
-    ("clip.json", "SigLipLoss"),
     ("sentence_transformers.json", "MultipleNegativesRankingLoss"),
     ("sentence_transformers.json", "MultipleNegativesSymmetricRankingLoss"),
     ("sentence_transformers.json", "CachedMultipleNegativesRankingLoss"),

@@ -32,6 +32,7 @@ NOT_LOSSES = {
     kml.PairwiseSimilarity: "builds the y_pred of the npairs losses",
     kml.layers.CrossBatchMemory: "adds the loss it wraps (tests/test_memory.py)",
     kml.layers.DynamicSoftMargin: "adds the loss it wraps (tests/test_dynamic_soft_margin.py)",
+    kml.layers.LogitScale: "adds the loss it is given (tests/test_clip.py)",
     # Losses made of other losses: the faults reach the losses they hold (whose entries are
     # above); their own errors and NaN are tested in tests/test_loss_wrappers.py.
     kml.MultipleLosses: "sums the losses it holds",

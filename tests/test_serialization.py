@@ -20,6 +20,7 @@ CONSTRUCTOR_ARGS = {
     "PairwiseSimilarity": {},
     "CrossBatchMemory": dict(loss=kml.PNLoss(), memory_size=16),
     "ClassProxies": dict(num_classes=20),
+    "LogitScale": dict(loss=kml.ClipLoss()),
     "MultipleLosses": dict(losses={"pn": kml.PNLoss(), "ms": kml.MultiSimilarityLoss()}),
     "SelfSupervisedLoss": dict(loss=kml.NTXentLoss(temperature=0.2), symmetric=False),
     "MatryoshkaLoss": dict(
