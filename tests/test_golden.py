@@ -32,10 +32,6 @@ PENDING = {
 PENDING |= {
     ("clip.json", "ClipLoss"),
     ("clip.json", "SigLipLoss"),
-    ("sentence_transformers.json", "MultipleNegativesRankingLoss"),
-    ("sentence_transformers.json", "MultipleNegativesSymmetricRankingLoss"),
-    ("sentence_transformers.json", "CachedMultipleNegativesRankingLoss"),
-    ("sentence_transformers.json", "CachedMultipleNegativesSymmetricRankingLoss"),
     ("sentence_transformers.json", "CoSENTLoss"),
     ("sentence_transformers.json", "AnglELoss"),
     ("sentence_transformers.json", "MatryoshkaLoss"),

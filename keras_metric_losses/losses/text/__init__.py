@@ -8,3 +8,5 @@ the loss takes its output:
   then the hard negatives). In a model: `keras.ops.stack([anchor, positive, ...], axis=1)`.
 - `y_true` holds the labels of the losses that read any (CoSENT, AnglE); the others ignore it.
 """
+
+from keras_metric_losses.losses.text import mnrl  # noqa: F401 (declares its losses)
