@@ -35,7 +35,6 @@ PENDING |= {
     ("sentence_transformers.json", "CoSENTLoss"),
     ("sentence_transformers.json", "AnglELoss"),
     ("sentence_transformers.json", "MatryoshkaLoss"),
-    ("sentence_transformers.json", "GISTEmbedLoss"),
 }
 EVERY_CASE = [
     pytest.param(name, case, id=f"{name[:-5]}:{index}:{case.get('id', '')}")

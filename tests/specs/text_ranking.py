@@ -154,10 +154,23 @@ def check_replicas(case, run, cls, arguments):
     _assert_grads(grad, case["grads_global"], case["id"])
 
 
+def check_gist(case, run):
+    """`GISTEmbedLoss(model, guide, **kwargs)(features, labels)` is `GISTEmbedLoss(**kwargs)` on
+    the guide's columns (`y_true`) and the model's (`y_pred`)."""
+    cls, arguments = _arguments(case["call"], case["kwargs"])
+    if arguments.pop("cross_replica"):
+        raise NotImplementedError("GISTEmbedLoss(gather_across_devices=True)")
+    y_true, y_pred = _stacked(case, "guide_columns"), _stacked(case)
+    _check_values(case, run, cls, cls.declaration.function, arguments, y_true, y_pred)
+
+
 CALLS = (
     "MultipleNegativesRankingLoss",
     "MultipleNegativesSymmetricRankingLoss",
     "CachedMultipleNegativesRankingLoss",
     "CachedMultipleNegativesSymmetricRankingLoss",
 )
-GOLDEN = {("sentence_transformers.json", call): check_ranking for call in CALLS}
+GOLDEN = {
+    **{("sentence_transformers.json", call): check_ranking for call in CALLS},
+    ("sentence_transformers.json", "GISTEmbedLoss"): check_gist,
+}

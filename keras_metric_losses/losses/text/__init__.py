@@ -9,4 +9,4 @@ the loss takes its output:
 - `y_true` holds the labels of the losses that read any (CoSENT, AnglE); the others ignore it.
 """
 
-from keras_metric_losses.losses.text import mnrl  # noqa: F401 (declares its losses)
+from keras_metric_losses.losses.text import gist, mnrl  # noqa: F401 (declare their losses)
