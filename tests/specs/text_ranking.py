@@ -10,7 +10,7 @@ from support import value_and_grad
 import keras_metric_losses as kml
 from keras_metric_losses.losses.text import mnrl
 from specs import Spec
-from specs.faults import Raises
+from specs.faults import NotApplicable, Raises
 from specs.ssl import STRING_LABELS, TwoViews
 
 RTOL, ATOL = 1e-5, 1e-6
@@ -56,6 +56,41 @@ class Columns(TwoViews):
         return outcomes
 
 
+def _guide(ids):
+    """`[B, 2, 3]` guide embeddings of a batch (fixed by its size)."""
+    return np.random.default_rng(len(ids)).normal(size=(len(ids), 2, 3)).astype("float32")
+
+
+class Guided(Columns):
+    """`Columns` with the guide model's `[B, 2, D_guide]` embeddings of them as `y_true` (in
+    `fit`, the inputs themselves: an identity guide)."""
+
+    name = "guided columns"
+    labels = staticmethod(_guide)
+
+    def outcomes(self):
+        def shape(fault, received):
+            return Raises(ValueError, rf"`y_true` must hold {fault}.*Received: y_true.shape="
+                          + re.escape(str(received)))  # fmt: skip
+
+        columns = "2 to any number of columns"
+        return {
+            **super().outcomes(),
+            "y_true rank + 2": shape(columns, (4, 2, 3, 1, 1)),
+            "y_true two columns": shape(columns, (4, 2, 3, 2)),
+            "batch mismatch": shape("the guide's embeddings", (3, 2, 3)),
+            "string labels": Raises(TypeError, r"`y_true` must hold numbers"),
+            # The guide's embeddings are data: NaN gives NaN, as in `y_pred` (value checks on:
+            # "`y_true` must be finite"), not the finite value of a label fault.
+            "NaN labels": NotApplicable("y_true holds embeddings: NaN in, NaN out"),
+            "out-of-range labels": shape(columns, (4,)),
+        }
+
+    def data(self, batch=16, seed=0, scale=1.0, nuisance=0.0):
+        views, _ = super().data(batch, seed, scale, nuisance)
+        return views, np.stack(views, axis=1)
+
+
 SPECS = [
     Spec(
         kml.multiple_negatives_ranking_loss,
@@ -74,6 +109,13 @@ SPECS = [
         class_outcomes=STRING_LABELS,
         cross_replica=True,
         precision=False,
+    ),
+    Spec(
+        kml.gist_embed_loss,
+        kml.GISTEmbedLoss,
+        Guided(scale=100.0),
+        "text",
+        precision=False,  # a softmax of 100 * cosine whose masks jump with the guide
     ),
 ]
 

@@ -1,6 +1,7 @@
 """sentence-transformers' `GISTEmbedLoss`: in-batch negatives that a guide model's embeddings
 (`y_true`) marks as false negatives leave the softmax."""
 
+from keras_metric_losses import validation
 from keras_metric_losses.backend import ops
 from keras_metric_losses.losses import base
 from keras_metric_losses.losses.softmax.core import contrastive_terms
@@ -61,7 +62,7 @@ def gist_elements(y_true, y_pred, *, temperature, margin_strategy, margin, contr
     Text Embedding Fine-tuning", 2024.
     """
     anchor, positive, *negatives = (l2_normalize(c) for c in columns(y_pred))
-    guide = columns(y_true, name="y_true")
+    guide = columns(validation.numeric_tensor(y_true, "y_true"), name="y_true")
     if (len(guide), tuple(guide[0].shape)[:1]) != (len(negatives) + 2, tuple(anchor.shape)[:1]):
         raise ValueError(
             "`y_true` must hold the guide's embeddings of the same examples and columns as "
