@@ -905,6 +905,22 @@ _SSL = {
     "simsiam": _ssl_case("simsiam_loss", "SimSiamLoss"),
 }
 
+
+def _text_ours(ours_name, guided=False, **kwargs):
+    """sentence-transformers' losses on the views as (anchor, positive) columns; GIST's guide
+    is the views themselves (sentence-transformers is not in the references' environments)."""
+
+    def ours():
+        from keras import ops
+
+        import keras_metric_losses as kml
+
+        fn = getattr(kml, ours_name)
+        return lambda x: ops.mean(fn(x["views"] if guided else None, x["views"], **kwargs))
+
+    return ours
+
+
 # --- cross-batch memory (memory_size 8192, contrastive loss) --------------------------------
 
 XBM_MEMORY_SIZE = 8192
@@ -1153,6 +1169,15 @@ CASES = {
                 ("barlow", "Barlow"),
                 ("vicreg", "VicReg"),
                 ("simsiam", "SimSiamLoss"),
+            ]
+        ],
+        *[
+            Case(name, loss, ours=_text_ours(loss, **kwargs), note=note, **_VIEWS)
+            for name, loss, kwargs, note in [
+                ("mnrl", "multiple_negatives_ranking_loss", {}, "anchor, positive columns."),
+                ("mnrl_tiled", "multiple_negatives_ranking_loss", {"block_size": 256}, "tiles."),
+                ("mnsrl", "multiple_negatives_symmetric_ranking_loss", {}, "both directions."),
+                ("gist", "gist_embed_loss", {"guided": True}, "the views as the guide."),
             ]
         ],
     ]
