@@ -62,7 +62,8 @@ def gist_elements(y_true, y_pred, *, temperature, margin_strategy, margin, contr
     Text Embedding Fine-tuning", 2024.
     """
     anchor, positive, *negatives = (l2_normalize(c) for c in columns(y_pred))
-    guide = columns(validation.numeric_tensor(y_true, "y_true"), name="y_true")
+    y_true = validation.numeric_tensor(y_true, "y_true")
+    guide = columns(y_true, name="y_true")
     if (len(guide), tuple(guide[0].shape)[:1]) != (len(negatives) + 2, tuple(anchor.shape)[:1]):
         raise ValueError(
             "`y_true` must hold the guide's embeddings of the same examples and columns as "
