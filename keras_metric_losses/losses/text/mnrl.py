@@ -109,7 +109,7 @@ def _tiled(local_queries, local_positives, queries, docs_all, rows, *, scale, di
     examples = ops.arange(num, dtype="int32")
     none = lambda x: ops.full((ops.shape(x)[0],), -1, dtype="int32")  # noqa: E731
     doc_labels = ops.concatenate([examples, none(docs_all)[num:]], axis=0)
-    if partition_mode == "per_direction":
+    if partition_mode == "per_direction" or directions == ("query_to_doc",):
         parts = [_blockwise(local_queries, docs_all, rows, doc_labels, None, scale, block_size)]
         if "doc_to_query" in directions:
             parts.append(
