@@ -260,6 +260,20 @@ def _check_modes(values):
 
 
 SCALE = base.positive_real(20.0, "Multiplies the similarities (`1 / temperature`), `> 0`.")
+GATHER = base.Hyperparameter(
+    False,
+    validation.boolean,
+    "sentence-transformers' `gather_across_devices`: the queries of this replica against the "
+    "columns of every replica (`tf.distribute`, `torch.distributed`; the identity on one "
+    "device and under JAX).",
+)
+BLOCK_SIZE = base.Hyperparameter(
+    None,
+    lambda v, n: None if v is None else validation.positive_int(v, n),
+    "`None` computes the logits at once; an int, by tiles of `block_size` rows and columns "
+    "(the same values and gradients, memory linear in `B`): the Cached variants' "
+    "`mini_batch_size`.",
+)
 SIMILARITY = base.one_of(
     "cos_sim", ("cos_sim", "dot_score"), '`"cos_sim"` (cosine) or `"dot_score"` (inner product).'
 )
@@ -289,6 +303,8 @@ multiple_negatives_ranking_loss, MultipleNegativesRankingLoss = base.declare(
             f"`None` or one of {HARDNESS_MODES}: the negatives whose logits get the penalty.",
         ),
         hardness_strength=base.real(0.0, "The penalty's factor `alpha`, `>= 0`.", low=0.0),
+        cross_replica=GATHER,
+        block_size=BLOCK_SIZE,
     ),
     class_doc="""Multiple negatives ranking loss (`multiple_negatives_ranking_loss`); `y_true`
     is unused. With the default reduction the value is sentence-transformers'
@@ -312,7 +328,9 @@ multiple_negatives_ranking_loss, MultipleNegativesRankingLoss = base.declare(
     positional=("scale", "similarity_fct"),
     inputs=COLUMNS,
     options=(base.CROSS_REPLICA, base.TILING),
-    hyperparameters=dict(scale=SCALE, similarity_fct=SIMILARITY),
+    hyperparameters=dict(
+        scale=SCALE, similarity_fct=SIMILARITY, cross_replica=GATHER, block_size=BLOCK_SIZE
+    ),
     class_doc="""Multiple negatives symmetric ranking loss
     (`multiple_negatives_symmetric_ranking_loss`); `y_true` is unused.
 
