@@ -921,6 +921,21 @@ def _text_ours(ours_name, guided=False, **kwargs):
     return ours
 
 
+def _ranked_pairs_ours(name):
+    """`mean(kml.<name>(labels, views))`: the views as the two columns of each pair, the first
+    feature of each first column as its float label (only the order of labels counts)."""
+
+    def build():
+        from keras import ops
+
+        import keras_metric_losses as kml
+
+        fn = getattr(kml, name)
+        return lambda x: ops.mean(fn(ops.stop_gradient(x["views"][:, 0, 0]), x["views"]))
+
+    return build
+
+
 # --- cross-batch memory (memory_size 8192, contrastive loss) --------------------------------
 
 XBM_MEMORY_SIZE = 8192
@@ -1170,6 +1185,17 @@ CASES = {
                 ("vicreg", "VicReg"),
                 ("simsiam", "SimSiamLoss"),
             ]
+        ],
+        *[
+            Case(
+                name,
+                f"{name}_loss",
+                ours=_ranked_pairs_ours(f"{name}_loss"),
+                **_VIEWS,
+                note="pairs [B, 2, D]: the [B, B] ranking of their labels; no reference "
+                "(sentence-transformers is in no benchmark environment).",
+            )
+            for name in ("cosent", "angle")
         ],
         *[
             Case(name, loss, ours=_text_ours(loss, **kwargs), note=note, **_VIEWS)

@@ -227,11 +227,13 @@ def positive_part(x):
 
 
 def safe_sqrt(x):
-    """`sqrt(x)` for `x >= 0` whose value and gradient are 0 where `x == 0` (not `inf`/NaN).
+    """`sqrt(x)` for `x >= 0` whose value and gradient are 0 where `x <= 0` (not `inf`/NaN);
+    NaN stays NaN.
 
     `where(x > 0, sqrt(where(x > 0, x, 1)), 0)`: the inner `where` keeps the unused branch away
     from `sqrt(0)`, whose derivative is infinite and would turn `0 * inf` into NaN. No epsilon
-    is added, so positive values are exact.
+    is added, so positive values are exact. The test is `not x <= 0`, so that a NaN takes the
+    `sqrt` branch and reaches the loss (`x > 0` is false for NaN and would give 0).
     """
-    positive = ops.greater(x, 0)
+    positive = ops.logical_not(ops.less_equal(x, 0))
     return ops.where(positive, ops.sqrt(ops.where(positive, x, ops.ones_like(x))), 0)

@@ -143,6 +143,8 @@ class Pairs:
         y_pred: The predictions as given (their dtype is the output's).
         triplets: `[b, K, K]` booleans, the (anchor, positive, negative) triplets a miner
             selected, or `None`: every positive of an anchor with every negative.
+        unmined: With a miner's selection (`restricted`), these pairs before it (their masks
+            are every pair's); `None` otherwise.
     """
 
     queries: object
@@ -155,6 +157,7 @@ class Pairs:
     views: int
     y_pred: object
     triplets: object = None
+    unmined: object = None
 
     @property
     def multi_hot(self):
@@ -178,7 +181,7 @@ class Pairs:
     def restricted(self, positive, negative, triplets=None):
         """These pairs with only the `[b, K]` positive and negative pairs given as well (a
         miner's selection, `kml.miners`), and the `[b, K, K]` `triplets` if given."""
-        restricted = dataclasses.replace(self, triplets=triplets)
+        restricted = dataclasses.replace(self, triplets=triplets, unmined=self)
         object.__setattr__(restricted, "positive", ops.logical_and(self.positive, positive))
         object.__setattr__(restricted, "negative", ops.logical_and(self.negative, negative))
         return restricted

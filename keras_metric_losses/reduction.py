@@ -127,6 +127,19 @@ def reduce_elements(values, mask, reducer, pml_rule=nonzero_mean):
     return anchor_mean(values, mask)
 
 
+def reduce_weighted(values, weights, reducer):
+    """`reduce_elements(values, weights > 0, reducer, batch_mean)` with each element counted
+    `weights` times (PML's lists that hold a pair more than once): the anchor's weighted mean
+    (`"anchor"`), or its share of the batch's weighted mean (`"pml"`)."""
+    values = ops.convert_to_tensor(values)
+    weights = ops.cast(weights, values.dtype)
+    selected = weights > 0
+    weighted = ops.where(selected, values * weights, ops.zeros_like(values))
+    if reducer == "pml":
+        return divided(weighted, selected, ops.sum(weights))
+    return ops.divide_no_nan(_row_sums(weighted, selected), ops.sum(weights, axis=1))
+
+
 def batch_sum(x, cross_replica):
     """The sum of the scalar `x` over every replica's batch under `cross_replica=True`, `x`
     itself otherwise; differentiable (each replica's gradient flows back to its own `x`)."""

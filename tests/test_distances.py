@@ -116,3 +116,10 @@ def test_safe_sqrt_has_zero_gradient_at_zero():
     value, grad = value_and_grad(lambda v: keras.ops.sum(safe_sqrt(v)), x)
     np.testing.assert_allclose(value, 2.5)
     np.testing.assert_allclose(grad, [0.0, 0.25, 1.0])
+
+
+def test_safe_sqrt_carries_nan():
+    from keras_metric_losses.ops import safe_sqrt
+
+    x = np.array([np.nan, -1.0, np.inf, 9.0], "float32")
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(safe_sqrt(x)), [np.nan, 0, np.inf, 3])

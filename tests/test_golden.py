@@ -32,9 +32,6 @@ PENDING = {
 PENDING |= {
     ("clip.json", "ClipLoss"),
     ("clip.json", "SigLipLoss"),
-    ("sentence_transformers.json", "CoSENTLoss"),
-    ("sentence_transformers.json", "AnglELoss"),
-    ("sentence_transformers.json", "MatryoshkaLoss"),
 }
 EVERY_CASE = [
     pytest.param(name, case, id=f"{name[:-5]}:{index}:{case.get('id', '')}")

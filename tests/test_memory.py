@@ -77,16 +77,18 @@ def test_pml_ring_buffer_follows_the_reference(sizes):
 
 
 def test_pml_enqueue_mask_writes_only_the_masked_rows():
+    """The last batch writes 7 rows into 6 slots: the ring keeps the latest 6 (its first row is
+    overwritten by its seventh), as the sequential write of the reference does."""
     memory = kml.layers.CrossBatchMemory(kml.PNLoss(), memory_size=6)
     reference = ReferenceMemory(lambda *args: None, DIM, 6)
-    for (embeddings, labels), mask in zip(
-        batches([4, 4, 4]), ([1, 0, 1, 0], [1, 1, 1, 0], [0, 0, 0, 1]), strict=True
-    ):
+    masks = ([1, 0, 1, 0], [1, 1, 1, 0], [0, 0, 0, 1], [1, 1, 1, 1, 0, 1, 1, 1])
+    for (embeddings, labels), mask in zip(batches([4, 4, 4, 8]), masks, strict=True):
         mask = np.array(mask, bool)
         step(memory, embeddings, labels, mask)
         expected = reference(embeddings, labels, mask)
         assert state(memory)["position"] == expected.queue_idx
         assert state(memory)["labels"] == expected.label_memory.tolist()
+        np.testing.assert_allclose(state(memory)["memory"], reference.embedding_memory, rtol=1e-6)
 
 
 def test_tf_similarity_memory_is_newest_first_after_warm_up():

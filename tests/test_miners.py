@@ -41,7 +41,8 @@ def test_miner_arguments_are_checked():
 
 def test_a_miner_that_keeps_every_pair_changes_nothing_and_one_that_keeps_none_gives_zero():
     every = kml.miners.BatchEasyHardMiner("all", "all")
-    for loss in (kml.MultiSimilarityLoss, kml.TripletMarginLoss, kml.BatchContrastiveLoss):
+    for loss in (kml.MultiSimilarityLoss, kml.TripletMarginLoss, kml.BatchContrastiveLoss,
+                 kml.HistogramLoss):  # fmt: skip
         np.testing.assert_allclose(
             numpy(loss(miner=every, reduction=None)(LABELS, EMBEDDINGS)),
             numpy(loss(reduction=None)(LABELS, EMBEDDINGS)),

@@ -43,7 +43,7 @@ def test_every_loss_is_declared_or_named_by_its_declaration():
     by_hand = {obj.__name__ for obj in LOSSES} - set(DECLARED_NAMES) - set(COMPOSITE_NAMES)
     assert by_hand == {d.related for d in CLASSES if d.function is None} - set(DECLARED_NAMES)
     assert by_hand == {"nce_loss", "sampled_softmax_loss"}, by_hand  # tf.nn's signatures
-    assert COMPOSITE_NAMES == ["MultipleLosses", "SelfSupervisedLoss"]
+    assert COMPOSITE_NAMES == ["MultipleLosses", "SelfSupervisedLoss", "MatryoshkaLoss"]
 
 
 def test_the_readme_table_is_made_from_the_declarations():

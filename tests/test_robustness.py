@@ -37,6 +37,7 @@ NOT_LOSSES = {
     kml.MultipleLosses: "sums the losses it holds",
     kml.manifold_loss: "takes meta classes and proxies: its faults are in tests/test_manifold.py",
     kml.SelfSupervisedLoss: "labels the views for the loss it holds",
+    kml.MatryoshkaLoss: "truncates the embeddings for the loss it holds",
 }
 
 

@@ -22,6 +22,9 @@ CONSTRUCTOR_ARGS = {
     "ClassProxies": dict(num_classes=20),
     "MultipleLosses": dict(losses={"pn": kml.PNLoss(), "ms": kml.MultiSimilarityLoss()}),
     "SelfSupervisedLoss": dict(loss=kml.NTXentLoss(temperature=0.2), symmetric=False),
+    "MatryoshkaLoss": dict(
+        loss=kml.CoSENTLoss(), matryoshka_dims=[3, 2], n_dims_per_step=1, seed=3
+    ),
 }
 CLASSES = [obj for obj in PUBLIC if inspect.isclass(obj)]
 
@@ -152,6 +155,10 @@ def compile_targets():
     targets["MultipleLosses"] = (pair, kml.MultipleLosses(losses, [1.0, 0.5], reduction="sum"))
     ntxent = kml.NTXentLoss(temperature=0.2)
     targets["SelfSupervisedLoss"] = (views, kml.SelfSupervisedLoss(ntxent, reduction="sum"))
+    targets["MatryoshkaLoss"] = (
+        targets["CoSENTLoss"][0],
+        kml.MatryoshkaLoss(kml.CoSENTLoss(), [4, 2], reduction="sum"),
+    )
     return targets
 
 

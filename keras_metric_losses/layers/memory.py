@@ -225,17 +225,17 @@ class CrossBatchMemory(AddsLoss, StrictConfig, keras.layers.Layer):
         rank = ops.cumsum(ops.cast(written, "int32")) - 1
         slots = ops.mod(position + rank, size)
         count = ops.sum(ops.cast(written, "int32"))
-        # Which row writes each slot ([M, B] comparison; a static-shape scatter).
-        writes = ops.logical_and(
-            ops.equal(ops.expand_dims(ops.arange(size, dtype="int32"), 1), slots),
-            ops.expand_dims(written, 0),
-        )
-        hit = ops.any(writes, axis=1)
-        writer = ops.argmax(ops.cast(writes, "int32"), axis=1)
-        memory = ops.where(
-            hit[:, None], ops.take(values, writer, axis=0), self.embedding_memory.value
-        )
-        memory_labels = ops.where(hit, ops.take(labels, writer), self.label_memory.value)
+        # A scatter of the written rows into their slots; the others (and, when more rows than
+        # slots are written, all but the last `size` of them: a ring keeps the latest) go to a
+        # scratch row past the end, so every slot has at most one writer.
+        kept = ops.logical_and(written, rank >= count - size)
+        targets = ops.expand_dims(ops.where(kept, slots, size), 1)
+        memory = ops.scatter_update(
+            ops.concatenate([self.embedding_memory.value, values[:1]], axis=0), targets, values
+        )[:size]
+        memory_labels = ops.scatter_update(
+            ops.concatenate([self.label_memory.value, labels[:1]], axis=0), targets, labels
+        )[:size]
         self.embedding_memory.assign(memory)
         self.label_memory.assign(memory_labels)
         self.position.assign(ops.mod(position + count, size))

@@ -9,6 +9,7 @@ README's table are read from that registry: adding a loss adds no line here.
 from keras_metric_losses.api import REGISTRY, public_names
 from keras_metric_losses.losses import (  # noqa: F401 (importing a family declares its losses)
     clip,
+    matryoshka,
     multiple,
     npairs,
     pair,
@@ -28,6 +29,7 @@ globals().update({name: REGISTRY[name] for name in __all__})
 # The losses made of other losses, written by hand (the README's table lists them after the
 # declared losses).
 COMPOSITE = (multiple.MultipleLosses, self_supervised.SelfSupervisedLoss)
+COMPOSITE += (matryoshka.MatryoshkaLoss,)
 
 
 def markdown_table():
@@ -39,5 +41,6 @@ def markdown_table():
             f"| `{d.cls.__name__}` | `{function}` | {d.original or '(none)'} | {d.summary} |"
         )
     for cls in COMPOSITE:
-        rows.append(f"| `{cls.__name__}` | | PML `{cls.__name__}` | {cls.summary} |")
+        original = getattr(cls, "original", f"PML `{cls.__name__}`")
+        rows.append(f"| `{cls.__name__}` | | {original} | {cls.summary} |")
     return "\n".join(rows)

@@ -91,3 +91,28 @@ class Miner(StrictConfig, _FromConfig):
 def closeness(matrix, larger_is_closer):
     """`matrix` as "larger is farther" (a distance; a similarity negated)."""
     return -matrix if larger_is_closer else matrix
+
+
+def positive_multiplicity(batch):
+    """`[b, K]`: how many times PML lists each positive pair of a `Pairs`: in as many of a
+    miner's triplets as hold it (PML's `convert_to_pairs` keeps one `(a, p)` per triplet), else
+    once (every positive pair, or a pair miner's)."""
+    if batch.triplets is not None:
+        return ops.sum(ops.cast(batch.triplets, batch.queries.dtype), axis=2)
+    return ops.cast(batch.positive, batch.queries.dtype)
+
+
+def occurrences(batch):
+    """`[b]`: how many times each query appears in a miner's selection (PML's
+    `convert_to_weights`, before its division by the largest count): as an anchor, and, when
+    the keys are the queries, as a positive or negative too (a gallery's keys are other rows).
+    """
+    dtype = batch.queries.dtype
+    if batch.triplets is not None:
+        triplets = ops.cast(batch.triplets, dtype)
+        as_anchor = ops.sum(triplets, axis=(1, 2))
+        as_key = ops.sum(triplets, axis=(0, 2)) + ops.sum(triplets, axis=(0, 1))
+    else:
+        selected = ops.cast(batch.positive, dtype) + ops.cast(batch.negative, dtype)
+        as_anchor, as_key = ops.sum(selected, axis=1), ops.sum(selected, axis=0)
+    return as_anchor + as_key if batch.keys_are_queries else as_anchor

@@ -4,7 +4,6 @@ label)."""
 from keras_metric_losses import distances, reduction
 from keras_metric_losses.backend import ops
 from keras_metric_losses.losses import base
-from keras_metric_losses.losses.pair.common import masked, pair_matrix
 from keras_metric_losses.ops import label_equality, masked_logsumexp
 
 
@@ -22,9 +21,11 @@ def pml_npairs_per_anchor(pairs, *, distance, reducer):
 
     The other rows give 0. Per-anchor values (`reducer`): `"anchor"` (default) `loss_a`;
     `"pml"` its share of the mean over the `n` anchors, so that Keras' mean of the values is
-    PML's scalar. A batch without a pair gives 0. Unlike `npairs_loss` (TF Addons' loss of a
-    similarity matrix of two towers), this loss takes the embeddings and builds the pairs from
-    the labels.
+    PML's scalar. A batch without a pair gives 0. The softmax is computed for the at most
+    `B / 2` anchors against as many positives (a quarter of the `[B, B]` matrix; PML's is
+    `[n, n]` for the `n` labels with a pair, a number only known on the host). Unlike
+    `npairs_loss` (TF Addons' loss of a similarity matrix of two towers), this loss takes the
+    embeddings and builds the pairs from the labels.
 
     Example:
 
@@ -37,19 +38,32 @@ def pml_npairs_per_anchor(pairs, *, distance, reducer):
     Reference: Sohn, "Improved Deep Metric Learning with Multi-class N-pair Loss Objective",
     NeurIPS 2016; pytorch-metric-learning's `NPairsLoss`.
     """
-    matrix, similarity = pair_matrix(pairs, distance)
-    logits = matrix if similarity else -matrix
     same = label_equality(pairs.labels, pairs.key_labels)
     rows = ops.arange(ops.shape(same)[0], dtype="int32")
     earlier = ops.expand_dims(rows, 0) < ops.expand_dims(rows, 1)
     rank = ops.sum(ops.cast(ops.logical_and(same, earlier), "int32"), axis=1)  # within its label
     anchors = ops.logical_and(ops.equal(rank, 0), pairs.has_positive)
-    positives = ops.expand_dims(ops.equal(rank, 1), 0)
-    own = ops.sum(masked(logits, ops.logical_and(same, positives)), axis=1)
-    losses = masked(masked_logsumexp(logits, positives) - own, anchors)
-    anchors = ops.expand_dims(anchors, 1)
+    # Each anchor's positive: the second row of its label.
+    partner = ops.argmax(ops.logical_and(same, ops.expand_dims(ops.equal(rank, 1), 0)), axis=1)
+    # At most B // 2 pairs: the anchors first (in row order), then the softmax of those rows
+    # only, a quarter of the [B, B] matrix (ceil(B / 2) rows: a batch of one keeps one).
+    size = ops.shape(rows)[0]
+    half = (size + 1) // 2
+    order = ops.argsort(ops.where(anchors, rows, rows + size))
+    chosen = order[:half]
+    matrix = distances.get(distance)(
+        ops.take(pairs.queries, chosen, axis=0),
+        ops.take(pairs.keys, ops.take(ops.cast(partner, "int32"), chosen), axis=0),
+    )
+    logits = matrix if distances.larger_is_closer(distance) else -matrix
+    used = ops.take(anchors, chosen)
+    losses = masked_logsumexp(logits, ops.expand_dims(used, 0)) - ops.diagonal(logits)
+    losses = ops.where(used, losses, 0.0)
+    # Back to the rows: row `order[k]` takes pair k's value (0 past the pairs).
+    losses = ops.concatenate([losses, ops.zeros((size - half,), losses.dtype)], axis=0)
+    losses = ops.take(losses, ops.argsort(order))
     return reduction.reduce_elements(
-        ops.expand_dims(losses, 1), anchors, reducer, reduction.batch_mean
+        ops.expand_dims(losses, 1), ops.expand_dims(anchors, 1), reducer, reduction.batch_mean
     )
 
 

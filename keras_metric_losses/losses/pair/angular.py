@@ -10,6 +10,7 @@ from keras_metric_losses.backend import ops
 from keras_metric_losses.distances import inner_product
 from keras_metric_losses.losses import base
 from keras_metric_losses.losses.pair.common import masked
+from keras_metric_losses.miners.base import positive_multiplicity
 from keras_metric_losses.ops import lowest_finite
 
 
@@ -30,6 +31,10 @@ def angular_per_anchor(pairs, *, alpha, normalize_negatives, reducer):
     (default) the mean of the anchor's `l_ap`; `"pml"` its share of the mean over every
     positive pair (PML's `MeanReducer`). A pair whose anchor has no negative gives 0.
 
+    With `miner=`, as in PML, the mined positive pairs are the pairs `(a, p)`, each counted as
+    many times as the mined triplets hold it (once for a pair miner), and each is compared with
+    every negative of its anchor, mined or not.
+
     `normalize_negatives=False` is PML's setting: PML normalises `a` and `p` but takes the
     negatives `x_n` as they are, so the value then depends on their norms (the paper normalises
     all three).
@@ -46,22 +51,23 @@ def angular_per_anchor(pairs, *, alpha, normalize_negatives, reducer):
     normalized = pairs.normalized()
     anchors, keys = normalized.queries, normalized.keys
     negatives = keys if normalize_negatives else pairs.keys
+    every = pairs if pairs.unmined is None else pairs.unmined  # a miner selects positive pairs
     tan_squared = math.tan(math.radians(alpha)) ** 2
     anchor_terms = 4.0 * tan_squared * inner_product(anchors, negatives)  # [b, K]: a . x_n
     positive_terms = 4.0 * tan_squared * inner_product(keys, negatives)  # [K, K]: p . x_n
-    anchor_shift = _row_max(anchor_terms, pairs.negative)
+    anchor_shift = _row_max(anchor_terms, every.negative)
     positive_shift = ops.stop_gradient(ops.amax(positive_terms, axis=1, keepdims=True))
-    shifted = masked(anchor_terms - anchor_shift, pairs.negative)
-    anchor_exp = masked(ops.exp(shifted), pairs.negative)
+    shifted = masked(anchor_terms - anchor_shift, every.negative)
+    anchor_exp = masked(ops.exp(shifted), every.negative)
     sums = ops.matmul(anchor_exp, ops.transpose(ops.exp(positive_terms - positive_shift)))
     # Each product is at least exp(-16 tan^2(alpha)) of its largest for unit negatives: a sum
     # underflows only past alpha = 66 degrees, and then stays at the dtype's smallest normal.
     tiny = float(np.finfo(keras.backend.standardize_dtype(sums.dtype)).tiny)
     log_sums = ops.log(ops.maximum(sums, tiny)) + anchor_shift + ops.transpose(positive_shift)
     terms = ops.softplus(log_sums - 2.0 * (1.0 + tan_squared) * inner_product(anchors, keys))
-    mask = ops.logical_and(pairs.positive, ops.expand_dims(pairs.has_negative, 1))
+    mask = ops.logical_and(pairs.positive, ops.expand_dims(every.has_negative, 1))
     values = masked(terms, mask)
-    return reduction.reduce_elements(values, pairs.positive, reducer, reduction.batch_mean)
+    return reduction.reduce_weighted(values, positive_multiplicity(pairs), reducer)
 
 
 def _row_max(values, mask):
@@ -88,7 +94,7 @@ angular_loss, AngularLoss = base.declare(
     original="PML `AngularLoss`",
     summary="each positive pair against every negative, bounding the angle at the negative",
     positional=("alpha",),
-    options=(base.KEYS, base.CROSS_REPLICA),
+    options=(base.KEYS, base.CROSS_REPLICA, base.MINER),
     hyperparameters=dict(
         alpha=base.Hyperparameter(40.0, _acute_degrees, "Angle bound in degrees, in `(0, 90)`."),
         normalize_negatives=base.boolean(

@@ -20,12 +20,13 @@ def histogram_per_anchor(pairs, *, n_bins, delta, distance):
     loss   = sum_r p-[r] Phi+[r],  Phi+ = cumsum(p+)
     ```
 
-    The pairs are those of the batch's triplets, as in PML: every positive pair whose anchor
-    has a negative, every negative pair one of whose ends has a positive, each pair once (the
-    two orders count alike). Each anchor gets `B` times its negative pairs' share of the sum,
-    so Keras' mean of the values is the loss (a batch statistic: `sample_weight` reweights
-    shares). The interpolation weights are differentiated and the node indices are not, as in
-    PML. A batch without triplets gives 0.
+    The pairs are those of the batch's triplets (of the mined pairs or triplets with `miner=`),
+    as in PML: every positive pair whose anchor has a negative, every negative pair whose
+    anchor has a positive, each unordered pair once (`(a, p)` and `(p, a)` are one pair).
+    Each anchor gets `B` times its negative pairs' share of the sum, so Keras' mean of the
+    values is the loss (a batch statistic: `sample_weight` reweights shares). The
+    interpolation weights are differentiated and the node indices are not, as in PML. A
+    batch without triplets gives 0.
 
     Differences from PML: similarities are clipped to `[-1, 1]` (PML fails on a similarity of
     exactly 1, two identical rows, as on any value past the grid); a distance `D` (smaller is
@@ -49,10 +50,12 @@ def histogram_per_anchor(pairs, *, n_bins, delta, distance):
     position = (similarities + 1.0) / width
     node = ops.stop_gradient(ops.floor(position))
     upper = (similarities + 1.0 - node * width) / width  # the weight of node + 1
-    has_positive = ops.expand_dims(pairs.has_positive, 1)
-    positive = ops.logical_and(pairs.positive, ops.expand_dims(pairs.has_negative, 1))
-    negative = ops.logical_and(
-        pairs.negative, ops.logical_or(has_positive, ops.transpose(has_positive))
+    # The pairs of the triplets, unordered: (a, p) or (p, a) with a an anchor of a triplet.
+    positive = _either_order(
+        ops.logical_and(pairs.positive, ops.expand_dims(pairs.has_negative, 1))
+    )
+    negative = _either_order(
+        ops.logical_and(pairs.negative, ops.expand_dims(pairs.has_positive, 1))
     )
     nodes = int(2.0 / width) + 3  # every node a similarity in [-1, 1] reaches, and one more
     index = ops.clip(ops.cast(node, "int32"), 0, nodes - 2)  # (a NaN input casts anywhere)
@@ -65,6 +68,12 @@ def histogram_per_anchor(pairs, *, n_bins, delta, distance):
     cumulative = ops.cumsum(histogram) / ops.maximum(count(positive, histogram.dtype), 1.0)
     terms = (1.0 - upper) * ops.take(cumulative, index) + upper * ops.take(cumulative, index + 1)
     return reduction.reduce_elements(terms, negative, "pml", reduction.batch_mean)
+
+
+def _either_order(mask):
+    """`mask | mask^T`: a pair counts once whichever end is the anchor (each unordered pair is
+    then two entries, which leaves the normalised histograms as they are)."""
+    return ops.logical_or(mask, ops.transpose(mask))
 
 
 def _bins_and_delta(values):
@@ -84,6 +93,7 @@ histogram_loss, HistogramLoss = base.declare(
     original="PML `HistogramLoss`",
     summary="the probability that a negative pair beats a positive one, from soft histograms",
     positional=("n_bins", "delta"),
+    options=(base.MINER,),
     hyperparameters=dict(
         n_bins=base.Hyperparameter(
             None,

@@ -4,6 +4,7 @@ from keras_metric_losses import distances, reduction
 from keras_metric_losses.backend import ops
 from keras_metric_losses.losses import base
 from keras_metric_losses.losses.pair.common import pair_matrix
+from keras_metric_losses.miners.base import occurrences
 from keras_metric_losses.ops import masked_logsumexp
 
 
@@ -24,6 +25,11 @@ def nca_per_anchor(pairs, *, softmax_scale, distance, reducer):
     its share of the mean over the anchors that have a positive, so Keras' mean of the values
     is PML's scalar. A batch where no anchor has a positive gives 0 (PML: NaN).
 
+    With `miner=`, as in PML, the softmax still runs over every key and every positive counts:
+    the miner's selection only weighs each anchor's loss by how many times it appears in the
+    mined pairs or triplets (as an anchor, positive or negative; against a gallery or the keys
+    of every replica, as an anchor only), divided by the largest count.
+
     Example:
 
     >>> import keras
@@ -40,11 +46,15 @@ def nca_per_anchor(pairs, *, softmax_scale, distance, reducer):
     """
     matrix, similarity = pair_matrix(pairs, distance)
     logits = softmax_scale * (matrix if similarity else -matrix)
-    others = pairs.candidates
+    every = pairs if pairs.unmined is None else pairs.unmined  # a miner only weighs the rows
+    others = every.candidates
     if others is None:  # a gallery: every key is another example
         others = ops.ones_like(logits, dtype="bool")
-    losses = masked_logsumexp(logits, others) - masked_logsumexp(logits, pairs.positive)
-    has_positive = ops.expand_dims(pairs.has_positive, 1)
+    losses = masked_logsumexp(logits, others) - masked_logsumexp(logits, every.positive)
+    if pairs.unmined is not None:
+        counts = occurrences(pairs)
+        losses = losses * ops.divide_no_nan(counts, ops.max(counts))
+    has_positive = ops.expand_dims(every.has_positive, 1)
     losses = ops.where(has_positive, ops.expand_dims(losses, 1), 0.0)
     return reduction.reduce_elements(losses, has_positive, reducer, reduction.batch_mean)
 
@@ -56,7 +66,7 @@ nca_loss, NCALoss = base.declare(
     original="PML `NCALoss`",
     summary="minus the log softmax probability of picking a positive among the other keys",
     positional=("softmax_scale",),
-    options=(base.KEYS, base.CROSS_REPLICA),
+    options=(base.KEYS, base.CROSS_REPLICA, base.MINER),
     hyperparameters=dict(
         softmax_scale=base.positive_real(1.0, "Scale `s` of the similarities, `> 0`."),
         distance=base.Hyperparameter(

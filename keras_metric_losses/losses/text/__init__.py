@@ -9,4 +9,9 @@ the loss takes its output:
 - `y_true` holds the labels of the losses that read any (CoSENT, AnglE); the others ignore it.
 """
 
-from keras_metric_losses.losses.text import gist, mnrl  # noqa: F401 (declare their losses)
+from keras_metric_losses.losses.text import (
+    angle,  # noqa: F401 (declares AnglELoss)
+    cosent,  # noqa: F401 (declares CoSENTLoss)
+    gist,  # noqa: F401 (declares GISTEmbedLoss)
+    mnrl,  # noqa: F401 (declares the MultipleNegativesRankingLoss family)
+)
