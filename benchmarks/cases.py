@@ -906,6 +906,21 @@ _SSL = {
 }
 
 
+def _text_ours(ours_name, guided=False, **kwargs):
+    """sentence-transformers' losses on the views as (anchor, positive) columns; GIST's guide
+    is the views themselves (sentence-transformers is not in the references' environments)."""
+
+    def ours():
+        from keras import ops
+
+        import keras_metric_losses as kml
+
+        fn = getattr(kml, ours_name)
+        return lambda x: ops.mean(fn(x["views"] if guided else None, x["views"], **kwargs))
+
+    return ours
+
+
 def _ranked_pairs_ours(name):
     """`mean(kml.<name>(labels, views))`: the views as the two columns of each pair, the first
     feature of each first column as its float label (only the order of labels counts)."""
@@ -1192,6 +1207,15 @@ CASES = {
                 **_VIEWS,
             )
             for name, original in [("clip", "ClipLoss"), ("siglip", "SigLipLoss")]
+        ],
+        *[
+            Case(name, loss, ours=_text_ours(loss, **kwargs), note=note, **_VIEWS)
+            for name, loss, kwargs, note in [
+                ("mnrl", "multiple_negatives_ranking_loss", {}, "anchor, positive columns."),
+                ("mnrl_tiled", "multiple_negatives_ranking_loss", {"block_size": 256}, "tiles."),
+                ("mnsrl", "multiple_negatives_symmetric_ranking_loss", {}, "both directions."),
+                ("gist", "gist_embed_loss", {"guided": True}, "the views as the guide."),
+            ]
         ],
     ]
 }

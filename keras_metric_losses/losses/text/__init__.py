@@ -12,4 +12,6 @@ the loss takes its output:
 from keras_metric_losses.losses.text import (
     angle,  # noqa: F401 (declares AnglELoss)
     cosent,  # noqa: F401 (declares CoSENTLoss)
+    gist,  # noqa: F401 (declares GISTEmbedLoss)
+    mnrl,  # noqa: F401 (declares the MultipleNegativesRankingLoss family)
 )

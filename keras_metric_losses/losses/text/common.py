@@ -5,9 +5,9 @@ from keras_metric_losses.backend import ops
 from keras_metric_losses.ops import compute_dtype
 
 
-def columns(y_pred, minimum=2, maximum=None):
-    """The `C` columns `[B, D]` of a checked `[B, C, D]` `y_pred`, in the compute dtype
-    (float32 at least).
+def columns(y_pred, minimum=2, maximum=None, name="y_pred"):
+    """The `C` columns `[B, D]` of a checked `[B, C, D]` `y_pred` (named `name` in errors), in
+    the compute dtype (float32 at least).
 
     Raises:
         ValueError: if `y_pred` is not `[B, C, D]` with `minimum <= C <= maximum`; with value
@@ -19,10 +19,10 @@ def columns(y_pred, minimum=2, maximum=None):
     if count is None or count < minimum or (maximum is not None and count > maximum):
         wanted = f"{minimum}" + ("" if maximum == minimum else f" to {maximum or 'any number of'}")
         raise ValueError(
-            f"`y_pred` must hold {wanted} columns of each example as [batch, columns, dim] "
+            f"`{name}` must hold {wanted} columns of each example as [batch, columns, dim] "
             "(anchor, positive, negatives...; e.g. `keras.ops.stack([anchor, positive], "
-            f"axis=1)`). Received: y_pred.shape={shape}"
+            f"axis=1)`). Received: {name}.shape={shape}"
         )
-    validation.finite(y_pred, "y_pred")
+    validation.finite(y_pred, name)
     y_pred = ops.cast(y_pred, compute_dtype(y_pred))
     return [y_pred[:, c] for c in range(count)]
