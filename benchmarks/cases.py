@@ -906,6 +906,54 @@ _SSL = {
 }
 
 
+def _open_clip(name, *arguments):
+    """open_clip 3.3.0's `ClipLoss` / `SigLipLoss` on the two views as image and text features,
+    called with `arguments` (the exponentiated scale, the bias). Its `loss.py` is loaded by
+    path: the package's `__init__` needs torchvision, whose index wheel is a CUDA build."""
+
+    def build():
+        import importlib.util
+        import pathlib
+
+        import torch
+
+        package = importlib.util.find_spec("open_clip").submodule_search_locations[0]
+        spec = importlib.util.spec_from_file_location(
+            "open_clip_loss", pathlib.Path(package) / "loss.py"
+        )
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        loss = getattr(module, name)()
+        values = [torch.tensor(a, dtype=torch.float32) for a in arguments]
+        return lambda x: loss(x["views"][:, 0], x["views"][:, 1], *values)
+
+    return build
+
+
+def _sentence_transformers(name, labels=False):
+    """sentence-transformers 6.2's loss on the two views as (anchor, positive) columns, through
+    a stand-in model that returns its input as the sentence embedding; with `labels`, the first
+    feature of each first column (as `_ranked_pairs_ours`)."""
+
+    def build():
+        import torch
+        from sentence_transformers.sentence_transformer import losses
+
+        class StandIn(torch.nn.Module):
+            def forward(self, features):
+                return {"sentence_embedding": features["embedding"]}
+
+        loss = getattr(losses, name)(StandIn())
+
+        def fn(x):
+            columns = [{"embedding": x["views"][:, c]} for c in range(2)]
+            return loss(columns, x["views"][:, 0, 0].detach() if labels else None)
+
+        return fn
+
+    return build
+
+
 def _text_ours(ours_name, guided=False, **kwargs):
     """sentence-transformers' losses on the views as (anchor, positive) columns; GIST's guide
     is the views themselves (sentence-transformers is not in the references' environments)."""
@@ -1191,30 +1239,65 @@ CASES = {
                 name,
                 f"{name}_loss",
                 ours=_ranked_pairs_ours(f"{name}_loss"),
+                references={f"st.{st}": ("torch", _sentence_transformers(st, labels=True))},
+                targets={f"st.{st}": 1.0},
+                default_targets={f"st.{st}": 1.0},
                 **_VIEWS,
-                note="pairs [B, 2, D]: the [B, B] ranking of their labels; no reference "
-                "(sentence-transformers is in no benchmark environment).",
+                note="pairs [B, 2, D]: the [B, B] ranking of their labels.",
             )
-            for name in ("cosent", "angle")
+            for name, st in (("cosent", "CoSENTLoss"), ("angle", "AnglELoss"))
         ],
         *[
             Case(
                 name,
                 f"{name}_loss",
                 ours=_ssl_case(f"{name}_loss", None)[0],
+                references={f"open_clip.{original}": ("torch", _open_clip(original, *args))},
+                targets={f"open_clip.{original}": 1.0, "floor": 2.0},
+                default_targets={f"open_clip.{original}": 1.0, "floor": 2.0},
                 note=f"image and text features [B, 2, {EMBEDDING_DIM}]; open_clip's {original}"
-                " (torch, not in the benchmark environments).",
+                " at its initial scale (and bias).",
                 **_VIEWS,
             )
-            for name, original in [("clip", "ClipLoss"), ("siglip", "SigLipLoss")]
+            for name, original, args in [
+                ("clip", "ClipLoss", (1 / 0.07,)),
+                ("siglip", "SigLipLoss", (10.0, -10.0)),
+            ]
         ],
         *[
-            Case(name, loss, ours=_text_ours(loss, **kwargs), note=note, **_VIEWS)
-            for name, loss, kwargs, note in [
-                ("mnrl", "multiple_negatives_ranking_loss", {}, "anchor, positive columns."),
-                ("mnrl_tiled", "multiple_negatives_ranking_loss", {"block_size": 256}, "tiles."),
-                ("mnsrl", "multiple_negatives_symmetric_ranking_loss", {}, "both directions."),
-                ("gist", "gist_embed_loss", {"guided": True}, "the views as the guide."),
+            Case(
+                name,
+                loss,
+                ours=_text_ours(loss, **kwargs),
+                references={f"st.{st}": ("torch", _sentence_transformers(st))} if st else {},
+                targets={f"st.{st}": 1.0, "floor": 2.0} if st else {},
+                default_targets={f"st.{st}": 1.0, "floor": 2.0} if st else {},
+                note=note,
+                **_VIEWS,
+            )
+            for name, loss, kwargs, st, note in [
+                (
+                    "mnrl",
+                    "multiple_negatives_ranking_loss",
+                    {},
+                    "MultipleNegativesRankingLoss",
+                    "anchor, positive columns.",
+                ),
+                (
+                    "mnrl_tiled",
+                    "multiple_negatives_ranking_loss",
+                    {"block_size": 256},
+                    None,
+                    "tiles.",
+                ),
+                (
+                    "mnsrl",
+                    "multiple_negatives_symmetric_ranking_loss",
+                    {},
+                    "MultipleNegativesSymmetricRankingLoss",
+                    "both directions.",
+                ),
+                ("gist", "gist_embed_loss", {"guided": True}, None, "the views as the guide."),
             ]
         ],
     ]

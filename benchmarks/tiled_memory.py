@@ -1,4 +1,7 @@
-"""Peak memory and speed of `SupConLoss` forward+backward, dense against tiled (`block_size`).
+"""Peak memory and speed of a tiled loss's forward+backward, dense against tiled (`block_size`):
+`SupConLoss` (default), `ClipLoss` or `SigLipLoss` (`--loss clip|siglip`, on `[B, 2, D]` unit
+image and text features), or open_clip's dense losses for comparison (`--loss
+open_clip.ClipLoss`, in a torch environment with open-clip-torch; its `loss.py` loaded by path).
 
 Each measurement runs in its own process (the backend is fixed at import, and the peak RSS of
 a process only grows), so the peak is that of one step:
@@ -29,17 +32,57 @@ def rss_mib():
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def measure(batch, dim, block_size, steps):
-    import keras
+def _inputs(loss_name, batch, dim):
+    """`[B, D]` embeddings and `[B]` labels (SupCon), or `[B, 2, D]` unit features."""
     import numpy as np
+
+    rng = np.random.default_rng(0)
+    if loss_name == "supcon":
+        return (rng.normal(size=(batch, dim)).astype("float32"),
+                rng.integers(0, batch // 4, batch).astype("int32"))  # fmt: skip
+    x = rng.normal(size=(batch, 2, dim)).astype("float32")
+    return x / np.linalg.norm(x, axis=-1, keepdims=True), None
+
+
+def _open_clip_step(name, x):
+    """One forward+backward of open_clip's dense loss at its initial scale (and bias)."""
+    import importlib.util
+
+    import torch
+
+    package = importlib.util.find_spec("open_clip").submodule_search_locations[0]
+    spec = importlib.util.spec_from_file_location("open_clip_loss", Path(package) / "loss.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    loss = getattr(module, name)()
+    initial = (1 / 0.07,) if name == "ClipLoss" else (10.0, -10.0)  # scale (and bias)
+    arguments = [torch.tensor(a) for a in initial]
+    x = torch.from_numpy(x)
+
+    def step():
+        e = x.detach().requires_grad_(True)
+        value = loss(e[:, 0], e[:, 1], *arguments)
+        value.backward()
+        return value, e.grad
+
+    return "torch", step
+
+
+def _step(loss_name, batch, dim, block_size):
+    """`(backend, step)`: one compiled forward+backward, as `model.fit` runs it by default."""
+    x, y = _inputs(loss_name, batch, dim)
+    if loss_name.startswith("open_clip."):
+        return _open_clip_step(loss_name.split(".")[1], x)
+    import keras
 
     import keras_metric_losses as kml
 
     backend = keras.backend.backend()
-    rng = np.random.default_rng(0)
-    x = keras.ops.convert_to_tensor(rng.normal(size=(batch, dim)).astype("float32"))
-    y = keras.ops.convert_to_tensor(rng.integers(0, batch // 4, batch).astype("int32"))
-    loss = kml.SupConLoss(block_size=block_size)
+    x = keras.ops.convert_to_tensor(x)
+    y = None if y is None else keras.ops.convert_to_tensor(y)
+    loss = {"supcon": kml.SupConLoss, "clip": kml.ClipLoss, "siglip": kml.SigLipLoss}[loss_name](
+        block_size=block_size
+    )
     if backend == "jax":
         import jax
 
@@ -66,22 +109,28 @@ def measure(batch, dim, block_size, steps):
             value.backward()
             return value, e.grad
 
+    return backend, step
+
+
+def measure(batch, dim, block_size, steps, loss_name="supcon"):
+    backend, step = _step(loss_name, batch, dim, block_size)
     before = rss_mib()
     times = []
     for _ in range(steps + 1):
         start = time.perf_counter()
-        value = keras.ops.convert_to_numpy(step()[0])
+        value = float(step()[0])
         times.append(time.perf_counter() - start)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {
         "backend": backend,
+        "loss": loss_name,
         "batch": batch,
         "dim": dim,
         "block_size": block_size,
         "peak_growth_mib": round(peak - before, 1),
         "first_step_s": round(times[0], 3),
         "median_step_s": round(statistics.median(times[1:]), 4) if steps else None,
-        "loss": float(value),
+        "value": value,
     }
 
 
@@ -112,6 +161,7 @@ def plot(path):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--loss", default="supcon", help="supcon, clip, siglip, open_clip.NAME")
     parser.add_argument("--batch", type=int, default=4096)
     parser.add_argument("--dim", type=int, default=128)
     parser.add_argument("--block-size", type=int, default=None)
@@ -125,7 +175,8 @@ def main():
         plot(args.plot)
         return
     if args.sweep is None:
-        print(json.dumps(measure(args.batch, args.dim, args.block_size, args.steps)), flush=True)
+        result = measure(args.batch, args.dim, args.block_size, args.steps, args.loss)
+        print(json.dumps(result), flush=True)
         return
     for batch in args.sweep:
         blocks = [args.sweep_block_size] + ([None] if batch <= args.dense_max else [])
