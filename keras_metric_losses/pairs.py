@@ -306,10 +306,12 @@ def split_views(y_pred, count=None):
     (`concat(y_pred[:, 0], ..., y_pred[:, V - 1])`); `[B, D]` is one view. With `count` the
     input must be `[B, count, D]`.
 
+    A list or tuple of `V` `[B, D]` matrices is stacked first (`validation.stacked`).
+
     Raises:
         ValueError: for another shape.
     """
-    y_pred = ops.convert_to_tensor(y_pred)
+    y_pred = ops.convert_to_tensor(validation.stacked(y_pred, "y_pred"))
     shape = tuple(y_pred.shape)
     if count is not None:
         if len(shape) != 3 or shape[1] != count:

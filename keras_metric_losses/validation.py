@@ -77,6 +77,27 @@ def numeric_array(x, name):
     return x
 
 
+def stacked(x, name):
+    """`x`, or the `[B, V, D]` stack of a list or tuple of `V` `[B, D]` matrices (the views or
+    columns of each example, given apart: `[image, text]`, `[anchor, positive, negative]`).
+
+    Raises:
+        ValueError: if the matrices are not all `[batch, dim]` of one shape.
+        TypeError: if one of them does not hold numbers.
+    """
+    if not isinstance(x, list | tuple):
+        return x
+    parts = [numeric_tensor(part, name) for part in x]
+    shapes = [tuple(part.shape) for part in parts]
+    if not parts or any(len(shape) != 2 for shape in shapes) or len(set(shapes)) > 1:
+        raise ValueError(
+            f"`{name}` given as a list must hold [batch, dim] matrices of one shape (the views "
+            "or columns of each example, stacked on axis 1). Received: a list of shapes "
+            f"{shapes}"
+        )
+    return ops.stack(parts, axis=1)
+
+
 def is_sparse(x):
     """Whether `x` is a sparse array of some library (SciPy, TensorFlow, JAX, PyTorch)."""
     kind = type(x).__name__

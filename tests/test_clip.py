@@ -79,6 +79,8 @@ def test_hyperparameter_checks():
     for cls in (kml.ClipLoss, kml.SigLipLoss):
         with pytest.raises(ValueError, match="scale"):
             cls(scale=0.0)
+        with pytest.raises(ValueError, match=r"`scale` must be a finite number > 0. Received"):
+            cls(scale=np.array([1.0, 2.0]))  # not a scalar
         with pytest.raises(ValueError, match="bias"):
             cls(bias="-10")
         assert cls.from_config(cls(bias=None).get_config()).bias is None
@@ -167,3 +169,21 @@ def test_logit_scale_saves_and_loads_with_the_model(tmp_path):
         np.testing.assert_array_equal(numpy(weight), numpy(original))
     np.testing.assert_allclose(loaded.evaluate(x, verbose=0), model.evaluate(x, verbose=0),
                                rtol=1e-6)  # fmt: skip
+
+
+@pytest.mark.parametrize("loss", [kml.ClipLoss, kml.SigLipLoss], ids=lambda c: c.__name__)
+def test_image_and_text_given_apart(loss):
+    """`[image, text]` is the stacked `[B, 2, D]`; features of different shapes raise, naming
+    them, in the loss and in the layer."""
+    rng = np.random.default_rng(3)
+    image, text = rng.normal(size=(2, 4, 8)).astype("float32")
+    np.testing.assert_allclose(
+        numpy(loss(reduction=None)(None, [image, text])),
+        numpy(loss(reduction=None)(None, np.stack([image, text], axis=1))),
+        rtol=1e-6,
+    )
+    shapes = r"a list of shapes \[\(4, 8\), \(3, 8\)\]"
+    with pytest.raises(ValueError, match=shapes):
+        loss()(None, [image, text[:3]])
+    with pytest.raises(ValueError, match=shapes):
+        kml.layers.LogitScale(loss=loss())([image, text[:3]])

@@ -90,3 +90,18 @@ def test_from_sentence_transformers_maps_the_originals_arguments():
         10.0, directions=("query_to_doc", "doc_to_query"), partition_mode="per_direction"
     )(None, y_pred)
     np.testing.assert_allclose(numpy(loss(None, y_pred)), numpy(expected), rtol=1e-5)
+
+
+def test_columns_given_apart_must_have_one_shape():
+    """Hard negatives of another dimension (or batch) raise, naming the columns' shapes."""
+    rng = np.random.default_rng(4)
+    anchor, positive = rng.normal(size=(2, 4, 8)).astype("float32")
+    negative = rng.normal(size=(4, 6)).astype("float32")
+    loss = kml.MultipleNegativesRankingLoss()
+    np.testing.assert_allclose(
+        float(loss(None, [anchor, positive])),
+        float(loss(None, np.stack([anchor, positive], axis=1))),
+        rtol=1e-6,
+    )
+    with pytest.raises(ValueError, match=r"a list of shapes \[\(4, 8\), \(4, 8\), \(4, 6\)\]"):
+        loss(None, [anchor, positive, negative])

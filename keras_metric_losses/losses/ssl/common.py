@@ -28,7 +28,7 @@ def views(y_pred):
         ValueError: if `y_pred` is not `[B, 2, D]`; with value checks on, if it holds NaN or
             inf (the index is that of `y_pred`).
     """
-    y_pred = ops.convert_to_tensor(y_pred)
+    y_pred = ops.convert_to_tensor(validation.stacked(y_pred, "y_pred"))
     flat, _ = pairs.split_views(y_pred, count=2)
     validation.finite(y_pred, "y_pred")
     return ops.cast(flat, compute_dtype(flat))

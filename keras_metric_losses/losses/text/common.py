@@ -9,11 +9,14 @@ def columns(y_pred, minimum=2, maximum=None, name="y_pred"):
     """The `C` columns `[B, D]` of a checked `[B, C, D]` `y_pred` (named `name` in errors), in
     the compute dtype (float32 at least).
 
+    A list or tuple of `C` `[B, D]` columns is stacked first (`validation.stacked`).
+
     Raises:
-        ValueError: if `y_pred` is not `[B, C, D]` with `minimum <= C <= maximum`; with value
-            checks on, if it holds NaN or inf (the index is that of `y_pred`).
+        ValueError: if `y_pred` is not `[B, C, D]` with `minimum <= C <= maximum`, or a list of
+            columns of different shapes; with value checks on, if it holds NaN or inf (the
+            index is that of `y_pred`).
     """
-    y_pred = ops.convert_to_tensor(y_pred)
+    y_pred = ops.convert_to_tensor(validation.stacked(y_pred, name))
     shape = tuple(y_pred.shape)
     count = shape[1] if len(shape) == 3 else None
     if count is None or count < minimum or (maximum is not None and count > maximum):
