@@ -55,6 +55,28 @@ def test_quick_start_runs_as_written(name, tmp_path, monkeypatch):
         assert namespace["embeddings"].shape == (512, 32)
 
 
+# The loss pages whose examples train a model: every python block, in order, in one namespace
+# (a later block uses the names of the earlier ones).
+TRAINING_PAGES = [
+    "losses/clip.md",
+    "losses/sentence-transformers-ranking.md",
+    "losses/sentence-transformers-pairs.md",
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", TRAINING_PAGES)
+def test_the_training_examples_of_loss_pages_run_as_written(page, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    blocks = re.findall(r"```python\n(.*?)```", (DOCS / page).read_text(), re.S)
+    assert blocks
+    namespace = {"__name__": "loss_page"}
+    for index, block in enumerate(blocks):
+        exec(compile(block, f"{page}:{index}", "exec"), namespace)
+    assert isinstance(namespace["model"], keras.Model)
+    assert np.isfinite(namespace["model"].history.history["loss"]).all()
+
+
 # --- install lines and release metadata ----------------------------------------------------
 
 PYPROJECT = (ROOT / "pyproject.toml").read_text()
