@@ -914,6 +914,7 @@ def _open_clip(name, *arguments):
     def build():
         import importlib.util
         import pathlib
+        import sys
 
         import torch
 
@@ -922,6 +923,7 @@ def _open_clip(name, *arguments):
             "open_clip_loss", pathlib.Path(package) / "loss.py"
         )
         module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # torch.compile imports the loss's module by name
         spec.loader.exec_module(module)
         loss = getattr(module, name)()
         values = [torch.tensor(a, dtype=torch.float32) for a in arguments]
