@@ -906,28 +906,39 @@ _SSL = {
 }
 
 
-def _open_clip(name, *arguments):
-    """open_clip 3.3.0's `ClipLoss` / `SigLipLoss` on the two views as image and text features,
-    called with `arguments` (the exponentiated scale, the bias). Its `loss.py` is loaded by
-    path: the package's `__init__` needs torchvision, whose index wheel is a CUDA build."""
+# open_clip's initial multiplier (and bias): CLIP's `1 / 0.07`, open_clip_train's SigLIP 10, -10.
+OPEN_CLIP_INITIAL = {"ClipLoss": (1 / 0.07,), "SigLipLoss": (10.0, -10.0)}
+
+
+def open_clip_loss(name):
+    """`fn(image, text)`: open_clip 3.3.0's `ClipLoss` / `SigLipLoss` at its initial scale (and
+    bias). Its `loss.py` is loaded by path (the package's `__init__` needs torchvision, whose
+    index wheel is a CUDA build) and registered in `sys.modules`, where `torch.compile` looks
+    the module up by name."""
+    import importlib.util
+    import pathlib
+    import sys
+
+    import torch
+
+    package = importlib.util.find_spec("open_clip").submodule_search_locations[0]
+    spec = importlib.util.spec_from_file_location(
+        "open_clip_loss", pathlib.Path(package) / "loss.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    loss = getattr(module, name)()
+    values = [torch.tensor(a, dtype=torch.float32) for a in OPEN_CLIP_INITIAL[name]]
+    return lambda image, text: loss(image, text, *values)
+
+
+def _open_clip(name):
+    """open_clip's loss on the two views as image and text features."""
 
     def build():
-        import importlib.util
-        import pathlib
-        import sys
-
-        import torch
-
-        package = importlib.util.find_spec("open_clip").submodule_search_locations[0]
-        spec = importlib.util.spec_from_file_location(
-            "open_clip_loss", pathlib.Path(package) / "loss.py"
-        )
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # torch.compile imports the loss's module by name
-        spec.loader.exec_module(module)
-        loss = getattr(module, name)()
-        values = [torch.tensor(a, dtype=torch.float32) for a in arguments]
-        return lambda x: loss(x["views"][:, 0], x["views"][:, 1], *values)
+        loss = open_clip_loss(name)
+        return lambda x: loss(x["views"][:, 0], x["views"][:, 1])
 
     return build
 
@@ -1254,17 +1265,14 @@ CASES = {
                 name,
                 f"{name}_loss",
                 ours=_ssl_case(f"{name}_loss", None)[0],
-                references={f"open_clip.{original}": ("torch", _open_clip(original, *args))},
+                references={f"open_clip.{original}": ("torch", _open_clip(original))},
                 targets={f"open_clip.{original}": 1.0, "floor": 2.0},
                 default_targets={f"open_clip.{original}": 1.0, "floor": 2.0},
                 note=f"image and text features [B, 2, {EMBEDDING_DIM}]; open_clip's {original}"
                 " at its initial scale (and bias).",
                 **_VIEWS,
             )
-            for name, original, args in [
-                ("clip", "ClipLoss", (1 / 0.07,)),
-                ("siglip", "SigLipLoss", (10.0, -10.0)),
-            ]
+            for name, original in [("clip", "ClipLoss"), ("siglip", "SigLipLoss")]
         ],
         *[
             Case(

@@ -46,22 +46,15 @@ def _inputs(loss_name, batch, dim):
 
 def _open_clip_step(name, x):
     """One forward+backward of open_clip's dense loss at its initial scale (and bias)."""
-    import importlib.util
-
     import torch
+    from cases import open_clip_loss
 
-    package = importlib.util.find_spec("open_clip").submodule_search_locations[0]
-    spec = importlib.util.spec_from_file_location("open_clip_loss", Path(package) / "loss.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    loss = getattr(module, name)()
-    initial = (1 / 0.07,) if name == "ClipLoss" else (10.0, -10.0)  # scale (and bias)
-    arguments = [torch.tensor(a) for a in initial]
+    loss = open_clip_loss(name)
     x = torch.from_numpy(x)
 
     def step():
         e = x.detach().requires_grad_(True)
-        value = loss(e[:, 0], e[:, 1], *arguments)
+        value = loss(e[:, 0], e[:, 1])
         value.backward()
         return value, e.grad
 
