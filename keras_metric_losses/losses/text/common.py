@@ -4,6 +4,14 @@ from keras_metric_losses import validation
 from keras_metric_losses.backend import ops
 from keras_metric_losses.ops import compute_dtype
 
+# Three (anchor, positive) examples: the inputs of the ranking losses' doctests.
+EXAMPLE = """>>> import keras
+>>> import numpy as np
+>>> import keras_metric_losses as kml
+>>> anchors = np.array([[1.0, 0.1], [0.0, 1.0], [-1.0, 0.2]])
+>>> positives = np.array([[0.9, 0.3], [0.2, 0.8], [-0.8, -0.1]])
+>>> y_pred = np.stack([anchors, positives], axis=1)  # [3 examples, 2 columns, 2]"""
+
 
 def columns(y_pred, minimum=2, maximum=None, name="y_pred"):
     """The `C` columns `[B, D]` of a checked `[B, C, D]` `y_pred` (named `name` in errors), in

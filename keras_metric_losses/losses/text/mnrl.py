@@ -6,7 +6,7 @@ from keras_metric_losses import distributed, pairs, tiling, validation
 from keras_metric_losses.backend import ops
 from keras_metric_losses.losses import base
 from keras_metric_losses.losses.softmax.core import contrastive_terms
-from keras_metric_losses.losses.text.common import columns
+from keras_metric_losses.losses.text.common import EXAMPLE, columns
 from keras_metric_losses.ops import in_dtype_of, l2_normalize
 
 DIRECTIONS = ("query_to_doc", "query_to_query", "doc_to_query", "doc_to_doc")
@@ -19,12 +19,7 @@ COLUMNS = base.Inputs(
         "Unused (any value, e.g. `None` or zeros `[B]`).",
         "`[B, C, D]` embeddings of the columns (anchor, positive, hard negatives...).",
     ),
-    example=""">>> import keras
->>> import numpy as np
->>> import keras_metric_losses as kml
->>> anchors = np.array([[1.0, 0.1], [0.0, 1.0], [-1.0, 0.2]])
->>> positives = np.array([[0.9, 0.3], [0.2, 0.8], [-0.8, -0.1]])
->>> y_pred = np.stack([anchors, positives], axis=1)  # [3 examples, 2 columns, 2]""",
+    example=EXAMPLE,
 )
 
 
