@@ -104,10 +104,24 @@ def _draw_candidates(cross_replica, generator):
 
 
 def distributed_specs():
-    """The specs of the losses with a `cross_replica` option."""
+    """The specs of the losses with a `cross_replica` option. On TensorFlow, whose
+    `MirroredStrategy` traces a model per replica (seconds a loss), the losses on the shared
+    embeddings front end (which gathers for them all) are represented by the first of each
+    family; JAX and torch run them all."""
+    import keras
     from specs import SPECS
 
-    return [spec for spec in SPECS if spec.cross_replica]
+    specs = [spec for spec in SPECS if spec.cross_replica]
+    if keras.backend.backend() != "tensorflow":
+        return specs
+    chosen, families = [], set()
+    for spec in specs:
+        if spec.kind.name == "embeddings":
+            if spec.family in families:
+                continue
+            families.add(spec.family)
+        chosen.append(spec)
+    return chosen
 
 
 def spec_problem(spec):

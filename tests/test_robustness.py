@@ -133,14 +133,6 @@ def test_non_finite_predictions_give_a_non_finite_loss(entry):
     _assert_non_finite_outputs(entry, entry.loss)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("entry", ENTRIES)
-def test_non_finite_predictions_give_a_non_finite_loss_when_compiled(entry):
-    """The same compiled (`0 * sum` survives the compilers: no fast math), for the first loss
-    of each family and kind (`torch.compile` takes seconds a loss)."""
-    _assert_non_finite_outputs(entry, compiled(entry.loss))
-
-
 def _compiled_error(error):
     """`torch.compile(fullgraph=True)` reports an error raised while tracing as `Unsupported`,
     with the original error and message; without `fullgraph` it raises the error itself."""
@@ -151,22 +143,35 @@ def _compiled_error(error):
     return (error, torch._dynamo.exc.Unsupported)
 
 
-def _traced_entries():
-    """The classes (which call their functions) of the first loss of each family and kind (the
-    shared front end's static checks) and of every loss that adds static checks of its own:
-    tracing takes seconds per fault on torch, and the compiled golden tier traces every loss."""
+def _class_entries(also=lambda spec: False):
+    """The classes (which call their functions) of the first loss of each family and kind, and
+    of every loss for which `also(spec)`: compiling takes seconds per loss on torch, and the
+    compiled golden tier compiles every loss."""
     seen = set()
     for spec in SPECS:
-        own = {**spec.outcomes, **spec.class_outcomes}
-        own_traced = any(isinstance(o, Raises) and o.traced for o in own.values())
         for entry in spec.kind.entries(spec):
-            if entry.obj is spec.cls and (own_traced or (spec.family, spec.kind.name) not in seen):
+            if entry.obj is spec.cls and (also(spec) or (spec.family, spec.kind.name) not in seen):
                 seen.add((spec.family, spec.kind.name))
                 yield pytest.param(entry, id=entry.name)
 
 
+def _adds_traced_checks(spec):
+    """The loss adds static checks of its own (beyond the shared front end's)."""
+    own = {**spec.outcomes, **spec.class_outcomes}
+    return any(isinstance(o, Raises) and o.traced for o in own.values())
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("entry", list(_traced_entries()))
+@pytest.mark.parametrize("entry", list(_class_entries()))
+def test_non_finite_predictions_give_a_non_finite_loss_when_compiled(entry):
+    """The same compiled (`0 * sum` survives the compilers: no fast math), for the first loss
+    of each family and kind (`torch.compile` takes seconds a loss; every loss carries its
+    non-finite inputs eagerly, above)."""
+    _assert_non_finite_outputs(entry, compiled(entry.loss))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("entry", list(_class_entries(_adds_traced_checks)))
 def test_bad_inputs_when_compiled(entry):
     # Static errors fire at trace time; value checks are skipped (no error, no crash).
     def check(outcome, y_true, y_pred):
