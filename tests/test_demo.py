@@ -402,10 +402,15 @@ def test_the_picture_shows_each_baseline_once(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(
+    keras.backend.backend() != "jax", reason="the README's demo runs on JAX (a minute a backend)"
+)
 def test_default_run_every_loss_beats_every_baseline_in_every_seed(tmp_path, capsys):
-    """The demo's claim, on this backend: with the tuned settings every loss beats the raw
-    pixels, the untrained network and the softmax classifier on held-out-class MAP@R, in
-    each of the 3 seeds."""
+    """The demo's claim, on JAX as the README runs it: with the tuned settings every loss
+    beats the raw pixels, the untrained network and the softmax classifier on held-out-class
+    MAP@R, in each of the 3 seeds. The weights and batches are drawn with NumPy, so the other
+    backends train the same networks up to float rounding; their runs here are the short
+    ones above."""
     results = main(["--out", str(tmp_path)])
     out = capsys.readouterr().out
     baselines = [results[k].values("unseen", "map@r") for k in ("untrained", "softmax")]

@@ -66,14 +66,13 @@ def code_path(name, case):
 
 
 def compiled_cases(params):
-    """The compiled tier: the first case of each code path (the eager tier runs them all). On
-    torch, where Dynamo takes seconds to trace each case (Keras never compiles torch unless
-    asked), the first case of each `(file, call)`."""
-    torch = keras.backend.backend() == "torch"
+    """The compiled tier of TensorFlow and torch: the first case of each `(file, call)` (the
+    eager tier runs them all). Compiling takes seconds a case there (XLA through `tf2xla`,
+    Dynamo and Inductor), and every case of every code path runs under XLA on JAX."""
     seen = set()
     for param in params:
         name, case = param.values
-        path = (name, case.get("call")) if torch else code_path(name, case)
+        path = (name, case.get("call"))
         if path not in seen and not getattr(check_of(name, case), "eager_only", False):
             seen.add(path)
             yield param
