@@ -218,11 +218,10 @@ def _ops_keeping_float64():
     """`keras.ops` with the ops that compute float64 in float32 on torch replaced.
 
     Keras promotes 64-bit dtypes to 32-bit on every backend but TensorFlow (to follow JAX without
-    x64), so on torch `ops.matmul`, `ops.maximum` and a few more return float32 for float64
-    inputs, and `ops.mean` computes them in float32, while JAX with x64 and TensorFlow keep
-    float64. With a float64 tensor among their
-    arguments, these call torch's own op on float64 tensors instead (`clip` and the segment
-    reductions round through float32 too).
+    x64), so on torch `ops.matmul`, `ops.maximum`, `ops.cumsum` and a few more return float32
+    for float64 inputs, and `ops.mean` computes them in float32, while JAX with x64 and
+    TensorFlow keep float64. With a float64 tensor among their arguments, these call torch's own
+    op on float64 tensors instead (`clip` and the segment reductions round through float32 too).
     """
     if NAME != "torch":
         return keras.ops
@@ -248,6 +247,9 @@ def _ops_keeping_float64():
     def var(x, axis=None, keepdims=False):
         return torch.var(x, dim=axis, keepdim=keepdims, correction=0)
 
+    def cumsum(x, axis=None):
+        return torch.cumsum(x.reshape(-1) if axis is None else x, dim=0 if axis is None else axis)
+
     def divide_no_nan(x1, x2):
         return torch.where(x2 == 0, torch.zeros_like(x1), x1 / torch.where(x2 == 0, 1.0, x2))
 
@@ -268,7 +270,9 @@ def _ops_keeping_float64():
     namespace.__dict__.update(vars(keras.ops))
     replacements = {
         "arctan2": torch.atan2,
+        "ceil": torch.ceil,
         "clip": torch.clip,
+        "cumsum": cumsum,
         "divide_no_nan": divide_no_nan,
         "floor": torch.floor,
         "logaddexp": torch.logaddexp,

@@ -410,3 +410,37 @@ def test_float64_predictions_are_computed_in_float64(entry):
     if entry.reference is not None:
         expected = entry.reference(y_true, y_pred)
         np.testing.assert_allclose(numpy(value), expected, rtol=1e-9, atol=1e-12)
+
+
+X64 = np.array([1 / 3, 2 / 3, 0.1, 2.0**30 + 0.5])  # not float32 numbers (float32: 1e-8 off)
+SEGMENTS = np.array([0, 0, 1, 1])
+FLOAT64_OPS = {
+    "arctan2": (lambda o, x: o.arctan2(x, 1.0 - x), np.arctan2(X64, 1.0 - X64)),
+    "ceil": (lambda o, x: o.ceil(x), np.ceil(X64)),
+    "clip": (lambda o, x: o.clip(x, 0.2, 0.5), np.clip(X64, 0.2, 0.5)),
+    "cumsum": (lambda o, x: o.cumsum(x), np.cumsum(X64)),
+    "cumsum axis": (lambda o, x: o.cumsum(x[None], axis=1), np.cumsum(X64)[None]),
+    "divide_no_nan": (lambda o, x: o.divide_no_nan(x, 3.0), X64 / 3.0),
+    "floor": (lambda o, x: o.floor(x), np.floor(X64)),
+    "logaddexp": (lambda o, x: o.logaddexp(x[:3], 0.5), np.logaddexp(X64[:3], 0.5)),
+    "matmul": (lambda o, x: o.matmul(x[None], x[:, None]), X64[None] @ X64[:, None]),
+    "maximum": (lambda o, x: o.maximum(x, 0.2), np.maximum(X64, 0.2)),
+    "mean": (lambda o, x: o.mean(x[:3]), np.mean(X64[:3])),
+    "minimum": (lambda o, x: o.minimum(x, 0.2), np.minimum(X64, 0.2)),
+    "segment_max": (lambda o, x: o.segment_max(x, SEGMENTS, 2), X64[1::2]),
+    "segment_sum": (lambda o, x: o.segment_sum(x, SEGMENTS, 2), [1.0, X64[2] + X64[3]]),
+    "var": (lambda o, x: o.var(x[:3]), np.var(X64[:3])),
+}
+
+
+@pytest.mark.skipif(
+    not kml.backend.has_64_bit_types(), reason="JAX computes in float32 without jax_enable_x64"
+)
+@pytest.mark.parametrize("name", FLOAT64_OPS)
+def test_the_package_ops_compute_float64_in_float64(name):
+    """`kml.backend.ops`, which the losses call, keeps float64 in float64 on torch too, where
+    `keras.ops` rounds some ops through float32 (`ops.cumsum` did: HistogramLoss's histogram)."""
+    call, expected = FLOAT64_OPS[name]
+    value = call(backend.ops, keras.ops.convert_to_tensor(X64))
+    assert keras.backend.standardize_dtype(value.dtype) == "float64", value.dtype
+    np.testing.assert_allclose(numpy(value), expected, rtol=1e-15, atol=0)
