@@ -23,7 +23,6 @@ from specs.faults import (
     shape_errors,
 )
 
-RNG = np.random.default_rng(0)
 INPUT_DIM, EMBEDDING_DIM, NUISANCE_DIM = 6, 4, 3
 
 
@@ -46,8 +45,13 @@ def mean(values):
 
 
 def normal(dim):
-    """`[batch, dim]` random predictions; `dim=None`: a square `[batch, batch]` matrix."""
-    return lambda batch: RNG.normal(size=(batch, dim or batch)).astype("float32")
+    """`[batch, dim]` random predictions; `dim=None`: a square `[batch, batch]` matrix. Seeded by
+    the shape, so a test sees the same values whatever ran before it in its worker."""
+    return lambda batch: _normal(batch, dim or batch)
+
+
+def _normal(*shape):
+    return np.random.default_rng(shape).normal(size=shape).astype("float32")
 
 
 def one_hot(ids):
