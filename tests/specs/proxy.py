@@ -506,7 +506,11 @@ def check_more_case(case, run):
         norm = np.linalg.norm(proxies.astype(np.float64), axis=1, keepdims=True)
         unit = proxies / norm
         expected = (expected - unit * np.sum(unit * expected, axis=1, keepdims=True)) / norm
-    np.testing.assert_allclose(grad[batch:], expected, RTOL, ATOL)
+    # The proxies' gradient sums terms as large as its largest element (38 in the one-class
+    # case at scale 64), which float32 rounds: PML's and ours each lie 1.5-2.2e-7 x that element
+    # from the float64 gradient (an entry of 0.07 is 2e-5 off, either way, by CPU kernel).
+    rounding = 16 * np.finfo(np.float32).eps * np.abs(expected).max()
+    np.testing.assert_allclose(grad[batch:], expected, RTOL, ATOL + rounding)
 
 
 def check_manifold(case, run):
