@@ -195,7 +195,9 @@ manifold_loss, ManifoldLoss = base.declare(
     `[B, K]` cosines to the proxies. The model is compiled without a loss; the class raises a
     `ValueError` when called on `(y_true, y_pred)` itself.
 
-    Example: the labels as meta classes; `loss_values` gives the values the layer reduces.
+    Example:
+
+    The labels as meta classes; `loss_values` gives the values the layer reduces:
 
     >>> layer = kml.layers.ClassProxies(3, loss=kml.ManifoldLoss())
     >>> layer.set_proxies(proxies)
