@@ -314,6 +314,9 @@ class ClassLogitsLoss:
     their layer computes for them (read by `ClassProxies(num_classes, loss=...)`).
 
     Attributes:
+        TAKES: What the layer hands the loss's `call` besides the labels: `"logits"`, the
+            `[B, C]` logits (every loss on them); `"proxies"`, the pair `(embeddings,
+            proxies)` (`losses.proxy.common.TakesProxies`, the manifold loss).
         margin_type: The margin the layer applies to the true class in training, `None` for
             none (the class constant of a margin-softmax loss: `"additive_angular"`, ...).
         LOGITS: `{layer argument: value}` the loss fixes (`normalize_embeddings=False`, ...).
@@ -321,6 +324,7 @@ class ClassLogitsLoss:
             layer arguments (the margin, the sub-centres, ...).
     """
 
+    TAKES = "logits"
     margin_type = None
     LOGITS: ClassVar[dict] = {}
     LOGITS_FROM: ClassVar[dict] = {}

@@ -1,6 +1,7 @@
 """`manifold_loss` beyond its golden cases (tests/data/pml_more.json, `specs.proxy`): its
 arguments, meta classes drawn or out of range, non-finite inputs, degenerate batches, float64,
-`lambdaC=inf`, eagerly and compiled."""
+`lambdaC=inf`, eagerly and compiled; and `ManifoldLoss`, computed by `layers.ClassProxies`: its
+values, its draws from the layer's saved seed state, training, saving and its errors."""
 
 import keras
 import numpy as np
@@ -125,3 +126,163 @@ def test_float64_stays_float64():
 def test_an_empty_batch_gives_no_values():
     values = kml.manifold_loss(np.zeros((0,), int), np.zeros((0, 4), "float32"), PROXIES)
     assert numpy(values).shape == (0,)
+
+
+# --- ManifoldLoss, computed by layers.ClassProxies(K, loss=kml.ManifoldLoss()) ----------------
+
+
+def head(seed=None, **kwargs):
+    """`ClassProxies(3, loss=kml.ManifoldLoss(**kwargs))` holding `PROXIES`."""
+    layer = kml.layers.ClassProxies(3, loss=kml.ManifoldLoss(**kwargs), meta_class_seed=seed)
+    layer.set_proxies(PROXIES)
+    return layer
+
+
+def added_loss(layer, *args, **kwargs):
+    """The loss that one call of `layer` adds (`None` for none)."""
+    layer(*args, **kwargs)
+    losses = [numpy(loss) for loss in layer.losses]
+    assert len(losses) <= 1, losses
+    return losses[0] if losses else None
+
+
+def test_the_layer_computes_the_function_with_its_proxies():
+    layer = head(lambdaC=0.5, alpha=0.7, margin=0.01)
+    expected = numpy(kml.manifold_loss(META, EMBEDDINGS, PROXIES, lambdaC=0.5, alpha=0.7,
+                                       margin=0.01))  # fmt: skip
+    np.testing.assert_allclose(numpy(layer.loss_values(EMBEDDINGS, META)), expected, rtol=1e-6)
+    for training in (True, False, None):  # given meta classes: always the loss of these
+        value = added_loss(layer, [EMBEDDINGS, META], training=training)
+        np.testing.assert_allclose(value, expected.mean(), rtol=1e-6)
+    logits = numpy(layer([EMBEDDINGS, META]))
+    plain = kml.layers.ClassProxies(3)
+    plain.set_proxies(PROXIES)
+    np.testing.assert_allclose(logits, numpy(plain(EMBEDDINGS)), rtol=1e-6)
+
+
+def test_the_layer_draws_meta_classes_in_training_only():
+    layer = head(seed=3)
+    assert added_loss(layer, EMBEDDINGS) is None
+    assert added_loss(layer, EMBEDDINGS, training=False) is None
+    drawn = numpy(kml.manifold_loss(None, EMBEDDINGS, PROXIES, seed=keras.random.SeedGenerator(3)))
+    np.testing.assert_allclose(added_loss(layer, EMBEDDINGS, training=True), drawn.mean(), 1e-6)
+    # The generator advances: the next call draws other meta classes.
+    assert added_loss(layer, EMBEDDINGS, training=True) != pytest.approx(drawn.mean())
+
+
+def test_calling_the_class_directly_raises():
+    with pytest.raises(ValueError, match=r"ClassProxies\(K, loss=kml.ManifoldLoss\(\)\)"):
+        kml.ManifoldLoss()(META, EMBEDDINGS)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    model.compile(loss=kml.ManifoldLoss())
+    with pytest.raises(ValueError, match=r"`ManifoldLoss` takes the embeddings and the proxies"):
+        model.evaluate(EMBEDDINGS, META, verbose=0)
+
+
+def test_config_round_trips():
+    loss = kml.ManifoldLoss(lambdaC=0.5, alpha=0.7, margin=0.01, reduction="sum", name="m")
+    config = loss.get_config()
+    assert {k: config[k] for k in ("lambdaC", "alpha", "margin")} == dict(
+        lambdaC=0.5, alpha=0.7, margin=0.01
+    )
+    assert kml.ManifoldLoss.from_config(config).get_config() == config
+    layer = kml.layers.ClassProxies(3, loss=loss, meta_class_seed=5)
+    restored = kml.layers.ClassProxies.from_config(layer.get_config())
+    assert restored.get_config() == layer.get_config()
+    assert restored.meta_class_seed == 5 and restored.loss.get_config() == config
+    # Keyword-only hyperparameters: PML's positional `l` and `K` (the layer's) do not land in
+    # `lambdaC` and `alpha`.
+    with pytest.raises(TypeError, match=r"`name` must be a string. Received: name=128"):
+        kml.ManifoldLoss(128, 50)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(meta_class_seed=-1), r"`meta_class_seed` must be an int >= 0. Received: "),
+        (dict(meta_class_seed=1.5), r"`meta_class_seed` must be an int >= 0. Received: "),
+        (dict(meta_class_seed=1, loss=kml.ProxyNCALoss()), r"Received: meta_class_seed=1 and "),
+        (dict(meta_class_seed=1, loss=None), r"Received: meta_class_seed=1 and loss=None"),
+        (dict(sub_centers=2, loss=kml.ManifoldLoss()), r"`sub_centers=2` conflicts with"),
+    ],
+)
+def test_layer_arguments_that_do_not_fit_raise(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        kml.layers.ClassProxies(3, **kwargs)
+
+
+def manifold_model(meta_classes, seed=0, **kwargs):
+    """An encoder and `ClassProxies(3, loss=ManifoldLoss(**kwargs))`: on `[x, meta classes]`,
+    or on `x` alone (the layer draws them)."""
+    features = keras.Input((4,))
+    embeddings = keras.layers.Dense(8, name="embedding")(features)
+    proxies = kml.layers.ClassProxies(3, loss=kml.ManifoldLoss(**kwargs), meta_class_seed=seed,
+                                      name="proxies")  # fmt: skip
+    if not meta_classes:
+        return keras.Model(features, proxies(embeddings))
+    meta = keras.Input((), dtype="int32")
+    return keras.Model([features, meta], proxies([embeddings, meta]))
+
+
+def clustered(batch=48):
+    rng = np.random.default_rng(1)
+    labels = np.arange(batch) % 3
+    centres = rng.normal(size=(3, 4)) * 4.0
+    return (centres[labels] + rng.normal(size=(batch, 4))).astype("float32"), labels
+
+
+@pytest.mark.parametrize("meta_classes", [True, False], ids=["given", "drawn"])
+def test_fit_lowers_the_loss(meta_classes):
+    """The labels as meta classes: the loss of the whole set goes down. The margin is 0.1: with
+    PML's 5e-4 few of the `g_ik >= 0` terms are on at the start, the gradient sees only those,
+    and a term that switches on adds at least `log 2` to its row, so the loss of a short fit
+    goes up and down (measured on the three backends)."""
+    keras.utils.set_random_seed(0)
+    model = manifold_model(meta_classes, margin=0.1)
+    model.compile(optimizer=keras.optimizers.Adam(0.05))  # the layer adds the loss
+    x, labels = clustered()
+    inputs = [x, labels] if meta_classes else x
+    if meta_classes:
+        before = model.evaluate(inputs, batch_size=len(x), verbose=0)
+        losses = model.fit(inputs, batch_size=12, epochs=15, verbose=0).history["loss"]
+        after = model.evaluate(inputs, batch_size=len(x), verbose=0)
+        assert np.isfinite(losses).all() and after < 0.9 * before, (before, after, losses)
+        return
+    # Drawn meta classes (PML's without `indices_tuple`) are new at every step and ignore the
+    # data, so the loss need not go down: the steps train both the encoder and the proxies,
+    # and each step draws once.
+    layer = model.get_layer("proxies")
+    before = [numpy(w) for w in model.weights]
+    losses = model.fit(inputs, batch_size=12, epochs=2, verbose=0).history["loss"]
+    assert np.isfinite(losses).all()
+    assert all((numpy(w) != w0).any() for w, w0 in zip(model.weights, before, strict=True))
+    fresh = keras.random.SeedGenerator(0)
+    for _ in range(2 * len(x) // 12):
+        fresh.next()
+    np.testing.assert_array_equal(numpy(layer.meta_class_generator.state), numpy(fresh.state))
+
+
+def test_a_saved_model_reloads_the_loss_and_the_seed_state(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = manifold_model(meta_classes=False, seed=4)
+    model.compile(optimizer=keras.optimizers.Adam(0.01))
+    x, _ = clustered(24)
+    model.fit(x, batch_size=12, epochs=1, verbose=0)
+    path = str(tmp_path / "manifold.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    layer, reloaded = model.get_layer("proxies"), loaded.get_layer("proxies")
+    assert isinstance(reloaded.loss, kml.ManifoldLoss)
+    assert reloaded.get_config() == layer.get_config()
+    state = numpy(layer.meta_class_generator.state)
+    assert state.any()  # the draws of the first epoch advanced it
+    np.testing.assert_array_equal(numpy(reloaded.meta_class_generator.state), state)
+    # The next draw, and the training that goes on, are the same as without the reload.
+    next_draws = [
+        numpy(m.get_layer("proxies").loss_values(m.get_layer("embedding")(x[:12]), None))
+        for m in (model, loaded)
+    ]
+    np.testing.assert_allclose(next_draws[1], next_draws[0], rtol=1e-6)
+    histories = [m.fit(x, batch_size=12, epochs=2, shuffle=False, verbose=0).history["loss"]
+                 for m in (model, loaded)]  # fmt: skip
+    np.testing.assert_allclose(histories[1], histories[0], rtol=1e-5)

@@ -20,7 +20,7 @@ GRADIENT_ROUNDINGS = 5 * 16
 # Each spec's class. Its function is not run again: `compile` wraps a function in Keras'
 # `LossFunctionWrapper`, which casts the predictions to float32 as the class does, and
 # test_training checks that function and class give the same loss.
-TARGETS = {spec.cls.__name__: (spec, lambda s=spec: s.loss()) for spec in SPECS}
+TARGETS = {spec.cls.__name__: (spec, lambda s=spec: s.compile_loss()) for spec in SPECS}
 
 
 def first_step(spec, loss, policy):

@@ -40,6 +40,10 @@ NOT_LOSSES = {
     # above); their own errors and NaN are tested in tests/test_loss_wrappers.py.
     kml.MultipleLosses: "sums the losses it holds",
     kml.manifold_loss: "takes meta classes and proxies: its faults are in tests/test_manifold.py",
+    kml.ManifoldLoss: (
+        "computed by ClassProxies on the embeddings and proxies: its faults are in "
+        "tests/test_manifold.py"
+    ),
     kml.SelfSupervisedLoss: "labels the views for the loss it holds",
     kml.MatryoshkaLoss: "truncates the embeddings for the loss it holds",
 }

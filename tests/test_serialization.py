@@ -143,10 +143,17 @@ def test_from_config_rejects_wrong_types(cls, key, value, error):
 # --- Saved models: `.keras` files load in safe mode, in a fresh process ----------------------
 
 
+# Loss classes that a layer of their model computes (`compiled=False`, `ManifoldLoss`): the
+# model is compiled without a loss, so `summary` has no `model.loss` to compare; their layer is
+# saved and reloaded with its loss and seed state by tests/test_manifold.py.
+NOT_COMPILED = {spec.cls.__name__ for spec in SPECS if not spec.compiled}
+
+
 def compile_targets():
-    """`{loss name: (spec, loss argument of compile)}` for every loss class and function."""
+    """`{loss name: (spec, loss argument of compile)}` for every loss class and function
+    compiled on its model (all but `NOT_COMPILED`)."""
     targets = {}
-    for spec in SPECS:
+    for spec in (spec for spec in SPECS if spec.compiled):
         targets[spec.cls.__name__] = (spec, spec.loss(reduction="sum"))
         if spec.function in LOSS_FUNCTIONS:
             targets[spec.function.__name__] = (spec, spec.function)
@@ -208,7 +215,7 @@ LOADER = textwrap.dedent(
 @pytest.mark.slow
 def test_saved_models_load_in_safe_mode_with_only_the_package_import(tmp_path):
     targets = compile_targets()
-    assert set(targets) == {loss.__name__ for loss in LOSS_CLASSES + LOSS_FUNCTIONS}
+    assert set(targets) == {loss.__name__ for loss in LOSS_CLASSES + LOSS_FUNCTIONS} - NOT_COMPILED
     expected = {}
     for name, (spec, loss) in targets.items():
         keras.utils.set_random_seed(0)

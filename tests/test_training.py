@@ -50,7 +50,7 @@ def test_fit_lowers_the_loss_and_improves_retrieval(spec):
     model = spec.kind.model()
     x, y = spec.kind.data(batch=64, nuisance=NUISANCE)
     before = spec.kind.retrieval(model, nuisance=NUISANCE)
-    model.compile(optimizer=keras.optimizers.Adam(0.02), loss=spec.loss())
+    model.compile(optimizer=keras.optimizers.Adam(0.02), loss=spec.compile_loss())
     history = model.fit(x, y, epochs=20, verbose=0, **spec.kind.fit_options).history["loss"]
     after = spec.kind.retrieval(model, nuisance=NUISANCE)
     assert np.isfinite(history).all() and history[-1] < history[0], history

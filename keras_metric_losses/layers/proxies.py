@@ -21,6 +21,7 @@ from keras_metric_losses.class_logits import (
     check_features,
     checked_labels,
 )
+from keras_metric_losses.layers import meta_classes
 from keras_metric_losses.layers.adds_loss import AddsLoss, deserialized, serialized
 from keras_metric_losses.ops import compute_dtype
 
@@ -51,6 +52,14 @@ class ClassProxies(AddsLoss, StrictConfig, keras.layers.Layer):
     returns the logits **without** margin, so that accuracy metrics and inference see the
     plain class logits. The model is compiled without a loss: `model.compile(optimizer=...)`,
     `model.fit([x, y], ...)`. Called on the embeddings alone, it returns the logits.
+
+    **With a loss on the proxies themselves** (`kml.ManifoldLoss()`, PML's `ManifoldLoss(l,
+    K)` is `ClassProxies(K, loss=kml.ManifoldLoss())`): called on `[embeddings,
+    meta_classes]`, the layer adds the loss of these meta classes (`[B]` ids in `[0, K)`);
+    called on the embeddings alone in training (`training=True`), it draws them as PML does
+    (every proxy once, the rest uniform, shuffled; `B >= K`) from a `keras.random.SeedGenerator`
+    of its own, seeded by `meta_class_seed` and saved with the layer (a saved and loaded model
+    draws on as the original would). It returns the `[B, K]` cosines to the proxies.
 
     **Without a loss** (release 0.1.0's pairing, kept for saved models): `margin_type` and
     `margin` set the margin, which `layer([embeddings, labels])` applies to the returned logits
@@ -102,6 +111,8 @@ class ClassProxies(AddsLoss, StrictConfig, keras.layers.Layer):
         proxies_regularizer: A Keras regularizer of the `[C * K, D]` proxies (PML's
             `weight_regularizer`, for example `kml.regularizers.RegularFaceRegularizer(
             weight=weight_reg_weight)`): its term joins the model's losses. Defaults to `None`.
+        meta_class_seed: With a loss on the proxies (`kml.ManifoldLoss()`), the int seed of
+            the meta classes the layer draws, or `None` (a random seed). Defaults to `None`.
         **kwargs: Standard `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
     Raises:
@@ -109,8 +120,9 @@ class ClassProxies(AddsLoss, StrictConfig, keras.layers.Layer):
             pooling, a margin out of range (or given without `margin_type`), a warm-up with a
             multiplicative margin, sub-centres with `normalize_proxies=False`, a logits
             argument that differs from the `loss`'s, a `proxies_regularizer` that is not a
-            Keras regularizer; when called, for embeddings whose last
-            dimension is unknown or differs from the proxies'.
+            Keras regularizer, a `meta_class_seed` that is not an int `>= 0` or is given
+            without a loss on the proxies; when called, for embeddings whose last dimension is
+            unknown or differs from the proxies'.
         TypeError: if a flag is not a bool, or `loss` is not a loss of this package on these
             logits.
 
@@ -155,6 +167,7 @@ class ClassProxies(AddsLoss, StrictConfig, keras.layers.Layer):
         *,
         loss=None,
         proxies_regularizer=None,
+        meta_class_seed=None,
         **kwargs,
     ):
         kwargs.setdefault("autocast", False)
@@ -206,6 +219,8 @@ class ClassProxies(AddsLoss, StrictConfig, keras.layers.Layer):
         self.proxies_regularizer = validation.regularizer(
             proxies_regularizer, "proxies_regularizer"
         )
+        self.meta_class_seed = meta_classes.checked_seed(meta_class_seed, self.loss)
+        self.meta_class_generator = meta_classes.generator(self.loss, self.meta_class_seed)
         if margin_type in ADDITIVE:
             self.margin_variable = self.add_weight(
                 name="margin", shape=(), initializer=keras.initializers.Constant(self.margin),
@@ -279,6 +294,10 @@ class ClassProxies(AddsLoss, StrictConfig, keras.layers.Layer):
         embeddings, labels = inputs if isinstance(inputs, (list, tuple)) else (inputs, None)
         if self.loss is None:
             return self.logits(embeddings, labels, training=training)
+        if meta_classes.takes_proxies(self.loss):
+            if labels is not None or training is True:
+                self.add_reduced_loss(self.loss, self._proxies_loss(embeddings, labels))
+            return self._class_logits(embeddings, None)[0].logits
         class_logits, labels = self._class_logits(embeddings, labels)
         if labels is not None:
             with_margin = self._with_margin(class_logits, labels, training is not False)
@@ -310,7 +329,8 @@ class ClassProxies(AddsLoss, StrictConfig, keras.layers.Layer):
     def loss_values(self, embeddings, labels):
         """The `[B]` per-example values of the layer's `loss` on a batch, with the margin a
         training call applies now (the warm-up is not advanced): what the layer reduces and
-        adds in training.
+        adds in training. For a loss on the proxies, `labels` are the meta classes (`None`:
+        drawn from the layer's seed generator, which advances).
 
         Raises:
             ValueError: if the layer has no `loss`.
@@ -320,16 +340,28 @@ class ClassProxies(AddsLoss, StrictConfig, keras.layers.Layer):
                 "`loss_values` needs a layer built with a loss, for example "
                 "`ClassProxies(num_classes, loss=kml.ArcFaceLoss())`. Received: loss=None"
             )
+        if meta_classes.takes_proxies(self.loss):
+            return self._proxies_loss(embeddings, labels)
         class_logits, labels = self._class_logits(embeddings, labels)
         return self.loss.call(labels, self._with_margin(class_logits, labels, True))
 
-    def _class_logits(self, embeddings, labels):
-        """`(ClassLogits, checked labels or None)` of a batch."""
+    def _proxies_loss(self, embeddings, meta):
+        """`[B]` values of a loss on `(embeddings, proxies)` (meta classes `None`: drawn)."""
+        pair = self._embeddings_and_proxies(embeddings)
+        return self.loss.call(meta, pair, seed=self.meta_class_generator)
+
+    def _embeddings_and_proxies(self, embeddings):
+        """`(embeddings, proxies)` checked, in the compute dtype (float32 for half precision)."""
         x = ops.convert_to_tensor(embeddings)
         validation.rank(x, 2, "[batch, dim] embeddings", "embeddings")
         x = ops.cast(x, compute_dtype(x))
         proxies = ops.cast(self._proxies(), x.dtype)
         check_features(x, proxies)
+        return x, proxies
+
+    def _class_logits(self, embeddings, labels):
+        """`(ClassLogits, checked labels or None)` of a batch."""
+        x, proxies = self._embeddings_and_proxies(embeddings)
         if labels is not None:
             labels = checked_labels(labels, x, self.num_classes, "labels", "embeddings")
         validation.finite(x, "embeddings")
@@ -351,6 +383,13 @@ class ClassProxies(AddsLoss, StrictConfig, keras.layers.Layer):
             step = ops.minimum(self.warmup_step.value + 1.0, float(self.margin_warmup_steps))
             self.warmup_step.assign(step)
 
+    def save_own_variables(self, store):
+        super().save_own_variables(store)
+        meta_classes.save(self.meta_class_generator, store)
+
+    def load_own_variables(self, store):
+        meta_classes.load(self.meta_class_generator, store, super().load_own_variables)
+
     def compute_output_shape(self, input_shape):
         embedding_shape = input_shape[0] if validation.is_shape_pair(input_shape) else input_shape
         return (embedding_shape[0], self.num_classes)
@@ -371,6 +410,7 @@ class ClassProxies(AddsLoss, StrictConfig, keras.layers.Layer):
             "proxies_initializer": keras.initializers.serialize(self.proxies_initializer),
             "proxies_regularizer": keras.regularizers.serialize(self.proxies_regularizer),
             "loss": serialized(self.loss),
+            "meta_class_seed": self.meta_class_seed,
         }
 
 

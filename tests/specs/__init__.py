@@ -33,6 +33,9 @@ class Spec:
         cross_replica: Whether the loss has a `cross_replica` option.
         precision: Whether the first mixed-precision step is bounded by the kind's Lipschitz
             rule (`False`: finite training only, e.g. losses whose mining jumps).
+        compiled: Whether the shared tests compile `loss()` on `kind.model()` (`False`: a
+            layer of that model computes the loss and adds it, so the model is compiled
+            without one, `compile_loss()`).
     """
 
     function: object
@@ -45,6 +48,7 @@ class Spec:
     class_outcomes: dict = dataclasses.field(default_factory=dict)
     cross_replica: bool = False
     precision: bool = True
+    compiled: bool = True
 
     @property
     def name(self):
@@ -53,6 +57,11 @@ class Spec:
     def loss(self, **kwargs):
         """The class built with `kwargs` (and the spec's), for `model.compile`."""
         return self.cls(**{**self.kwargs, **kwargs})
+
+    def compile_loss(self, **kwargs):
+        """The `loss` of `model.compile` for `kind.model()`: `loss(**kwargs)`, or `None` where
+        the model's layer adds the loss."""
+        return self.loss(**kwargs) if self.compiled else None
 
 
 def _collect():

@@ -515,9 +515,10 @@ def check_more_case(case, run):
 
 def check_manifold(case, run):
     """ManifoldLoss: PML's scalar from the case's meta classes (the stochastic case: those PML
-    drew, `meta_classes_drawn`), the float64 oracle's per-example values and, in the eager
-    tier, PML's gradients for the embeddings and the proxies. The stochastic case checks the
-    structure of our own draw: every meta class once at least, and the loss of the draw."""
+    drew, `meta_classes_drawn`), the float64 oracle's per-example values, the same through the
+    layer that owns PML's proxies (`ClassProxies(K, loss=kml.ManifoldLoss(...))`) and, in the
+    eager tier, PML's gradients for the embeddings and the proxies. The stochastic case checks
+    the structure of our own draw: every meta class once at least, and the loss of the draw."""
     kwargs = {name: case["kwargs"][name] for name in ("lambdaC", "alpha", "margin")}
     meta_classes = np.asarray(
         case["meta_classes_drawn" if case.get("stochastic") else "meta_classes"]
@@ -534,6 +535,10 @@ def check_manifold(case, run):
     np.testing.assert_allclose(values.mean(), case["expected"], rtol=RTOL, atol=ATOL)
     oracle_values = more_oracle.manifold_loss(embeddings, meta_classes, proxies, **kwargs)
     np.testing.assert_allclose(values, oracle_values.per_anchor, rtol=RTOL, atol=ATOL)
+    layer = kml.layers.ClassProxies(len(proxies), loss=kml.ManifoldLoss(**kwargs))
+    layer.set_proxies(proxies)
+    of_layer = run(lambda m, e: layer.loss_values(e, m), meta_classes, embeddings)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(of_layer), values, RTOL, ATOL)
     if case.get("stochastic"):
         seed = case["torch_seed"]
         drawn = keras.ops.convert_to_numpy(

@@ -117,6 +117,39 @@ def _called_directly(loss, y_pred):
     )
 
 
+class TakesProxies(ClassLogitsLoss):
+    """Mixin of a loss class on the embeddings and the proxies themselves, not on their logits
+    (the manifold loss): `ClassProxies(num_classes, loss=...)` owns the proxies and calls
+    `loss.call(meta_classes, (embeddings, proxies), seed=...)`, with the meta classes it is
+    called with, or `None` (the loss draws them from `seed`, the layer's `SeedGenerator`).
+    Its logits are the layer's defaults; called on `(y_true, y_pred)` directly it raises.
+    """
+
+    TAKES = "proxies"
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        name = type(self).__name__
+        shape = getattr(y_pred, "shape", None)
+        raise ValueError(
+            f"`{name}` takes the embeddings and the proxies themselves, not `(y_true, y_pred)`: "
+            "it is computed by the layer that owns the proxies, which adds it to the model "
+            "(compile without a loss):\n\n"
+            f"    proxies = kml.layers.ClassProxies(K, loss=kml.{name}())\n"
+            "    model = keras.Model([features, meta_classes], proxies([embeddings, "
+            "meta_classes]))\n"
+            '    model.compile(optimizer="adam")\n\n'
+            "(or `proxies(embeddings)`: the layer draws the meta classes in training). "
+            f"Received: {name} called on y_pred of shape "
+            f"{None if shape is None else tuple(shape)}"
+        )
+
+    def call(self, y_true, y_pred, seed=None):
+        """`[B]` values of `y_true` (`[B]` meta classes or `None`) and `y_pred`, the pair
+        `(embeddings [B, D], proxies [K, D])`; `seed` draws the meta classes of `None`."""
+        embeddings, proxies = y_pred
+        return self.fn(y_true, embeddings, proxies, seed=seed, **self.hyperparameters)
+
+
 def takes_logits(margin_type=None, fixed=None, **from_hyperparameters):
     """The mixin of a loss class that declares the logits of its layer: `margin_type` (a
     margin-softmax loss, whose `margin` hyperparameter is the margin), the layer arguments it

@@ -162,21 +162,62 @@ META_CLASSES = base.Inputs(
     example=common.EXAMPLE,
 )
 
-manifold_loss = base.declare(
+HYPERPARAMETERS = dict(
+    lambdaC=base.Hyperparameter(
+        1.0, _weight, "Weight of the context loss, `>= 0` (`inf`: the context loss alone)."
+    ),
+    alpha=base.Hyperparameter(
+        0.8, _share, "Share of similarity the walk passes to neighbours, in `(0, 1)`."
+    ),
+    margin=base.real(5e-4, "The margin."),
+)
+
+manifold_loss, ManifoldLoss = base.declare(
     manifold_elements,
     function="manifold_loss",
-    cls=None,
+    cls="ManifoldLoss",
     inputs=META_CLASSES,
     original="PML `ManifoldLoss`",
     summary="a random walk over the batch and the proxies, each example against its meta class",
-    hyperparameters=dict(
-        lambdaC=base.Hyperparameter(
-            1.0, _weight, "Weight of the context loss, `>= 0` (`inf`: the context loss alone)."
-        ),
-        alpha=base.Hyperparameter(
-            0.8, _share, "Share of similarity the walk passes to neighbours, in `(0, 1)`."
-        ),
-        margin=base.real(5e-4, "The margin."),
-    ),
-    class_doc=None,
+    hyperparameters=HYPERPARAMETERS,
+    bases=(common.TakesProxies,),
+    class_doc="""Manifold loss (`manifold_loss`), computed by `layers.ClassProxies`, which owns
+    the `K` proxies: pytorch-metric-learning's `ManifoldLoss(l, K, ...)` is
+    `ClassProxies(K, loss=kml.ManifoldLoss(...))` on `l`-dimensional embeddings.
+
+    The layer, called on `[embeddings, meta_classes]`, adds the mean of `manifold_loss(
+    meta_classes, embeddings, proxies)` to the model (PML's `loss(embeddings,
+    indices_tuple=meta_classes)`); called on the embeddings alone in training (`training=True`,
+    as in `fit`), it draws the meta classes as PML does without them (every proxy once, the
+    rest uniform, shuffled; needs `B >= K`) from a `keras.random.SeedGenerator` of its own
+    (`meta_class_seed`, saved with the model), so that `model.fit(x)` trains without meta
+    classes. Without meta classes and not in training it adds nothing. The layer returns its
+    `[B, K]` cosines to the proxies. The model is compiled without a loss; the class raises a
+    `ValueError` when called on `(y_true, y_pred)` itself.
+
+    Example:
+
+    The labels as meta classes; `loss_values` gives the values the layer reduces:
+
+    >>> layer = kml.layers.ClassProxies(3, loss=kml.ManifoldLoss())
+    >>> layer.set_proxies(proxies)
+    >>> values = layer.loss_values(x, labels)
+    >>> print(keras.ops.convert_to_numpy(values).round(4))
+    [0.     0.     0.     0.6938]
+
+    Training without meta classes: the layer draws them.
+
+    >>> features = keras.Input((8,))
+    >>> embeddings = keras.layers.Dense(4, name="embedding")(features)
+    >>> head = kml.layers.ClassProxies(3, loss=kml.ManifoldLoss(), meta_class_seed=0)
+    >>> model = keras.Model(features, head(embeddings))
+    >>> model.compile(optimizer="adam")  # the layer adds the loss
+    >>> data = np.random.default_rng(0).normal(size=(32, 8)).astype("float32")
+    >>> history = model.fit(data, batch_size=8, epochs=2, verbose=0)
+    >>> bool(np.isfinite(history.history["loss"]).all())
+    True
+
+    Reference: Aziere and Todorovic, "Ensemble Deep Manifold Similarity Learning using Hard
+    Proxies", CVPR 2019.
+    """,
 )
