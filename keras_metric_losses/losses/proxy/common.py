@@ -100,19 +100,32 @@ class MarginSoftmaxLoss(ClassLogitsLoss):
 
 
 def _called_directly(loss, y_pred):
+    return _computed_by_the_layer(
+        loss,
+        y_pred,
+        f"is computed by the layer that applies its margin (margin_type={loss.margin_type!r}, "
+        f"margin={loss.margin!r}), not on logits: called directly (`model.compile("
+        f"loss=kml.{type(loss).__name__}(...))`, `loss(y_true, logits)`) it cannot know "
+        "whether, or which, margin the logits carry. Give it to the layer, which computes it "
+        "from the labels it is called with and adds it to the model, and compile without a loss",
+        f"num_classes, loss=kml.{type(loss).__name__}(...)",
+        "labels",
+        "    model.fit([x, y], epochs=...)\n",
+    )
+
+
+def _computed_by_the_layer(loss, y_pred, reason, layer, inputs, usage=""):
+    """The error of a loss class that only its `ClassProxies` layer computes, called on
+    `(y_true, y_pred)`: `reason`, then how the layer (`ClassProxies(layer)`) takes it, on
+    `[embeddings, inputs]`."""
     name = type(loss).__name__
     shape = getattr(y_pred, "shape", None)
     return (
-        f"`{name}` is computed by the layer that applies its margin "
-        f"(margin_type={loss.margin_type!r}, margin={loss.margin!r}), not on logits: called "
-        f"directly (`model.compile(loss=kml.{name}(...))`, `loss(y_true, logits)`) it cannot "
-        "know whether, or which, margin the logits carry. Give it to the layer, which computes "
-        "it from the labels it is called with and adds it to the model, and compile without a "
-        "loss:\n\n"
-        f"    proxies = kml.layers.ClassProxies(num_classes, loss=kml.{name}(...))\n"
-        "    model = keras.Model([features, labels], proxies([embeddings, labels]))\n"
+        f"`{name}` {reason}:\n\n"
+        f"    proxies = kml.layers.ClassProxies({layer})\n"
+        f"    model = keras.Model([features, {inputs}], proxies([embeddings, {inputs}]))\n"
         '    model.compile(optimizer="adam")\n'
-        "    model.fit([x, y], epochs=...)\n\n"
+        f"{usage}\n"
         f"Received: {name} called on y_pred of shape {None if shape is None else tuple(shape)}"
     )
 
@@ -128,19 +141,17 @@ class TakesProxies(ClassLogitsLoss):
     TAKES = "proxies"
 
     def __call__(self, y_true, y_pred, sample_weight=None):
-        name = type(self).__name__
-        shape = getattr(y_pred, "shape", None)
         raise ValueError(
-            f"`{name}` takes the embeddings and the proxies themselves, not `(y_true, y_pred)`: "
-            "it is computed by the layer that owns the proxies, which adds it to the model "
-            "(compile without a loss):\n\n"
-            f"    proxies = kml.layers.ClassProxies(K, loss=kml.{name}())\n"
-            "    model = keras.Model([features, meta_classes], proxies([embeddings, "
-            "meta_classes]))\n"
-            '    model.compile(optimizer="adam")\n\n'
-            "(or `proxies(embeddings)`: the layer draws the meta classes in training). "
-            f"Received: {name} called on y_pred of shape "
-            f"{None if shape is None else tuple(shape)}"
+            _computed_by_the_layer(
+                self,
+                y_pred,
+                "takes the embeddings and the proxies themselves, not `(y_true, y_pred)`: it is "
+                "computed by the layer that owns the proxies, which adds it to the model "
+                "(compile without a loss; or call the layer on the embeddings alone: it draws "
+                "the meta classes in training)",
+                f"K, loss=kml.{type(self).__name__}()",
+                "meta_classes",
+            )
         )
 
     def call(self, y_true, y_pred, seed=None):
