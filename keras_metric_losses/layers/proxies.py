@@ -295,9 +295,10 @@ class ClassProxies(AddsLoss, StrictConfig, keras.layers.Layer):
         if self.loss is None:
             return self.logits(embeddings, labels, training=training)
         if meta_classes.takes_proxies(self.loss):
+            pair = self._embeddings_and_proxies(embeddings)
             if labels is not None or training is True:
-                self.add_reduced_loss(self.loss, self._proxies_loss(embeddings, labels))
-            return self._class_logits(embeddings, None)[0].logits
+                self.add_reduced_loss(self.loss, self._proxies_loss(pair, labels))
+            return self._logits_of(*pair).logits
         class_logits, labels = self._class_logits(embeddings, labels)
         if labels is not None:
             with_margin = self._with_margin(class_logits, labels, training is not False)
@@ -341,13 +342,13 @@ class ClassProxies(AddsLoss, StrictConfig, keras.layers.Layer):
                 "`ClassProxies(num_classes, loss=kml.ArcFaceLoss())`. Received: loss=None"
             )
         if meta_classes.takes_proxies(self.loss):
-            return self._proxies_loss(embeddings, labels)
+            return self._proxies_loss(self._embeddings_and_proxies(embeddings), labels)
         class_logits, labels = self._class_logits(embeddings, labels)
         return self.loss.call(labels, self._with_margin(class_logits, labels, True))
 
-    def _proxies_loss(self, embeddings, meta):
-        """`[B]` values of a loss on `(embeddings, proxies)` (meta classes `None`: drawn)."""
-        pair = self._embeddings_and_proxies(embeddings)
+    def _proxies_loss(self, pair, meta):
+        """`[B]` values of a loss on `pair = (embeddings, proxies)` (meta classes `None`:
+        drawn)."""
         return self.loss.call(meta, pair, seed=self.meta_class_generator)
 
     def _embeddings_and_proxies(self, embeddings):
@@ -364,12 +365,15 @@ class ClassProxies(AddsLoss, StrictConfig, keras.layers.Layer):
         x, proxies = self._embeddings_and_proxies(embeddings)
         if labels is not None:
             labels = checked_labels(labels, x, self.num_classes, "labels", "embeddings")
+        return self._logits_of(x, proxies), labels
+
+    def _logits_of(self, x, proxies):
+        """The `ClassLogits` of checked embeddings and proxies."""
         validation.finite(x, "embeddings")
-        class_logits = ClassLogits(
+        return ClassLogits(
             x, proxies, 1.0, self.sub_centers, self.sub_center_pooling, self.gamma,
             self.normalize_embeddings, self.normalize_proxies,
         )  # fmt: skip
-        return class_logits, labels
 
     def _with_margin(self, class_logits, labels, training):
         if self.margin_type is None or not training:
