@@ -26,10 +26,8 @@ import keras_metric_losses as kml
 from keras_metric_losses import backend, validation
 
 RNG = np.random.default_rng(0)
-TABLE = [entry for spec in SPECS for entry in spec.kind.entries(spec)]
-# The fast tier checks each loss once, through its class where it has one (which calls its
-# function), and the slow tier through the other entry too.
-_KEYED = [(i, e) for i, spec in enumerate(SPECS) for e in reversed(spec.kind.entries(spec))]
+_ENTRIES_OF_SPECS = [spec.kind.entries(spec) for spec in SPECS]  # [function, class] each
+TABLE = [entry for entries in _ENTRIES_OF_SPECS for entry in entries]
 # Public objects that are not losses: their outputs are checked through the entries above.
 NOT_LOSSES = {
     kml.PairwiseSimilarity: "builds the y_pred of the npairs losses",
@@ -85,7 +83,13 @@ def _check_all(entry, kind, check):
     assert not failures, "\n".join(failures)
 
 
-ENTRIES = first_of_each((key, pytest.param(entry, id=entry.name)) for key, entry in _KEYED)
+# The fast tier checks each loss once, through its class where it has one (which calls its
+# function), and the slow tier through the other entry too.
+ENTRIES = first_of_each(
+    (i, pytest.param(entry, id=entry.name))
+    for i, entries in enumerate(_ENTRIES_OF_SPECS)
+    for entry in reversed(entries)
+)
 
 
 @pytest.mark.parametrize("entry", ENTRIES)
