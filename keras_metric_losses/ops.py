@@ -1,5 +1,7 @@
 """Numerical helpers shared by the losses, written against `keras.ops`."""
 
+import functools
+
 import keras
 import numpy as np
 
@@ -191,17 +193,61 @@ def masked_logsumexp(x, mask, axis=-1, add_one=False):
     >>> print(keras.ops.convert_to_numpy(ops.masked_logsumexp(x, mask)).round(4))
     [1.6094 0.    ]
     """
+    x = ops.convert_to_tensor(x)
     mask = ops.broadcast_to(mask, ops.shape(x))
+    if backend.ALWAYS_COMPILED:  # XLA fuses the differentiated passes
+        return _masked_logsumexp(x, mask, axis, add_one)[0]
+    return _masked_logsumexp_with_gradient(axis, add_one)(x, mask)
+
+
+def _masked_logsumexp(x, mask, axis, add_one):
+    """`(masked_logsumexp, its gradient function)`; the gradient, `exp(x - result)` where
+    `mask` holds (the softmax of the row's masked entries), takes one `[B, K]` product where
+    automatic differentiation replays the `where`, subtraction, clamp and `exp` of the forward
+    (in eager torch, NCA's step at B = 1024 spent a quarter of its time in `where`)."""
     filled = ops.where(mask, x, lowest_finite(x.dtype))
-    shift = ops.amax(filled, axis=axis, keepdims=True)
+    # An empty row's shift is the lowest finite value (0 with `add_one`): its terms are then
+    # exp(0), all masked out, and its total 0 (1 with `add_one`).
+    shift = ops.stop_gradient(ops.amax(filled, axis=axis, keepdims=True))
     if add_one:
         shift = ops.maximum(shift, 0)
-    shift = ops.stop_gradient(ops.where(ops.any(mask, axis=axis, keepdims=True), shift, 0))
-    total = ops.sum(ops.where(mask, ops.exp(filled - shift), 0), axis=axis, keepdims=True)
+    terms = ops.where(mask, shifted_exp(filled - shift), 0)
+    total = ops.sum(terms, axis=axis, keepdims=True)
     if add_one:
         total = total + ops.exp(-shift)
-    result = ops.log(ops.where(total > 0, total, 1)) + shift
-    return ops.squeeze(ops.where(total > 0, result, 0), axis=axis)
+    nonempty = total > 0
+    total = ops.where(nonempty, total, 1)
+    result = ops.squeeze(ops.where(nonempty, ops.log(total) + shift, 0), axis=axis)
+
+    def grad(*args, upstream=None):
+        if upstream is None:  # TensorFlow and JAX pass `upstream` alone, torch the inputs first
+            (upstream,) = args
+        return terms * (ops.expand_dims(upstream, axis) / total), None
+
+    return result, grad
+
+
+@functools.cache
+def _masked_logsumexp_with_gradient(axis, add_one):
+    """`masked_logsumexp(x, mask)` with its written-out gradient, for one `axis` and `add_one`."""
+    return ops.custom_gradient(lambda x, mask: _masked_logsumexp(x, mask, axis, add_one))
+
+
+def shifted_exp(x):
+    """`exp(x)` of arguments shifted by their maximum, so that the terms that count are near 1.
+
+    Arguments below `ceil(log(tiny)) + 1` (-86 in float32, -707 in float64; `tiny`: the dtype's
+    smallest normal number) are raised to it first, so each such term is `e^-86` (4.4e-38) in
+    float32 instead of a smaller number or 0, and has zero gradient: next to a sum of at least 1
+    the difference is far below the dtype's resolution. PyTorch's CPU `exp` takes a path 8-35x
+    slower for arguments that underflow (a `[1024, 1024]` float32 `exp` of masked logits: 4-25
+    ms instead of 0.7). float16 (whose smallest normal, 6.1e-5, is not negligible) is not
+    clamped.
+    """
+    dtype = keras.backend.standardize_dtype(x.dtype)
+    if dtype == "float16":
+        return ops.exp(x)
+    return ops.exp(ops.maximum(x, float(np.ceil(np.log(np.finfo(dtype).tiny)) + 1)))
 
 
 def lowest_finite(dtype):

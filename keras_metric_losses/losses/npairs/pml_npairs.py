@@ -4,7 +4,7 @@ label)."""
 from keras_metric_losses import distances, reduction
 from keras_metric_losses.backend import ops
 from keras_metric_losses.losses import base
-from keras_metric_losses.ops import label_equality, masked_logsumexp
+from keras_metric_losses.ops import masked_logsumexp
 
 
 def pml_npairs_per_anchor(pairs, *, distance, reducer):
@@ -38,22 +38,17 @@ def pml_npairs_per_anchor(pairs, *, distance, reducer):
     Reference: Sohn, "Improved Deep Metric Learning with Multi-class N-pair Loss Objective",
     NeurIPS 2016; pytorch-metric-learning's `NPairsLoss`.
     """
-    same = label_equality(pairs.labels, pairs.key_labels)
-    rows = ops.arange(ops.shape(same)[0], dtype="int32")
-    earlier = ops.expand_dims(rows, 0) < ops.expand_dims(rows, 1)
-    rank = ops.sum(ops.cast(ops.logical_and(same, earlier), "int32"), axis=1)  # within its label
-    anchors = ops.logical_and(ops.equal(rank, 0), pairs.has_positive)
-    # Each anchor's positive: the second row of its label.
-    partner = ops.argmax(ops.logical_and(same, ops.expand_dims(ops.equal(rank, 1), 0)), axis=1)
+    anchors, partner = _first_pairs(pairs.labels)
     # At most B // 2 pairs: the anchors first (in row order), then the softmax of those rows
     # only, a quarter of the [B, B] matrix (ceil(B / 2) rows: a batch of one keeps one).
-    size = ops.shape(rows)[0]
+    size = ops.shape(anchors)[0]
     half = (size + 1) // 2
+    rows = ops.arange(size, dtype="int32")
     order = ops.argsort(ops.where(anchors, rows, rows + size))
     chosen = order[:half]
     matrix = distances.get(distance)(
         ops.take(pairs.queries, chosen, axis=0),
-        ops.take(pairs.keys, ops.take(ops.cast(partner, "int32"), chosen), axis=0),
+        ops.take(pairs.keys, ops.take(partner, chosen), axis=0),
     )
     logits = matrix if distances.larger_is_closer(distance) else -matrix
     used = ops.take(anchors, chosen)
@@ -65,6 +60,21 @@ def pml_npairs_per_anchor(pairs, *, distance, reducer):
     return reduction.reduce_elements(
         ops.expand_dims(losses, 1), ops.expand_dims(anchors, 1), reducer, reduction.batch_mean
     )
+
+
+def _first_pairs(labels):
+    """`([B] anchors, [B] partners)`: whether each row is the first of a label with two or
+    more rows (in batch order), and the int32 row of its label's second row (meaningful for
+    anchors only). From one stable sort of the labels, `O(B log B)`, no `[B, B]` comparison."""
+    order = ops.argsort(labels)  # stable on every backend: a label's rows in batch order
+    ordered = ops.take(labels, order)
+    same_as_next = ops.equal(ordered[1:], ordered[:-1])
+    first = ops.concatenate([ops.ones((1,), "bool"), ops.logical_not(same_as_next)], axis=0)
+    has_second = ops.concatenate([same_as_next, ops.zeros((1,), "bool")], axis=0)
+    following = ops.concatenate([order[1:], order[:1]], axis=0)
+    unsort = ops.argsort(order)
+    anchors = ops.take(ops.logical_and(first, has_second), unsort)
+    return anchors, ops.take(following, unsort)
 
 
 pml_npairs_loss, PMLNPairsLoss = base.declare(
