@@ -227,7 +227,10 @@ def test_two_stage_top_k_is_exact_on_ties(width, k):
     for limit in (None, ceiling):
         clipped = keys if limit is None else np.minimum(keys, limit[:, None])
         expected = oracle_top_k(clipped, k)
-        args = [keras.ops.convert_to_tensor(keys)]
+        # The keys in the order `top_k` reads them: column `j` holds reference `layout[j]`.
+        layout = numpy(retrieval.blocks.grouped(np.arange(width), k))
+        np.testing.assert_array_equal(np.sort(layout), np.arange(width))
+        args = [keras.ops.convert_to_tensor(keys[:, layout])]
         if limit is not None:
             args.append(keras.ops.convert_to_tensor(limit))
         values, columns = backend.compile_function(top_k_of(k), "auto")(*args)

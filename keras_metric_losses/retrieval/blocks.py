@@ -107,17 +107,35 @@ def group_size(width, k):
     return group if group >= 4 else 1
 
 
-def top_k(keys, k, ceiling=None):
-    """The `k` largest keys of each row of `min(keys, ceiling)` (`keys` `[rows, width]`, an
-    optional `[rows]` ceiling) and their int32 columns, larger first and equal keys by lower
-    column, exactly.
+def grouped(references, k):
+    """The rows of a block of references `[width, ...]` in the order `top_k` reads its keys
+    for `k`: reference `c * g + i` (group `c` of `g = group_size(width, k)` consecutive
+    references) at row `i * s + c` (`s = width // g`), so that each group's maximum is a
+    reduction over the middle axis of `[rows, g, s]`: `g` contiguous rows of `s` keys, the
+    elementwise maximum of `g` vectors. A reduction over a last axis of 16 was 8-10x slower
+    (eager torch: 4.8 ms against 0.6 ms for `[167, 50000]` keys). The `width % g` last
+    references stay last, in order."""
+    width = references.shape[0]
+    group = group_size(width, k)
+    if group == 1:
+        return references
+    full = width - width % group
+    head = ops.reshape(references[:full], (full // group, group, -1))
+    head = ops.reshape(ops.transpose(head, (1, 0, 2)), (full, *references.shape[1:]))
+    return ops.concatenate([head, references[full:]], axis=0) if full < width else head
 
-    In two stages: the `k` largest maxima of column groups (ties: lower group) are groups that
-    hold the `k` largest keys, ties at the `k`-th key included (a group whose maximum is above
-    the `k`-th largest maximum is chosen, and among groups whose maximum equals it the lowest
-    are, which hold the lowest equal keys); one top-k over their columns, in column order,
-    finishes. The keys are read once, for the maxima (the ceiling is applied to the maxima and
-    the candidates: `max(min(x, c)) = min(max(x), c)`).
+
+def top_k(keys, k, ceiling=None):
+    """The `k` largest keys of each row of `min(keys, ceiling)` (`keys` `[rows, width]` in the
+    column order of `grouped(references, k)`, an optional `[rows]` ceiling) and the int32
+    positions of their references, larger first and equal keys by lower position, exactly.
+
+    In two stages: the `k` largest maxima of groups of consecutive references (ties: lower
+    group) are groups that hold the `k` largest keys, ties at the `k`-th key included (a group
+    whose maximum is above the `k`-th largest maximum is chosen, and among groups whose maximum
+    equals it the lowest are, which hold the lowest equal keys); one top-k over their
+    references, in order, finishes. The keys are read once, for the maxima (the ceiling is
+    applied to the maxima and the candidates: `max(min(x, c)) = min(max(x), c)`).
     """
     rows, width = keys.shape
     group = group_size(width, k)
@@ -126,20 +144,25 @@ def top_k(keys, k, ceiling=None):
         values, columns = backend.top_k_first_index(keys, k)
         return values, ops.cast(columns, "int32")
     full = width - width % group
-    maxima = ops.max(ops.reshape(keys[:, :full], (rows, full // group, group)), axis=2)
+    stride = full // group
+    maxima = ops.max(ops.reshape(keys[:, :full], (rows, group, stride)), axis=1)
     if full < width:  # the last, shorter group
         maxima = ops.concatenate([maxima, ops.max(keys[:, full:], axis=1, keepdims=True)], 1)
     if ceiling is not None:
         maxima = ops.minimum(maxima, ceiling[:, None])
     chosen = ops.sort(ops.cast(backend.top_k_first_index(maxima, k)[1], "int32"), axis=1)
     offsets = ops.arange(group, dtype="int32")
-    columns = ops.reshape(chosen[:, :, None] * group + offsets, (rows, k * group))
+    references = ops.reshape(chosen[:, :, None] * group + offsets, (rows, k * group))
+    # The key column of reference `r`: `(r % g) * s + r // g` in the groups, `r` past them.
+    columns = ops.where(
+        references < full, (references % group) * stride + references // group, references
+    )
     candidates = ops.take_along_axis(keys, ops.minimum(columns, width - 1), axis=1)
-    candidates = ops.where(columns < width, candidates, -math.inf)
+    candidates = ops.where(references < width, candidates, -math.inf)
     if ceiling is not None:
         candidates = ops.minimum(candidates, ceiling[:, None])
     values, positions = backend.top_k_first_index(candidates, k)
-    return values, ops.take_along_axis(columns, positions, axis=1)
+    return values, ops.take_along_axis(references, positions, axis=1)
 
 
 def merge(best, found, k):
@@ -249,8 +272,9 @@ def search(query, reference, k, *, fn, exclude_self, chunk_size, jit_compile, pr
         states = {}
         for reference_start in reference_starts:
             part = ops.convert_to_tensor(reference[reference_start : reference_start + width])
+            part = grouped(part, min(kept, part.shape[0]))  # the key order `top_k` reads
             if linear:  # prepared once for the queries of the group: `b(r)`, transposed
-                part = ops.transpose(side(part) if side else part)
+                part = backend.contiguous(ops.transpose(side(part) if side else part))
             offset = ops.convert_to_tensor(reference_start, "int32")
             for start in starts[first : first + group]:
                 block = ops.convert_to_tensor(query[start : start + rows])
