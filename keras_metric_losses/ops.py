@@ -282,4 +282,4 @@ def safe_sqrt(x):
     `sqrt` branch and reaches the loss (`x > 0` is false for NaN and would give 0).
     """
     positive = ops.logical_not(ops.less_equal(x, 0))
-    return ops.where(positive, ops.sqrt(ops.where(positive, x, ops.ones_like(x))), 0)
+    return ops.where(positive, ops.sqrt(ops.where(positive, x, 1.0)), 0.0)

@@ -44,7 +44,7 @@ def check_reducer(value, name):
 
 
 def _row_sums(values, mask):
-    masked = ops.where(mask, values, ops.zeros_like(values))
+    masked = ops.where(mask, values, 0.0)
     return ops.reshape(ops.sum(ops.reshape(masked, (ops.shape(values)[0], -1)), axis=1), (-1,))
 
 
@@ -134,7 +134,7 @@ def reduce_weighted(values, weights, reducer):
     values = ops.convert_to_tensor(values)
     weights = ops.cast(weights, values.dtype)
     selected = weights > 0
-    weighted = ops.where(selected, values * weights, ops.zeros_like(values))
+    weighted = ops.where(selected, values * weights, 0.0)
     if reducer == "pml":
         return divided(weighted, selected, ops.sum(weights))
     return ops.divide_no_nan(_row_sums(weighted, selected), ops.sum(weights, axis=1))

@@ -17,7 +17,7 @@ def pair_matrix(pairs, distance):
 
 def masked(values, mask):
     """`values` where `mask` holds, 0 elsewhere (no NaN from the unused entries)."""
-    return ops.where(mask, values, ops.zeros_like(values))
+    return ops.where(mask, values, 0.0)
 
 
 def count(mask, dtype):

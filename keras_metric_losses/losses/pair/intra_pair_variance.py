@@ -47,7 +47,7 @@ def intra_pair_variance_per_anchor(pairs, *, pos_eps, neg_eps, distance, reducer
                                  (pairs.negative, neg_eps, not similarity)):  # fmt: skip
         mean = _batch_mean(matrix, mask, pairs.cross_replica)
         gap = (1.0 - eps) * mean - matrix if pulled_up else matrix - (1.0 + eps) * mean
-        terms = masked(ops.square(ops.relu(gap)), mask)
+        terms = ops.square(ops.relu(gap))  # the reduction takes the kind's pairs only
         values = values + reduction.reduce_elements(terms, mask, reducer, reduction.batch_mean)
     return values
 

@@ -15,10 +15,9 @@ from keras_metric_losses.ops import in_dtype_of, with_non_finite_of
 def _squared_errors(cosines, targets):
     """`[B]`: the mean over the classes of `(clip(cos_ic, -1, 1) - [c = y_i])^2`; 0 for a row
     without a valid label."""
-    one_hot = ops.one_hot(targets.ids, targets.num_classes, dtype=cosines.dtype)
-    errors = ops.square(ops.clip(cosines, -1.0, 1.0) - one_hot)
-    losses = ops.mean(errors, axis=-1)
-    return ops.where(targets.valid, losses, ops.zeros_like(losses))
+    clipped = ops.clip(cosines, -1.0, 1.0)
+    errors = targets.put(clipped, targets.take(clipped) - 1.0)  # no [B, C] one-hot
+    return ops.where(targets.valid, ops.mean(ops.square(errors), axis=-1), 0.0)
 
 
 def p2sgrad_elements(labels, embeddings, proxies):
