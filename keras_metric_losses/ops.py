@@ -172,7 +172,8 @@ def masked_logsumexp(x, mask, axis=-1, add_one=False):
     log-sum-exp, the form of the multi-similarity and circle losses), which is also 0 for an
     empty row. The maximum is subtracted before `exp` (as a constant, so the gradient is the
     exact softmax) and masked entries never reach `exp`, so neither the value nor the gradient
-    is `inf` or NaN: an empty row has zero gradient.
+    is `inf` or NaN: an empty row has zero gradient. A NaN among a row's kept entries makes its
+    value and gradient NaN.
 
     Args:
         x: floating tensor.
@@ -215,7 +216,7 @@ def _masked_logsumexp(x, mask, axis, add_one):
     total = ops.sum(terms, axis=axis, keepdims=True)
     if add_one:
         total = total + ops.exp(-shift)
-    nonempty = total > 0
+    nonempty = ops.logical_not(total <= 0)  # a NaN total is not empty: NaN reaches the value
     total = ops.where(nonempty, total, 1)
     result = ops.squeeze(ops.where(nonempty, ops.log(total) + shift, 0), axis=axis)
 
@@ -236,16 +237,18 @@ def _masked_logsumexp_with_gradient(axis, add_one):
 def shifted_exp(x):
     """`exp(x)` of arguments shifted by their maximum, so that the terms that count are near 1.
 
-    Arguments below `ceil(log(tiny)) + 1` (-86 in float32, -707 in float64; `tiny`: the dtype's
-    smallest normal number) are raised to it first, so each such term is `e^-86` (4.4e-38) in
-    float32 instead of a smaller number or 0, and has zero gradient: next to a sum of at least 1
-    the difference is far below the dtype's resolution. PyTorch's CPU `exp` takes a path 8-35x
-    slower for arguments that underflow (a `[1024, 1024]` float32 `exp` of masked logits: 4-25
-    ms instead of 0.7). float16 (whose smallest normal, 6.1e-5, is not negligible) is not
-    clamped.
+    On PyTorch, arguments below `ceil(log(tiny)) + 1` (-86 in float32, -707 in float64;
+    `tiny`: the dtype's smallest normal number) are raised to it first, so each such term is
+    `e^-86` (4.4e-38) in float32 instead of a smaller number or 0, and has zero gradient: next
+    to a sum of at least 1 the difference is far below the dtype's resolution. PyTorch's CPU
+    `exp` takes a path 8-35x slower for arguments that underflow (a `[1024, 1024]` float32
+    `exp` of masked logits: 4-25 ms instead of 0.7). float16 (whose smallest normal, 6.1e-5,
+    is not negligible) is not clamped, nor are the other backends' arguments (their `exp` has
+    no such slow path).
     """
+    x = ops.convert_to_tensor(x)
     dtype = keras.backend.standardize_dtype(x.dtype)
-    if dtype == "float16":
+    if backend.NAME != "torch" or dtype == "float16":
         return ops.exp(x)
     return ops.exp(ops.maximum(x, float(np.ceil(np.log(np.finfo(dtype).tiny)) + 1)))
 
