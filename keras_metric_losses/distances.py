@@ -26,7 +26,7 @@ similarity. To be saved in a loss config it must be registered with
 
 import keras
 
-from keras_metric_losses import docstrings
+from keras_metric_losses import backend, docstrings
 from keras_metric_losses.api import export
 from keras_metric_losses.backend import ops
 from keras_metric_losses.ops import l2_normalize, positive_part, safe_sqrt
@@ -36,8 +36,41 @@ def _squared_norm_expansion(query, key):
     """`|q|^2 - 2 q.k + |k|^2`, clamped at 0, in the order TensorFlow Similarity computes it."""
     query_norms = ops.sum(ops.square(query), axis=1, keepdims=True)
     key_norms = ops.sum(ops.square(key), axis=1, keepdims=True)
-    products = 2.0 * ops.matmul(query, ops.transpose(key))
+    products = ops.matmul(2.0 * query, ops.transpose(key))  # = 2 (q.k) exactly, no [Q, K] pass
     return positive_part(query_norms - products + ops.transpose(key_norms))
+
+
+def _euclidean(query, key):
+    """`(euclidean(query, key), its gradient function)`, for `keras.ops.custom_gradient`.
+
+    With `g` the upstream gradient and `S = g / (2 D)` where `D > 0` (0 where `D = 0`: the
+    gradient of `safe_sqrt`), `d/dq = 2 (q sum_k S - S k)` and `d/dk = 2 (k sum_q S - S^T q)`:
+    three `[Q, K]` passes and two products, where automatic differentiation replayed the
+    clamp, the masks and the square root (about twelve passes; eager torch).
+    """
+    distances = safe_sqrt(_squared_norm_expansion(query, key))
+    # Eager torch runs the whole gradient function: no product for keys without a gradient
+    # (a cross-batch memory). Graphs (TF, `torch.compile`) prune the unused part.
+    key_gradient = getattr(key, "requires_grad", True)
+
+    def grad(*args, upstream=None):
+        if upstream is None:  # TensorFlow passes `upstream` alone, torch the inputs first
+            (upstream,) = args
+        kept = ops.logical_not(distances <= 0)  # NaN distances pass NaN on, as `safe_sqrt`
+        scaled = ops.where(kept, upstream / (2.0 * ops.where(kept, distances, 1.0)), 0.0)
+        d_query = 2.0 * (query * ops.sum(scaled, axis=1, keepdims=True) - ops.matmul(scaled, key))
+        if not key_gradient:
+            return d_query, None
+        d_key = 2.0 * (
+            key * ops.expand_dims(ops.sum(scaled, axis=0), 1)
+            - ops.matmul(ops.transpose(scaled), query)
+        )
+        return d_query, d_key
+
+    return distances, grad
+
+
+_euclidean_with_gradient = ops.custom_gradient(_euclidean)
 
 
 # name: (function, larger_is_closer), filled by `_builtin`.
@@ -99,9 +132,12 @@ def euclidean(query, key):
 
     Computed from one matrix product (no `[Q, K, D]` tensor). The square root is
     `ops.safe_sqrt`: where the squared distance is 0 (duplicate embeddings) the distance and its
-    gradient are exactly 0, so training never sees NaN.
+    gradient are exactly 0, so training never sees NaN. Off JAX the gradient is written out
+    (`keras.ops.custom_gradient`); JAX differentiates the expression, which XLA fuses.
     """
-    return safe_sqrt(_squared_norm_expansion(query, key))
+    if backend.ALWAYS_COMPILED:
+        return safe_sqrt(_squared_norm_expansion(query, key))
+    return _euclidean_with_gradient(ops.convert_to_tensor(query), ops.convert_to_tensor(key))
 
 
 @_builtin(
