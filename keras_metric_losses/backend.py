@@ -12,6 +12,7 @@ named here, once, and the rest of the package asks this module.
 | `PYTHON_LOOPS` | PyTorch runs `keras.ops` loops in Python (unrolled when compiled) |
 | `FIRST_INDEX_ARG_REDUCTIONS` | PyTorch's `argmax`/`argmin` document the first index on ties |
 | `top_k_first_index` | JAX's and TensorFlow's `top_k` document the lower index first on ties |
+| `upstream_gradient` | how `keras.ops.custom_gradient` passes the upstream gradient |
 | `contiguous` | a row-major copy of a PyTorch view (faster matrix products) |
 | `compile_function` | `jax.jit`, `tf.function` (XLA or not), `torch.compile` |
 | `has_64_bit_types` | every backend but JAX without x64 computes in int64 / float64 |
@@ -62,6 +63,16 @@ def top_k_first_index(x, k):
     values = torch.gather(x, -1, columns)
     values, order = torch.sort(values, dim=-1, descending=True, stable=True)
     return values, torch.gather(columns, -1, order)
+
+
+def upstream_gradient(args, upstream):
+    """The upstream gradient given to a `keras.ops.custom_gradient` gradient function called as
+    `grad(*args, upstream=None)`: JAX and TensorFlow pass it positionally (alone), PyTorch by
+    name after the inputs."""
+    if upstream is not None:
+        return upstream
+    (upstream,) = args
+    return upstream
 
 
 def contiguous(x):

@@ -54,8 +54,7 @@ def _euclidean(query, key):
     key_gradient = getattr(key, "requires_grad", True)
 
     def grad(*args, upstream=None):
-        if upstream is None:  # TensorFlow passes `upstream` alone, torch the inputs first
-            (upstream,) = args
+        upstream = backend.upstream_gradient(args, upstream)
         kept = ops.logical_not(distances <= 0)  # NaN distances pass NaN on, as `safe_sqrt`
         scaled = ops.where(kept, upstream / (2.0 * ops.where(kept, distances, 1.0)), 0.0)
         d_query = 2.0 * (query * ops.sum(scaled, axis=1, keepdims=True) - ops.matmul(scaled, key))
@@ -135,8 +134,8 @@ def euclidean(query, key):
     gradient are exactly 0, so training never sees NaN. Off JAX the gradient is written out
     (`keras.ops.custom_gradient`); JAX differentiates the expression, which XLA fuses.
     """
-    if backend.ALWAYS_COMPILED:
-        return safe_sqrt(_squared_norm_expansion(query, key))
+    if backend.ALWAYS_COMPILED:  # XLA fuses the differentiated passes
+        return _euclidean(query, key)[0]
     return _euclidean_with_gradient(ops.convert_to_tensor(query), ops.convert_to_tensor(key))
 
 

@@ -148,8 +148,7 @@ def _soft_target_cross_entropy(target_weights, logits):
     loss = ops.where(has_target, -mean_log_probability, 0)
 
     def grad(*args, upstream=None):
-        if upstream is None:  # TensorFlow and JAX pass `upstream` alone, torch the inputs first
-            (upstream,) = args
+        upstream = backend.upstream_gradient(args, upstream)
         upstream = ops.where(has_target, upstream, 0)  # rows without a target: no gradient
         per_weight = ops.expand_dims(ops.where(has_target, upstream / count, 0), -1)
         upstream = ops.expand_dims(upstream, -1)
@@ -221,8 +220,7 @@ def _masked_logsumexp(x, mask, axis, add_one):
     result = ops.squeeze(ops.where(nonempty, ops.log(total) + shift, 0), axis=axis)
 
     def grad(*args, upstream=None):
-        if upstream is None:  # TensorFlow and JAX pass `upstream` alone, torch the inputs first
-            (upstream,) = args
+        upstream = backend.upstream_gradient(args, upstream)
         return terms * (ops.expand_dims(upstream, axis) / total), None
 
     return result, grad

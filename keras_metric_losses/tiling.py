@@ -233,8 +233,7 @@ def blockwise_terms(pairs, *, scale, pairwise, block_size):
         )
 
         def grad(*args, upstream=None):
-            if upstream is None:  # JAX and TensorFlow pass it positionally, PyTorch by name
-                (upstream,) = args
+            upstream = backend.upstream_gradient(args, upstream)
             upstream = ops.reshape(upstream[:, WEIGHTED_SUM], (-1, rows))
 
             def body(i, query_block, row):
@@ -315,8 +314,7 @@ def blockwise_sigmoid_sums(queries, keys, columns, *, block_size):
         (values,), _ = _row_loop(forward, (ops.zeros((count, rows), dtype),), (), count)
 
         def grad(*args, upstream=None):
-            if upstream is None:  # JAX and TensorFlow pass it positionally, PyTorch by name
-                (upstream,) = args
+            upstream = backend.upstream_gradient(args, upstream)
             upstream = ops.reshape(upstream, (-1, rows))
 
             def backward(i):

@@ -18,6 +18,7 @@ besides the tiles. The blocks go by `keras.ops.fori_loop` (a Python loop on PyTo
 fails on TensorFlow when the batch size is unknown (`model.fit` on a dataset).
 """
 
+from keras_metric_losses import backend
 from keras_metric_losses.backend import ops
 from keras_metric_losses.tiling import _blocks, _fori_loop, _put
 
@@ -62,8 +63,7 @@ def soft_ranks(similarity, weights, *, temperature, clip=None):
         ranks = _fori_loop(count, forward, ops.zeros(ops.shape(weight_blocks), similarity.dtype))
 
         def grad(*args, upstream=None):
-            if upstream is None:  # JAX and TensorFlow pass it positionally, PyTorch by name
-                (upstream,) = args
+            upstream = backend.upstream_gradient(args, upstream)
 
             def backward(i, gradient):
                 # d R[i, l, t] / d gap[i, l, m] = w[i, m, t] sigmoid (1 - sigmoid) / T
