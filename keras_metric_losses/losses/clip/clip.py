@@ -48,9 +48,29 @@ def clip_rows(images, texts, all_images, all_texts, columns, *, scale, bias=None
     return image_to_text, text_to_image
 
 
+def symmetric_cross_entropies(images, texts, *, scale, bias=None):
+    """`[B]` means of both directions' cross-entropies from one `[B, B]` product, `x = (scale *
+    images) @ texts^T (+ bias)`: image `i` is row `i` of `x`, text `i` its column `i`, both
+    targets on the diagonal, as open_clip reads `logits_per_text = logits_per_image.T`.
+
+    `-(log_softmax(x, rows)[i, i] + log_softmax(x, columns)[i, i]) / 2`: each `log_softmax`
+    shifts by its own maximum (exact for logits of ~s = 100 and a loss of ~0), one fused pass
+    forward and backward on torch and TensorFlow.
+    """
+    logits = ops.matmul(common.scaled(images, scale), ops.transpose(texts))
+    if bias is not None:  # shifts every logit of a row and of a column: it cancels
+        logits = logits + scalar_like(bias, logits)
+    by_row = ops.diagonal(ops.log_softmax(logits, axis=-1))
+    by_column = ops.diagonal(ops.log_softmax(logits, axis=0))
+    return -(by_row + by_column) / 2.0
+
+
 def clip_values(images, texts, *, scale, bias=None, cross_replica=False, block_size=None):
     """`[b]` per-pair CLIP losses of `[b, D]` images and texts: the mean of both directions'
-    cross-entropies (what `kml.layers.LogitScale` calls with `scale = exp(t)`)."""
+    cross-entropies (what `kml.layers.LogitScale` calls with `scale = exp(t)`). On one device
+    and untiled, both directions read one product (`symmetric_cross_entropies`)."""
+    if not cross_replica and block_size is None:
+        return symmetric_cross_entropies(images, texts, scale=scale, bias=bias)
     columns = common.own_columns(images, cross_replica)
     image_to_text, text_to_image = clip_rows(
         images, texts, common.gathered(images, cross_replica),
