@@ -7,7 +7,7 @@ from keras_metric_losses.backend import ops
 from keras_metric_losses.losses import base
 from keras_metric_losses.losses.softmax.core import contrastive_terms
 from keras_metric_losses.losses.text.common import EXAMPLE, columns
-from keras_metric_losses.ops import in_dtype_of, l2_normalize
+from keras_metric_losses.ops import in_dtype_of, l2_normalize, scalar_like
 
 DIRECTIONS = ("query_to_doc", "query_to_query", "doc_to_query", "doc_to_doc")
 HARDNESS_MODES = ("in_batch_negatives", "hard_negatives", "all_negatives")
@@ -24,13 +24,18 @@ COLUMNS = base.Inputs(
 
 
 def ranking_values(queries, docs, rows, *, scale, similarity_fct, directions, partition_mode,
-                   hardness_mode, hardness_strength, block_size=None):  # fmt: skip
+                   hardness_mode, hardness_strength, block_size=None,
+                   one_device=False):  # fmt: skip
     """`[b]` losses of the queries `rows` of `queries` `[N, D]` against the doc columns `docs`
-    (`[N, D]` each, positives first): the one computation of one device (`rows = arange(N)`)
-    and of replica `r` after the gather (`rows = r * b + arange(b)`)."""
+    (`[N, D]` each, positives first): the one computation of one device (`rows = arange(N)`,
+    `one_device`) and of replica `r` after the gather (`rows = r * b + arange(b)`)."""
     if similarity_fct == "cos_sim":
         queries, docs = l2_normalize(queries), [l2_normalize(doc) for doc in docs]
     docs_all = ops.concatenate(docs, axis=0)
+    plain = hardness_mode is None and (directions == ("query_to_doc",) or (
+        set(directions) == set(SYMMETRIC) and partition_mode == "per_direction"))  # fmt: skip
+    if one_device and block_size is None and plain:
+        return _one_product(queries, docs_all, scale=scale, symmetric=len(directions) == 2)
     rows = ops.cast(rows, "int32")
     local = ops.take(queries, rows, axis=0), ops.take(docs[0], rows, axis=0)
     if block_size is not None:
@@ -43,6 +48,20 @@ def ranking_values(queries, docs, rows, *, scale, similarity_fct, directions, pa
         targets = [blocks[0][1], *(ops.zeros_like(b[1]) for b in blocks[1:])]
         return _terms(similarity, ops.concatenate(targets, axis=1), denominator, scale)
     return sum(_terms(*block, scale) for block in blocks) / len(blocks)
+
+
+def _one_product(queries, docs_all, *, scale, symmetric):
+    """`[N]` losses of `query_to_doc` (and `doc_to_query`) on one device without hardness,
+    from one product `x = (scale * queries) @ docs_all^T`: query `i`'s target is column `i`,
+    and positive `i`'s logits against the queries are column `i` of `x[:, :N]` (its first
+    block, the positives), as CLIP reads both directions (`-log_softmax` along the rows and
+    along the columns, each shifted by its own maximum: exact for a loss of ~0)."""
+    logits = ops.matmul(queries * scalar_like(scale, queries), ops.transpose(docs_all))
+    to_docs = ops.diagonal(ops.log_softmax(logits, axis=-1))
+    if not symmetric:
+        return -to_docs
+    to_queries = ops.diagonal(ops.log_softmax(logits[:, : ops.shape(queries)[0]], axis=0))
+    return -(to_docs + to_queries) / 2.0
 
 
 def _terms(similarity, targets, denominator, scale):
@@ -193,7 +212,7 @@ def mnrl_elements(y_true, y_pred, *, scale, similarity_fct, directions, partitio
     values = ranking_values(anchors, docs, rows, scale=scale, similarity_fct=similarity_fct,
                             directions=directions, partition_mode=partition_mode,
                             hardness_mode=hardness_mode, hardness_strength=hardness_strength,
-                            block_size=block_size)  # fmt: skip
+                            block_size=block_size, one_device=not cross_replica)  # fmt: skip
     return in_dtype_of(values, y_pred)
 
 
