@@ -14,6 +14,7 @@ named here, once, and the rest of the package asks this module.
 | `top_k_first_index` | JAX's and TensorFlow's `top_k` document the lower index first on ties |
 | `upstream_gradient` | how `keras.ops.custom_gradient` passes the upstream gradient |
 | `contiguous` | a row-major copy of a PyTorch view (faster matrix products) |
+| `logcumsumexp` | each backend's cumulative log-sum-exp (not in `keras.ops`) |
 | `compile_function` | `jax.jit`, `tf.function` (XLA or not), `torch.compile` |
 | `has_64_bit_types` | every backend but JAX without x64 computes in int64 / float64 |
 | `backend_sparse` | the sparse tensor types Keras densifies (TF `SparseTensor`, JAX `BCOO`) |
@@ -80,6 +81,24 @@ def contiguous(x):
     by a contiguous `[D, N]` matrix 15% faster than by the transposed view of an `[N, D]` one),
     elsewhere `x` itself (TensorFlow and XLA choose their own layouts)."""
     return x.contiguous() if NAME == "torch" else x
+
+
+def logcumsumexp(x):
+    """`log(cumsum(exp(x)))` along the last axis of a 1-D `x`, each prefix shifted by its own
+    maximum (exact where `exp` would overflow or underflow): `keras.ops` has no such op, each
+    backend has one with its gradient (`jax.lax.cumlogsumexp`,
+    `tf.math.cumulative_logsumexp`, `torch.logcumsumexp`)."""
+    if NAME == "jax":
+        import jax
+
+        return jax.lax.cumlogsumexp(x, axis=0)
+    if NAME == "tensorflow":
+        import tensorflow as tf
+
+        return tf.math.cumulative_logsumexp(x, axis=0)
+    import torch
+
+    return torch.logcumsumexp(x, dim=0)
 
 
 def compile_function(fn, jit_compile):

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 from specs.text_pairs import ranking_reference
-from support import numpy, value_and_grad
+from support import finite_difference_grad, numpy, value_and_grad
 
 import keras_metric_losses as kml
 
@@ -23,6 +23,27 @@ def test_a_large_scale_does_not_overflow():
     _, grad = value_and_grad(lambda p: keras.ops.mean(kml.cosent_loss(SCORES, p, scale=1e4)),
                              PAIRS)  # fmt: skip
     assert np.isfinite(grad).all()
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        [0.5, 0.5, 1.0, 1.0, -np.inf, np.inf, np.inf, 0.2],  # ties and infinite labels
+        [0.5, np.nan, 1.0, 0.5, 0.2, np.nan, 0.7, 0.2],  # NaN: lower and higher than none
+    ],
+    ids=["ties-inf", "nan"],
+)
+def test_ranking_in_label_order_is_the_sum_over_ordered_pairs(labels):
+    """The cumulative log-sum-exp in label order against the sum over every ordered pair:
+    value and gradient (central differences of the float64 reference)."""
+    labels = np.asarray(labels, "float32")
+    value, grad = value_and_grad(lambda p: keras.ops.mean(kml.cosent_loss(labels, p, scale=2.0)),
+                                 PAIRS)  # fmt: skip
+    np.testing.assert_allclose(value, ranking_reference(labels, PAIRS, scale=2.0)[0], rtol=1e-6)
+    expected = finite_difference_grad(
+        lambda p: ranking_reference(labels, p, scale=2.0)[0], PAIRS, eps=1e-5
+    )
+    np.testing.assert_allclose(grad, expected, rtol=1e-4, atol=1e-6)
 
 
 def test_only_the_order_of_the_labels_matters():

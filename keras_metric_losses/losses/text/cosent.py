@@ -1,7 +1,7 @@
 """CoSENT (sentence-transformers' `CoSENTLoss`): the pairs of a batch ranked by their labels,
 and the ranking core that AnglE shares."""
 
-from keras_metric_losses import validation
+from keras_metric_losses import backend, validation
 from keras_metric_losses.backend import ops
 from keras_metric_losses.losses import base
 from keras_metric_losses.losses.text.common import columns
@@ -11,6 +11,7 @@ from keras_metric_losses.ops import (
     is_float_dtype,
     l2_normalize,
     masked_logsumexp,
+    scalar_like,
     with_non_finite_of,
 )
 
@@ -55,10 +56,22 @@ def pairwise_similarity(u, v, name):
 
 def ranking(scores, labels):
     """`log(1 + sum_{k, l: labels_k < labels_l} exp(scores_k - scores_l))`, a scalar: 0 with a
-    zero gradient when no two labels differ (the masked log-sum-exp drops those pairs)."""
-    differences = ops.reshape(scores[:, None] - scores[None, :], (-1,))
-    ordered = ops.reshape(labels[:, None] < labels[None, :], (-1,))
-    return masked_logsumexp(differences, ordered, add_one=True)
+    zero gradient when no two labels differ. A NaN label is lower and higher than none.
+
+    In `O(N log N)`, without the `[N, N]` differences: the sum is
+    `sum_l exp(below_l - scores_l)` with `below_l = log sum_{k: labels_k < labels_l}
+    exp(scores_k)`, the cumulative log-sum-exp of the scores in label order
+    (`backend.logcumsumexp`) up to the first of `l`'s equal labels (`searchsorted`); a pair
+    `l` with no lower label adds nothing (`masked_logsumexp`). NaN labels sort with `+inf`
+    (after every finite label, so in no other's prefix) and take no term."""
+    unordered = ops.isnan(labels)
+    keys = ops.where(unordered, scalar_like(float("inf"), labels), labels)
+    order = ops.argsort(keys)
+    cumulative = backend.logcumsumexp(ops.take(scores, order))
+    lower = ops.searchsorted(ops.take(keys, order), keys, side="left")  # how many are lower
+    below = ops.take(cumulative, ops.maximum(lower - 1, 0))
+    ranked = ops.logical_and(lower > 0, ops.logical_not(unordered))
+    return masked_logsumexp(below - scores, ranked, add_one=True)
 
 
 def ranked_pairs(y_true, y_pred, *, scale, similarity_fct, tuples):
