@@ -92,6 +92,32 @@ def label_equality(labels, key_labels=None):
     return ops.equal(ops.expand_dims(labels, 1), ops.expand_dims(keys, 0))
 
 
+def diagonal_cross_entropies(logits, both_directions=False):
+    """`[N]` cross-entropies of `[N, K]` logits (`K >= N`) whose targets are the diagonal.
+
+    `-log_softmax(logits)[i, i]` along row `i`; with `both_directions`, averaged with column
+    `i`'s own, `-log_softmax(logits[:, :N], axis=0)[i, i]` over the `N` rows: the two
+    directions of a contrastive pair from one product (CLIP's image-to-text and text-to-image,
+    MNRL's query-to-doc and doc-to-query), as open_clip reads `logits_per_image.T`. Each
+    `log_softmax` shifts by its own maximum: for logits of ~100 a loss of ~0 is off by a few
+    ulps of 1, not of 100 (as `logsumexp - logit` would be), and it is one fused pass forward
+    and backward on torch and TensorFlow.
+
+    Args:
+        logits: `[N, K]` float logits, `K >= N`.
+        both_directions: Average each row's cross-entropy with its column's. Defaults to
+            `False`.
+
+    Returns:
+        `[N]` cross-entropies in the dtype of `logits`.
+    """
+    by_row = ops.diagonal(ops.log_softmax(logits, axis=-1))
+    if not both_directions:
+        return -by_row
+    by_column = ops.diagonal(ops.log_softmax(logits[:, : ops.shape(logits)[0]], axis=0))
+    return -(by_row + by_column) / 2.0
+
+
 def soft_target_cross_entropy(target_weights, logits):
     """Per-row softmax cross-entropy of `logits` against row-normalised `target_weights`.
 

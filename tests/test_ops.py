@@ -103,3 +103,34 @@ def test_shifted_exp_is_exp_where_it_counts(dtype):
         grad[above], exact[above], rtol=1e-6 if dtype == "float32" else 1e-15
     )
     assert np.all(np.abs(grad[~above]) <= 1.01 * np.exp(-86.0))
+
+
+def _log_softmax(x, axis):
+    shifted = x - x.max(axis=axis, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+
+
+@pytest.mark.parametrize("both_directions", [False, True])
+def test_diagonal_cross_entropies_read_rows_and_columns_of_one_product(both_directions):
+    """`[4, 5]` logits (a fifth column: a hard negative of every row), targets on the
+    diagonal: the rows over every column, the columns over the four rows. Logits of ~100 with
+    the diagonal the largest: losses of ~1e-3 within a few float32 ulps of 1 (differencing a
+    log-sum-exp and a logit of 100 would be off by ~1e-5)."""
+    x = 95.0 + LOGITS / 2
+    x[:, :4] += 6.0 * np.eye(4)
+    rows = -np.diagonal(_log_softmax(x, 1))
+    expected = (rows - np.diagonal(_log_softmax(x[:, :4], 0))) / 2 if both_directions else rows
+    values = numpy(ops.diagonal_cross_entropies(x.astype("float32"), both_directions))
+    np.testing.assert_allclose(values, expected, rtol=1e-6, atol=3e-7)
+    weights = keras.ops.convert_to_tensor(WEIGHTS, "float32")
+    _, grad = value_and_grad(
+        lambda t: keras.ops.sum(ops.diagonal_cross_entropies(t, both_directions) * weights),
+        x.astype("float32"),
+    )
+    probabilities = np.exp(_log_softmax(x, 1)) - np.eye(4, 5)
+    expected_grad = probabilities * WEIGHTS[:, None]
+    if both_directions:
+        columns = np.exp(_log_softmax(x[:, :4], 0)) - np.eye(4)
+        expected_grad = expected_grad / 2
+        expected_grad[:, :4] += columns * WEIGHTS[None, :] / 2
+    np.testing.assert_allclose(grad, expected_grad, rtol=1e-5, atol=1e-7)

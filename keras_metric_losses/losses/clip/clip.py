@@ -4,7 +4,12 @@ from keras_metric_losses import pairs, tiling
 from keras_metric_losses.backend import ops
 from keras_metric_losses.losses import base
 from keras_metric_losses.losses.clip import common
-from keras_metric_losses.ops import in_dtype_of, scalar_like, soft_target_cross_entropy
+from keras_metric_losses.ops import (
+    diagonal_cross_entropies,
+    in_dtype_of,
+    scalar_like,
+    soft_target_cross_entropy,
+)
 
 
 def cross_entropies(queries, keys, columns, *, scale, bias=None, block_size=None):
@@ -51,18 +56,11 @@ def clip_rows(images, texts, all_images, all_texts, columns, *, scale, bias=None
 def symmetric_cross_entropies(images, texts, *, scale, bias=None):
     """`[B]` means of both directions' cross-entropies from one `[B, B]` product, `x = (scale *
     images) @ texts^T (+ bias)`: image `i` is row `i` of `x`, text `i` its column `i`, both
-    targets on the diagonal, as open_clip reads `logits_per_text = logits_per_image.T`.
-
-    `-(log_softmax(x, rows)[i, i] + log_softmax(x, columns)[i, i]) / 2`: each `log_softmax`
-    shifts by its own maximum (exact for logits of ~s = 100 and a loss of ~0), one fused pass
-    forward and backward on torch and TensorFlow.
-    """
+    targets on the diagonal (`ops.diagonal_cross_entropies`)."""
     logits = ops.matmul(common.scaled(images, scale), ops.transpose(texts))
     if bias is not None:  # shifts every logit of a row and of a column: it cancels
         logits = logits + scalar_like(bias, logits)
-    by_row = ops.diagonal(ops.log_softmax(logits, axis=-1))
-    by_column = ops.diagonal(ops.log_softmax(logits, axis=0))
-    return -(by_row + by_column) / 2.0
+    return diagonal_cross_entropies(logits, both_directions=True)
 
 
 def clip_values(images, texts, *, scale, bias=None, cross_replica=False, block_size=None):

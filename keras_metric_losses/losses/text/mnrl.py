@@ -7,7 +7,12 @@ from keras_metric_losses.backend import ops
 from keras_metric_losses.losses import base
 from keras_metric_losses.losses.softmax.core import contrastive_terms
 from keras_metric_losses.losses.text.common import EXAMPLE, columns
-from keras_metric_losses.ops import in_dtype_of, l2_normalize, scalar_like
+from keras_metric_losses.ops import (
+    diagonal_cross_entropies,
+    in_dtype_of,
+    l2_normalize,
+    scalar_like,
+)
 
 DIRECTIONS = ("query_to_doc", "query_to_query", "doc_to_query", "doc_to_doc")
 HARDNESS_MODES = ("in_batch_negatives", "hard_negatives", "all_negatives")
@@ -54,14 +59,9 @@ def _one_product(queries, docs_all, *, scale, symmetric):
     """`[N]` losses of `query_to_doc` (and `doc_to_query`) on one device without hardness,
     from one product `x = (scale * queries) @ docs_all^T`: query `i`'s target is column `i`,
     and positive `i`'s logits against the queries are column `i` of `x[:, :N]` (its first
-    block, the positives), as CLIP reads both directions (`-log_softmax` along the rows and
-    along the columns, each shifted by its own maximum: exact for a loss of ~0)."""
+    block, the positives), as CLIP reads both directions (`ops.diagonal_cross_entropies`)."""
     logits = ops.matmul(queries * scalar_like(scale, queries), ops.transpose(docs_all))
-    to_docs = ops.diagonal(ops.log_softmax(logits, axis=-1))
-    if not symmetric:
-        return -to_docs
-    to_queries = ops.diagonal(ops.log_softmax(logits[:, : ops.shape(queries)[0]], axis=0))
-    return -(to_docs + to_queries) / 2.0
+    return diagonal_cross_entropies(logits, both_directions=symmetric)
 
 
 def _terms(similarity, targets, denominator, scale):
