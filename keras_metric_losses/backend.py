@@ -84,10 +84,10 @@ def contiguous(x):
 
 
 def logcumsumexp(x):
-    """`log(cumsum(exp(x)))` along the last axis of a 1-D `x`, each prefix shifted by its own
-    maximum (exact where `exp` would overflow or underflow): `keras.ops` has no such op, each
-    backend has one with its gradient (`jax.lax.cumlogsumexp`,
-    `tf.math.cumulative_logsumexp`, `torch.logcumsumexp`)."""
+    """`log(cumsum(exp(x)))` of a 1-D `x`, each prefix shifted by its own maximum (exact where
+    `exp` would overflow or underflow): `keras.ops` has no such op, each backend has one with
+    its gradient (`jax.lax.cumlogsumexp`, `tf.math.cumulative_logsumexp`,
+    `torch.logcumsumexp`)."""
     if NAME == "jax":
         import jax
 

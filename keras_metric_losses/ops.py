@@ -118,6 +118,16 @@ def diagonal_cross_entropies(logits, both_directions=False):
     return -(by_row + by_column) / 2.0
 
 
+def sigmoid_signs(logits, keys, columns):
+    """`(-z x, -z)` of SigLIP's `[b, k]` logits `x`: `-z = -1` at each row's positive (key
+    `keys[j] == columns[i]`), `+1` elsewhere. The constant multiplies the logits: one pass
+    forward and one backward, where a `where` between `x` and `-x` takes three of each on
+    eager torch."""
+    positive = ops.equal(ops.expand_dims(keys, 0), ops.expand_dims(columns, 1))
+    signs = ops.where(positive, scalar_like(-1.0, logits), scalar_like(1.0, logits))
+    return logits * signs, signs
+
+
 def soft_target_cross_entropy(target_weights, logits):
     """Per-row softmax cross-entropy of `logits` against row-normalised `target_weights`.
 

@@ -29,7 +29,7 @@ holds a few `[block_size, block_size]` tiles.
 
 from keras_metric_losses import backend
 from keras_metric_losses.backend import ops
-from keras_metric_losses.ops import lowest_finite
+from keras_metric_losses.ops import lowest_finite, sigmoid_signs
 
 # Columns of the `[b, 4]` statistics that `blockwise_terms` returns.
 WEIGHTED_SUM, TOTAL_WEIGHT, POSITIVE_PAIRS, NEGATIVE_PAIRS = range(4)
@@ -293,10 +293,10 @@ def blockwise_sigmoid_sums(queries, keys, columns, *, block_size):
     )
 
     def tile(query_block, positives, key_block, index, valid):
-        """`-z x` of one tile, its valid entries and its positives."""
+        """`-z x` of one tile, its valid entries and `-z`."""
         logits = ops.matmul(query_block, ops.transpose(key_block))
-        positive = ops.equal(ops.expand_dims(index, 0), ops.expand_dims(positives, 1))
-        return ops.where(positive, -logits, logits), ops.expand_dims(valid, 0), positive
+        flipped, signs = sigmoid_signs(logits, index, positives)
+        return flipped, ops.expand_dims(valid, 0), signs
 
     @ops.custom_gradient
     def compute(query_blocks, key_blocks):
@@ -322,9 +322,8 @@ def blockwise_sigmoid_sums(queries, keys, columns, *, block_size):
                 factor = ops.expand_dims(ops.take(upstream, i, 0), 1)
 
                 def step(carry, column):
-                    flipped, valid, positive = tile(query_block, positives, *column)
-                    sign = ops.where(positive, -1.0, 1.0)
-                    logit_grad = ops.where(valid, sign * ops.sigmoid(flipped), 0.0) * factor
+                    flipped, valid, signs = tile(query_block, positives, *column)
+                    logit_grad = ops.where(valid, signs * ops.sigmoid(flipped), 0.0) * factor
                     return (
                         carry[0] + ops.matmul(logit_grad, column[0]),
                         ops.matmul(ops.transpose(logit_grad), query_block),

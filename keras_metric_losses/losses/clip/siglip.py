@@ -4,7 +4,7 @@ from keras_metric_losses import tiling
 from keras_metric_losses.backend import ops
 from keras_metric_losses.losses import base
 from keras_metric_losses.losses.clip import common
-from keras_metric_losses.ops import in_dtype_of, scalar_like
+from keras_metric_losses.ops import in_dtype_of, scalar_like, sigmoid_signs
 
 
 def siglip_rows(images, all_texts, columns, *, scale, bias=None, block_size=None):
@@ -23,11 +23,8 @@ def siglip_rows(images, all_texts, columns, *, scale, bias=None, block_size=None
     if bias is not None:
         logits = logits + scalar_like(bias, logits)
     keys = ops.arange(ops.shape(all_texts)[0], dtype="int32")
-    positive = ops.equal(ops.expand_dims(keys, 0), ops.expand_dims(columns, 1))
-    # -z as a constant of +-1 multiplies the logits: one pass forward and one backward, where a
-    # `where` between `x` and `-x` takes three of each on eager torch.
-    signs = ops.where(positive, scalar_like(-1.0, logits), scalar_like(1.0, logits))
-    return ops.sum(ops.softplus(logits * signs), axis=-1)
+    flipped, _ = sigmoid_signs(logits, keys, columns)
+    return ops.sum(ops.softplus(flipped), axis=-1)
 
 
 def siglip_values(images, texts, *, scale, bias=None, cross_replica=False, block_size=None):
