@@ -93,12 +93,16 @@ def value_and_grad(fn, x):
     return numpy(value), numpy(grad)
 
 
-def compiled(fn, trace_only=False):
+def compiled(fn, trace_only=False, generate_code=True):
     """`fn` compiled by the backend's own compiler: `jax.jit`, XLA `tf.function`, `torch.compile`.
 
     The returned function takes arrays and passes them to the compiled `fn` as backend tensors.
-    `trace_only=True` (for tests of what happens while tracing): `torch.compile` runs Dynamo
-    with static shapes and no Inductor code generation, which takes seconds per function.
+    On torch, two cheaper forms (Inductor's C++ code generation takes most of a compilation on
+    a machine whose Inductor cache is empty, as CI's is):
+    - `trace_only=True` (for tests of what happens while tracing): Dynamo with static shapes,
+      its graph run eagerly;
+    - `generate_code=False`: Dynamo and AOTAutograd (`backend="aot_eager"`: the forward and
+      backward graphs, functionalised and decomposed as Inductor receives them), run eagerly.
     """
     backend = keras.backend.backend()
     if backend == "jax":
@@ -113,6 +117,7 @@ def compiled(fn, trace_only=False):
         import torch
 
         options = {"backend": "eager", "dynamic": False} if trace_only else {}
+        options = options or ({} if generate_code else {"backend": "aot_eager"})
         compiled_fn = torch.compile(fn, fullgraph=True, **options)
     return lambda *args: compiled_fn(*(keras.ops.convert_to_tensor(a) for a in args))
 

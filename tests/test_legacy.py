@@ -50,6 +50,11 @@ def test_a_saved_model_loads_predicts_and_computes_its_loss(name):
 )
 def test_a_saved_model_trains_on(name):
     model, x, record = _load(name)
+    if keras.backend.backend() == "torch":
+        # 0.1.0 saved `jit_compile=True` (JAX's "auto"), which torch runs through Inductor (12
+        # s a model, more on an empty cache): train on torch's default (eager) step instead.
+        # The compiled golden tier and test_memory train models through Inductor.
+        model.jit_compile = False
     y = None if record["y"] is None else np.asarray(record["y"])
     history = model.fit(x, y, batch_size=8, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"]).all()

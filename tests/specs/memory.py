@@ -46,7 +46,8 @@ def _replay(memory, steps, dim, compiled, masked):
 
 
 def _is_compiled(run):
-    return getattr(run, "compiled", False)
+    """Whether the step of the model that replays the memory is compiled."""
+    return getattr(run, "jit_compile", False)
 
 
 def _element_recorder(loss, inner, record):

@@ -66,7 +66,7 @@ def check_weight_regularizer(case, run):
     inputs = [keras.Input(embeddings.shape[1:]), keras.Input((), dtype="int32")]
     model = keras.Model(inputs, layer(inputs))
     layer.set_proxies(proxies)
-    compiled = getattr(run, "compiled", False)
+    compiled = getattr(run, "jit_compile", False)
     model.compile(optimizer=keras.optimizers.SGD(0.0), jit_compile=compiled,
                   run_eagerly=not compiled)  # fmt: skip
     trained = model.train_on_batch([embeddings, labels.astype("int32")])
