@@ -70,12 +70,16 @@ def numpy(x):
 
 
 def value_and_grad(fn, x):
-    """`(fn(x), d fn / d x)` as NumPy arrays, for a scalar-valued `fn` of one float array."""
+    """`(fn(x), d fn / d x)` as NumPy arrays, for a scalar-valued `fn` of one float array.
+
+    On JAX under `jax.jit`, as `fit` runs it: op by op, every primitive of the forward and
+    backward pass is compiled on its own for each new shape, which is most of the JAX suite's
+    time where its compilation cache is empty (CI's)."""
     backend = keras.backend.backend()
     if backend == "jax":
         import jax
 
-        value, grad = jax.value_and_grad(fn)(jax.numpy.asarray(x))
+        value, grad = jax.jit(jax.value_and_grad(fn))(jax.numpy.asarray(x))
     elif backend == "tensorflow":
         import tensorflow as tf
 
