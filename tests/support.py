@@ -69,17 +69,19 @@ def numpy(x):
     return np.asarray(keras.ops.convert_to_numpy(x))
 
 
-def value_and_grad(fn, x):
+def value_and_grad(fn, x, traced=True):
     """`(fn(x), d fn / d x)` as NumPy arrays, for a scalar-valued `fn` of one float array.
 
-    On JAX under `jax.jit`, as `fit` runs it: op by op, every primitive of the forward and
-    backward pass is compiled on its own for each new shape, which is most of the JAX suite's
-    time where its compilation cache is empty (CI's)."""
+    On JAX under `jax.jit`, as `fit` runs it (op by op, every primitive of the forward and
+    backward pass compiles on its own for each new shape: on an empty JAX cache, as CI's is,
+    the golden suite took 402 s of test time that way and 303 s traced), unless `traced=False`,
+    for an `fn` that reads values on the host or writes a layer's state."""
     backend = keras.backend.backend()
     if backend == "jax":
         import jax
 
-        value, grad = jax.jit(jax.value_and_grad(fn))(jax.numpy.asarray(x))
+        grad_fn = jax.value_and_grad(fn)
+        value, grad = (jax.jit(grad_fn) if traced else grad_fn)(jax.numpy.asarray(x))
     elif backend == "tensorflow":
         import tensorflow as tf
 

@@ -154,6 +154,7 @@ def nce_reference(per_replica_candidates=None):
         return value_and_grad(
             lambda p: _sampled_softmax(p, single_device_candidates(), slice(None)),
             nce_parameters(),
+            traced=False,  # the draw is read on the host
         )
     return value_and_grad(
         lambda p: ops.mean(
