@@ -101,6 +101,15 @@ def value_and_grad(fn, x, traced=True):
     return numpy(value), numpy(grad)
 
 
+def compile_frozen(model, run):
+    """Compiles `model` with a zero learning rate for a golden check's `run`: its step compiled
+    where `run.jit_compile` is set (see tests/test_golden.py), eager otherwise."""
+    jit_compile = getattr(run, "jit_compile", False)
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.0), jit_compile=jit_compile, run_eagerly=not jit_compile
+    )
+
+
 def compiled(fn, trace_only=False, generate_code=True):
     """`fn` compiled by the backend's own compiler: `jax.jit`, XLA `tf.function`, `torch.compile`.
 
@@ -124,8 +133,10 @@ def compiled(fn, trace_only=False, generate_code=True):
     else:
         import torch
 
-        options = {"backend": "eager", "dynamic": False} if trace_only else {}
-        options = options or ({} if generate_code else {"backend": "aot_eager"})
+        if trace_only:
+            options = {"backend": "eager", "dynamic": False}
+        else:
+            options = {} if generate_code else {"backend": "aot_eager"}
         compiled_fn = torch.compile(fn, fullgraph=True, **options)
     return lambda *args: compiled_fn(*(keras.ops.convert_to_tensor(a) for a in args))
 

@@ -10,6 +10,7 @@ each step.
 
 import keras
 import numpy as np
+from support import compile_frozen
 
 import keras_metric_losses as kml
 from keras_metric_losses import pairs as pairs_lib
@@ -20,7 +21,7 @@ SPECS = []
 RTOL, ATOL = 1e-5, 1e-6
 
 
-def _replay(memory, steps, dim, compiled, masked):
+def _replay(memory, steps, dim, run, masked):
     """Yields `(step, loss value, memory layer)` after each step of `steps`."""
     embeddings = keras.Input((dim,))
     labels = keras.Input((), dtype="int32")
@@ -32,9 +33,7 @@ def _replay(memory, steps, dim, compiled, masked):
         inputs.append(mask)
         outputs.append(mask)
     model = keras.Model(inputs, memory(outputs))
-    model.compile(
-        optimizer=keras.optimizers.SGD(0.0), jit_compile=compiled, run_eagerly=not compiled
-    )
+    compile_frozen(model, run)
     for step in steps:
         x = step.get("embeddings", step.get("y_pred"))
         y = step.get("labels", step.get("y_true"))
@@ -128,7 +127,7 @@ def check_pml(case, run):
         _element_recorder(loss, kwargs["loss"], record)
     memory = kml.layers.CrossBatchMemory(loss, kwargs["memory_size"], mode="pml")
     masked = any(step.get("enqueue_mask") is not None for step in case["steps"])
-    steps = _replay(memory, case["steps"], kwargs["embedding_size"], _is_compiled(run), masked)
+    steps = _replay(memory, case["steps"], kwargs["embedding_size"], run, masked)
     for index, (step, value, layer) in enumerate(steps):
         where = f"{case['id']} step {index}"
         np.testing.assert_allclose(value, step["expected"], rtol=RTOL, atol=ATOL, err_msg=where)
@@ -155,7 +154,7 @@ def check_tfsim(case, run):
     )
     dim = np.shape(case["steps"][0]["y_pred"])[1]
     for index, (step, value, layer) in enumerate(
-        _replay(memory, case["steps"], dim, _is_compiled(run), masked=False)
+        _replay(memory, case["steps"], dim, run, masked=False)
     ):
         where = f"{case['id']} step {index}"
         np.testing.assert_allclose(value, step["expected"], rtol=RTOL, atol=ATOL, err_msg=where)

@@ -21,7 +21,7 @@ import keras
 import numpy as np
 import pml_more_proxy_reference as more_oracle
 import pml_proxy_reference as oracle
-from support import value_and_grad
+from support import compile_frozen, value_and_grad
 
 import keras_metric_losses as kml
 from keras_metric_losses.layers.adds_loss import reduce
@@ -461,9 +461,7 @@ def _training_step(loss, proxies, labels, embeddings, run):
     inputs = [keras.Input(embeddings.shape[1:]), keras.Input((), dtype="int32")]
     model = keras.Model(inputs, layer(inputs))
     layer.set_proxies(proxies)
-    compiled = getattr(run, "jit_compile", False)
-    model.compile(optimizer=keras.optimizers.SGD(0.0), jit_compile=compiled,
-                  run_eagerly=not compiled)  # fmt: skip
+    compile_frozen(model, run)
     return float(model.train_on_batch([embeddings, labels.astype("int32")]))
 
 

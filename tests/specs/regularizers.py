@@ -4,7 +4,7 @@ weights of a proxy loss through `ClassProxies(proxies_regularizer=...)`)."""
 
 import keras
 import numpy as np
-from support import value_and_grad
+from support import compile_frozen, value_and_grad
 
 import keras_metric_losses as kml
 from specs import proxy
@@ -66,9 +66,7 @@ def check_weight_regularizer(case, run):
     inputs = [keras.Input(embeddings.shape[1:]), keras.Input((), dtype="int32")]
     model = keras.Model(inputs, layer(inputs))
     layer.set_proxies(proxies)
-    compiled = getattr(run, "jit_compile", False)
-    model.compile(optimizer=keras.optimizers.SGD(0.0), jit_compile=compiled,
-                  run_eagerly=not compiled)  # fmt: skip
+    compile_frozen(model, run)
     trained = model.train_on_batch([embeddings, labels.astype("int32")])
     _close(trained, case["expected"], case["id"])
     function, batch = proxy.FUNCTIONS[case["call"]].function, len(embeddings)
