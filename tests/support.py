@@ -48,12 +48,20 @@ def examples(count):
     return max(3, count // 5) if FAST_TIER else count
 
 
-def first_of_each(keyed_params):
+def first_of_each(keyed_params, every_one_on=None):
     """Splits a sweep between the tiers: `[(key, param)]` -> the params, the first of each key
     as it is (the fast tier then runs each code path once: one loss per family and kind, say)
-    and the others marked `slow` (the full run still runs every one)."""
+    and the others marked `slow` (the full run still runs every one).
+
+    With `every_one_on` (a backend's name), the others run on that backend only: for sweeps of
+    what the backends share (Keras' `fit` and its dtype policies around the same `keras.ops`
+    code), every loss runs on the backend where the sweep costs least, and each key's first on
+    every backend."""
     seen, params = set(), []
+    elsewhere = every_one_on is not None and keras.backend.backend() != every_one_on
     for key, param in keyed_params:
+        if key in seen and elsewhere:
+            continue
         marks = [*param.marks, *([pytest.mark.slow] if key in seen else [])]
         params.append(pytest.param(*param.values, id=param.id, marks=marks))
         seen.add(key)

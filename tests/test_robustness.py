@@ -172,13 +172,19 @@ def _adds_traced_checks(spec):
     return any(isinstance(o, Raises) and o.traced for o in own.values())
 
 
+NON_FINITE_COMPILED = list(_class_entries())
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("entry", list(_class_entries()))
+@pytest.mark.parametrize("entry", NON_FINITE_COMPILED)
 def test_non_finite_predictions_give_a_non_finite_loss_when_compiled(entry):
     """The same compiled (`0 * sum` survives the compilers: no fast math), for the first loss
     of each family and kind (`torch.compile` takes seconds a loss; every loss carries its
-    non-finite inputs eagerly, above)."""
-    _assert_non_finite_outputs(entry, compiled(entry.loss))
+    non-finite inputs eagerly, above). On torch the first goes through Inductor's code
+    generation, and the others through Dynamo and AOTAutograd only (their graphs, run
+    eagerly): the carry is shared code, and Inductor took 4 s a loss on an empty cache."""
+    first = entry is NON_FINITE_COMPILED[0].values[0]
+    _assert_non_finite_outputs(entry, compiled(entry.loss, generate_code=first))
 
 
 @pytest.mark.slow

@@ -41,7 +41,17 @@ NUISANCE = 3.0
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
+@pytest.mark.parametrize(
+    "spec",
+    # Every loss on JAX (0.4 s a loss there on an empty cache, against 0.7 s eager on torch and
+    # 1.5 s on TensorFlow, which traces a `tf.function` per loss), one per family and kind on
+    # the others: `fit` runs the same `keras.ops` code on each, checked value by value by the
+    # golden tests.
+    first_of_each(
+        (((s.family, s.kind.name), pytest.param(s, id=s.name)) for s in SPECS),
+        every_one_on="jax",
+    ),
+)
 def test_fit_lowers_the_loss_and_improves_retrieval(spec):
     """Each loss's model recipe learns on its toy data: the loss goes down and held-out points
     of the training classes retrieve their own class better than at initialisation (a loss
