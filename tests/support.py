@@ -48,24 +48,32 @@ def examples(count):
     return max(3, count // 5) if FAST_TIER else count
 
 
+def firsts(keyed_items, every_one_on=None):
+    """`[(key, item)]` -> `[(first, item)]`, `first` telling whether the item is the first of
+    its key. With `every_one_on` (a backend's name), the others are left out on the other
+    backends: for sweeps of what the backends share (Keras' `fit`, saving, dtype policies around
+    the same `keras.ops` code), every loss runs on the backend where the sweep costs least, and
+    each key's first on every backend."""
+    seen = set()
+    elsewhere = every_one_on is not None and keras.backend.backend() != every_one_on
+    for key, item in keyed_items:
+        first = key not in seen
+        seen.add(key)
+        if first or not elsewhere:
+            yield first, item
+
+
 def first_of_each(keyed_params, every_one_on=None):
     """Splits a sweep between the tiers: `[(key, param)]` -> the params, the first of each key
     as it is (the fast tier then runs each code path once: one loss per family and kind, say)
-    and the others marked `slow` (the full run still runs every one).
-
-    With `every_one_on` (a backend's name), the others run on that backend only: for sweeps of
-    what the backends share (Keras' `fit` and its dtype policies around the same `keras.ops`
-    code), every loss runs on the backend where the sweep costs least, and each key's first on
-    every backend."""
-    seen, params = set(), []
-    elsewhere = every_one_on is not None and keras.backend.backend() != every_one_on
-    for key, param in keyed_params:
-        if key in seen and elsewhere:
-            continue
-        marks = [*param.marks, *([pytest.mark.slow] if key in seen else [])]
-        params.append(pytest.param(*param.values, id=param.id, marks=marks))
-        seen.add(key)
-    return params
+    and the others marked `slow` (the full run still runs every one, or, with `every_one_on`,
+    the run on that backend: see `firsts`)."""
+    return [
+        param
+        if first
+        else pytest.param(*param.values, id=param.id, marks=[*param.marks, pytest.mark.slow])
+        for first, param in firsts(keyed_params, every_one_on)
+    ]
 
 
 def golden_cases(name):

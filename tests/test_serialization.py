@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import pytest
 from specs import SPECS
-from support import FUNCTIONS, LAYERS, LOSS_CLASSES, LOSS_FUNCTIONS, PUBLIC, numpy
+from support import FUNCTIONS, LAYERS, LOSS_CLASSES, LOSS_FUNCTIONS, PUBLIC, firsts, numpy
 
 import keras_metric_losses as kml
 
@@ -149,6 +149,9 @@ def test_from_config_rejects_wrong_types(cls, key, value, error):
 NOT_COMPILED = {spec.cls.__name__ for spec in SPECS if not spec.compiled}
 
 
+COMPOSITE = ("MultipleLosses", "SelfSupervisedLoss", "MatryoshkaLoss")
+
+
 def compile_targets():
     """`{loss name: (spec, loss argument of compile)}` for every loss class and function
     compiled on its model (all but `NOT_COMPILED`)."""
@@ -157,7 +160,7 @@ def compile_targets():
         targets[spec.cls.__name__] = (spec, spec.loss(reduction="sum"))
         if spec.function in LOSS_FUNCTIONS:
             targets[spec.function.__name__] = (spec, spec.function)
-    # The losses made of other losses, on the models of the losses they hold.
+    # The losses made of other losses (`COMPOSITE`), on the models of the losses they hold.
     pair, views = targets["MultiSimilarityLoss"][0], targets["SimCLRLoss"][0]
     losses = [pair.loss(), kml.PNLoss()]
     targets["MultipleLosses"] = (pair, kml.MultipleLosses(losses, [1.0, 0.5], reduction="sum"))
@@ -216,8 +219,16 @@ LOADER = textwrap.dedent(
 def test_saved_models_load_in_safe_mode_with_only_the_package_import(tmp_path):
     targets = compile_targets()
     assert set(targets) == {loss.__name__ for loss in LOSS_CLASSES + LOSS_FUNCTIONS} - NOT_COMPILED
+    # Every loss on torch (11 s there on an empty cache, against 49 s on JAX, whose eager steps
+    # compile op by op, and 42 s on TensorFlow); elsewhere the first loss of each family and
+    # kind (its class: a layer of each kind's model) and each loss made of other losses. Configs
+    # are Python, the same on every backend; weights and layer states are saved by Keras.
+    keyed = (
+        ((name,) if name in COMPOSITE else (spec.family, spec.kind.name), (name, (spec, loss)))
+        for name, (spec, loss) in targets.items()
+    )
     expected = {}
-    for name, (spec, loss) in targets.items():
+    for name, (spec, loss) in (item for _, item in firsts(keyed, every_one_on="torch")):
         keras.utils.set_random_seed(0)
         model = spec.kind.model()
         x, y = spec.kind.data(batch=8)
