@@ -117,6 +117,21 @@ def value_and_grad(fn, x, traced=True):
     return numpy(value), numpy(grad)
 
 
+def traced(fn):
+    """`fn` as `fit` runs a step by default: under `jax.jit` on JAX, a `tf.function` without
+    XLA on TensorFlow, eagerly on torch."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return jax.jit(fn)
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(fn, jit_compile=False)
+    return fn
+
+
 def compile_frozen(model, run):
     """Compiles `model` with a zero learning rate for a golden check's `run`: its step compiled
     where `run.jit_compile` is set (see tests/test_golden.py), eager otherwise."""

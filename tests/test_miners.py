@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 from specs.miners import case_batch, matrix_of
-from support import DATA, compiled, numpy
+from support import DATA, compiled, numpy, traced
 
 import keras_metric_losses as kml
 
@@ -198,21 +198,25 @@ def chi_square(groups, minimum=5.0):
     return statistic, freedom + 6 * np.sqrt(2 * freedom)
 
 
-def _draws(call, draw):
-    """`draw(miner, batch, matrix)` (NumPy arrays) for `DRAWS` calls of a fresh generator on
-    every stochastic case of `call`, with the case."""
+def _draws(call, sample):
+    """`sample(miner, batch, matrix)`, `DRAWS` draws (tuples of arrays) of a fresh generator, as
+    NumPy arrays, for every stochastic case of `call`, with the case."""
     for case in (c for c in STOCHASTIC if c["call"] == call):
         miner, labels, embeddings, batch_of = case_batch(case, keras.random.SeedGenerator(7))
         batch = batch_of(labels, embeddings)
         matrix = matrix_of(miner, batch)
-        yield case, [[numpy(x) for x in draw(miner, batch, matrix)] for _ in range(DRAWS)]
+        yield case, [[numpy(x) for x in draw] for draw in sample(miner, batch, matrix)]
 
 
 def test_distance_weighted_draws_follow_pml_weights_and_uniform_positives():
     """Over 200 draws of each case: the negatives of each anchor follow PML's weights
     (`expected_weights`), its positives are uniform, each draw has PML's number of triplets per
     anchor. The same counts against uniform negatives fail the bound."""
-    for case, draws in _draws("DistanceWeightedMiner", lambda m, b, x: (*m.draw(b, x), b.positive)):
+
+    def sample(miner, batch, matrix):
+        return [(*miner.draw(batch, matrix), batch.positive) for _ in range(DRAWS)]
+
+    for case, draws in _draws("DistanceWeightedMiner", sample):
         weights = np.nan_to_num(np.array(case["expected_weights"], np.float64))
         positives = draws[0][3]
         negative_counts, positive_counts = np.zeros_like(weights), np.zeros_like(weights)
@@ -243,15 +247,20 @@ def test_uniform_histogram_draws_are_uniform_within_pml_bins():
     `per_bin` pairs per draw, uniform among its pairs. The same counts against pairs drawn
     uniformly from all pairs fail the bound."""
 
-    def draw(miner, batch, matrix):
-        outputs = []
+    def sample(miner, batch, matrix):
+        # Each side's uniforms in one call, and its draws by one traced function (as `fit`
+        # runs them): 200 eager calls took 14 s on TensorFlow.
+        sides = []
         for mask, per_bin in ((batch.positive, miner.pos_per_bin),
                               (batch.negative, miner.neg_per_bin)):  # fmt: skip
-            uniform = miner.uniform((miner.num_bins * per_bin,), matrix.dtype)
-            outputs += miner.draw(matrix, mask, per_bin, uniform)
-        return outputs
+            uniforms = miner.uniform((DRAWS, miner.num_bins * per_bin), matrix.dtype)
+            draw = traced(
+                lambda u, mask=mask, per_bin=per_bin: miner.draw(matrix, mask, per_bin, u)
+            )
+            sides.append([draw(uniforms[i]) for i in range(DRAWS)])
+        return [(*positive, *negative) for positive, negative in zip(*sides, strict=True)]
 
-    for case, draws in _draws("UniformHistogramMiner", draw):
+    for case, draws in _draws("UniformHistogramMiner", sample):
         keys = len(case.get("ref_labels", case["labels"]))
         for side, per_bin, part in (("pos", case["kwargs"].get("pos_per_bin", 10), 0),
                                     ("neg", case["kwargs"].get("neg_per_bin", 10), 2)):  # fmt: skip
