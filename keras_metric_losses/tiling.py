@@ -21,6 +21,9 @@ label masks of each tile are built from the labels of its rows and columns:
    accumulates `dq = G k` and `dk = G^T q` with the tile's logit gradient
    `G[i, j] = u_i * scale * (a_i p[i, j] - w[i, j] t'(lse_i - x[i, j]))`.
 
+`blockwise_cross_entropies` is the same scheme for losses with one positive per row (CLIP,
+MNRL): the positive's logit is gathered from its tile, and a tile needs no label masks.
+
 The loops are `keras.ops.scan`s with static shapes (a compiled loop under `jax.jit` and
 `tf.function`; a Python loop in eager PyTorch, unrolled by `torch.compile`). What is kept is
 `O((b + K) * D)`: the padded embeddings, their gradients, and per-row statistics; each step
@@ -29,7 +32,7 @@ holds a few `[block_size, block_size]` tiles.
 
 from keras_metric_losses import backend
 from keras_metric_losses.backend import ops
-from keras_metric_losses.ops import lowest_finite, sigmoid_signs
+from keras_metric_losses.ops import lowest_finite, shifted_exp, sigmoid_signs
 
 # Columns of the `[b, 4]` statistics that `blockwise_terms` returns.
 WEIGHTED_SUM, TOTAL_WEIGHT, POSITIVE_PAIRS, NEGATIVE_PAIRS = range(4)
@@ -255,6 +258,160 @@ def blockwise_terms(pairs, *, scale, pairwise, block_size):
             return query_grads, key_grads
 
         return ops.reshape(stats, (-1, 4)), grad
+
+    return compute(_blocks(queries, rows), _blocks(keys, columns))[:num_rows]
+
+
+def blockwise_cross_entropies(queries, keys, targets, *, block_size, self_columns=None):
+    """`[b]` softmax cross-entropies `lse_i - x[i, targets[i]]` of `x = queries @ keys^T` by
+    tiles, `lse_i` the log-sum-exp of row `i` over every key but `self_columns[i]`: CLIP's and
+    MNRL's one positive per row.
+
+    The positive's logit is read from its tile (one gathered entry a row), so a tile is a
+    product, a maximum, an `exp` and a sum forward (no label masks, as `blockwise_terms`
+    builds), and a product, an `exp`, the positive's `-1` and two products backward. `lse_i -
+    x` is computed as `log l_i - (x - m_i)` (see `blockwise_terms`): exact for large logits.
+    Every row's positive is among its keys (a row whose keys are all left out is not
+    supported).
+
+    Args:
+        queries: `[b, D]` floating queries, the scale already applied.
+        keys: `[K, D]` keys.
+        targets: `[b]` integer column of each row's positive, in `[0, K)`.
+        block_size: Python int, rows and columns per tile.
+        self_columns: `[b]` integer column left out of each row's log-sum-exp (`-1`: none), or
+            `None`.
+
+    Returns:
+        `[b]` cross-entropies in the queries' dtype (0 for a row without a key).
+    """
+    dtype = queries.dtype
+    num_rows, num_keys = ops.shape(queries)[0], ops.shape(keys)[0]
+    if 0 in (num_rows, num_keys):  # nothing to pair: zero values and zero gradients
+        return ops.zeros((num_rows,), dtype) + 0.0 * ops.sum(queries) + 0.0 * ops.sum(keys)
+    targets = ops.cast(targets, "int32")
+    rows, columns = _block(num_rows, block_size), _block(num_keys, block_size)
+    padded = not isinstance(num_keys, int) or num_keys % columns != 0
+    lowest = lowest_finite(dtype)
+    row_data = [_blocks(targets, rows, fill=-1)]
+    if self_columns is not None:
+        row_data.append(_blocks(ops.cast(self_columns, "int32"), rows, fill=-1))
+    column_data = [
+        ops.reshape(ops.arange(_padded(num_keys, columns), dtype="int32"), (-1, columns))
+    ]
+    if padded:  # the padding keys' logits are raised to the lowest value
+        column_data.append(_blocks(ops.zeros((num_keys,), dtype), columns, fill=lowest))
+
+    def tile(query_block, row, key_block, column):
+        """The tile's logits, left-out columns at the lowest finite value."""
+        logits = ops.matmul(query_block, ops.transpose(key_block))
+        if padded:
+            logits = logits + ops.expand_dims(column[1], 0)
+        if self_columns is not None:
+            own = ops.equal(ops.expand_dims(column[0], 0), ops.expand_dims(row[1], 1))
+            logits = ops.where(own, lowest, logits)
+        return logits
+
+    def online(query_block, row):
+        """`step(carry, column)`: online log-sum-exp, and the positive's logit of its tile."""
+
+        def step(carry, column):
+            maximum, total, positive = carry
+            key_block, *column = column
+            logits = tile(query_block, row, key_block, column)
+            new_maximum = ops.maximum(maximum, ops.amax(logits, axis=-1))
+            shifted = shifted_exp(logits - ops.expand_dims(new_maximum, 1))
+            local = row[0] - column[0][0]
+            inside = ops.logical_and(local >= 0, local < columns)
+            index = ops.expand_dims(ops.clip(local, 0, columns - 1), 1)
+            own_logit = ops.take_along_axis(logits, index, axis=1)[:, 0]
+            return (
+                new_maximum,
+                total * shifted_exp(maximum - new_maximum) + ops.sum(shifted, axis=-1),
+                positive + ops.where(inside, own_logit, 0.0),
+            )
+
+        return step
+
+    def forward_block(query_block, row, key_blocks):
+        """`[r]` values and the saved `[r, 3]` (maximum, log l, `p_t - 1`) of a row block."""
+        zeros = ops.zeros((rows,), dtype)
+        init = (ops.full((rows,), lowest, dtype), zeros, zeros)
+        maximum, total, positive = _scan(
+            online(query_block, row), init, (key_blocks, *column_data)
+        )[0]
+        has_keys = total > 0
+        log_total = ops.log(ops.where(has_keys, total, 1.0))
+        maximum = ops.where(has_keys, maximum, 0.0)
+        values = ops.where(has_keys, (maximum - positive) + log_total, 0.0)
+        # The positive's logit gradient `p_t - 1`, from the value (the backward pass would
+        # read `p_t` from its recomputed logit, which can differ from the saved maximum by an
+        # ulp: for a loss of ~0, `p_t - 1` would then be ~1e-5 instead of ~0).
+        return values, ops.stack([maximum, log_total, ops.exp(-values) - 1.0], axis=-1)
+
+    def backward_block(query_block, row, saved, upstream, key_blocks):
+        """`dq` `[r, D]` of a row block and its share `[nc, c, D]` of `dk`, from the tile's
+        logit gradient `u_i (p[i, j] - [j = t_i])`."""
+        maximum, log_total, own_grad = (ops.expand_dims(saved[:, k], 1) for k in range(3))
+        factor = ops.expand_dims(upstream, 1)
+
+        def step(carry, column):
+            query_grad, _ = carry
+            key_block, *column = column
+            logits = tile(query_block, row, key_block, column)
+            probabilities = shifted_exp((logits - maximum) - log_total)
+            # `p_t - 1` at the positive, entry by entry: a sum of `p k` over the row minus `k_t`
+            # would lose the difference to rounding.
+            own = ops.equal(ops.expand_dims(column[0], 0), ops.expand_dims(row[0], 1))
+            grad = ops.where(own, own_grad, probabilities) * factor
+            return (
+                query_grad + ops.matmul(grad, key_block),
+                ops.matmul(ops.transpose(grad), query_block),
+            )
+
+        init = (ops.zeros(ops.shape(query_block), dtype), ops.zeros(ops.shape(key_blocks)[1:]))
+        (query_grad, _), (_, key_grads) = _scan(step, init, (key_blocks, *column_data))
+        return query_grad, key_grads
+
+    def row_loop(body, buffers, totals, query_blocks):
+        def at(i):
+            row = [ops.take(x, i, axis=0) for x in row_data]
+            return body(i, ops.take(query_blocks, i, axis=0), row)
+
+        return _row_loop(at, buffers, totals, ops.shape(query_blocks)[0])
+
+    @ops.custom_gradient
+    def compute(query_blocks, key_blocks):
+        count = ops.shape(query_blocks)[0]
+        (values, saved), _ = row_loop(
+            lambda i, query_block, row: (forward_block(query_block, row, key_blocks), ()),
+            (ops.zeros((count, rows), dtype), ops.zeros((count, rows, 3), dtype)),
+            (),
+            query_blocks,
+        )
+
+        def grad(*args, upstream=None):
+            upstream = ops.reshape(backend.upstream_gradient(args, upstream), (-1, rows))
+
+            def body(i, query_block, row):
+                query_grad, key_grads = backward_block(
+                    query_block,
+                    row,
+                    ops.take(saved, i, axis=0),
+                    ops.take(upstream, i, axis=0),
+                    key_blocks,
+                )
+                return (query_grad,), (key_grads,)
+
+            (query_grads,), (key_grads,) = row_loop(
+                body,
+                (ops.zeros(ops.shape(query_blocks), dtype),),
+                (ops.zeros(ops.shape(key_blocks), dtype),),
+                query_blocks,
+            )
+            return query_grads, key_grads
+
+        return ops.reshape(values, (-1,)), grad
 
     return compute(_blocks(queries, rows), _blocks(keys, columns))[:num_rows]
 

@@ -1,6 +1,6 @@
 """CLIP's symmetric contrastive loss (open_clip's `ClipLoss`)."""
 
-from keras_metric_losses import pairs, tiling
+from keras_metric_losses import tiling
 from keras_metric_losses.backend import ops
 from keras_metric_losses.losses import base
 from keras_metric_losses.losses.clip import common
@@ -17,8 +17,9 @@ def cross_entropies(queries, keys, columns, *, scale, bias=None, block_size=None
     the target of row `i` at column `columns[i]`: `logsumexp_j x[i, j] - x[i, columns[i]]`.
 
     Dense (`ops.soft_target_cross_entropy`: its gradient `softmax - target` is exact where
-    the target's probability is ~1), or by tiles of `block_size` (`tiling.blockwise_terms`,
-    where the scalar bias, which cancels in the softmax, is left out).
+    the target's probability is ~1), or by tiles of `block_size`
+    (`tiling.blockwise_cross_entropies`, where the scalar bias, which cancels in the softmax,
+    is left out).
     """
     queries = common.scaled(queries, scale)
     if block_size is None:
@@ -32,12 +33,7 @@ def cross_entropies(queries, keys, columns, *, scale, bias=None, block_size=None
         logits = logits - ops.stop_gradient(ops.amax(logits, axis=-1, keepdims=True))
         targets = ops.one_hot(columns, ops.shape(keys)[0], dtype=logits.dtype)
         return soft_target_cross_entropy(targets, logits)
-    key_ids = ops.arange(ops.shape(keys)[0], dtype="int32")
-    source = pairs.Keys.reference(keys, key_ids)
-    batch = pairs.Pairs(queries, keys, columns, key_ids, source, None, ops.shape(queries)[0], 1,
-                        queries)  # fmt: skip
-    stats = tiling.blockwise_terms(batch, scale=1.0, pairwise=False, block_size=block_size)
-    return stats[:, tiling.WEIGHTED_SUM]
+    return tiling.blockwise_cross_entropies(queries, keys, columns, block_size=block_size)
 
 
 def clip_rows(images, texts, all_images, all_texts, columns, *, scale, bias=None,

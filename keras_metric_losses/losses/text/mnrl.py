@@ -2,7 +2,7 @@
 negatives, hard-negative columns, four directions, two partitions and hardness weighting, dense
 or by tiles, on one device or every replica's batch."""
 
-from keras_metric_losses import distributed, pairs, tiling, validation
+from keras_metric_losses import distributed, tiling, validation
 from keras_metric_losses.backend import ops
 from keras_metric_losses.losses import base
 from keras_metric_losses.losses.softmax.core import contrastive_terms
@@ -116,42 +116,33 @@ def _dense_blocks(local_queries, local_positives, queries, docs_all, rows, *, sc
 
 def _tiled(local_queries, local_positives, queries, docs_all, rows, *, scale, directions,
            partition_mode, block_size):  # fmt: skip
-    """The dense values by tiles (`tiling.blockwise_terms`). Joint directions share one
-    softmax over keys in a doubled space: row `[q_i, p_i]` meets `[d_j, 0]` (`query_to_doc`),
-    `[q_j, 0]` (`query_to_query`, itself left out) and `[0, q_j]` (`doc_to_query`)."""
-    num = ops.shape(queries)[0]
-    examples = ops.arange(num, dtype="int32")
-    none = lambda x: ops.full((ops.shape(x)[0],), -1, dtype="int32")  # noqa: E731
-    doc_labels = ops.concatenate([examples, none(docs_all)[num:]], axis=0)
+    """The dense values by tiles (`tiling.blockwise_cross_entropies`); the positive of row `i`
+    is key `rows[i]` in every direction. Joint directions share one softmax over keys in a
+    doubled space: row `[q_i, p_i]` meets `[d_j, 0]` (`query_to_doc`), `[q_j, 0]`
+    (`query_to_query`, itself left out) and `[0, q_j]` (`doc_to_query`)."""
     if partition_mode == "per_direction" or directions == ("query_to_doc",):
-        parts = [_blockwise(local_queries, docs_all, rows, doc_labels, None, scale, block_size)]
+        parts = [_blockwise(local_queries, docs_all, rows, None, scale, block_size)]
         if "doc_to_query" in directions:
-            parts.append(
-                _blockwise(local_positives, queries, rows, examples, None, scale, block_size)
-            )
+            parts.append(_blockwise(local_positives, queries, rows, None, scale, block_size))
         return sum(parts) / len(parts)
     pad = lambda x, first: ops.concatenate(  # noqa: E731
         [x, ops.zeros_like(x)] if first else [ops.zeros_like(x), x], axis=1
     )
-    keys, labels, self_columns = [pad(docs_all, True)], [doc_labels], None
+    keys, self_columns = [pad(docs_all, True)], None
     if "query_to_query" in directions:
         self_columns = ops.shape(docs_all)[0] + rows
         keys.append(pad(queries, True))
-        labels.append(none(queries))
     if "doc_to_query" in directions:
         keys.append(pad(queries, False))
-        labels.append(none(queries))
     doubled = ops.concatenate([local_queries, local_positives], axis=1)
-    keys, labels = ops.concatenate(keys, axis=0), ops.concatenate(labels, axis=0)
-    return _blockwise(doubled, keys, rows, labels, self_columns, scale, block_size)
+    return _blockwise(doubled, ops.concatenate(keys, axis=0), rows, self_columns, scale,
+                      block_size)  # fmt: skip
 
 
-def _blockwise(queries, keys, rows, key_labels, self_columns, scale, block_size):
-    """`lse_i - x[i, j]` over every key (but `self_columns`), `j` the key labelled `rows[i]`."""
-    batch = pairs.Pairs(queries, keys, rows, key_labels, pairs.Keys(), self_columns,
-                        ops.shape(queries)[0], 1, queries)  # fmt: skip
-    stats = tiling.blockwise_terms(batch, scale=scale, pairwise=False, block_size=block_size)
-    return stats[:, tiling.WEIGHTED_SUM]
+def _blockwise(queries, keys, rows, self_columns, scale, block_size):
+    """`lse_i - x[i, rows[i]]` over every key (but `self_columns`)."""
+    return tiling.blockwise_cross_entropies(queries * scale, keys, rows, block_size=block_size,
+                                            self_columns=self_columns)  # fmt: skip
 
 
 def mnrl_elements(y_true, y_pred, *, scale, similarity_fct, directions, partition_mode,
