@@ -190,76 +190,21 @@ def blockwise_terms(pairs, *, scale, pairwise, block_size):
         stats = ops.stack([weighted_sum * direct, weight, positives, negatives], axis=-1)
         return stats, ops.stack([maximum, log_total, slopes * direct, direct], axis=-1)
 
-    def backward_block(query_block, row, saved, upstream, key_blocks):
-        """`dq` `[r, D]` of a row block and its share `[nc, c, D]` of `dk`."""
-        maximum, log_total, slopes, direct = (saved[:, k] for k in range(4))
-        factor = ops.expand_dims(upstream * scale, 1)
+    def tile_grads(query_block, row, saved, upstream):
+        """The logit gradient of a tile of the row block, from its saved statistics."""
+        maximum, log_total, slopes, direct = (ops.expand_dims(saved[:, k], 1) for k in range(4))
+        factor = ops.expand_dims(upstream[:, WEIGHTED_SUM] * scale, 1)
 
-        def step(carry, column):
-            query_grad, _ = carry
-            key_block = column[0]
-            logits, weights, _, denominator = tile(query_block, row, key_block, column[1:])
-            t = ops.expand_dims(log_total, 1) - (logits - ops.expand_dims(maximum, 1))
+        def of(key_block, column):
+            logits, weights, _, denominator = tile(query_block, row, key_block, column)
+            t = log_total - (logits - maximum)
             probabilities = ops.exp(ops.where(denominator, -t, lowest))
-            grad = ops.expand_dims(slopes, 1) * probabilities - weights * slope(t) * (
-                ops.expand_dims(direct, 1)
-            )
-            grad = grad * factor
-            return (
-                query_grad + ops.matmul(grad, key_block),
-                ops.matmul(ops.transpose(grad), query_block),
-            )
+            return (slopes * probabilities - weights * slope(t) * direct) * factor
 
-        init = (ops.zeros(ops.shape(query_block), dtype), ops.zeros(ops.shape(key_blocks)[1:]))
-        (query_grad, _), (_, key_grads) = _scan(step, init, (key_blocks, *column_data))
-        return query_grad, key_grads
+        return of
 
-    def row_loop(body, buffers, totals, query_blocks):
-        """`_row_loop` of `body(i, query_block, row)` over the row blocks `i`."""
-
-        def at(i):
-            row = tuple(ops.take(x, i, axis=0) for x in row_data)
-            return body(i, ops.take(query_blocks, i, axis=0), row)
-
-        return _row_loop(at, buffers, totals, ops.shape(query_blocks)[0])
-
-    # Padding and slicing stay outside the custom gradient (autodiff handles them; inside,
-    # `keras.ops.pad`'s name registry is a side effect that `torch.compile` refuses).
-    @ops.custom_gradient
-    def compute(query_blocks, key_blocks):
-        count = ops.shape(query_blocks)[0]
-        (stats, saved), _ = row_loop(
-            lambda i, query_block, row: (forward_block(query_block, row, key_blocks), ()),
-            (ops.zeros((count, rows, 4), dtype), ops.zeros((count, rows, 4), dtype)),
-            (),
-            query_blocks,
-        )
-
-        def grad(*args, upstream=None):
-            upstream = backend.upstream_gradient(args, upstream)
-            upstream = ops.reshape(upstream[:, WEIGHTED_SUM], (-1, rows))
-
-            def body(i, query_block, row):
-                query_grad, key_grads = backward_block(
-                    query_block,
-                    row,
-                    ops.take(saved, i, axis=0),
-                    ops.take(upstream, i, axis=0),
-                    key_blocks,
-                )
-                return (query_grad,), (key_grads,)
-
-            (query_grads,), (key_grads,) = row_loop(
-                body,
-                (ops.zeros(ops.shape(query_blocks), dtype),),
-                (ops.zeros(ops.shape(key_blocks), dtype),),
-                query_blocks,
-            )
-            return query_grads, key_grads
-
-        return ops.reshape(stats, (-1, 4)), grad
-
-    return compute(_blocks(queries, rows), _blocks(keys, columns))[:num_rows]
+    return _tiled(queries, keys, (rows, columns), row_data, column_data, forward_block,
+                  tile_grads, ((4,), (4,)))  # fmt: skip
 
 
 def blockwise_cross_entropies(queries, keys, targets, *, block_size, self_columns=None):
@@ -349,71 +294,23 @@ def blockwise_cross_entropies(queries, keys, targets, *, block_size, self_column
         # ulp: for a loss of ~0, `p_t - 1` would then be ~1e-5 instead of ~0).
         return values, ops.stack([maximum, log_total, ops.exp(-values) - 1.0], axis=-1)
 
-    def backward_block(query_block, row, saved, upstream, key_blocks):
-        """`dq` `[r, D]` of a row block and its share `[nc, c, D]` of `dk`, from the tile's
-        logit gradient `u_i (p[i, j] - [j = t_i])`."""
+    def tile_grads(query_block, row, saved, upstream):
+        """The logit gradient `u_i (p[i, j] - [j = t_i])` of a tile of the row block."""
         maximum, log_total, own_grad = (ops.expand_dims(saved[:, k], 1) for k in range(3))
         factor = ops.expand_dims(upstream, 1)
 
-        def step(carry, column):
-            query_grad, _ = carry
-            key_block, *column = column
+        def of(key_block, column):
             logits = tile(query_block, row, key_block, column)
             probabilities = shifted_exp((logits - maximum) - log_total)
             # `p_t - 1` at the positive, entry by entry: a sum of `p k` over the row minus `k_t`
             # would lose the difference to rounding.
             own = ops.equal(ops.expand_dims(column[0], 0), ops.expand_dims(row[0], 1))
-            grad = ops.where(own, own_grad, probabilities) * factor
-            return (
-                query_grad + ops.matmul(grad, key_block),
-                ops.matmul(ops.transpose(grad), query_block),
-            )
+            return ops.where(own, own_grad, probabilities) * factor
 
-        init = (ops.zeros(ops.shape(query_block), dtype), ops.zeros(ops.shape(key_blocks)[1:]))
-        (query_grad, _), (_, key_grads) = _scan(step, init, (key_blocks, *column_data))
-        return query_grad, key_grads
+        return of
 
-    def row_loop(body, buffers, totals, query_blocks):
-        def at(i):
-            row = [ops.take(x, i, axis=0) for x in row_data]
-            return body(i, ops.take(query_blocks, i, axis=0), row)
-
-        return _row_loop(at, buffers, totals, ops.shape(query_blocks)[0])
-
-    @ops.custom_gradient
-    def compute(query_blocks, key_blocks):
-        count = ops.shape(query_blocks)[0]
-        (values, saved), _ = row_loop(
-            lambda i, query_block, row: (forward_block(query_block, row, key_blocks), ()),
-            (ops.zeros((count, rows), dtype), ops.zeros((count, rows, 3), dtype)),
-            (),
-            query_blocks,
-        )
-
-        def grad(*args, upstream=None):
-            upstream = ops.reshape(backend.upstream_gradient(args, upstream), (-1, rows))
-
-            def body(i, query_block, row):
-                query_grad, key_grads = backward_block(
-                    query_block,
-                    row,
-                    ops.take(saved, i, axis=0),
-                    ops.take(upstream, i, axis=0),
-                    key_blocks,
-                )
-                return (query_grad,), (key_grads,)
-
-            (query_grads,), (key_grads,) = row_loop(
-                body,
-                (ops.zeros(ops.shape(query_blocks), dtype),),
-                (ops.zeros(ops.shape(key_blocks), dtype),),
-                query_blocks,
-            )
-            return query_grads, key_grads
-
-        return ops.reshape(values, (-1,)), grad
-
-    return compute(_blocks(queries, rows), _blocks(keys, columns))[:num_rows]
+    return _tiled(queries, keys, (rows, columns), row_data, column_data, forward_block,
+                  tile_grads, ((), (3,)))  # fmt: skip
 
 
 def blockwise_sigmoid_sums(queries, keys, columns, *, block_size):
@@ -455,34 +352,86 @@ def blockwise_sigmoid_sums(queries, keys, columns, *, block_size):
         flipped, signs = sigmoid_signs(logits, index, positives)
         return flipped, ops.expand_dims(valid, 0), signs
 
+    def forward_block(query_block, row, key_blocks):
+        def step(carry, column):
+            flipped, valid, _ = tile(query_block, row[0], *column)
+            return (carry[0] + ops.sum(ops.where(valid, ops.softplus(flipped), 0.0), -1),)
+
+        values = _scan(step, (ops.zeros((rows,), dtype),), (key_blocks, *column_data))[0][0]
+        return values, ops.zeros((rows, 0), dtype)  # the backward pass reads nothing saved
+
+    def tile_grads(query_block, row, saved, upstream):
+        factor = ops.expand_dims(upstream, 1)
+
+        def of(key_block, column):
+            flipped, valid, signs = tile(query_block, row[0], key_block, *column)
+            return ops.where(valid, signs * ops.sigmoid(flipped), 0.0) * factor
+
+        return of
+
+    return _tiled(queries, keys, (rows, width), (row_columns,), column_data, forward_block,
+                  tile_grads, ((), (0,)))  # fmt: skip
+
+
+def _tiled(queries, keys, blocks, row_data, column_data, forward_block, tile_grads, shapes):
+    """`[b, ...]` values of `queries` `[b, D]` against `keys` `[K, D]` by tiles, with the gradient
+    of the tiles: the frame of `blockwise_terms`, `blockwise_cross_entropies` and
+    `blockwise_sigmoid_sums`.
+
+    Args:
+        queries, keys: The unpadded queries and keys.
+        blocks: `(rows, columns)` of a tile.
+        row_data: `[nr, r, ...]` tensors; a row block gets its rows of each (`row`).
+        column_data: `[nc, c, ...]` tensors; a tile gets its columns of each (`column`).
+        forward_block: `(query_block, row, key_blocks) -> (values, saved)`, the `[r, ...]`
+            values of a row block and the `[r, ...]` statistics its backward pass reads.
+        tile_grads: `(query_block, row, saved, upstream) -> of`, where `of(key_block, column)`
+            is a tile's `[r, c]` logit gradient `G` (`upstream`: the row block's `[r, ...]`
+            upstream gradient of the values); `dq = G k` and `dk = G^T q` are accumulated.
+        shapes: The trailing shapes of the values and of the saved statistics (`(0,)`: none).
+    """
+    dtype = queries.dtype
+    rows, columns = blocks
+    value_shape, saved_shape = shapes
+
+    def row_loop(body, buffers, totals, query_blocks):
+        """`_row_loop` of `body(i, query_block, row)` over the row blocks `i`."""
+
+        def at(i):
+            row = tuple(ops.take(x, i, axis=0) for x in row_data)
+            return body(i, ops.take(query_blocks, i, axis=0), row)
+
+        return _row_loop(at, buffers, totals, ops.shape(query_blocks)[0])
+
+    # Padding and slicing stay outside the custom gradient (autodiff handles them; inside,
+    # `keras.ops.pad`'s name registry is a side effect that `torch.compile` refuses).
     @ops.custom_gradient
     def compute(query_blocks, key_blocks):
-        def forward(i):
-            query_block, positives = ops.take(query_blocks, i, 0), ops.take(row_columns, i, 0)
-
-            def step(carry, column):
-                flipped, valid, _ = tile(query_block, positives, *column)
-                return (carry[0] + ops.sum(ops.where(valid, ops.softplus(flipped), 0.0), -1),)
-
-            init = (ops.zeros((rows,), dtype),)
-            return (_scan(step, init, (key_blocks, *column_data))[0][0],), ()
-
         count = ops.shape(query_blocks)[0]
-        (values,), _ = _row_loop(forward, (ops.zeros((count, rows), dtype),), (), count)
+        (values, saved), _ = row_loop(
+            lambda i, query_block, row: (forward_block(query_block, row, key_blocks), ()),
+            (
+                ops.zeros((count, rows, *value_shape), dtype),
+                ops.zeros((count, rows, *saved_shape), dtype),
+            ),
+            (),
+            query_blocks,
+        )
 
         def grad(*args, upstream=None):
             upstream = backend.upstream_gradient(args, upstream)
-            upstream = ops.reshape(upstream, (-1, rows))
+            upstream = ops.reshape(upstream, (-1, rows, *value_shape))
 
-            def backward(i):
-                query_block, positives = ops.take(query_blocks, i, 0), ops.take(row_columns, i, 0)
-                factor = ops.expand_dims(ops.take(upstream, i, 0), 1)
+            def body(i, query_block, row):
+                of = tile_grads(
+                    query_block, row, ops.take(saved, i, axis=0), ops.take(upstream, i, axis=0)
+                )
 
                 def step(carry, column):
-                    flipped, valid, signs = tile(query_block, positives, *column)
-                    logit_grad = ops.where(valid, signs * ops.sigmoid(flipped), 0.0) * factor
+                    key_block = column[0]
+                    logit_grad = of(key_block, column[1:])
                     return (
-                        carry[0] + ops.matmul(logit_grad, column[0]),
+                        carry[0] + ops.matmul(logit_grad, key_block),
                         ops.matmul(ops.transpose(logit_grad), query_block),
                     )
 
@@ -493,17 +442,18 @@ def blockwise_sigmoid_sums(queries, keys, columns, *, block_size):
                 (query_grad, _), (_, key_grads) = _scan(step, init, (key_blocks, *column_data))
                 return (query_grad,), (key_grads,)
 
-            (query_grads,), (key_grads,) = _row_loop(
-                backward,
+            (query_grads,), (key_grads,) = row_loop(
+                body,
                 (ops.zeros(ops.shape(query_blocks), dtype),),
                 (ops.zeros(ops.shape(key_blocks), dtype),),
-                count,
+                query_blocks,
             )
             return query_grads, key_grads
 
-        return ops.reshape(values, (-1,)), grad
+        return ops.reshape(values, (-1, *value_shape)), grad
 
-    return compute(_blocks(queries, rows), _blocks(keys, width))[:num_rows]
+    num_rows = ops.shape(queries)[0]
+    return compute(_blocks(queries, rows), _blocks(keys, columns))[:num_rows]
 
 
 def _row_loop(body, buffers, totals, count):
