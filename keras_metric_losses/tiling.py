@@ -30,7 +30,7 @@ The loops are `keras.ops.scan`s with static shapes (a compiled loop under `jax.j
 holds a few `[block_size, block_size]` tiles.
 """
 
-from keras_metric_losses import backend
+from keras_metric_losses import _tiles
 from keras_metric_losses.backend import ops
 from keras_metric_losses.ops import lowest_finite, shifted_exp, sigmoid_signs
 
@@ -79,19 +79,19 @@ def blockwise_terms(pairs, *, scale, pairwise, block_size):
     num_rows, num_keys = ops.shape(queries)[0], ops.shape(keys)[0]
     if 0 in (num_rows, num_keys):  # nothing to pair: zero statistics and zero gradients
         return ops.zeros((num_rows, 4), dtype) + 0.0 * ops.sum(queries) + 0.0 * ops.sum(keys)
-    rows = _block(num_rows, block_size)
-    columns = _block(num_keys, block_size)
+    rows = _tiles.block(num_rows, block_size)
+    columns = _tiles.block(num_keys, block_size)
     if self_columns is None:
         self_columns = ops.full((num_rows,), -1, dtype="int32")
     row_data = (
-        _blocks(labels, rows),
-        _blocks(ops.cast(self_columns, "int32"), rows, fill=-1),
-        _blocks(_valid(anchor_valid, num_rows), rows, fill=False),
+        _tiles.blocks(labels, rows),
+        _tiles.blocks(ops.cast(self_columns, "int32"), rows, fill=-1),
+        _tiles.blocks(_tiles.valid(anchor_valid, num_rows), rows, fill=False),
     )
     column_data = (
-        _blocks(key_labels, columns),
-        ops.reshape(ops.arange(_padded(num_keys, columns), dtype="int32"), (-1, columns)),
-        _blocks(_valid(key_valid, num_keys), columns, fill=False),
+        _tiles.blocks(key_labels, columns),
+        ops.reshape(ops.arange(_tiles.padded(num_keys, columns), dtype="int32"), (-1, columns)),
+        _tiles.blocks(_tiles.valid(key_valid, num_keys), columns, fill=False),
     )
     lowest = lowest_finite(dtype)
 
@@ -125,7 +125,7 @@ def blockwise_terms(pairs, *, scale, pairwise, block_size):
         def body(carry, column):
             return step(carry, tile(query_block, row, column[0], column[1:]))
 
-        return _scan(body, init, (key_blocks, *column_data))[0]
+        return _tiles.scan(body, init, (key_blocks, *column_data))[0]
 
     def online(carry, tile_):
         """Online log-sum-exp over the denominator, and the counts of pairs. Without
@@ -203,7 +203,7 @@ def blockwise_terms(pairs, *, scale, pairwise, block_size):
 
         return of
 
-    return _tiled(queries, keys, (rows, columns), row_data, column_data, forward_block,
+    return _tiles.tiled(queries, keys, (rows, columns), row_data, column_data, forward_block,
                   tile_grads, ((4,), (4,)))  # fmt: skip
 
 
@@ -235,17 +235,17 @@ def blockwise_cross_entropies(queries, keys, targets, *, block_size, self_column
     if 0 in (num_rows, num_keys):  # nothing to pair: zero values and zero gradients
         return ops.zeros((num_rows,), dtype) + 0.0 * ops.sum(queries) + 0.0 * ops.sum(keys)
     targets = ops.cast(targets, "int32")
-    rows, columns = _block(num_rows, block_size), _block(num_keys, block_size)
+    rows, columns = _tiles.block(num_rows, block_size), _tiles.block(num_keys, block_size)
     padded = not isinstance(num_keys, int) or num_keys % columns != 0
     lowest = lowest_finite(dtype)
-    row_data = [_blocks(targets, rows, fill=-1)]
+    row_data = [_tiles.blocks(targets, rows, fill=-1)]
     if self_columns is not None:
-        row_data.append(_blocks(ops.cast(self_columns, "int32"), rows, fill=-1))
+        row_data.append(_tiles.blocks(ops.cast(self_columns, "int32"), rows, fill=-1))
     column_data = [
-        ops.reshape(ops.arange(_padded(num_keys, columns), dtype="int32"), (-1, columns))
+        ops.reshape(ops.arange(_tiles.padded(num_keys, columns), dtype="int32"), (-1, columns))
     ]
     if padded:  # the padding keys' logits are raised to the lowest value
-        column_data.append(_blocks(ops.zeros((num_keys,), dtype), columns, fill=lowest))
+        column_data.append(_tiles.blocks(ops.zeros((num_keys,), dtype), columns, fill=lowest))
 
     def tile(query_block, row, key_block, column):
         """The tile's logits, left-out columns at the lowest finite value."""
@@ -282,7 +282,7 @@ def blockwise_cross_entropies(queries, keys, targets, *, block_size, self_column
         """`[r]` values and the saved `[r, 3]` (maximum, log l, `p_t - 1`) of a row block."""
         zeros = ops.zeros((rows,), dtype)
         init = (ops.full((rows,), lowest, dtype), zeros, zeros)
-        maximum, total, positive = _scan(
+        maximum, total, positive = _tiles.scan(
             online(query_block, row), init, (key_blocks, *column_data)
         )[0]
         has_keys = total > 0
@@ -309,7 +309,7 @@ def blockwise_cross_entropies(queries, keys, targets, *, block_size, self_column
 
         return of
 
-    return _tiled(queries, keys, (rows, columns), row_data, column_data, forward_block,
+    return _tiles.tiled(queries, keys, (rows, columns), row_data, column_data, forward_block,
                   tile_grads, ((), (3,)))  # fmt: skip
 
 
@@ -339,11 +339,11 @@ def blockwise_sigmoid_sums(queries, keys, columns, *, block_size):
     num_rows, num_keys = ops.shape(queries)[0], ops.shape(keys)[0]
     if 0 in (num_rows, num_keys):  # nothing to sum: zero values and zero gradients
         return ops.zeros((num_rows,), dtype) + 0.0 * (ops.sum(queries) + ops.sum(keys))
-    rows, width = _block(num_rows, block_size), _block(num_keys, block_size)
-    row_columns = _blocks(ops.cast(columns, "int32"), rows, fill=-1)
+    rows, width = _tiles.block(num_rows, block_size), _tiles.block(num_keys, block_size)
+    row_columns = _tiles.blocks(ops.cast(columns, "int32"), rows, fill=-1)
     column_data = (
-        ops.reshape(ops.arange(_padded(num_keys, width), dtype="int32"), (-1, width)),
-        _blocks(_valid(None, num_keys), width, fill=False),
+        ops.reshape(ops.arange(_tiles.padded(num_keys, width), dtype="int32"), (-1, width)),
+        _tiles.blocks(_tiles.valid(None, num_keys), width, fill=False),
     )
 
     def tile(query_block, positives, key_block, index, valid):
@@ -357,7 +357,7 @@ def blockwise_sigmoid_sums(queries, keys, columns, *, block_size):
             flipped, valid, _ = tile(query_block, row[0], *column)
             return (carry[0] + ops.sum(ops.where(valid, ops.softplus(flipped), 0.0), -1),)
 
-        values = _scan(step, (ops.zeros((rows,), dtype),), (key_blocks, *column_data))[0][0]
+        values = _tiles.scan(step, (ops.zeros((rows,), dtype),), (key_blocks, *column_data))[0][0]
         return values, ops.zeros((rows, 0), dtype)  # the backward pass reads nothing saved
 
     def tile_grads(query_block, row, saved, upstream):
@@ -369,159 +369,5 @@ def blockwise_sigmoid_sums(queries, keys, columns, *, block_size):
 
         return of
 
-    return _tiled(queries, keys, (rows, width), (row_columns,), column_data, forward_block,
+    return _tiles.tiled(queries, keys, (rows, width), (row_columns,), column_data, forward_block,
                   tile_grads, ((), (0,)))  # fmt: skip
-
-
-def _tiled(queries, keys, blocks, row_data, column_data, forward_block, tile_grads, shapes):
-    """`[b, ...]` values of `queries` `[b, D]` against `keys` `[K, D]` by tiles, with the gradient
-    of the tiles: the frame of `blockwise_terms`, `blockwise_cross_entropies` and
-    `blockwise_sigmoid_sums`.
-
-    Args:
-        queries, keys: The unpadded queries and keys.
-        blocks: `(rows, columns)` of a tile.
-        row_data: `[nr, r, ...]` tensors; a row block gets its rows of each (`row`).
-        column_data: `[nc, c, ...]` tensors; a tile gets its columns of each (`column`).
-        forward_block: `(query_block, row, key_blocks) -> (values, saved)`, the `[r, ...]`
-            values of a row block and the `[r, ...]` statistics its backward pass reads.
-        tile_grads: `(query_block, row, saved, upstream) -> of`, where `of(key_block, column)`
-            is a tile's `[r, c]` logit gradient `G` (`upstream`: the row block's `[r, ...]`
-            upstream gradient of the values); `dq = G k` and `dk = G^T q` are accumulated.
-        shapes: The trailing shapes of the values and of the saved statistics (`(0,)`: none).
-    """
-    dtype = queries.dtype
-    rows, columns = blocks
-    value_shape, saved_shape = shapes
-
-    def row_loop(body, buffers, totals, query_blocks):
-        """`_row_loop` of `body(i, query_block, row)` over the row blocks `i`."""
-
-        def at(i):
-            row = tuple(ops.take(x, i, axis=0) for x in row_data)
-            return body(i, ops.take(query_blocks, i, axis=0), row)
-
-        return _row_loop(at, buffers, totals, ops.shape(query_blocks)[0])
-
-    # Padding and slicing stay outside the custom gradient (autodiff handles them; inside,
-    # `keras.ops.pad`'s name registry is a side effect that `torch.compile` refuses).
-    @ops.custom_gradient
-    def compute(query_blocks, key_blocks):
-        count = ops.shape(query_blocks)[0]
-        (values, saved), _ = row_loop(
-            lambda i, query_block, row: (forward_block(query_block, row, key_blocks), ()),
-            (
-                ops.zeros((count, rows, *value_shape), dtype),
-                ops.zeros((count, rows, *saved_shape), dtype),
-            ),
-            (),
-            query_blocks,
-        )
-
-        def grad(*args, upstream=None):
-            upstream = backend.upstream_gradient(args, upstream)
-            upstream = ops.reshape(upstream, (-1, rows, *value_shape))
-
-            def body(i, query_block, row):
-                of = tile_grads(
-                    query_block, row, ops.take(saved, i, axis=0), ops.take(upstream, i, axis=0)
-                )
-
-                def step(carry, column):
-                    key_block = column[0]
-                    logit_grad = of(key_block, column[1:])
-                    return (
-                        carry[0] + ops.matmul(logit_grad, key_block),
-                        ops.matmul(ops.transpose(logit_grad), query_block),
-                    )
-
-                init = (
-                    ops.zeros(ops.shape(query_block), dtype),
-                    ops.zeros(ops.shape(key_blocks)[1:], dtype),
-                )
-                (query_grad, _), (_, key_grads) = _scan(step, init, (key_blocks, *column_data))
-                return (query_grad,), (key_grads,)
-
-            (query_grads,), (key_grads,) = row_loop(
-                body,
-                (ops.zeros(ops.shape(query_blocks), dtype),),
-                (ops.zeros(ops.shape(key_blocks), dtype),),
-                query_blocks,
-            )
-            return query_grads, key_grads
-
-        return ops.reshape(values, (-1, *value_shape)), grad
-
-    num_rows = ops.shape(queries)[0]
-    return compute(_blocks(queries, rows), _blocks(keys, columns))[:num_rows]
-
-
-def _row_loop(body, buffers, totals, count):
-    """`body(i) -> (outputs, terms)` over the row blocks `i < count`: each `[r, ...]` output
-    goes to row `i` of its `[nr, r, ...]` buffer, each term is summed into its total. Returns
-    `(buffers, totals)`."""
-
-    def loop(i, carry):
-        outputs, terms = body(i)
-        return (
-            tuple(_put(buffer, i, x) for buffer, x in zip(carry[0], outputs, strict=True)),
-            tuple(total + x for total, x in zip(carry[1], terms, strict=True)),
-        )
-
-    return _fori_loop(count, loop, (buffers, totals))
-
-
-def _fori_loop(count, body, init):
-    """`keras.ops.fori_loop(0, count, body, init)` (written out on PyTorch, see `_scan`)."""
-    if not backend.PYTHON_LOOPS:
-        return ops.fori_loop(0, count, body, init)
-    for index in range(count):
-        init = body(index, init)
-    return init
-
-
-def _scan(step, init, xs):
-    """`keras.ops.scan` of `carry = step(carry, x)` over the first axis of the tuple `xs`,
-    with the carries (flat tuples of tensors) as outputs: `(last carry, stacked carries)`.
-
-    TensorFlow's `keras.ops.scan` needs each step's output to match the carry. On PyTorch the
-    loop is written here: `keras.ops.scan` is a Python loop there too, but its `keras.tree`
-    calls stop `torch.compile` inside the `torch.autograd.Function` of `custom_gradient`.
-    """
-    if not backend.PYTHON_LOOPS:
-        return ops.scan(lambda carry, x: (step(carry, x),) * 2, init, xs)
-    carries = []
-    for index in range(ops.shape(xs[0])[0]):
-        init = step(init, tuple(x[index] for x in xs))
-        carries.append(init)
-    return init, tuple(ops.stack(parts) for parts in zip(*carries, strict=True))
-
-
-def _put(buffer, index, value):
-    """`buffer` `[n, ...]` with row `index` replaced by `value`: a `where`, since
-    `keras.ops.slice_update` copies the buffer on PyTorch and is an XLA op on TensorFlow."""
-    rows = ops.arange(ops.shape(buffer)[0], dtype="int32")
-    selected = ops.reshape(ops.equal(rows, index), (-1,) + (1,) * (len(buffer.shape) - 1))
-    return ops.where(selected, ops.expand_dims(value, 0), buffer)
-
-
-def _block(size, block_size):
-    """Rows of a block: `block_size`, or the whole axis when it is shorter (static)."""
-    return min(block_size, size) if isinstance(size, int) else block_size
-
-
-def _padded(size, block):
-    return size + (-size) % block
-
-
-def _valid(mask, size):
-    return ops.ones((size,), dtype="bool") if mask is None else ops.cast(mask, "bool")
-
-
-def _blocks(x, block, fill=0):
-    """`[n, ...]` -> `[ceil(n / block), block, ...]`, the last block padded with `fill`."""
-    x = ops.convert_to_tensor(x)
-    padding = (-ops.shape(x)[0]) % block
-    if not isinstance(padding, int) or padding:
-        x = ops.pad(x, [(0, padding)] + [(0, 0)] * (len(x.shape) - 1), constant_values=fill)
-    return ops.reshape(x, (-1, block, *ops.shape(x)[1:]))

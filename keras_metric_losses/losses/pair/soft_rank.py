@@ -18,9 +18,8 @@ besides the tiles. The blocks go by `keras.ops.fori_loop` (a Python loop on PyTo
 fails on TensorFlow when the batch size is unknown (`model.fit` on a dataset).
 """
 
-from keras_metric_losses import backend
+from keras_metric_losses import _tiles, backend
 from keras_metric_losses.backend import ops
-from keras_metric_losses.tiling import _blocks, _fori_loop, _put
 
 # Elements of one `[rows, K, K]` tile (the rows per step follow from it).
 _TILE_ELEMENTS = 2**24
@@ -45,7 +44,7 @@ def soft_ranks(similarity, weights, *, temperature, clip=None):
     num_rows, num_keys = ops.shape(similarity)
     rows = _rows(num_rows, num_keys)
     weights = ops.stop_gradient(ops.cast(weights, similarity.dtype))
-    weight_blocks = _blocks(weights, rows)
+    weight_blocks = _tiles.blocks(weights, rows)
 
     def sigmoids(block):
         """The sigmoids of one block's `[rows, K, K]` gaps (`l` on axis 1, `m` on axis 2)."""
@@ -58,9 +57,11 @@ def soft_ranks(similarity, weights, *, temperature, clip=None):
 
         def forward(i, ranks):
             tile = sigmoids(ops.take(similarity_blocks, i, axis=0))
-            return _put(ranks, i, ops.matmul(tile, ops.take(weight_blocks, i, axis=0)))
+            return _tiles.put(ranks, i, ops.matmul(tile, ops.take(weight_blocks, i, axis=0)))
 
-        ranks = _fori_loop(count, forward, ops.zeros(ops.shape(weight_blocks), similarity.dtype))
+        ranks = _tiles.fori_loop(
+            count, forward, ops.zeros(ops.shape(weight_blocks), similarity.dtype)
+        )
 
         def grad(*args, upstream=None):
             upstream = backend.upstream_gradient(args, upstream)
@@ -71,14 +72,14 @@ def soft_ranks(similarity, weights, *, temperature, clip=None):
                 weights_t = ops.transpose(ops.take(weight_blocks, i, axis=0), (0, 2, 1))
                 outer = ops.matmul(ops.take(upstream, i, axis=0) / temperature, weights_t)
                 d_gaps = outer * sigmoid * (1.0 - sigmoid)
-                return _put(gradient, i, ops.sum(d_gaps, axis=1) - ops.sum(d_gaps, axis=2))
+                return _tiles.put(gradient, i, ops.sum(d_gaps, axis=1) - ops.sum(d_gaps, axis=2))
 
             zeros = ops.zeros(ops.shape(similarity_blocks), similarity.dtype)
-            return _fori_loop(count, backward, zeros)
+            return _tiles.fori_loop(count, backward, zeros)
 
         return ranks, grad
 
-    ranks = compute(_blocks(similarity, rows))
+    ranks = compute(_tiles.blocks(similarity, rows))
     return ops.reshape(ranks, (-1, *ops.shape(ranks)[2:]))[:num_rows]
 
 
