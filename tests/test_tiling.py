@@ -4,7 +4,7 @@ eagerly and under each backend's compiler."""
 import keras
 import numpy as np
 import pytest
-from support import numpy, value_and_grad
+from support import compiled, numpy, value_and_grad
 
 import keras_metric_losses as kml
 
@@ -147,8 +147,8 @@ def test_tiled_half_precision_returns_the_input_dtype():
 
 def compiled_value_and_grad(fn, x, xla=True, generate_code=True):
     """`(fn(x), d fn / d x)` with `fn` compiled: `jax.jit`, `tf.function` (XLA or not), or
-    `torch.compile(fullgraph=True)` of the forward (its backward is compiled by AOT autograd;
-    `generate_code=False`: both graphs run eagerly, as `support.compiled`'s)."""
+    `support.compiled`'s `torch.compile(fullgraph=True)` of the forward (its backward is
+    compiled by AOT autograd; `generate_code=False`: both graphs run eagerly)."""
     x = keras.ops.convert_to_tensor(x)
     if BACKEND == "jax":
         import jax
@@ -169,8 +169,7 @@ def compiled_value_and_grad(fn, x, xla=True, generate_code=True):
         import torch
 
         x = x.detach().requires_grad_(True)
-        options = {} if generate_code else {"backend": "aot_eager"}
-        value = torch.compile(fn, fullgraph=True, **options)(x)
+        value = compiled(fn, generate_code=generate_code)(x)
         (grad,) = torch.autograd.grad(value, x)
     return numpy(value), numpy(grad)
 
