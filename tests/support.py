@@ -132,6 +132,32 @@ def traced(fn):
     return fn
 
 
+def repeated_draws(fn, trials, seed=0):
+    """`fn(seed_generator)` `trials` times with one generator, compiled where that is cheap."""
+    generator = keras.random.SeedGenerator(seed)
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        @jax.jit
+        def step(state):
+            with keras.StatelessScope(state_mapping=[(generator.state, state)]) as scope:
+                out = fn(generator)
+            return out, scope.get_current_value(generator.state)
+
+        state, draws = generator.state.value, []
+        for _ in range(trials):
+            out, state = step(state)
+            draws.append(out)
+        return np.stack([numpy(d) for d in draws])
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        step = tf.function(lambda: fn(generator), jit_compile=True)
+        return np.stack([numpy(step()) for _ in range(trials)])
+    return np.stack([numpy(fn(generator)) for _ in range(trials)])
+
+
 def compile_frozen(model, run):
     """Compiles `model` with a zero learning rate for a golden check's `run`: its step compiled
     where `run.jit_compile` is set (see tests/test_golden.py), eager otherwise."""

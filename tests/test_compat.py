@@ -22,8 +22,14 @@ def _positional(obj):
     return [p.name for p in parameters if p.kind in kinds]
 
 
+# Every case on torch (0.3 s there, 29 s op by op on JAX's empty cache), the first of each call
+# elsewhere: the translation of PML's arguments is Python, and the golden tests check the same
+# cases through it on every backend.
 @pytest.mark.parametrize(
-    "case", first_of_each((c["call"], pytest.param(c, id=c["id"])) for c in PML_CASES)
+    "case",
+    first_of_each(
+        ((c["call"], pytest.param(c, id=c["id"])) for c in PML_CASES), every_one_on="torch"
+    ),
 )
 def test_pml_losses_from_pml_arguments_give_pml_values(case):
     kwargs = dict(case["kwargs"])

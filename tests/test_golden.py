@@ -47,7 +47,7 @@ def compiled_run(fn, *arrays):
 
 
 def graph_run(fn, *arrays):
-    return compiled(fn, generate_code=False)(*arrays)
+    return compiled(fn, trace_only=True)(*arrays)
 
 
 # `run.compiled`: `run` compiles the functions it is given (checks skip their eager-only parts).

@@ -13,6 +13,7 @@ from support import (
     first_of_each,
     golden_cases,
     numpy,
+    repeated_draws,
     value_and_grad,
 )
 
@@ -26,7 +27,6 @@ from keras_metric_losses.sampling import _race_plan, _unique_log_uniform
 
 NCE = golden_cases("nce")
 SOFTMAX = golden_cases("sampled_softmax")
-SAMPLER = golden_cases("log_uniform_sampler")
 FUNCTIONS = {"nce_loss": kml.nce_loss, "sampled_softmax_loss": kml.sampled_softmax_loss}
 
 
@@ -368,58 +368,6 @@ def test_value_checks_read_bfloat16_inputs_and_labels(fn):
 def log_uniform_probs(range_max):
     k = np.arange(range_max, dtype=np.float64)
     return np.log1p(1.0 / (k + 1.0)) / np.log1p(range_max)
-
-
-def repeated_draws(fn, trials, seed=0):
-    """`fn(seed_generator)` `trials` times with one generator, compiled where that is cheap."""
-    generator = keras.random.SeedGenerator(seed)
-    backend = keras.backend.backend()
-    if backend == "jax":
-        import jax
-
-        @jax.jit
-        def step(state):
-            with keras.StatelessScope(state_mapping=[(generator.state, state)]) as scope:
-                out = fn(generator)
-            return out, scope.get_current_value(generator.state)
-
-        state, draws = generator.state.value, []
-        for _ in range(trials):
-            out, state = step(state)
-            draws.append(out)
-        return np.stack([numpy(d) for d in draws])
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        step = tf.function(lambda: fn(generator), jit_compile=True)
-        return np.stack([numpy(step()) for _ in range(trials)])
-    return np.stack([numpy(fn(generator)) for _ in range(trials)])
-
-
-@pytest.mark.slow  # thousands of sampler draws
-@pytest.mark.parametrize("case", SAMPLER, ids=[c["id"] for c in SAMPLER])
-def test_unique_inclusion_frequencies_match_tensorflow(case):
-    range_max, num_sampled, golden_trials = case["range_max"], case["num_sampled"], case["trials"]
-    trials = 2000
-    labels = np.zeros((1, 1), "int32")
-
-    def draw(generator):
-        return kml.log_uniform_candidate_sampler(
-            labels, 1, num_sampled, True, range_max, seed=generator
-        )[0]
-
-    draws = repeated_draws(draw, trials)
-    assert draws.shape == (trials, num_sampled)
-    assert all(len(set(row)) == num_sampled for row in draws)
-    assert draws.min() >= 0 and draws.max() < range_max
-    frequency = np.bincount(draws.ravel(), minlength=range_max) / trials
-    golden = np.asarray(case["inclusion_frequency"])
-    assert abs(frequency.sum() - num_sampled) < 1e-9 and abs(golden.sum() - num_sampled) < 1e-6
-    # Two independent binomial proportions: 5 standard errors (+ 1/trials for p near 0 or 1);
-    # over 1,020 classes a false alarm has probability ~ 1e-3.
-    p = (frequency * trials + golden * golden_trials) / (trials + golden_trials)
-    error = np.sqrt(p * (1 - p) * (1 / trials + 1 / golden_trials))
-    assert (np.abs(frequency - golden) <= 5 * error + 1.0 / trials).all()
 
 
 @pytest.mark.slow  # thousands of sampler draws
