@@ -103,18 +103,24 @@ def _draw_candidates(cross_replica, generator):
     )
 
 
-def distributed_specs():
-    """The specs of the losses with a `cross_replica` option. On TensorFlow, whose
-    `MirroredStrategy` traces a model per replica (seconds a loss), and on JAX, which compiles
-    a two-device program per model and option (43 s for all of them on an empty cache), the
-    losses on the shared embeddings front end (which gathers for them all) are represented by
-    the first of each family; torch runs them all."""
+def distributed_specs(cross_replica=True):
+    """The specs of the losses with a `cross_replica` option whose models `model.fit` trains
+    with the option set to `cross_replica`. On TensorFlow, whose `MirroredStrategy` traces a
+    model per replica (seconds a loss), and on JAX, which compiles a two-device program per
+    model and option (43 s for all of them on an empty cache):
+    - with the option, the losses on the shared embeddings front end (which gathers for them
+      all) are represented by the first of each family;
+    - without it, by the first loss: each replica then computes its loss alone and Keras
+      averages the replicas, whatever the loss (JAX: one program over the global batch).
+    torch's custom loop, which takes seconds in all, runs every loss both ways."""
     import keras
     from specs import SPECS
 
     specs = [spec for spec in SPECS if spec.cross_replica]
     if keras.backend.backend() == "torch":
         return specs
+    if not cross_replica:
+        return specs[:1]
     chosen, families = [], set()
     for spec in specs:
         if spec.kind.name == "embeddings":
@@ -149,7 +155,7 @@ def _models(cross_replica, nce_seed=NCE_SEED):
     import keras
 
     models = {}
-    for spec in distributed_specs():
+    for spec in distributed_specs(cross_replica):
         keras.utils.set_random_seed(3)
         model = spec.kind.model(cross_replica=cross_replica)
         models[spec.name] = (model, spec.loss(cross_replica=cross_replica), *spec_problem(spec))
