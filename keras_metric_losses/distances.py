@@ -32,37 +32,48 @@ from keras_metric_losses.backend import ops
 from keras_metric_losses.ops import l2_normalize, positive_part, safe_sqrt
 
 
-def _squared_norm_expansion(query, key):
-    """`|q|^2 - 2 q.k + |k|^2`, clamped at 0, in the order TensorFlow Similarity computes it."""
+def _norm_expansion(query, key):
+    """`|q|^2 - 2 q.k + |k|^2` (rounding can take it below 0), in the order TensorFlow
+    Similarity computes it."""
     query_norms = ops.sum(ops.square(query), axis=1, keepdims=True)
     key_norms = ops.sum(ops.square(key), axis=1, keepdims=True)
     products = ops.matmul(2.0 * query, ops.transpose(key))  # = 2 (q.k) exactly, no [Q, K] pass
-    return positive_part(query_norms - products + ops.transpose(key_norms))
+    return query_norms - products + ops.transpose(key_norms)
+
+
+def _squared_norm_expansion(query, key):
+    """`_norm_expansion` clamped at 0, differentiably (`positive_part`)."""
+    return positive_part(_norm_expansion(query, key))
 
 
 def _euclidean(query, key):
     """`(euclidean(query, key), its gradient function)`, for `keras.ops.custom_gradient`.
 
-    With `g` the upstream gradient and `S = g / (2 D)` where `D > 0` (0 where `D = 0`: the
-    gradient of `safe_sqrt`), `d/dq = 2 (q sum_k S - S k)` and `d/dk = 2 (k sum_q S - S^T q)`:
-    three `[Q, K]` passes and two products, where automatic differentiation replayed the
-    clamp, the masks and the square root (about twelve passes; eager torch).
+    No automatic differentiation passes through the forward computation, so it is the square
+    root of `relu` of the expansion (exactly 0 where that is <= 0; `relu` and `sqrt` keep NaN):
+    five `[Q, K]` passes with the product, where `safe_sqrt(positive_part(...))`, whose
+    gradient is finite at 0, took eleven.
+
+    With `g` the upstream gradient and `S = g / D` where `D > 0` (0 where `D = 0`: the
+    gradient of `safe_sqrt`, computed as `g / inf`, so that a NaN upstream stays NaN),
+    `d/dq = q sum_k S - S k` and `d/dk = k sum_q S - S^T q`: three `[Q, K]` passes and two
+    products, where automatic differentiation replayed the clamp, the masks and the square
+    root (about twelve passes; eager torch).
     """
-    distances = safe_sqrt(_squared_norm_expansion(query, key))
+    distances = ops.sqrt(ops.relu(_norm_expansion(query, key)))
     # Eager torch runs the whole gradient function: no product for keys without a gradient
     # (a cross-batch memory). Graphs (TF, `torch.compile`) prune the unused part.
     key_gradient = getattr(key, "requires_grad", True)
 
     def grad(*args, upstream=None):
         upstream = backend.upstream_gradient(args, upstream)
-        kept = ops.logical_not(distances <= 0)  # NaN distances pass NaN on, as `safe_sqrt`
-        scaled = ops.where(kept, upstream / (2.0 * ops.where(kept, distances, 1.0)), 0.0)
-        d_query = 2.0 * (query * ops.sum(scaled, axis=1, keepdims=True) - ops.matmul(scaled, key))
+        # NaN distances pass NaN on (`NaN <= 0` is false), as `safe_sqrt`.
+        scaled = upstream / ops.where(distances <= 0, float("inf"), distances)
+        d_query = query * ops.sum(scaled, axis=1, keepdims=True) - ops.matmul(scaled, key)
         if not key_gradient:
             return d_query, None
-        d_key = 2.0 * (
-            key * ops.expand_dims(ops.sum(scaled, axis=0), 1)
-            - ops.matmul(ops.transpose(scaled), query)
+        d_key = key * ops.expand_dims(ops.sum(scaled, axis=0), 1) - ops.matmul(
+            ops.transpose(scaled), query
         )
         return d_query, d_key
 
@@ -135,7 +146,7 @@ def euclidean(query, key):
     (`keras.ops.custom_gradient`); JAX differentiates the expression, which XLA fuses.
     """
     if backend.ALWAYS_COMPILED:  # XLA fuses the differentiated passes
-        return _euclidean(query, key)[0]
+        return safe_sqrt(_squared_norm_expansion(query, key))
     return _euclidean_with_gradient(ops.convert_to_tensor(query), ops.convert_to_tensor(key))
 
 
