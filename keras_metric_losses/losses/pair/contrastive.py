@@ -20,6 +20,22 @@ def _snr_matrix(pairs):
     return noise / ops.where(defined, signal, ops.ones_like(signal)), defined
 
 
+def _terms(pairs, *, distance, pos_margin, neg_margin):
+    """`[(pos_loss, positive), (neg_loss, negative)]`: each kind's `[b, K]` hinge values on
+    every pair (not masked) and its mask."""
+    positive, negative = pairs.positive, pairs.negative
+    if distance == "snr":
+        matrix, defined = _snr_matrix(pairs)
+        similarity = False
+        positive, negative = ops.logical_and(positive, defined), ops.logical_and(negative, defined)
+    else:
+        matrix, similarity = pair_matrix(pairs, distance)
+    return [
+        (ops.relu(beyond(matrix, pos_margin, similarity)), positive),
+        (ops.relu(beyond(neg_margin, matrix, similarity)), negative),
+    ]
+
+
 def contrastive_elements(pairs, *, distance, pos_margin, neg_margin):
     """PML's unreduced contrastive terms, dense: `{"pos_loss": (values, mask), "neg_loss":
     (values, mask)}` with `[b, K]` values (0 outside the mask) and the masks of the pairs.
@@ -28,15 +44,9 @@ def contrastive_elements(pairs, *, distance, pos_margin, neg_margin):
     0)` on negative pairs, the margins flipped for a similarity (`distances.larger_is_closer`).
     With `distance="snr"` a query of zero variance has no pairs (PML: NaN).
     """
-    positive, negative = pairs.positive, pairs.negative
-    if distance == "snr":
-        matrix, defined = _snr_matrix(pairs)
-        similarity = False
-        positive, negative = ops.logical_and(positive, defined), ops.logical_and(negative, defined)
-    else:
-        matrix, similarity = pair_matrix(pairs, distance)
-    pos = ops.relu(beyond(matrix, pos_margin, similarity))
-    neg = ops.relu(beyond(neg_margin, matrix, similarity))
+    (pos, positive), (neg, negative) = _terms(
+        pairs, distance=distance, pos_margin=pos_margin, neg_margin=neg_margin
+    )
     return {
         "pos_loss": (masked(pos, positive), positive),
         "neg_loss": (masked(neg, negative), negative),
@@ -92,9 +102,11 @@ def contrastive_per_anchor(pairs, *, reducer, **hyperparameters):
     Reference: Hadsell, Chopra and LeCun, CVPR 2006; pytorch-metric-learning 2.9
     `losses.ContrastiveLoss`.
     """
+    # The reducers mask the terms: masking them first too took two more `[b, K]` passes each
+    # way (a cross-batch memory's `[1024, 8192]` on eager torch: 5 ms a pass).
     parts = [
         reduction.reduce_elements(values, mask, reducer, reduction.nonzero_mean)
-        for values, mask in contrastive_elements(pairs, **hyperparameters).values()
+        for values, mask in _terms(pairs, **hyperparameters)
     ]
     return parts[0] + parts[1]
 
