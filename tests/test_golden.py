@@ -47,7 +47,7 @@ def compiled_run(fn, *arrays):
 
 
 def graph_run(fn, *arrays):
-    return compiled(fn, trace_only=True)(*arrays)
+    return compiled(fn, generate_code=False)(*arrays)
 
 
 # `run.compiled`: `run` compiles the functions it is given (checks skip their eager-only parts).
@@ -78,15 +78,13 @@ def compiled_cases(params):
     eager tier runs them all). Compiling takes seconds a case there (XLA through `tf2xla`,
     Dynamo and Inductor), and every case of every code path runs under XLA on JAX.
 
-    On torch the first of these cases of each file goes through Inductor (Dynamo, AOTAutograd
-    and code generation), and the others through Dynamo alone (`graph_run`): the same
-    whole-graph capture (`fullgraph=True`), its graph run eagerly; the checks compare forward
-    values, and models that a check builds run eagerly (`run.jit_compile`). On an empty
-    Inductor cache, as CI's is, the tier took 787 s of test time with Inductor for every case,
-    and 455 s with it for the first of each file (models still compiled); a warm cache hides
-    most of the difference (369 s). Each case compiles the first function its check runs
-    (`first_call_of`): 366 -> 216 s on torch. Dynamo alone instead of Dynamo and AOTAutograd:
-    a quarter less a case (the cached MNRL case 13.7 -> 10.3 s)."""
+    On torch the first of these cases of each file goes through Inductor, and the others through
+    Dynamo and AOTAutograd without Inductor's code generation (`graph_run`): the same
+    whole-graph capture of forward and backward, run eagerly, and models that a check builds
+    run eagerly (`run.jit_compile`). On an empty Inductor cache, as CI's is, the tier took 787 s
+    of test time with Inductor for every case, and 455 s with it for the first of each file
+    (models still compiled); a warm cache hides most of the difference (369 s). Each case
+    compiles the first function its check runs (`first_call_of`): 366 -> 216 s on torch."""
     seen, files = set(), set()
     for param in params:
         name, case = param.values
