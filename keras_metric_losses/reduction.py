@@ -48,7 +48,15 @@ def _row_sums(values, mask):
     return ops.reshape(ops.sum(ops.reshape(masked, (ops.shape(values)[0], -1)), axis=1), (-1,))
 
 
-def _count(mask, dtype, axis=None):
+def count(mask, dtype, axis=None):
+    """The number of `True` entries of `mask` (along `axis`), in `dtype`. A total is counted
+    without a float copy of the mask (`count_nonzero`: 3 ms against 27 ms for a cast and a sum
+    of a `[1024, 8192]` mask on eager torch); per row the cast and the sum are faster."""
+    if axis is None:
+        # Of a `[1, 1, N]` view: Keras' torch `count_nonzero` transposes its result, which
+        # warns below two dimensions.
+        total = ops.count_nonzero(ops.reshape(mask, (1, 1, -1)), axis=2)
+        return ops.cast(ops.reshape(total, ()), dtype)
     return ops.sum(ops.cast(mask, dtype), axis=axis)
 
 
@@ -81,7 +89,7 @@ def anchor_mean(values, mask):
     """The mean of each anchor's elements where `mask` is set (0 for an anchor with none)."""
     values, mask = ops.convert_to_tensor(values), ops.convert_to_tensor(mask)
     flat = ops.reshape(mask, (ops.shape(mask)[0], -1))
-    return ops.divide_no_nan(_row_sums(values, mask), _count(flat, values.dtype, axis=1))
+    return ops.divide_no_nan(_row_sums(values, mask), count(flat, values.dtype, axis=1))
 
 
 @export
@@ -106,7 +114,7 @@ def batch_mean(values, mask):
     """Per-anchor shares of the mean over every element of the batch (PML's `MeanReducer`):
     the example's mean is 1.5, Keras' mean of its shares."""
     values = ops.convert_to_tensor(values)
-    return divided(values, mask, _count(mask, values.dtype))
+    return divided(values, mask, count(mask, values.dtype))
 
 
 @export
@@ -116,7 +124,7 @@ def nonzero_mean(values, mask):
     `AvgNonZeroReducer`): elements equal to 0 add nothing and do not count."""
     values = ops.convert_to_tensor(values)
     positive = ops.logical_and(ops.convert_to_tensor(mask), values > 0)
-    return divided(values, mask, _count(positive, values.dtype))
+    return divided(values, mask, count(positive, values.dtype))
 
 
 def reduce_elements(values, mask, reducer, pml_rule=nonzero_mean):

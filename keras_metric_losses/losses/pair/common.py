@@ -18,8 +18,3 @@ def pair_matrix(pairs, distance):
 def masked(values, mask):
     """`values` where `mask` holds, 0 elsewhere (no NaN from the unused entries)."""
     return ops.where(mask, values, 0.0)
-
-
-def count(mask, dtype):
-    """The number of `True` entries of `mask`, as a scalar of `dtype`."""
-    return ops.sum(ops.cast(mask, dtype))

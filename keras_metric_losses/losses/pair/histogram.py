@@ -3,7 +3,7 @@
 from keras_metric_losses import distances, reduction, validation
 from keras_metric_losses.backend import ops
 from keras_metric_losses.losses import base
-from keras_metric_losses.losses.pair.common import count, pair_matrix
+from keras_metric_losses.losses.pair.common import pair_matrix
 
 
 def histogram_per_anchor(pairs, *, n_bins, delta, distance):
@@ -65,7 +65,8 @@ def histogram_per_anchor(pairs, *, n_bins, delta, distance):
         ops.segment_sum(ops.reshape(ops.where(positive, w, 0.0), (-1,)), flat_index + k, nodes)
         for w, k in ((1.0 - upper, 0), (upper, 1))
     )
-    cumulative = ops.cumsum(histogram) / ops.maximum(count(positive, histogram.dtype), 1.0)
+    positives = reduction.count(positive, histogram.dtype)
+    cumulative = ops.cumsum(histogram) / ops.maximum(positives, 1.0)
     terms = (1.0 - upper) * ops.take(cumulative, index) + upper * ops.take(cumulative, index + 1)
     return reduction.reduce_elements(terms, negative, "pml", reduction.batch_mean)
 

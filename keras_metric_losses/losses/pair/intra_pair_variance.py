@@ -3,7 +3,7 @@
 from keras_metric_losses import distances, reduction
 from keras_metric_losses.backend import ops
 from keras_metric_losses.losses import base
-from keras_metric_losses.losses.pair.common import count, masked, pair_matrix
+from keras_metric_losses.losses.pair.common import masked, pair_matrix
 
 
 def intra_pair_variance_per_anchor(pairs, *, pos_eps, neg_eps, distance, reducer):
@@ -55,7 +55,7 @@ def intra_pair_variance_per_anchor(pairs, *, pos_eps, neg_eps, distance, reducer
 def _batch_mean(matrix, mask, cross_replica):
     """The mean of `matrix` over `mask`, of every replica's batch with `cross_replica`."""
     total = reduction.batch_sum(ops.sum(masked(matrix, mask)), cross_replica)
-    pairs = reduction.batch_total(count(mask, "float32"), cross_replica)
+    pairs = reduction.batch_total(reduction.count(mask, "float32"), cross_replica)
     return ops.divide_no_nan(total, ops.cast(pairs, matrix.dtype))
 
 

@@ -4,7 +4,7 @@
 from keras_metric_losses import reduction
 from keras_metric_losses.backend import ops
 from keras_metric_losses.losses import base
-from keras_metric_losses.losses.pair.common import count, masked
+from keras_metric_losses.losses.pair.common import masked
 from keras_metric_losses.losses.pair.soft_rank import own_column, soft_ranks
 
 VARIANTS = ("Ds", "Dq", "Iu", "Ib", "O")
@@ -65,7 +65,7 @@ def pnp_per_anchor(pairs, *, b, alpha, anneal, variant, anchor_as_positive, redu
     losses = ops.where(has_positive, losses, 0.0)
     if reducer == "anchor":
         return losses
-    return reduction.share(losses, count(has_positive, losses.dtype), pairs.num_rows)
+    return reduction.share(losses, reduction.count(has_positive, losses.dtype), pairs.num_rows)
 
 
 def _penalty(ranks, variant, b, alpha):
