@@ -33,8 +33,7 @@ from keras_metric_losses.ops import l2_normalize, positive_part, safe_sqrt
 
 
 def _norm_expansion(query, key):
-    """`|q|^2 - 2 q.k + |k|^2` (rounding can take it below 0), in the order TensorFlow
-    Similarity computes it."""
+    """`|q|^2 - 2 q.k + |k|^2` (may round below 0), in TensorFlow Similarity's order."""
     query_norms = ops.sum(ops.square(query), axis=1, keepdims=True)
     key_norms = ops.sum(ops.square(key), axis=1, keepdims=True)
     products = ops.matmul(2.0 * query, ops.transpose(key))  # = 2 (q.k) exactly, no [Q, K] pass
@@ -49,16 +48,11 @@ def _squared_norm_expansion(query, key):
 def _euclidean(query, key):
     """`(euclidean(query, key), its gradient function)`, for `keras.ops.custom_gradient`.
 
-    No automatic differentiation passes through the forward computation, so it is the square
-    root of `relu` of the expansion (exactly 0 where that is <= 0; `relu` and `sqrt` keep NaN):
-    five `[Q, K]` passes with the product, where `safe_sqrt(positive_part(...))`, whose
-    gradient is finite at 0, took eleven.
-
-    With `g` the upstream gradient and `S = g / D` where `D > 0` (0 where `D = 0`: the
-    gradient of `safe_sqrt`, computed as `g / inf`, so that a NaN upstream stays NaN),
-    `d/dq = q sum_k S - S k` and `d/dk = k sum_q S - S^T q`: three `[Q, K]` passes and two
-    products, where automatic differentiation replayed the clamp, the masks and the square
-    root (about twelve passes; eager torch).
+    Nothing differentiates the forward pass: `sqrt(relu(...))` of the expansion (0 where it is
+    <= 0, NaN kept), five `[Q, K]` passes with the product (eleven for `safe_sqrt`). With `g`
+    the upstream gradient and `S = g / D` (`g / inf` = 0 where `D = 0`, as `safe_sqrt`'s
+    gradient; a NaN `g` stays NaN), `d/dq = q sum_k S - S k` and `d/dk = k sum_q S - S^T q`:
+    three `[Q, K]` passes and two products (autodiff replayed about twelve; eager torch).
     """
     distances = ops.sqrt(ops.relu(_norm_expansion(query, key)))
     # Eager torch runs the whole gradient function: no product for keys without a gradient
